@@ -1,0 +1,91 @@
+/*
+ * zq_proto - ZQP/1 framing, as specified in docs/protocol.md (the source of truth; names
+ * here mirror it one to one).
+ *
+ * Every message is [identity (ROUTER side only)] ["ZQP01"] [COMMAND] [JSON body].
+ * Events on the PUB socket are [topic] ["ZQP01"] [JSON body].
+ */
+#ifndef ZQ_PROTO_H
+#define ZQ_PROTO_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#define ZQ_PROTO_VERSION "ZQP01"
+/* Largest message accepted on any socket (ZMQ_MAXMSGSIZE); bytes. Task args bigger than
+ * this belong in a blob store, not in a queue. */
+#define ZQ_MAX_MSG_SIZE (8 * 1024 * 1024)
+#define ZQ_MAX_IDENTITY 255
+#define ZQ_MAX_CMD 15
+
+/* Client/worker -> broker frontend (ROUTER). Every request is answered with REPLY. */
+#define ZQ_CMD_SUBMIT "SUBMIT"       /* send a task */
+#define ZQ_CMD_GET "GET"             /* wait for a task's terminal record */
+#define ZQ_CMD_QUERY "QUERY"         /* a task's record now, no waiting */
+#define ZQ_CMD_INFO "INFO"           /* broker endpoints and identity */
+#define ZQ_CMD_WORKERS "WORKERS"     /* live workers */
+#define ZQ_CMD_PURGE "PURGE"         /* drop queued tasks */
+#define ZQ_CMD_REVOKE "REVOKE"       /* revoke task ids */
+#define ZQ_CMD_QUEUES "QUEUES"       /* queue depths */
+#define ZQ_CMD_SCHEDULED "SCHEDULED" /* ETA tasks the broker still holds */
+#define ZQ_CMD_HELLO "HELLO"         /* worker joins */
+#define ZQ_CMD_HEARTBEAT "HEARTBEAT" /* worker is alive */
+#define ZQ_CMD_BYE "BYE"             /* worker leaves */
+#define ZQ_CMD_REPLY "REPLY"         /* broker -> requester */
+
+/* Broker -> worker, on the worker's dispatch channel (PUSH -> PULL). */
+#define ZQ_CMD_TASK "TASK"
+#define ZQ_CMD_REVOKED "REVOKED"
+
+/* Worker -> broker upstream (PUSH -> PULL). No reply. */
+#define ZQ_CMD_STATE "STATE"
+#define ZQ_CMD_RETURN "RETURN"
+/* ZQ_CMD_SUBMIT is also valid upstream (sub-tasks sent by running tasks). */
+
+/* Error codes carried in REPLY {"error": {"code": ..., "message": ...}}. */
+#define ZQ_WERR_PROTO "EPROTO"
+#define ZQ_WERR_VERSION "EVERSION"
+#define ZQ_WERR_INVAL "EINVAL"
+#define ZQ_WERR_NOTFOUND "ENOTFOUND"
+#define ZQ_WERR_STORE "ESTORE"
+#define ZQ_WERR_DUPLICATE "EDUPLICATE"
+#define ZQ_WERR_UNKNOWN_WORKER "EUNKNOWNWORKER"
+#define ZQ_WERR_UNKNOWN_CMD "EUNKNOWNCMD"
+
+typedef struct {
+    unsigned char identity[ZQ_MAX_IDENTITY + 1]; /* ROUTER peer id (or event topic) */
+    size_t identity_len;
+    char cmd[ZQ_MAX_CMD + 1];
+    cJSON *body; /* owned by the message; an object */
+} zq_msg_t;
+
+/* Decode already-received frames. has_identity: the first frame is a routing id.
+ * On error returns ZQ_EPROTO and writes a reason into err (never NULL-terminated
+ * beyond errlen). On success the caller owns out->body (zq_msg_clear). */
+int zq_msg_decode(const void *const *frames, const size_t *sizes, size_t nframes, int has_identity,
+                  zq_msg_t *out, char *err, size_t errlen);
+
+/* Receive one whole multipart message from sock and decode it. flags: 0 or ZMQ_DONTWAIT.
+ * ZQ_ETIMEOUT when nothing is waiting (DONTWAIT) / EAGAIN, ZQ_EIO on socket error,
+ * ZQ_EPROTO on a malformed message (fully consumed; err says why; out->identity is set
+ * when it could be read, so that the sender can be answered). */
+int zq_msg_recv(void *sock, int has_identity, zq_msg_t *out, int flags, char *err, size_t errlen);
+
+/* Send [identity?][ZQP01][cmd][json]. json is borrowed text of length len. */
+int zq_msg_send_raw(void *sock, const void *identity, size_t idlen, const char *cmd,
+                    const char *json, size_t len, int flags);
+/* Same, printing body (borrowed). */
+int zq_msg_send(void *sock, const void *identity, size_t idlen, const char *cmd, const cJSON *body,
+                int flags);
+/* Free the body and reset. */
+void zq_msg_clear(zq_msg_t *m);
+
+/* Build a REPLY body carrying an error. Caller owns return value. req may be NULL. */
+cJSON *zq_reply_error(const cJSON *req, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Apply the socket options every zq socket gets: linger, max message size, and
+ * reconnect intervals. */
+void zq_socket_defaults(void *sock);
+
+#endif

@@ -1,0 +1,296 @@
+/*
+ * zq.h - the zq SDK: the only header a task plugin or a client program includes.
+ *
+ * Two halves:
+ *   - Task side: a plugin (.so) exports one symbol, zq_plugin_entry(), returning a
+ *     zq_plugin_info_t that declares its module name, ABI version and task table.
+ *     Tasks receive their arguments as borrowed cJSON and hand back a cJSON result.
+ *   - Client side: zq_client_t sends tasks to a broker (apply_async / delay) and
+ *     waits for their results (zq_result_get), without polling.
+ *
+ * Link with `pkg-config --cflags --libs zq`. Everything here is documented in
+ * docs/plugin-abi.md (ownership table) and docs/protocol.md (what goes on the wire).
+ *
+ * Conventions: int functions return ZQ_OK (0) or a negative zq_err_t. Types are opaque;
+ * constructors are *_new, destructors *_destroy(T **p), NULL-safe, and clear *p.
+ */
+#ifndef ZQ_H
+#define ZQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZQ_VERSION_MAJOR 0
+#define ZQ_VERSION_MINOR 1
+#define ZQ_VERSION_PATCH 0
+
+/* Plugin ABI. Bump MAJOR when zq_plugin_info_t or zq_task_def_t change layout or meaning;
+ * bump MINOR when fields are only appended. The worker loads a plugin only when
+ * abi_major == ZQ_PLUGIN_ABI_MAJOR and abi_minor <= ZQ_PLUGIN_ABI_MINOR. */
+#define ZQ_PLUGIN_ABI_MAJOR 1
+#define ZQ_PLUGIN_ABI_MINOR 0
+
+/* ---------------------------------------------------------------------------------------
+ * Errors
+ */
+typedef enum {
+    ZQ_OK = 0,
+    ZQ_EINVAL = -1,     /* bad argument or input */
+    ZQ_ENOMEM = -2,     /* out of memory */
+    ZQ_EPROTO = -3,     /* malformed or unexpected message */
+    ZQ_EIO = -4,        /* socket or file error */
+    ZQ_ETIMEOUT = -5,   /* a wait ran out of time */
+    ZQ_EABI = -6,       /* plugin ABI mismatch */
+    ZQ_EPLUGIN = -7,    /* plugin could not be loaded */
+    ZQ_ENOTFOUND = -8,  /* no such task id / task name / worker */
+    ZQ_EREMOTE = -9,    /* the broker answered with an error (see zq_client_errmsg) */
+    ZQ_ESTORE = -10,    /* the broker could not store the task */
+    ZQ_ESTATE = -11,    /* operation not allowed in this state */
+    ZQ_EDUPLICATE = -12 /* name already in use */
+} zq_err_t;
+
+/* Human-readable text for a zq_err_t. Never NULL; static storage. */
+const char *zq_strerror(int rc);
+
+/* Task states, as Celery names them. */
+#define ZQ_STATE_PENDING "PENDING"
+#define ZQ_STATE_RECEIVED "RECEIVED"
+#define ZQ_STATE_STARTED "STARTED"
+#define ZQ_STATE_RETRY "RETRY"
+#define ZQ_STATE_SUCCESS "SUCCESS"
+#define ZQ_STATE_FAILURE "FAILURE"
+#define ZQ_STATE_REVOKED "REVOKED"
+
+/* "retry forever": pass as max_retries (Celery's max_retries=None). */
+#define ZQ_RETRIES_FOREVER (-1)
+/* "not given": the task's own default applies. */
+#define ZQ_DEFAULT (-2)
+/* zq_task_opts_t.max_retries: the task may not retry at all (0 there means "default"). */
+#define ZQ_NO_RETRIES (-3)
+
+/* ---------------------------------------------------------------------------------------
+ * Task side
+ */
+
+/* The per-call handle a task receives. Valid only during the call. */
+typedef struct zq_task zq_task_t;
+
+/* What a task function returns. */
+typedef enum {
+    ZQ_TASK_SUCCESS = 0, /* *result holds the value (NULL means JSON null) */
+    ZQ_TASK_FAILED = 1,  /* set with zq_task_fail(); the task ends FAILURE */
+    ZQ_TASK_RETRY = 2    /* set with zq_task_retry(); see there */
+} zq_task_status_t;
+
+/* A task. args (a JSON array) and kwargs (a JSON object) are borrowed until the
+ * function returns: do not free, change or keep them. Store the return value in
+ * *result: whatever non-NULL value is there on return belongs to the worker, which
+ * deletes it, on success and on failure alike. */
+typedef zq_task_status_t (*zq_task_fn)(zq_task_t *self, const cJSON *args, const cJSON *kwargs,
+                                       cJSON **result);
+
+/* Task options. Zero-initialise, then set what you need; zq_task_def_t's defaults:
+ * max_retries 3 (use ZQ_RETRIES_FOREVER for none), default_retry_delay 180 s. */
+typedef struct {
+    int bind;                   /* 1: a bound task: zq_task_request() and retry work */
+    int max_retries;            /* 0 = default (3); N > 0; ZQ_RETRIES_FOREVER; ZQ_NO_RETRIES */
+    double default_retry_delay; /* seconds; 0 means default (180) */
+    int acks_late;              /* 1: a task lost with its worker is re-run, not failed */
+    double time_limit;          /* hard limit, seconds; 0 = worker default */
+    double soft_time_limit;     /* soft limit, seconds; 0 = worker default */
+    int ignore_result;          /* 1: the state is recorded, the value is not stored */
+} zq_task_opts_t;
+
+/* One entry of a plugin's task table. The table ends with an entry whose name is NULL.
+ * name is the short name; the full name is "<module>.<name>" (e.g. tasks.add). */
+typedef struct {
+    const char *name;
+    zq_task_fn fn;
+    zq_task_opts_t opts;
+} zq_task_def_t;
+
+/* What zq_plugin_entry() returns. Must stay valid while the plugin is loaded (static). */
+typedef struct {
+    uint32_t abi_major; /* ZQ_PLUGIN_ABI_MAJOR at build time: always first */
+    uint32_t abi_minor; /* ZQ_PLUGIN_ABI_MINOR at build time */
+    const char *module; /* module name: tasks are registered as module.name */
+    const char *version;
+    int (*init)(void);  /* optional, called once after load; ZQ_OK or negative */
+    void (*fini)(void); /* optional, called before unload */
+    const zq_task_def_t *tasks;
+} zq_plugin_info_t;
+
+/* The one symbol a plugin exports. */
+#define ZQ_PLUGIN_ENTRY_SYMBOL "zq_plugin_entry"
+typedef const zq_plugin_info_t *(*zq_plugin_entry_fn)(void);
+
+/* Declare the plugin in one line: ZQ_PLUGIN("tasks", "1.0", my_tasks); */
+#define ZQ_PLUGIN(module_, version_, tasks_)                                                      \
+    const zq_plugin_info_t *zq_plugin_entry(void);                                                \
+    __attribute__((visibility("default"))) const zq_plugin_info_t *zq_plugin_entry(void)          \
+    {                                                                                             \
+        static const zq_plugin_info_t info = {ZQ_PLUGIN_ABI_MAJOR, ZQ_PLUGIN_ABI_MINOR, (module_), \
+                                              (version_), NULL, NULL, (tasks_)};                  \
+        return &info;                                                                             \
+    }
+
+/* The request context of a bound task: Celery's self.request. Opaque; read it with the
+ * accessors below. Strings are borrowed for the duration of the call; NULL when absent. */
+typedef struct zq_request zq_request_t;
+
+/* The request of a bound task; NULL for a task declared without bind. */
+const zq_request_t *zq_task_request(const zq_task_t *self);
+/* The full task name ("tasks.add"); always available. */
+const char *zq_task_name(const zq_task_t *self);
+/* The task id; always available. */
+const char *zq_task_id(const zq_task_t *self);
+
+const char *zq_request_id(const zq_request_t *r);
+const char *zq_request_task(const zq_request_t *r);
+const cJSON *zq_request_args(const zq_request_t *r);   /* borrowed */
+const cJSON *zq_request_kwargs(const zq_request_t *r); /* borrowed */
+int zq_request_retries(const zq_request_t *r);
+const char *zq_request_eta(const zq_request_t *r);     /* ISO 8601 UTC or NULL */
+const char *zq_request_expires(const zq_request_t *r); /* ISO 8601 UTC or NULL */
+const char *zq_request_root_id(const zq_request_t *r);
+const char *zq_request_parent_id(const zq_request_t *r);
+const char *zq_request_group(const zq_request_t *r);
+const char *zq_request_hostname(const zq_request_t *r); /* the worker's node name */
+const char *zq_request_origin(const zq_request_t *r);   /* who sent it: "gen<pid>@<host>" */
+const char *zq_request_queue(const zq_request_t *r);    /* delivery_info.routing_key */
+int zq_request_redelivered(const zq_request_t *r);
+/* Hard and soft limits in seconds; 0 when none. */
+void zq_request_timelimit(const zq_request_t *r, double *hard, double *soft);
+int zq_request_is_eager(const zq_request_t *r);
+int zq_request_called_directly(const zq_request_t *r);
+
+/* The whole request as a JSON object (Celery's field names).
+ * Caller owns return value and must cJSON_Delete it. NULL on ENOMEM. */
+cJSON *zq_request_to_json(const zq_request_t *r);
+/* "<Context: {'task': 'tasks.add', 'id': '...', ...}>", shaped like Celery's dump.
+ * Caller owns return value and must free() it. */
+char *zq_request_to_string(const zq_request_t *r);
+/* "<@task: tasks.add of tasks>", like print(self) in Celery. Caller must free() it. */
+char *zq_task_to_string(const zq_task_t *self);
+
+/* End the task with an error: type is the exception class name ("ZeroDivisionError"),
+ * message printf-style. The host copies both. Returns ZQ_TASK_FAILED, so a task can write
+ * `return zq_task_fail(self, "ValueError", "bad x: %d", x);`. */
+zq_task_status_t zq_task_fail(zq_task_t *self, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Options of zq_task_retry(). ZQ_DEFAULT (or a zeroed struct via ZQ_RETRY_DEFAULTS) means
+ * "the task's own default". */
+typedef struct {
+    double countdown;    /* seconds from now; < 0 (ZQ_DEFAULT) = task's default_retry_delay */
+    int max_retries;     /* ZQ_DEFAULT = task's max_retries; ZQ_RETRIES_FOREVER; or N >= 0 */
+    const char *exc_type;    /* the error that caused the retry, or NULL */
+    const char *exc_message; /* its message, or NULL */
+} zq_retry_opts_t;
+#define ZQ_RETRY_DEFAULTS {ZQ_DEFAULT, ZQ_DEFAULT, NULL, NULL}
+
+/* Ask for the task to run again later with the same id, on the same queue, with
+ * retries + 1 (Celery's self.retry). Only for bound tasks. Returns ZQ_TASK_RETRY when a
+ * retry was scheduled: return that from the task. When the retry limit is exceeded it
+ * returns ZQ_TASK_FAILED and the task ends FAILURE: with the original error when
+ * exc_type is given (as Celery re-raises exc), else with MaxRetriesExceededError. */
+zq_task_status_t zq_task_retry(zq_task_t *self, const zq_retry_opts_t *opts);
+
+/* 1 once the soft time limit has passed: clean up and return soon. */
+int zq_task_soft_limit_exceeded(const zq_task_t *self);
+
+/* Task logger: lines carry the task name and id, like Celery's get_task_logger:
+ * "[... INFO/ForkPoolWorker-1] tasks.add[<id>]: message". */
+typedef enum { ZQ_LOG_DEBUG = 10, ZQ_LOG_INFO = 20, ZQ_LOG_WARNING = 30, ZQ_LOG_ERROR = 40 } zq_log_level_t;
+void zq_task_log(const zq_task_t *self, zq_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Options for sending a task (client side and sub-tasks alike). Zero-initialise. */
+typedef struct {
+    double countdown;      /* seconds from now; 0 = none */
+    const char *eta;       /* ISO 8601 (UTC unless an offset is given); NULL = none */
+    double expires_in;     /* seconds after publish; 0 = none */
+    const char *expires;   /* ISO 8601; NULL = none (wins over expires_in) */
+    const char *queue;     /* NULL = "celery" */
+    const char *task_id;   /* NULL = a fresh uuid4 */
+    int ignore_result;     /* 1: do not store the value */
+    int priority;          /* 0-9, informational */
+} zq_send_opts_t;
+
+/* Send a sub-task from inside a running task: parent_id is this task's id and root_id
+ * this task's root_id. args (array or NULL) and kwargs (object or NULL) are borrowed.
+ * id_out (37 bytes, may be NULL) receives the new task's id. */
+int zq_task_send(zq_task_t *self, const char *name, const cJSON *args, const cJSON *kwargs,
+                 const zq_send_opts_t *opts, char id_out[37]);
+
+/* ---------------------------------------------------------------------------------------
+ * Client side
+ */
+typedef struct zq_client zq_client_t;
+typedef struct zq_async_result zq_async_result_t;
+
+/* The broker URL a program uses when none is given: $ZQ_BROKER, else this. */
+#define ZQ_DEFAULT_BROKER "tcp://127.0.0.1:7460"
+/* Celery's default queue name. */
+#define ZQ_DEFAULT_QUEUE "celery"
+
+/* Connect to a broker (NULL = $ZQ_BROKER or ZQ_DEFAULT_BROKER). Returns NULL on error.
+ * Caller owns return value and must destroy it. The connection is made lazily by ZeroMQ;
+ * a broker that is down is retried until the calls that wait on it time out. */
+zq_client_t *zq_client_new(const char *broker_url);
+/* Waits (up to 5 s) for acknowledgements of tasks still in flight, then closes. */
+void zq_client_destroy(zq_client_t **self_p);
+/* The last error's message (a broker's text, a timeout...). Never NULL. */
+const char *zq_client_errmsg(const zq_client_t *self);
+
+/* Send a task (Celery's apply_async). args: JSON array or NULL; kwargs: JSON object or NULL;
+ * both borrowed. opts may be NULL. On success *result_p (if result_p is not NULL) is a new
+ * handle that the caller owns and must destroy. The call does not wait for the broker's
+ * acknowledgement (pipelining); zq_client_flush() does, and so does zq_result_get(). */
+int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args,
+                          const cJSON *kwargs, const zq_send_opts_t *opts,
+                          zq_async_result_t **result_p);
+/* Celery's delay(): apply_async with positional args only. Takes ownership of args
+ * (a JSON array, may be NULL) so that `zq_client_delay(c, "tasks.add", zq_args("[2,2]"), &r)`
+ * leaks nothing. */
+int zq_client_delay(zq_client_t *self, const char *name, cJSON *args, zq_async_result_t **result_p);
+/* Wait until the broker has acknowledged (durably stored) every task sent so far, or
+ * timeout seconds (< 0: forever). ZQ_ESTORE when the broker refused one. */
+int zq_client_flush(zq_client_t *self, double timeout);
+
+/* A handle for an existing id (zq-ctl result). Caller owns return value. */
+zq_async_result_t *zq_client_result(zq_client_t *self, const char *task_id);
+
+const char *zq_result_id(const zq_async_result_t *r);
+/* Wait for the task to finish, at most timeout seconds (< 0: forever). The broker parks
+ * the request until the result exists: no polling. Returns ZQ_OK when the task ended
+ * SUCCESS (*value_p: caller owns, may be NULL if not wanted), ZQ_EREMOTE when it ended
+ * FAILURE or REVOKED (see zq_result_record), ZQ_ETIMEOUT, or another error. */
+int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p);
+/* Ask the broker for the current state without waiting. Returns a static state name,
+ * or NULL on error. "PENDING" for an id the broker never accepted too, as Celery does;
+ * zq_result_known() tells the two apart. */
+const char *zq_result_state(zq_async_result_t *r);
+/* 1 if the broker knows this id, 0 if it never accepted it, negative on error. */
+int zq_result_known(zq_async_result_t *r);
+/* The last record fetched by get/state (see docs/protocol.md "Task record").
+ * Borrowed: valid until the next call on r or its destruction. */
+const cJSON *zq_result_record(const zq_async_result_t *r);
+void zq_result_destroy(zq_async_result_t **r_p);
+
+/* Revoke tasks (client API of `zq-ctl revoke`). */
+int zq_client_revoke(zq_client_t *self, const char *const *ids, size_t n, int terminate,
+                     int signum);
+
+/* Convenience: parse a JSON text; caller owns the result (NULL on bad JSON). */
+cJSON *zq_args(const char *json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZQ_H */
