@@ -89,7 +89,7 @@ int zq_msg_decode(const void *const *frames, const size_t *sizes, size_t nframes
     const char *stop = (const char *)frames[i] + sizes[i];
     while (end && end < stop && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
         end++;
-    if (end && end < stop && *end != '\0') {
+    if (end && end < stop) {
         cJSON_Delete(body);
         s_err(err, errlen, "%s: trailing bytes after the JSON body", out->cmd);
         return ZQ_EPROTO;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages zq needs to build, test and run, if any is missing.
+# Usage: scripts/install-deps.sh [--with-test-tools]
+set -euo pipefail
+pkgs=(build-essential autoconf automake libtool pkg-config
+      libzmq3-dev libcjson-dev libsqlite3-dev check libedit-dev iproute2)
+if [ "${1:-}" = "--with-test-tools" ]; then
+    pkgs+=(valgrind)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "zq: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,241 @@
+/* Unit tests for common/zq_proto (ZQP/1 framing), zq_util (endpoints) and zq_uuid. */
+#include "config.h"
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "zq.h"
+#include "zq_proto.h"
+#include "zq_util.h"
+#include "zq_uuid.h"
+
+static int s_decode(const char **frames, size_t n, int has_id, zq_msg_t *m, char *err)
+{
+    const void *f[8];
+    size_t sz[8];
+    for (size_t i = 0; i < n; i++) {
+        f[i] = frames[i];
+        sz[i] = strlen(frames[i]);
+    }
+    return zq_msg_decode(f, sz, n, has_id, m, err, 128);
+}
+
+START_TEST(test_decode_valid)
+{
+    const char *fr[] = {"peer1", "ZQP01", "SUBMIT", "{\"task\":\"tasks.add\",\"args\":[2,2]}"};
+    zq_msg_t m;
+    char err[128] = "";
+    ck_assert_int_eq(s_decode(fr, 4, 1, &m, err), ZQ_OK);
+    ck_assert_uint_eq(m.identity_len, 5);
+    ck_assert_mem_eq(m.identity, "peer1", 5);
+    ck_assert_str_eq(m.cmd, "SUBMIT");
+    ck_assert_str_eq(zq_json_str(m.body, "task", ""), "tasks.add");
+    zq_msg_clear(&m);
+    ck_assert_ptr_null(m.body);
+}
+END_TEST
+
+START_TEST(test_decode_no_identity)
+{
+    const char *fr[] = {"ZQP01", "STATE", "{\"id\":\"x\",\"state\":\"STARTED\"}"};
+    zq_msg_t m;
+    char err[128];
+    ck_assert_int_eq(s_decode(fr, 3, 0, &m, err), ZQ_OK);
+    ck_assert_str_eq(m.cmd, "STATE");
+    zq_msg_clear(&m);
+}
+END_TEST
+
+START_TEST(test_decode_bad_version)
+{
+    const char *fr[] = {"p", "ZQP02", "SUBMIT", "{}"};
+    zq_msg_t m;
+    char err[128];
+    ck_assert_int_eq(s_decode(fr, 4, 1, &m, err), ZQ_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err, "version"));
+    ck_assert_ptr_null(m.body);
+}
+END_TEST
+
+START_TEST(test_decode_bad_frames)
+{
+    const char *two[] = {"p", "ZQP01", "SUBMIT"};
+    const char *five[] = {"p", "ZQP01", "SUBMIT", "{}", "{}"};
+    zq_msg_t m;
+    char err[128];
+    ck_assert_int_eq(s_decode(two, 3, 1, &m, err), ZQ_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err, "3 frames"));
+    ck_assert_int_eq(s_decode(five, 5, 1, &m, err), ZQ_EPROTO);
+    ck_assert_int_eq(s_decode(five, 0, 1, &m, err), ZQ_EPROTO);
+}
+END_TEST
+
+START_TEST(test_decode_bad_body)
+{
+    const char *notjson[] = {"p", "ZQP01", "SUBMIT", "{\"task\":"};
+    const char *array[] = {"p", "ZQP01", "SUBMIT", "[1,2]"};
+    const char *trailing[] = {"p", "ZQP01", "SUBMIT", "{} x"};
+    const char *badcmd[] = {"p", "ZQP01", "sub mit", "{}"};
+    const char *longcmd[] = {"p", "ZQP01", "ABCDEFGHIJKLMNOPQ", "{}"};
+    zq_msg_t m;
+    char err[128];
+    ck_assert_int_eq(s_decode(notjson, 4, 1, &m, err), ZQ_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err, "not valid JSON"));
+    ck_assert_int_eq(s_decode(array, 4, 1, &m, err), ZQ_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err, "not a JSON object"));
+    ck_assert_int_eq(s_decode(trailing, 4, 1, &m, err), ZQ_EPROTO);
+    ck_assert_int_eq(s_decode(badcmd, 4, 1, &m, err), ZQ_EPROTO);
+    ck_assert_int_eq(s_decode(longcmd, 4, 1, &m, err), ZQ_EPROTO);
+}
+END_TEST
+
+START_TEST(test_decode_binary_body)
+{
+    /* a NUL inside the body must not be read past, nor accepted */
+    const void *f[4] = {"p", "ZQP01", "SUBMIT", "{}\0garbage"};
+    size_t sz[4] = {1, 5, 6, 10};
+    zq_msg_t m;
+    char err[128];
+    ck_assert_int_eq(zq_msg_decode(f, sz, 4, 1, &m, err, sizeof err), ZQ_EPROTO);
+}
+END_TEST
+
+START_TEST(test_roundtrip_over_sockets)
+{
+    char dir[] = "/tmp/zqprotoXXXXXX", ep[128];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(ep, sizeof ep, "ipc://%s/s", dir);
+    void *ctx = zmq_ctx_new();
+    void *router = zmq_socket(ctx, ZMQ_ROUTER), *dealer = zmq_socket(ctx, ZMQ_DEALER);
+    zq_socket_defaults(router);
+    zq_socket_defaults(dealer);
+    ck_assert_int_eq(zmq_bind(router, ep), 0);
+    ck_assert_int_eq(zmq_connect(dealer, ep), 0);
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddNumberToObject(body, "req", 7);
+    cJSON_AddStringToObject(body, "id", "abc");
+    ck_assert_int_eq(zq_msg_send(dealer, NULL, 0, ZQ_CMD_QUERY, body, 0), ZQ_OK);
+    cJSON_Delete(body);
+    zq_msg_t m;
+    char err[128];
+    ck_assert_int_eq(zq_msg_recv(router, 1, &m, 0, err, sizeof err), ZQ_OK);
+    ck_assert_str_eq(m.cmd, "QUERY");
+    ck_assert_str_eq(zq_json_str(m.body, "id", ""), "abc");
+    /* reply with an error; the dealer sees the echoed req */
+    cJSON *rep = zq_reply_error(m.body, ZQ_WERR_NOTFOUND, "no task %s", "abc");
+    ck_assert_int_eq(zq_msg_send(router, m.identity, m.identity_len, ZQ_CMD_REPLY, rep, 0), ZQ_OK);
+    cJSON_Delete(rep);
+    zq_msg_clear(&m);
+    ck_assert_int_eq(zq_msg_recv(dealer, 0, &m, 0, err, sizeof err), ZQ_OK);
+    ck_assert_str_eq(m.cmd, "REPLY");
+    ck_assert_int_eq((int)zq_json_num(m.body, "req", -1), 7);
+    const cJSON *e = cJSON_GetObjectItem(m.body, "error");
+    ck_assert_str_eq(zq_json_str(e, "code", ""), "ENOTFOUND");
+    ck_assert_str_eq(zq_json_str(e, "message", ""), "no task abc");
+    zq_msg_clear(&m);
+    /* nothing waiting: DONTWAIT gives ETIMEOUT */
+    ck_assert_int_eq(zq_msg_recv(dealer, 0, &m, ZMQ_DONTWAIT, err, sizeof err), ZQ_ETIMEOUT);
+    /* a malformed multipart message is consumed whole and reported with the sender's id */
+    zmq_send(dealer, "ZQP01", 5, ZMQ_SNDMORE);
+    zmq_send(dealer, "SUBMIT", 6, 0);
+    ck_assert_int_eq(zq_msg_recv(router, 1, &m, 0, err, sizeof err), ZQ_EPROTO);
+    ck_assert_uint_gt(m.identity_len, 0);
+    zmq_close(router);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+    char path[160];
+    snprintf(path, sizeof path, "%s/s", dir);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_endpoints)
+{
+    char out[256];
+    ck_assert_int_eq(zq_endpoint_derive("tcp://127.0.0.1:7460", 1, ".up", out, sizeof out), ZQ_OK);
+    ck_assert_str_eq(out, "tcp://127.0.0.1:7461");
+    ck_assert_int_eq(zq_endpoint_derive("ipc:///tmp/zq/b", 2, ".ev", out, sizeof out), ZQ_OK);
+    ck_assert_str_eq(out, "ipc:///tmp/zq/b.ev");
+    ck_assert_int_eq(zq_endpoint_derive("tcp://127.0.0.1:65535", 1, "", out, sizeof out),
+                     ZQ_EINVAL);
+    ck_assert_int_eq(zq_endpoint_derive("udp://x:1", 1, "", out, sizeof out), ZQ_EINVAL);
+    ck_assert_int_eq(zq_endpoint_derive("tcp://127.0.0.1:abc", 1, "", out, sizeof out), ZQ_EINVAL);
+    ck_assert_int_eq(zq_endpoint_ephemeral("tcp://127.0.0.1:7460", ".d1", out, sizeof out), ZQ_OK);
+    ck_assert_str_eq(out, "tcp://127.0.0.1:*");
+    ck_assert_int_eq(zq_endpoint_resolve("tcp://0.0.0.0:4000", "tcp://10.1.2.3:7460", out,
+                                         sizeof out),
+                     ZQ_OK);
+    ck_assert_str_eq(out, "tcp://10.1.2.3:4000");
+    ck_assert_int_eq(zq_endpoint_resolve("tcp://127.0.0.1:4000", "tcp://h:1", out, sizeof out),
+                     ZQ_OK);
+    ck_assert_str_eq(out, "tcp://127.0.0.1:4000");
+    ck_assert_int_eq(zq_endpoint_is_public("tcp://127.0.0.1:1"), 0);
+    ck_assert_int_eq(zq_endpoint_is_public("tcp://0.0.0.0:1"), 1);
+    ck_assert_int_eq(zq_endpoint_is_public("ipc:///tmp/x"), 0);
+}
+END_TEST
+
+START_TEST(test_broker_url_default)
+{
+    unsetenv("ZQ_BROKER");
+    ck_assert_str_eq(zq_broker_url(NULL), ZQ_DEFAULT_BROKER);
+    setenv("ZQ_BROKER", "tcp://127.0.0.1:9", 1);
+    ck_assert_str_eq(zq_broker_url(""), "tcp://127.0.0.1:9");
+    ck_assert_str_eq(zq_broker_url("ipc:///x"), "ipc:///x");
+    unsetenv("ZQ_BROKER");
+}
+END_TEST
+
+START_TEST(test_uuid_and_tokens)
+{
+    char a[37], b[37];
+    zq_uuid4(a);
+    zq_uuid4(b);
+    ck_assert_int_eq(zq_uuid_valid(a), 1);
+    ck_assert_str_ne(a, b);
+    ck_assert_int_eq(a[14], '4');
+    ck_assert(strchr("89ab", a[19]) != NULL);
+    ck_assert_int_eq(zq_uuid_valid("not-a-uuid"), 0);
+    ck_assert_int_eq(zq_valid_token("tasks.add"), 1);
+    ck_assert_int_eq(zq_valid_token(""), 0);
+    ck_assert_int_eq(zq_valid_token("has space"), 0);
+    char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[299] = '\0';
+    ck_assert_int_eq(zq_valid_token(longname), 0);
+}
+END_TEST
+
+static Suite *zq_proto_suite(void)
+{
+    Suite *s = suite_create("zq_proto");
+    TCase *core = tcase_create("Core");
+    tcase_add_test(core, test_decode_valid);
+    tcase_add_test(core, test_decode_no_identity);
+    tcase_add_test(core, test_roundtrip_over_sockets);
+    suite_add_tcase(s, core);
+    TCase *errors = tcase_create("Errors");
+    tcase_add_test(errors, test_decode_bad_version);
+    tcase_add_test(errors, test_decode_bad_frames);
+    tcase_add_test(errors, test_decode_bad_body);
+    tcase_add_test(errors, test_decode_binary_body);
+    suite_add_tcase(s, errors);
+    TCase *util = tcase_create("Util");
+    tcase_add_test(util, test_endpoints);
+    tcase_add_test(util, test_broker_url_default);
+    tcase_add_test(util, test_uuid_and_tokens);
+    suite_add_tcase(s, util);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(zq_proto_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,117 @@
+/* Unit tests for common/zq_time (ISO 8601) and common/zq_log (format, levels). */
+#include "config.h"
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zq.h"
+#include "zq_log.h"
+#include "zq_time.h"
+
+START_TEST(test_iso_roundtrip)
+{
+    char buf[40];
+    double t = 1795694400.123456; /* 2026-11-26T12:00:00.123456Z */
+    ck_assert_str_eq(zq_time_iso(t, buf, sizeof buf), "2026-11-26T12:00:00.123456Z");
+    double back;
+    ck_assert_int_eq(zq_time_parse(buf, &back), ZQ_OK);
+    ck_assert(fabs(back - t) < 1e-6);
+}
+END_TEST
+
+START_TEST(test_parse_forms)
+{
+    double t;
+    ck_assert_int_eq(zq_time_parse("2026-11-26T12:00:00Z", &t), ZQ_OK);
+    ck_assert(fabs(t - 1795694400.0) < 1e-9);
+    ck_assert_int_eq(zq_time_parse("2026-11-26 12:00", &t), ZQ_OK); /* no offset: UTC */
+    ck_assert(fabs(t - 1795694400.0) < 1e-9);
+    ck_assert_int_eq(zq_time_parse("2026-11-26T13:00:00+01:00", &t), ZQ_OK);
+    ck_assert(fabs(t - 1795694400.0) < 1e-9);
+    ck_assert_int_eq(zq_time_parse("2026-11-26T07:00:00-0500", &t), ZQ_OK);
+    ck_assert(fabs(t - 1795694400.0) < 1e-9);
+    ck_assert_int_eq(zq_time_parse("2026-11-26", &t), ZQ_OK);
+    ck_assert(fabs(t - 1795651200.0) < 1e-9);
+    ck_assert_int_eq(zq_time_parse("2026-11-26T12:00:00,5Z", &t), ZQ_OK);
+    ck_assert(fabs(t - 1795694400.5) < 1e-9);
+}
+END_TEST
+
+START_TEST(test_parse_errors)
+{
+    double t;
+    const char *bad[] = {"", "tomorrow", "2026-13-01", "2026-11-26T25:00", "2026-11-26T12:00:00Q",
+                         "2026-11-26T12:00:00.", "2026/11/26", "3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(zq_time_parse(bad[i], &t) == ZQ_EINVAL, "accepted '%s'", bad[i]);
+    ck_assert_int_eq(zq_time_parse(NULL, &t), ZQ_EINVAL);
+}
+END_TEST
+
+START_TEST(test_clocks)
+{
+    double a = zq_mono(), b = zq_mono();
+    ck_assert(b >= a);
+    ck_assert(zq_now() > 1.7e9);
+}
+END_TEST
+
+START_TEST(test_log_format_and_level)
+{
+    FILE *fp = tmpfile();
+    ck_assert_ptr_nonnull(fp);
+    zq_log_set_stream(fp);
+    zq_log_set_level(ZQ_LOG_INFO);
+    zq_log_set_process_name("ForkPoolWorker-1");
+    ZQ_DEBUG("hidden %d", 1);
+    ZQ_INFO("Task tasks.add[%s] succeeded in %.6fs: %d", "abc", 0.000123, 4);
+    zq_log_set_process_name(NULL);
+    ZQ_ERROR("boom");
+    fflush(fp);
+    rewind(fp);
+    char line[512];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, fp));
+    /* [YYYY-MM-DD HH:MM:SS,mmm: INFO/ForkPoolWorker-1] ... */
+    ck_assert_int_eq(line[0], '[');
+    ck_assert_int_eq(line[20], ',');
+    ck_assert_ptr_nonnull(
+        strstr(line, ": INFO/ForkPoolWorker-1] Task tasks.add[abc] succeeded in 0.000123s: 4\n"));
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, fp));
+    ck_assert_ptr_nonnull(strstr(line, ": ERROR/MainProcess] boom\n"));
+    ck_assert_ptr_null(fgets(line, sizeof line, fp));
+    zq_log_set_stream(NULL);
+    fclose(fp);
+    zq_log_level_t l;
+    ck_assert_int_eq(zq_log_parse_level("warning", &l), ZQ_OK);
+    ck_assert_int_eq(l, ZQ_LOG_WARNING);
+    ck_assert_int_eq(zq_log_parse_level("loud", &l), ZQ_EINVAL);
+}
+END_TEST
+
+static Suite *zq_time_suite(void)
+{
+    Suite *s = suite_create("zq_time");
+    TCase *core = tcase_create("Core");
+    tcase_add_test(core, test_iso_roundtrip);
+    tcase_add_test(core, test_parse_forms);
+    tcase_add_test(core, test_clocks);
+    suite_add_tcase(s, core);
+    TCase *errors = tcase_create("Errors");
+    tcase_add_test(errors, test_parse_errors);
+    suite_add_tcase(s, errors);
+    TCase *log = tcase_create("Log");
+    tcase_add_test(log, test_log_format_and_level);
+    suite_add_tcase(s, log);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(zq_time_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
