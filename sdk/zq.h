@@ -48,7 +48,7 @@ typedef enum {
     ZQ_EABI = -6,       /* plugin ABI mismatch */
     ZQ_EPLUGIN = -7,    /* plugin could not be loaded */
     ZQ_ENOTFOUND = -8,  /* no such task id / task name / worker */
-    ZQ_EREMOTE = -9,    /* the broker answered with an error (see zq_client_errmsg) */
+    ZQ_EREMOTE = -9,    /* the broker refused a request, or the task ended FAILURE/REVOKED */
     ZQ_ESTORE = -10,    /* the broker could not store the task */
     ZQ_ESTATE = -11,    /* operation not allowed in this state */
     ZQ_EDUPLICATE = -12 /* name already in use */
@@ -230,6 +230,16 @@ int zq_task_send(zq_task_t *self, const char *name, const cJSON *args, const cJS
 
 /* ---------------------------------------------------------------------------------------
  * Client side
+ *
+ * A client is one DEALER socket to the broker's frontend (docs/protocol.md §7). Use one
+ * client from one thread at a time (give each thread its own client). Result handles
+ * borrow their client: use them only while it lives (destroying them later is fine).
+ *
+ * Requests are pipelined: apply_async returns as soon as the SUBMIT is queued, and the
+ * broker's acknowledgements are consumed whenever the client reads its socket. If the
+ * connection to the broker drops and comes back (a broker restart), every request still
+ * waiting for its REPLY except PURGE is sent again: SUBMIT is idempotent per task id and
+ * GET/QUERY/REVOKE are harmless to repeat, so a get() survives a broker restart.
  */
 typedef struct zq_client zq_client_t;
 typedef struct zq_async_result zq_async_result_t;
@@ -238,20 +248,39 @@ typedef struct zq_async_result zq_async_result_t;
 #define ZQ_DEFAULT_BROKER "tcp://127.0.0.1:7460"
 /* Celery's default queue name. */
 #define ZQ_DEFAULT_QUEUE "celery"
+/* Default wait, seconds, of requests that take no timeout argument (state, known,
+ * revoke); see zq_client_set_timeout(). */
+#define ZQ_CLIENT_TIMEOUT 10.0
 
-/* Connect to a broker (NULL = $ZQ_BROKER or ZQ_DEFAULT_BROKER). Returns NULL on error.
- * Caller owns return value and must destroy it. The connection is made lazily by ZeroMQ;
- * a broker that is down is retried until the calls that wait on it time out. */
+/* Connect to a broker (NULL = $ZQ_BROKER or ZQ_DEFAULT_BROKER). Returns NULL on error
+ * (a malformed URL; logged). Caller owns return value and must destroy it. The
+ * connection is made lazily by ZeroMQ; a broker that is down is retried until the
+ * calls that wait on it time out. */
 zq_client_t *zq_client_new(const char *broker_url);
-/* Waits (up to 5 s) for acknowledgements of tasks still in flight, then closes. */
+/* Waits (up to 5 s, see zq_client_set_linger) for acknowledgements of tasks still in
+ * flight, so that tasks sent just before are not lost; logs a warning naming how many
+ * were not acknowledged. Then closes. NULL-safe; clears *self_p. */
 void zq_client_destroy(zq_client_t **self_p);
-/* The last error's message (a broker's text, a timeout...). Never NULL. */
+/* The last error's message (a broker's text, a timeout...). Never NULL; valid until the
+ * next call on self. */
 const char *zq_client_errmsg(const zq_client_t *self);
+/* The broker URL this client talks to. */
+const char *zq_client_url(const zq_client_t *self);
+/* How long zq_client_destroy() waits for acknowledgements, seconds (default 5; 0: not at
+ * all, for a caller that flushed itself and gave up). */
+void zq_client_set_linger(zq_client_t *self, double seconds);
+/* Timeout, seconds, of the calls that take none (state, known, revoke). Default
+ * ZQ_CLIENT_TIMEOUT; < 0 waits forever. */
+void zq_client_set_timeout(zq_client_t *self, double seconds);
 
-/* Send a task (Celery's apply_async). args: JSON array or NULL; kwargs: JSON object or NULL;
- * both borrowed. opts may be NULL. On success *result_p (if result_p is not NULL) is a new
- * handle that the caller owns and must destroy. The call does not wait for the broker's
- * acknowledgement (pipelining); zq_client_flush() does, and so does zq_result_get(). */
+/* Send a task (Celery's apply_async). name: a task name (1-255 printable ASCII, no
+ * spaces). args: JSON array or NULL; kwargs: JSON object or NULL; both borrowed. opts may
+ * be NULL. On success *result_p (if result_p is not NULL) is a new handle that the caller
+ * owns and must destroy. The call does not wait for the broker's acknowledgement
+ * (pipelining); zq_client_flush() does, and so does zq_result_get(). At most 16384 tasks
+ * are in flight unacknowledged: past that the call waits for acknowledgements, up to the
+ * client's timeout (zq_client_set_timeout), then fails with ZQ_ETIMEOUT (broker down).
+ * ZQ_EINVAL for bad input (zq_client_errmsg says which field), ZQ_ENOMEM. */
 int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args,
                           const cJSON *kwargs, const zq_send_opts_t *opts,
                           zq_async_result_t **result_p);
@@ -260,32 +289,69 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
  * leaks nothing. */
 int zq_client_delay(zq_client_t *self, const char *name, cJSON *args, zq_async_result_t **result_p);
 /* Wait until the broker has acknowledged (durably stored) every task sent so far, or
- * timeout seconds (< 0: forever). ZQ_ESTORE when the broker refused one. */
+ * timeout seconds (< 0: forever). ZQ_OK; ZQ_ETIMEOUT; or, when the broker refused a task
+ * since the last flush, ZQ_ESTORE (it could not store it), ZQ_EINVAL (it rejected a
+ * field) or ZQ_EREMOTE (another refusal), with the broker's message in zq_client_errmsg.
+ * A refusal is reported once. */
 int zq_client_flush(zq_client_t *self, double timeout);
+/* Number of tasks sent and not yet acknowledged. */
+size_t zq_client_unacked(const zq_client_t *self);
 
-/* A handle for an existing id (zq-ctl result). Caller owns return value. */
+/* A handle for an existing id (zq-ctl result). Caller owns return value (NULL when
+ * task_id is not a valid id, or on ENOMEM). */
 zq_async_result_t *zq_client_result(zq_client_t *self, const char *task_id);
 
 const char *zq_result_id(const zq_async_result_t *r);
 /* Wait for the task to finish, at most timeout seconds (< 0: forever). The broker parks
  * the request until the result exists: no polling. Returns ZQ_OK when the task ended
  * SUCCESS (*value_p: caller owns, may be NULL if not wanted), ZQ_EREMOTE when it ended
- * FAILURE or REVOKED (see zq_result_record), ZQ_ETIMEOUT, or another error. */
+ * FAILURE or REVOKED (zq_client_errmsg gives "Type: message", zq_result_record the whole
+ * record), ZQ_ETIMEOUT when it was not done in time (the broker said so, or did not
+ * answer within timeout plus a short grace), ZQ_ENOTFOUND when the broker says it never
+ * accepted the id, the broker's refusal of this task's SUBMIT, or another error. */
 int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p);
-/* Ask the broker for the current state without waiting. Returns a static state name,
- * or NULL on error. "PENDING" for an id the broker never accepted too, as Celery does;
- * zq_result_known() tells the two apart. */
+/* Ask the broker for the current state without waiting (QUERY). Returns a static state
+ * name, or NULL on error (zq_client_errmsg). "PENDING" for an id the broker never
+ * accepted too, as Celery does; zq_result_known() tells the two apart. */
 const char *zq_result_state(zq_async_result_t *r);
-/* 1 if the broker knows this id, 0 if it never accepted it, negative on error. */
+/* 1 if the broker knows this id, 0 if it never accepted it, negative zq_err_t on error.
+ * Asks the broker (QUERY). */
 int zq_result_known(zq_async_result_t *r);
-/* The last record fetched by get/state (see docs/protocol.md "Task record").
- * Borrowed: valid until the next call on r or its destruction. */
+/* The last record fetched by get/state/known (docs/protocol.md §9 "Task record"), or
+ * NULL before the first. Borrowed: valid until the next call on r or its destruction. */
 const cJSON *zq_result_record(const zq_async_result_t *r);
 void zq_result_destroy(zq_async_result_t **r_p);
 
-/* Revoke tasks (client API of `zq-ctl revoke`). */
+/* Pipelined results: several GETs outstanding at once (a benchmark, a fan-out).
+ * zq_client_get_async() sends GET for task_id (timeout seconds, < 0: forever) and returns
+ * without waiting. zq_client_poll_result() waits up to timeout seconds (< 0: forever) for
+ * the next GET to complete, in completion order, and hands over its record in *record_p
+ * (caller owns and must cJSON_Delete it; its "id" says which task):
+ *   ZQ_OK        the record (terminal state, or "timeout": true when the broker's wait
+ *                ran out; a task ended FAILURE is still ZQ_OK here: read "state");
+ *   ZQ_ETIMEOUT  no GET completed within timeout (*record_p NULL), or the broker did not
+ *                answer one GET within its timeout plus a grace: *record_p is then
+ *                {"id": ..., "timeout": true};
+ *   ZQ_ESTATE    no GET is outstanding (*record_p NULL);
+ *   other        the broker refused one GET: *record_p is {"id", "error": {"code",
+ *                "message"}}. */
+int zq_client_get_async(zq_client_t *self, const char *task_id, double timeout);
+int zq_client_poll_result(zq_client_t *self, double timeout, cJSON **record_p);
+
+/* Revoke tasks (client API of `zq-ctl revoke`): REVOKE {ids, terminate, signal}.
+ * signum 0 means SIGTERM. ZQ_OK once the broker recorded it. */
 int zq_client_revoke(zq_client_t *self, const char *const *ids, size_t n, int terminate,
                      int signum);
+
+/* Any frontend request (docs/protocol.md §7) for tools such as zq-ctl: sends cmd with body
+ * (a JSON object, borrowed; NULL = {}; "req" is added by the client) and waits up to
+ * timeout seconds (< 0: forever) for its REPLY. ZQ_OK with *reply_p = the success object
+ * without "req" (caller owns and must cJSON_Delete it); ZQ_ETIMEOUT when the broker did
+ * not answer; the broker's error code mapped to zq_err_t (ZQ_EINVAL, ZQ_ENOTFOUND,
+ * ZQ_ESTORE, ZQ_EDUPLICATE, ZQ_EPROTO for EPROTO/EVERSION/EUNKNOWNCMD, else ZQ_EREMOTE)
+ * with its message in zq_client_errmsg. */
+int zq_client_request(zq_client_t *self, const char *cmd, const cJSON *body, double timeout,
+                      cJSON **reply_p);
 
 /* Convenience: parse a JSON text; caller owns the result (NULL on bad JSON). */
 cJSON *zq_args(const char *json);

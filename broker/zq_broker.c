@@ -1,0 +1,3836 @@
+/*
+ * zq_broker - the zq-broker event loop (zq_broker.h; every message is in docs/protocol.md).
+ *
+ * One thread owns every socket, the store and all memory state. One turn of the loop:
+ *   1. zmq_poll on frontend (ROUTER), upstream (PULL), events (XPUB: we read subscriptions
+ *      so that no event text is built while nobody listens), the stop pipe, and the dispatch
+ *      PUSH of any worker whose channel was not connected yet; timeout = the next timer.
+ *   2. BEGIN; drain up to ZQ_BROKER_BATCH messages and run the due timers (dead workers,
+ *      unclaimed tasks after a restart, tasks found expired by dispatch); COMMIT. One
+ *      commit per turn, never one per task (group commit).
+ *   3. Only after a good commit: send what the turn buffered in the outbox (replies,
+ *      events, REVOKED broadcasts), answer parked GETs whose task ended, time out GETs,
+ *      then dispatch. If the commit failed, replies that promised durability turn into
+ *      ESTORE errors, events are dropped, the turn's upstream messages are kept to be
+ *      applied again, and the in-memory queues are rebuilt from the store (the store is
+ *      the truth; memory is a cache of it plus who-holds-what).
+ *
+ * Memory state:
+ *   - per queue: a FIFO of ready tasks (rid order, capped at max_ready_in_memory; beyond
+ *     that tasks stay on disk and are read back in order as the FIFO drains: ready_cursor
+ *     is the last rid read) and a min-heap of ETA tasks by (eta, rid), capped the same way
+ *     (sched cursor). Invariant: a waiting task with a key above the cursor is not in
+ *     memory; with !spilled none is on disk only.
+ *   - held: id -> (worker, task), every task a worker holds (dispatched, not yet ended).
+ *     Credits are counted from it (docs/protocol.md §8).
+ *   - orphans: tasks found RECEIVED/STARTED at startup, waiting for a worker to claim them
+ *     in HELLO "holding"; unclaimed after the grace period they are handled as if their
+ *     worker had died.
+ *   - parked GETs: id -> waiters, plus a min-heap of their deadlines.
+ */
+#include "config.h"
+#include "zq_broker.h"
+#include "zq.h"
+#include "zq_log.h"
+#include "zq_proto.h"
+#include "zq_time.h"
+#include "zq_util.h"
+#include "zq_uuid.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_ENDPOINT_MAX 512
+#define S_MAX_WAIT 1.0          /* seconds: longest poll, for housekeeping */
+#define S_SNDHWM 1000000        /* messages: replies may burst (100k pipelined GETs) */
+#define S_RCVHWM 100000         /* messages */
+#define S_DISPATCH_HWM 100000   /* messages: credits bound what really waits there */
+#define S_RETRY_KEEP 100000     /* upstream messages kept across failed commits */
+#define S_LIST_MAX 10000        /* entries in one QUERY / SCHEDULED / REVOKE */
+#define S_SCHED_MIN 64          /* ETA tasks per queue in memory, at least */
+#define S_RATE_SLOTS 64         /* peers tracked for rate-limited logs */
+#define S_INTERNAL "EINTERNAL"  /* wire error: the broker failed on its own (docs §7) */
+
+/* ---------------------------------------------------------------------------------------
+ * Growable text buffer
+ */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int oom;
+} s_buf_t;
+
+static void s_buf_reserve(s_buf_t *b, size_t more)
+{
+    if (b->oom || b->len + more + 1 <= b->cap)
+        return;
+    size_t nc = b->cap ? b->cap : 1024;
+    while (nc < b->len + more + 1)
+        nc *= 2;
+    char *np = realloc(b->p, nc);
+    if (!np) {
+        b->oom = 1;
+        return;
+    }
+    b->p = np;
+    b->cap = nc;
+}
+
+static void s_put(s_buf_t *b, const char *s, size_t n)
+{
+    s_buf_reserve(b, n);
+    if (b->oom)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void s_puts(s_buf_t *b, const char *s)
+{
+    s_put(b, s, strlen(s));
+}
+
+static void s_printf(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_printf(s_buf_t *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof tmp) {
+        s_put(b, tmp, (size_t)n);
+        return;
+    }
+    s_buf_reserve(b, (size_t)n);
+    if (b->oom)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* A JSON string literal (NULL -> null). */
+static void s_jstr(s_buf_t *b, const char *s)
+{
+    if (!s) {
+        s_put(b, "null", 4);
+        return;
+    }
+    s_put(b, "\"", 1);
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        s_put(b, run, (size_t)((const char *)p - run));
+        char esc[8];
+        switch (*p) {
+        case '"': s_put(b, "\\\"", 2); break;
+        case '\\': s_put(b, "\\\\", 2); break;
+        case '\n': s_put(b, "\\n", 2); break;
+        case '\r': s_put(b, "\\r", 2); break;
+        case '\t': s_put(b, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            s_put(b, esc, 6);
+        }
+        run = (const char *)p + 1;
+    }
+    s_puts(b, run);
+    s_put(b, "\"", 1);
+}
+
+/* A timestamp as a JSON string, or null for 0. */
+static void s_jtime(s_buf_t *b, double t)
+{
+    if (t <= 0) {
+        s_put(b, "null", 4);
+        return;
+    }
+    char iso[40];
+    zq_time_iso(t, iso, sizeof iso);
+    s_put(b, "\"", 1);
+    s_puts(b, iso);
+    s_put(b, "\"", 1);
+}
+
+/* A JSON number: integers without a fraction. */
+static void s_jnum(s_buf_t *b, double v)
+{
+    if (!isfinite(v))
+        s_put(b, "null", 4);
+    else if (v == floor(v) && fabs(v) < 9007199254740992.0)
+        s_printf(b, "%.0f", v);
+    else
+        s_printf(b, "%.17g", v);
+}
+
+/* Any cJSON value (NULL -> null). */
+static void s_jval(s_buf_t *b, const cJSON *v)
+{
+    if (!v) {
+        s_put(b, "null", 4);
+        return;
+    }
+    char *txt = cJSON_PrintUnformatted(v);
+    if (!txt) {
+        b->oom = 1;
+        return;
+    }
+    s_puts(b, txt);
+    cJSON_free(txt);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Intrusive string-keyed hash map (chaining). Nodes are embedded in their owners; the key
+ * is borrowed from the owner.
+ */
+typedef struct s_hnode {
+    struct s_hnode *next;
+    uint64_t hash;
+    const char *key;
+} s_hnode_t;
+
+typedef struct {
+    s_hnode_t **b;
+    size_t nb, n;
+} s_map_t;
+
+static uint64_t s_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static s_hnode_t *s_map_get(const s_map_t *m, const char *key)
+{
+    if (!m->n)
+        return NULL;
+    uint64_t h = s_hash(key);
+    for (s_hnode_t *e = m->b[h & (m->nb - 1)]; e; e = e->next)
+        if (e->hash == h && !strcmp(e->key, key))
+            return e;
+    return NULL;
+}
+
+/* Insert node (key already set). The caller checked that the key is absent. */
+static int s_map_put(s_map_t *m, s_hnode_t *node)
+{
+    if (m->n + 1 > m->nb) {
+        size_t nb = m->nb ? m->nb * 2 : 64;
+        s_hnode_t **b = calloc(nb, sizeof *b);
+        if (!b)
+            return ZQ_ENOMEM;
+        for (size_t i = 0; i < m->nb; i++)
+            for (s_hnode_t *e = m->b[i], *next; e; e = next) {
+                next = e->next;
+                e->next = b[e->hash & (nb - 1)];
+                b[e->hash & (nb - 1)] = e;
+            }
+        free(m->b);
+        m->b = b;
+        m->nb = nb;
+    }
+    node->hash = s_hash(node->key);
+    s_hnode_t **slot = &m->b[node->hash & (m->nb - 1)];
+    node->next = *slot;
+    *slot = node;
+    m->n++;
+    return ZQ_OK;
+}
+
+static void s_map_del(s_map_t *m, s_hnode_t *node)
+{
+    if (!m->nb)
+        return;
+    for (s_hnode_t **pp = &m->b[node->hash & (m->nb - 1)]; *pp; pp = &(*pp)->next)
+        if (*pp == node) {
+            *pp = node->next;
+            m->n--;
+            return;
+        }
+}
+
+/* Call fn on every node; fn may delete the node it is given. */
+static void s_map_each(s_map_t *m, void (*fn)(void *arg, s_hnode_t *node), void *arg)
+{
+    for (size_t i = 0; i < m->nb; i++)
+        for (s_hnode_t *e = m->b[i], *next; e; e = next) {
+            next = e->next;
+            fn(arg, e);
+        }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Tasks in memory: one allocation holds the struct, the id and the message text.
+ */
+typedef struct s_queue s_queue_t;
+typedef struct s_worker s_worker_t;
+
+typedef struct {
+    int64_t rid;
+    double eta;      /* 0 = none */
+    double expires;  /* 0 = none */
+    int redelivered; /* handed out before: TASK says so */
+    s_queue_t *q;
+    char *id;
+    char *msg; /* the task message as stored (JSON object text) */
+    size_t msglen;
+    char data[];
+} s_task_t;
+
+static s_task_t *s_task_new(const zq_store_row_t *row, s_queue_t *q)
+{
+    size_t idlen = strlen(row->id);
+    s_task_t *t = malloc(sizeof *t + idlen + 1 + row->msglen + 1);
+    if (!t)
+        return NULL;
+    t->rid = row->rid;
+    t->eta = row->eta;
+    t->expires = row->expires;
+    t->redelivered = 0;
+    t->q = q;
+    t->id = t->data;
+    memcpy(t->id, row->id, idlen + 1);
+    t->msg = t->data + idlen + 1;
+    memcpy(t->msg, row->msg, row->msglen);
+    t->msg[row->msglen] = '\0';
+    t->msglen = row->msglen;
+    return t;
+}
+
+/* (eta, rid) order of the ETA heaps and of the store's scheduled index. */
+static int s_key_lt(double eta_a, int64_t rid_a, double eta_b, int64_t rid_b)
+{
+    return eta_a < eta_b || (eta_a == eta_b && rid_a < rid_b);
+}
+
+/* Ring deque of tasks (a ready FIFO; returned tasks go back to its head). */
+typedef struct {
+    s_task_t **v;
+    size_t cap, head, n;
+} s_deque_t;
+
+static int s_deque_grow(s_deque_t *d)
+{
+    size_t nc = d->cap ? d->cap * 2 : 64;
+    s_task_t **v = malloc(nc * sizeof *v);
+    if (!v)
+        return ZQ_ENOMEM;
+    for (size_t i = 0; i < d->n; i++)
+        v[i] = d->v[(d->head + i) % d->cap];
+    free(d->v);
+    d->v = v;
+    d->cap = nc;
+    d->head = 0;
+    return ZQ_OK;
+}
+
+static int s_deque_push_tail(s_deque_t *d, s_task_t *t)
+{
+    if (d->n == d->cap && s_deque_grow(d) != ZQ_OK)
+        return ZQ_ENOMEM;
+    d->v[(d->head + d->n) % d->cap] = t;
+    d->n++;
+    return ZQ_OK;
+}
+
+static int s_deque_push_head(s_deque_t *d, s_task_t *t)
+{
+    if (d->n == d->cap && s_deque_grow(d) != ZQ_OK)
+        return ZQ_ENOMEM;
+    d->head = (d->head + d->cap - 1) % d->cap;
+    d->v[d->head] = t;
+    d->n++;
+    return ZQ_OK;
+}
+
+static s_task_t *s_deque_at(const s_deque_t *d, size_t i)
+{
+    return d->v[(d->head + i) % d->cap];
+}
+
+static s_task_t *s_deque_pop(s_deque_t *d)
+{
+    if (!d->n)
+        return NULL;
+    s_task_t *t = d->v[d->head];
+    d->head = (d->head + 1) % d->cap;
+    d->n--;
+    return t;
+}
+
+/* Remove entry i (rare: revoke, claim); keeps the order. */
+static s_task_t *s_deque_remove(s_deque_t *d, size_t i)
+{
+    s_task_t *t = s_deque_at(d, i);
+    for (size_t k = i; k + 1 < d->n; k++)
+        d->v[(d->head + k) % d->cap] = d->v[(d->head + k + 1) % d->cap];
+    d->n--;
+    return t;
+}
+
+static void s_deque_clear(s_deque_t *d)
+{
+    while (d->n)
+        free(s_deque_pop(d));
+}
+
+/* Binary min-heap of tasks by (eta, rid). */
+typedef struct {
+    s_task_t **v;
+    size_t n, cap;
+} s_heap_t;
+
+static int s_heap_lt(const s_task_t *a, const s_task_t *b)
+{
+    return s_key_lt(a->eta, a->rid, b->eta, b->rid);
+}
+
+static void s_heap_up(s_heap_t *h, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!s_heap_lt(h->v[i], h->v[p]))
+            break;
+        s_task_t *tmp = h->v[i];
+        h->v[i] = h->v[p];
+        h->v[p] = tmp;
+        i = p;
+    }
+}
+
+static void s_heap_down(s_heap_t *h, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->n && s_heap_lt(h->v[l], h->v[m]))
+            m = l;
+        if (r < h->n && s_heap_lt(h->v[r], h->v[m]))
+            m = r;
+        if (m == i)
+            break;
+        s_task_t *tmp = h->v[i];
+        h->v[i] = h->v[m];
+        h->v[m] = tmp;
+        i = m;
+    }
+}
+
+static int s_heap_push(s_heap_t *h, s_task_t *t)
+{
+    if (h->n == h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 64;
+        s_task_t **v = realloc(h->v, nc * sizeof *v);
+        if (!v)
+            return ZQ_ENOMEM;
+        h->v = v;
+        h->cap = nc;
+    }
+    h->v[h->n++] = t;
+    s_heap_up(h, h->n - 1);
+    return ZQ_OK;
+}
+
+static s_task_t *s_heap_remove(s_heap_t *h, size_t i)
+{
+    s_task_t *t = h->v[i];
+    h->v[i] = h->v[--h->n];
+    if (i < h->n) {
+        s_heap_down(h, i);
+        s_heap_up(h, i);
+    }
+    return t;
+}
+
+static void s_heap_clear(s_heap_t *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        free(h->v[i]);
+    h->n = 0;
+}
+
+static int s_task_cmp(const void *a, const void *b)
+{
+    const s_task_t *x = *(s_task_t *const *)a, *y = *(s_task_t *const *)b;
+    return s_heap_lt(x, y) ? -1 : s_heap_lt(y, x) ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Broker state
+ */
+struct s_queue {
+    s_hnode_t node; /* key = name */
+    char *name;
+    s_deque_t ready;
+    int64_t ready_cursor; /* last rid placed in memory; later ready ones may be on disk */
+    int ready_spilled;    /* 1: ready tasks with rid > ready_cursor may be on disk only */
+    s_heap_t sched;
+    double sched_eta; /* cursor: (eta, rid) of the last ETA task read from disk */
+    int64_t sched_rid;
+    int sched_spilled;    /* 1: ETA tasks with a key above the cursor may be on disk only */
+    long n_ready, n_sched; /* waiting, in memory or on disk, not held by a worker */
+    long n_reserved;       /* held by workers */
+    int consumers;         /* live workers consuming it */
+};
+
+/* A task a worker holds. */
+typedef struct s_held {
+    s_hnode_t node; /* key = id */
+    s_worker_t *w;
+    struct s_held *prev, *next; /* the worker's list */
+    s_task_t *task; /* NULL when claimed from HELLO "holding" (read back from the store) */
+    s_queue_t *q;
+    int is_eta;    /* counted against the ETA cap, not the credits */
+    int received;  /* RECEIVED or STARTED seen: the store no longer says PENDING */
+    int started;
+    int acks_late;
+    char id[];
+} s_held_t;
+
+struct s_worker {
+    s_worker_t *next;
+    char *name;
+    cJSON *info; /* the HELLO body (worker object, docs §10) */
+    long pid;
+    char *hostname;
+    s_queue_t **queues;
+    int nqueues;
+    int concurrency, prefetch;
+    void *push;
+    char endpoint[S_ENDPOINT_MAX];
+    int blocked;         /* the last send found no connected peer: poll for POLLOUT */
+    int held, held_eta;  /* counts of the held list, non-ETA and ETA */
+    s_held_t *hl;
+    double last_seen;    /* monotonic */
+    double hb_wall;      /* wall time of the last HEARTBEAT (or HELLO) */
+    long processed, active;
+};
+
+/* A parked GET. */
+typedef struct s_waiter {
+    struct s_waiter *next;
+    struct s_waitlist *list;
+    double deadline; /* monotonic; INFINITY = none */
+    size_t hidx;     /* index in the deadline heap; SIZE_MAX if none */
+    int has_req;
+    double req;
+    size_t idlen;
+    unsigned char identity[];
+} s_waiter_t;
+
+typedef struct s_waitlist {
+    s_hnode_t node; /* key = id */
+    s_waiter_t *first;
+    char id[];
+} s_waitlist_t;
+
+/* A task found in flight at startup, waiting for its worker to claim it. */
+typedef struct {
+    s_hnode_t node; /* key = task->id */
+    s_task_t *task;
+    int started, acks_late;
+    double deadline; /* monotonic */
+} s_orphan_t;
+
+/* Buffered outgoing message (sent after the commit). Offsets into the outbox arena. */
+enum { OB_REPLY, OB_EVENT, OB_BROADCAST };
+typedef struct {
+    int kind;
+    int durable; /* REPLY promising a commit: becomes ESTORE when the commit fails */
+    int has_req;
+    double req;
+    size_t id_off, idlen;   /* identity (REPLY) or topic (EVENT) */
+    size_t text_off, len;   /* JSON body */
+} s_out_t;
+
+/* Event types, for the subscription mask. */
+enum {
+    EV_TASK_SENT,
+    EV_TASK_RECEIVED,
+    EV_TASK_STARTED,
+    EV_TASK_SUCCEEDED,
+    EV_TASK_FAILED,
+    EV_TASK_RETRIED,
+    EV_TASK_REVOKED,
+    EV_WORKER_ONLINE,
+    EV_WORKER_HEARTBEAT,
+    EV_WORKER_OFFLINE,
+    EV_COUNT
+};
+static const char *const s_ev_names[EV_COUNT] = {
+    "task-sent",      "task-received", "task-started",    "task-succeeded",   "task-failed",
+    "task-retried",   "task-revoked",  "worker-online",   "worker-heartbeat", "worker-offline"};
+
+typedef struct {
+    uint64_t hash;
+    double last;
+} s_rate_t;
+
+struct zq_broker {
+    /* configuration */
+    char *frontend_ep, *upstream_ep, *events_ep, *data_dir;
+    zq_store_sync_t sync;
+    double lookahead, heartbeat;
+    long max_ready;
+    long max_sched; /* ETA tasks per queue in memory */
+    char broker_id[40];
+    char started_iso[40];
+    /* sockets */
+    void *ctx;
+    void *frontend, *upstream, *events;
+    int stop_pipe[2];
+    volatile sig_atomic_t stop;
+    unsigned dispatch_seq; /* ipc dispatch endpoints: <frontend>.d<N> */
+    /* store */
+    zq_store_t *store;
+    long n_revoked; /* size of the durable revoked set (skip lookups while 0) */
+    /* memory state */
+    s_map_t queues;
+    s_map_t held;
+    s_map_t waits;
+    s_map_t orphans;
+    s_worker_t *workers;
+    int nworkers;
+    s_waiter_t **wheap; /* GET deadlines */
+    size_t wheap_n, wheap_cap;
+    size_t nwaiters; /* parked GETs */
+    s_task_t **expired; /* found expired by dispatch, to end REVOKED in the next turn */
+    size_t nexpired, expired_cap;
+    double orphan_deadline; /* monotonic: the earliest orphan grace end */
+    double retry_after;     /* monotonic: when to apply the kept upstream messages again */
+    /* the current turn */
+    int in_batch;
+    int batch_failed;          /* a write failed and SQLite dropped the transaction */
+    long batch_submitted;
+    zq_msg_t *upkeep;          /* upstream messages of this turn (kept until the commit) */
+    size_t nupkeep, upkeep_cap;
+    zq_msg_t *retry;           /* upstream messages of a failed turn, applied again */
+    size_t nretry, retry_cap;
+    char **notify;             /* ids that ended this turn and have parked GETs */
+    size_t nnotify, notify_cap;
+    int recheck_waits;         /* a purge ended tasks we cannot name: look at every GET */
+    s_out_t *out;
+    size_t nout, out_cap;
+    s_buf_t arena;             /* bytes of the outbox */
+    s_buf_t scratch;           /* TASK messages, records */
+    /* events */
+    char **subs;               /* XPUB subscriptions (topic prefixes) */
+    size_t *sublens;
+    size_t nsubs;
+    unsigned ev_mask;          /* bit per event type somebody subscribed to */
+    /* logging and stats */
+    s_rate_t rate[S_RATE_SLOTS];
+    double last_store_error;
+    zq_broker_stats_t stats;
+};
+
+static double s_mono(void)
+{
+    return zq_mono();
+}
+
+/* 1 when a log about this peer (or source) may be written now: at most once a second. */
+static int s_rate_ok(zq_broker_t *self, const void *peer, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= ((const unsigned char *)peer)[i];
+        h *= 1099511628211ULL;
+    }
+    s_rate_t *r = &self->rate[h % S_RATE_SLOTS];
+    double now = s_mono();
+    if (r->hash == h && now - r->last < 1.0)
+        return 0;
+    r->hash = h;
+    r->last = now;
+    return 1;
+}
+
+/* A printable name for a ROUTER identity (hex), for logs. */
+static const char *s_peer_name(const zq_msg_t *m, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < m->identity_len && n + 3 < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, "%02x", m->identity[i]);
+    if (!n)
+        snprintf(buf, len, "?");
+    return buf;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Queues
+ */
+static s_queue_t *s_queue_find(zq_broker_t *self, const char *name)
+{
+    s_hnode_t *n = s_map_get(&self->queues, name);
+    return n ? (s_queue_t *)n : NULL;
+}
+
+static s_queue_t *s_queue_get(zq_broker_t *self, const char *name)
+{
+    s_queue_t *q = s_queue_find(self, name);
+    if (q)
+        return q;
+    q = calloc(1, sizeof *q);
+    if (!q || !(q->name = strdup(name))) {
+        free(q);
+        return NULL;
+    }
+    q->node.key = q->name;
+    /* unknown until read: the first refill finds out whether the store has some */
+    q->ready_spilled = 1;
+    q->sched_spilled = 1;
+    q->sched_eta = -INFINITY;
+    if (s_map_put(&self->queues, &q->node) != ZQ_OK) {
+        free(q->name);
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+static void s_queue_free(s_queue_t *q)
+{
+    s_deque_clear(&q->ready);
+    free(q->ready.v);
+    s_heap_clear(&q->sched);
+    free(q->sched.v);
+    free(q->name);
+    free(q);
+}
+
+/* Forget every waiting task held in memory (the store keeps them). */
+static void s_queue_forget(s_queue_t *q)
+{
+    s_deque_clear(&q->ready);
+    s_heap_clear(&q->sched);
+    q->ready_cursor = 0;
+    q->ready_spilled = 1;
+    q->sched_eta = -INFINITY;
+    q->sched_rid = 0;
+    q->sched_spilled = 1;
+}
+
+/* Is this id held by a worker or waiting to be claimed? Then disk reads skip it. */
+static int s_is_out(zq_broker_t *self, const char *id)
+{
+    return s_map_get(&self->held, id) || s_map_get(&self->orphans, id);
+}
+
+typedef struct {
+    zq_broker_t *self;
+    s_queue_t *q;
+    int sched;
+    int oom;
+} s_load_t;
+
+static int s_load_row(void *arg, const zq_store_row_t *row)
+{
+    s_load_t *l = arg;
+    if (l->sched) {
+        l->q->sched_eta = row->eta;
+        l->q->sched_rid = row->rid;
+    } else {
+        l->q->ready_cursor = row->rid;
+    }
+    if (s_is_out(l->self, row->id))
+        return 0;
+    s_task_t *t = s_task_new(row, l->q);
+    int rc = t ? (l->sched ? s_heap_push(&l->q->sched, t) : s_deque_push_tail(&l->q->ready, t))
+               : ZQ_ENOMEM;
+    if (rc != ZQ_OK) {
+        free(t);
+        l->oom = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Read ready tasks back from disk once the FIFO has drained to half. */
+static void s_refill_ready(zq_broker_t *self, s_queue_t *q)
+{
+    if (!q->ready_spilled || q->ready.n >= (size_t)(self->max_ready + 1) / 2)
+        return;
+    int want = (int)(self->max_ready - (long)q->ready.n);
+    s_load_t l = {self, q, 0, 0};
+    int n = zq_store_load_ready(self->store, q->name, q->ready_cursor, want, s_load_row, &l);
+    if (n < 0) {
+        ZQ_ERROR("broker: cannot read queue %s from the store: %s", q->name,
+                 zq_store_errmsg(self->store));
+        return;
+    }
+    if (!l.oom && n < want)
+        q->ready_spilled = 0;
+}
+
+/* Same for the ETA heap. */
+static void s_refill_sched(zq_broker_t *self, s_queue_t *q)
+{
+    if (!q->sched_spilled || q->sched.n >= (size_t)(self->max_sched + 1) / 2)
+        return;
+    int want = (int)(self->max_sched - (long)q->sched.n);
+    s_load_t l = {self, q, 1, 0};
+    int n = zq_store_load_scheduled(self->store, q->name, q->sched_eta, q->sched_rid, INFINITY,
+                                    want, s_load_row, &l);
+    if (n < 0) {
+        ZQ_ERROR("broker: cannot read ETA tasks of %s from the store: %s", q->name,
+                 zq_store_errmsg(self->store));
+        return;
+    }
+    if (!l.oom && n < want)
+        q->sched_spilled = 0;
+}
+
+/* The heap grew past twice its cap: keep the earliest max_sched, the rest stays on disk. */
+static void s_trim_sched(zq_broker_t *self, s_queue_t *q)
+{
+    if (q->sched.n <= (size_t)self->max_sched * 2)
+        return;
+    qsort(q->sched.v, q->sched.n, sizeof *q->sched.v, s_task_cmp); /* sorted = a heap */
+    size_t keep = (size_t)self->max_sched;
+    for (size_t i = keep; i < q->sched.n; i++)
+        free(q->sched.v[i]);
+    q->sched.n = keep;
+    q->sched_eta = q->sched.v[keep - 1]->eta;
+    q->sched_rid = q->sched.v[keep - 1]->rid;
+    q->sched_spilled = 1;
+}
+
+/* Place a waiting task in memory, or leave it on disk when it is beyond a cursor.
+ * at_head: a task that was handed out and came back goes first. Takes ownership of t. */
+static void s_place(zq_broker_t *self, s_task_t *t, int at_head)
+{
+    s_queue_t *q = t->q;
+    int rc = ZQ_OK;
+    if (t->eta > 0) {
+        if (q->sched_spilled && s_key_lt(q->sched_eta, q->sched_rid, t->eta, t->rid)) {
+            free(t); /* on disk; read back in order */
+            return;
+        }
+        rc = s_heap_push(&q->sched, t);
+        if (rc == ZQ_OK)
+            s_trim_sched(self, q);
+    } else if (at_head) {
+        if (q->ready_spilled && t->rid > q->ready_cursor) {
+            free(t);
+            return;
+        }
+        rc = s_deque_push_head(&q->ready, t);
+    } else {
+        if (q->ready_spilled || q->ready.n >= (size_t)self->max_ready) {
+            q->ready_spilled = 1;
+            free(t);
+            return;
+        }
+        rc = s_deque_push_tail(&q->ready, t);
+        if (rc == ZQ_OK)
+            q->ready_cursor = t->rid;
+    }
+    if (rc != ZQ_OK) {
+        /* out of memory: the store has it; the next restart reads it back */
+        ZQ_ERROR("broker: out of memory queueing task %s", t->id);
+        if (t->eta > 0)
+            q->sched_spilled = 1;
+        else
+            q->ready_spilled = 1;
+        free(t);
+    }
+}
+
+/* Take a queued task out of memory by rid (revoke, claim). Caller owns the result. */
+static s_task_t *s_unplace(s_queue_t *q, int64_t rid, double eta)
+{
+    if (eta > 0) {
+        for (size_t i = 0; i < q->sched.n; i++)
+            if (q->sched.v[i]->rid == rid)
+                return s_heap_remove(&q->sched, i);
+    } else {
+        for (size_t i = 0; i < q->ready.n; i++)
+            if (s_deque_at(&q->ready, i)->rid == rid)
+                return s_deque_remove(&q->ready, i);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Outbox: replies, events and broadcasts of the turn, sent after the commit.
+ */
+static s_out_t *s_out_new(zq_broker_t *self, int kind)
+{
+    if (self->nout == self->out_cap) {
+        size_t nc = self->out_cap ? self->out_cap * 2 : 256;
+        s_out_t *v = realloc(self->out, nc * sizeof *v);
+        if (!v)
+            return NULL;
+        self->out = v;
+        self->out_cap = nc;
+    }
+    s_out_t *o = &self->out[self->nout++];
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    return o;
+}
+
+/* Start a REPLY to m: "{" is written; add members with s_member(), end with s_reply_end. */
+static s_out_t *s_reply_begin(zq_broker_t *self, const zq_msg_t *m, int durable)
+{
+    s_out_t *o = s_out_new(self, OB_REPLY);
+    if (!o)
+        return NULL;
+    o->durable = durable;
+    const cJSON *req = m->body ? cJSON_GetObjectItemCaseSensitive(m->body, "req") : NULL;
+    if (cJSON_IsNumber(req)) {
+        o->has_req = 1;
+        o->req = req->valuedouble;
+    }
+    o->id_off = self->arena.len;
+    o->idlen = m->identity_len;
+    s_put(&self->arena, (const char *)m->identity, m->identity_len);
+    o->text_off = self->arena.len;
+    s_put(&self->arena, "{", 1);
+    return o;
+}
+
+/* Separator before the next member of the object being written. */
+static void s_member(s_buf_t *b, const char *key)
+{
+    if (b->len && b->p[b->len - 1] != '{')
+        s_put(b, ",", 1);
+    s_jstr(b, key);
+    s_put(b, ":", 1);
+}
+
+static void s_reply_end(zq_broker_t *self, s_out_t *o)
+{
+    s_buf_t *b = &self->arena;
+    if (o->has_req) {
+        s_member(b, "req");
+        s_jnum(b, o->req);
+    }
+    s_put(b, "}", 1);
+    o->len = b->len - o->text_off;
+}
+
+/* A REPLY whose body is a whole JSON object text (a record): req is spliced in. */
+static void s_reply_object(zq_broker_t *self, const zq_msg_t *m, int durable, const char *text,
+                           size_t len, int timed_out)
+{
+    s_out_t *o = s_reply_begin(self, m, durable);
+    if (!o)
+        return;
+    /* text is "{...}": copy the members */
+    if (len >= 2) {
+        s_put(&self->arena, text + 1, len - 2);
+    }
+    if (timed_out) {
+        s_member(&self->arena, "timeout");
+        s_puts(&self->arena, "true");
+    }
+    s_reply_end(self, o);
+}
+
+static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
+static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code, const char *fmt,
+                          ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_puts(b, "\"error\":{\"code\":");
+    s_jstr(b, code);
+    s_puts(b, ",\"message\":");
+    s_jstr(b, msg);
+    s_puts(b, "}");
+    s_reply_end(self, o);
+}
+
+/* 1 when somebody subscribed to events of this type. */
+static int s_wants(const zq_broker_t *self, int ev)
+{
+    return (self->ev_mask >> ev) & 1u;
+}
+
+/* Start an event: {"type","timestamp" written; add members, end with s_event_end. */
+static s_out_t *s_event_begin(zq_broker_t *self, int ev)
+{
+    s_out_t *o = s_out_new(self, OB_EVENT);
+    if (!o)
+        return NULL;
+    s_buf_t *b = &self->arena;
+    o->id_off = b->len;
+    o->idlen = strlen(s_ev_names[ev]);
+    s_puts(b, s_ev_names[ev]);
+    o->text_off = b->len;
+    s_puts(b, "{\"type\":");
+    s_jstr(b, s_ev_names[ev]);
+    s_puts(b, ",\"timestamp\":");
+    s_jtime(b, zq_now());
+    return o;
+}
+
+static void s_event_end(zq_broker_t *self, s_out_t *o)
+{
+    s_put(&self->arena, "}", 1);
+    o->len = self->arena.len - o->text_off;
+}
+
+/* task-revoked for a task that ended at the broker. */
+static void s_event_revoked(zq_broker_t *self, const char *id, int expired)
+{
+    if (!s_wants(self, EV_TASK_REVOKED))
+        return;
+    s_out_t *o = s_event_begin(self, EV_TASK_REVOKED);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_member(b, "uuid");
+    s_jstr(b, id);
+    s_puts(b, ",\"terminated\":false,\"signum\":null,\"expired\":");
+    s_puts(b, expired ? "true" : "false");
+    s_event_end(self, o);
+}
+
+static void s_event_worker(zq_broker_t *self, int ev, const s_worker_t *w)
+{
+    if (!s_wants(self, ev))
+        return;
+    s_out_t *o = s_event_begin(self, ev);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_member(b, "hostname");
+    s_jstr(b, w->name);
+    s_printf(b, ",\"active\":%ld,\"processed\":%ld,\"pid\":%ld,\"freq\":", w->active,
+             w->processed, w->pid);
+    s_jnum(b, self->heartbeat);
+    s_puts(b, ",\"held\":");
+    s_jnum(b, w->held + w->held_eta);
+    s_event_end(self, o);
+}
+
+/* Send the outbox. ok = 0: the commit failed (see the top of this file). */
+static void s_flush(zq_broker_t *self, int ok)
+{
+    const char *base = self->arena.p;
+    s_buf_t *err = &self->scratch;
+    for (size_t i = 0; i < self->nout && base; i++) {
+        s_out_t *o = &self->out[i];
+        const char *text = base + o->text_off;
+        size_t len = o->len;
+        if (o->kind == OB_EVENT) {
+            if (!ok)
+                continue;
+            if (zmq_send(self->events, base + o->id_off, o->idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+                continue;
+            zmq_send(self->events, ZQ_PROTO_VERSION, strlen(ZQ_PROTO_VERSION),
+                     ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(self->events, text, len, ZMQ_DONTWAIT);
+            continue;
+        }
+        if (o->kind == OB_BROADCAST) {
+            if (!ok)
+                continue;
+            for (s_worker_t *w = self->workers; w; w = w->next)
+                if (zq_msg_send_raw(w->push, NULL, 0, ZQ_CMD_REVOKED, text, len, ZMQ_DONTWAIT) !=
+                    ZQ_OK)
+                    ZQ_DEBUG("broker: REVOKED not sent to %s (not connected): it learns the "
+                             "ids in its next HELLO", w->name);
+            continue;
+        }
+        if (!ok && o->durable) {
+            err->len = 0;
+            s_puts(err, "{\"error\":{\"code\":\"" ZQ_WERR_STORE "\",\"message\":");
+            char msg[600];
+            snprintf(msg, sizeof msg, "the store could not commit: %s",
+                     zq_store_errmsg(self->store));
+            s_jstr(err, msg);
+            s_puts(err, "}");
+            if (o->has_req) {
+                s_puts(err, ",\"req\":");
+                s_jnum(err, o->req);
+            }
+            s_puts(err, "}");
+            if (err->oom)
+                continue;
+            text = err->p;
+            len = err->len;
+        }
+        if (zq_msg_send_raw(self->frontend, base + o->id_off, o->idlen, ZQ_CMD_REPLY, text, len,
+                            ZMQ_DONTWAIT) != ZQ_OK) {
+            int e = zmq_errno();
+            if (e == EHOSTUNREACH)
+                continue; /* the peer left: nobody to answer */
+            ZQ_WARN("broker: reply not sent: %s", zmq_strerror(e));
+        }
+    }
+    if (self->arena.oom)
+        ZQ_ERROR("broker: out of memory building replies; some were not sent");
+    self->nout = 0;
+    self->arena.len = 0;
+    self->arena.oom = 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Parked GETs
+ */
+static void s_wheap_swap(zq_broker_t *self, size_t i, size_t j)
+{
+    s_waiter_t *t = self->wheap[i];
+    self->wheap[i] = self->wheap[j];
+    self->wheap[j] = t;
+    self->wheap[i]->hidx = i;
+    self->wheap[j]->hidx = j;
+}
+
+static void s_wheap_up(zq_broker_t *self, size_t i)
+{
+    while (i > 0 && self->wheap[i]->deadline < self->wheap[(i - 1) / 2]->deadline) {
+        s_wheap_swap(self, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void s_wheap_down(zq_broker_t *self, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < self->wheap_n && self->wheap[l]->deadline < self->wheap[m]->deadline)
+            m = l;
+        if (r < self->wheap_n && self->wheap[r]->deadline < self->wheap[m]->deadline)
+            m = r;
+        if (m == i)
+            return;
+        s_wheap_swap(self, i, m);
+        i = m;
+    }
+}
+
+static void s_wheap_remove(zq_broker_t *self, s_waiter_t *w)
+{
+    size_t i = w->hidx;
+    if (i == SIZE_MAX)
+        return;
+    w->hidx = SIZE_MAX;
+    self->wheap_n--;
+    if (i == self->wheap_n)
+        return;
+    self->wheap[i] = self->wheap[self->wheap_n];
+    self->wheap[i]->hidx = i;
+    s_wheap_down(self, i);
+    s_wheap_up(self, i);
+}
+
+static int s_park(zq_broker_t *self, const zq_msg_t *m, const char *id, double timeout)
+{
+    s_waitlist_t *wl = (s_waitlist_t *)s_map_get(&self->waits, id);
+    if (!wl) {
+        size_t n = strlen(id);
+        wl = calloc(1, sizeof *wl + n + 1);
+        if (!wl)
+            return ZQ_ENOMEM;
+        memcpy(wl->id, id, n + 1);
+        wl->node.key = wl->id;
+        if (s_map_put(&self->waits, &wl->node) != ZQ_OK) {
+            free(wl);
+            return ZQ_ENOMEM;
+        }
+    }
+    s_waiter_t *w = calloc(1, sizeof *w + m->identity_len);
+    if (!w)
+        goto oom;
+    memcpy(w->identity, m->identity, m->identity_len);
+    w->idlen = m->identity_len;
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(m->body, "req");
+    if (cJSON_IsNumber(req)) {
+        w->has_req = 1;
+        w->req = req->valuedouble;
+    }
+    w->deadline = isfinite(timeout) ? s_mono() + timeout : INFINITY;
+    w->hidx = SIZE_MAX;
+    if (isfinite(timeout)) {
+        if (self->wheap_n == self->wheap_cap) {
+            size_t nc = self->wheap_cap ? self->wheap_cap * 2 : 256;
+            s_waiter_t **v = realloc(self->wheap, nc * sizeof *v);
+            if (!v) {
+                free(w);
+                goto oom;
+            }
+            self->wheap = v;
+            self->wheap_cap = nc;
+        }
+        w->hidx = self->wheap_n;
+        self->wheap[self->wheap_n++] = w;
+        s_wheap_up(self, w->hidx);
+    }
+    w->list = wl;
+    w->next = wl->first;
+    wl->first = w;
+    self->nwaiters++;
+    return ZQ_OK;
+oom:
+    if (!wl->first) {
+        s_map_del(&self->waits, &wl->node);
+        free(wl);
+    }
+    return ZQ_ENOMEM;
+}
+
+/* Answer one waiter with a record (text "{...}") and free it. */
+static void s_answer_waiter(zq_broker_t *self, s_waiter_t *w, const char *rec, size_t len,
+                            int timed_out)
+{
+    s_buf_t *b = &self->scratch;
+    b->len = 0;
+    s_put(b, rec, len - 1);
+    if (timed_out)
+        s_puts(b, ",\"timeout\":true");
+    if (w->has_req) {
+        s_puts(b, ",\"req\":");
+        s_jnum(b, w->req);
+    }
+    s_puts(b, "}");
+    if (!b->oom &&
+        zq_msg_send_raw(self->frontend, w->identity, w->idlen, ZQ_CMD_REPLY, b->p, b->len,
+                        ZMQ_DONTWAIT) != ZQ_OK &&
+        zmq_errno() != EHOSTUNREACH)
+        ZQ_WARN("broker: GET reply not sent: %s", zmq_strerror(zmq_errno()));
+    s_wheap_remove(self, w);
+    self->nwaiters--;
+    free(w);
+}
+
+/* The task ended (committed): answer everyone waiting for it. */
+static void s_answer_waits(zq_broker_t *self, const char *id)
+{
+    s_waitlist_t *wl = (s_waitlist_t *)s_map_get(&self->waits, id);
+    if (!wl)
+        return;
+    char *rec;
+    size_t len;
+    if (zq_store_record_text(self->store, id, &rec, &len) != ZQ_OK) {
+        ZQ_ERROR("broker: cannot read task %s for a GET: %s", id, zq_store_errmsg(self->store));
+        return; /* they wait on; their deadline still applies */
+    }
+    s_map_del(&self->waits, &wl->node);
+    for (s_waiter_t *w = wl->first, *next; w; w = next) {
+        next = w->next;
+        s_answer_waiter(self, w, rec, len, 0);
+    }
+    free(wl);
+    free(rec);
+}
+
+/* Remember, during the turn, that id ended (answered after the commit). */
+static void s_notify(zq_broker_t *self, const char *id)
+{
+    if (!s_map_get(&self->waits, id))
+        return;
+    if (self->nnotify == self->notify_cap) {
+        size_t nc = self->notify_cap ? self->notify_cap * 2 : 64;
+        char **v = realloc(self->notify, nc * sizeof *v);
+        if (!v)
+            goto lost;
+        self->notify = v;
+        self->notify_cap = nc;
+    }
+    if (!(self->notify[self->nnotify] = strdup(id)))
+        goto lost;
+    self->nnotify++;
+    return;
+lost:
+    self->recheck_waits = 1; /* out of memory: look at every parked GET instead */
+}
+
+static void s_recheck_one(void *arg, s_hnode_t *node)
+{
+    zq_broker_t *self = arg;
+    s_waitlist_t *wl = (s_waitlist_t *)node;
+    if (zq_state_is_terminal(zq_store_get_state(self->store, wl->id)))
+        s_answer_waits(self, wl->id);
+}
+
+/* After a commit: answer GETs of tasks that ended, then those whose wait ran out. */
+static void s_serve_waits(zq_broker_t *self)
+{
+    for (size_t i = 0; i < self->nnotify; i++) {
+        s_answer_waits(self, self->notify[i]);
+        free(self->notify[i]);
+    }
+    self->nnotify = 0;
+    if (self->recheck_waits) {
+        self->recheck_waits = 0;
+        s_map_each(&self->waits, s_recheck_one, self);
+    }
+    double now = s_mono();
+    while (self->wheap_n && self->wheap[0]->deadline <= now) {
+        s_waiter_t *w = self->wheap[0];
+        s_waitlist_t *wl = w->list;
+        char *rec;
+        size_t len;
+        if (zq_store_record_text(self->store, wl->id, &rec, &len) != ZQ_OK) {
+            ZQ_ERROR("broker: cannot read task %s for a GET: %s", wl->id,
+                     zq_store_errmsg(self->store));
+            rec = NULL;
+        }
+        /* unlink from its list */
+        for (s_waiter_t **pp = &wl->first; *pp; pp = &(*pp)->next)
+            if (*pp == w) {
+                *pp = w->next;
+                break;
+            }
+        if (rec) {
+            s_answer_waiter(self, w, rec, len, 1);
+            free(rec);
+        } else {
+            s_wheap_remove(self, w);
+            self->nwaiters--;
+            free(w);
+        }
+        if (!wl->first) {
+            s_map_del(&self->waits, &wl->node);
+            free(wl);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Store failures inside a turn
+ */
+
+/* A write failed. When SQLite dropped the whole transaction with it, the turn is lost:
+ * stop writing (later writes would each commit on their own) and take the failure path. */
+static void s_store_failed(zq_broker_t *self, const char *what, const char *id)
+{
+    if (self->in_batch && !zq_store_in_tx(self->store))
+        self->batch_failed = 1;
+    double now = s_mono();
+    if (now - self->last_store_error >= 1.0) {
+        self->last_store_error = now;
+        ZQ_ERROR("broker: store: %s%s%s: %s", what, id ? " " : "", id ? id : "",
+                 zq_store_errmsg(self->store));
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Held tasks and credits
+ */
+static s_held_t *s_held_find(zq_broker_t *self, const char *id)
+{
+    return (s_held_t *)s_map_get(&self->held, id);
+}
+
+/* w now holds the task (t may be NULL for a claim). Takes ownership of t. */
+static s_held_t *s_held_add(zq_broker_t *self, s_worker_t *w, s_task_t *t, const char *id,
+                            s_queue_t *q, int is_eta)
+{
+    size_t n = strlen(id);
+    s_held_t *h = calloc(1, sizeof *h + n + 1);
+    if (!h)
+        return NULL;
+    memcpy(h->id, id, n + 1);
+    h->node.key = h->id;
+    if (s_map_put(&self->held, &h->node) != ZQ_OK) {
+        free(h);
+        return NULL;
+    }
+    h->w = w;
+    h->task = t;
+    h->q = q;
+    h->is_eta = is_eta;
+    h->next = w->hl;
+    if (w->hl)
+        w->hl->prev = h;
+    w->hl = h;
+    if (is_eta)
+        w->held_eta++;
+    else
+        w->held++;
+    if (q)
+        q->n_reserved++;
+    return h;
+}
+
+/* The worker no longer holds it. Returns the task when keep, else frees it. */
+static s_task_t *s_held_release(zq_broker_t *self, s_held_t *h, int keep)
+{
+    s_worker_t *w = h->w;
+    s_map_del(&self->held, &h->node);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        w->hl = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    if (h->is_eta)
+        w->held_eta--;
+    else
+        w->held--;
+    if (h->q)
+        h->q->n_reserved--;
+    s_task_t *t = h->task;
+    free(h);
+    if (!keep) {
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+typedef struct {
+    zq_broker_t *self;
+    s_task_t *t;
+    const char *state;
+    int acks_late;
+} s_found_t;
+
+static int s_find_row(void *arg, const zq_store_row_t *row)
+{
+    s_found_t *f = arg;
+    s_queue_t *q = s_queue_get(f->self, row->queue);
+    f->t = q ? s_task_new(row, q) : NULL;
+    f->state = row->state;
+    f->acks_late = row->acks_late;
+    return 1;
+}
+
+/* A task read by id from the store (NULL if unknown); f->state tells its state. Caller
+ * owns the result. */
+static s_task_t *s_task_find(zq_broker_t *self, const char *id, s_found_t *f)
+{
+    memset(f, 0, sizeof *f);
+    f->self = self;
+    int rc = zq_store_find(self->store, id, s_find_row, f);
+    if (rc == ZQ_ESTORE)
+        s_store_failed(self, "read task", id);
+    return rc == ZQ_OK ? f->t : NULL;
+}
+
+static s_task_t *s_task_load(zq_broker_t *self, const char *id)
+{
+    s_found_t f;
+    return s_task_find(self, id, &f);
+}
+
+/* A held task goes back to waiting (worker lost, RETURN): first in line, redelivered. */
+static void s_requeue_held(zq_broker_t *self, s_held_t *h)
+{
+    int rc = zq_store_requeue(self->store, h->id);
+    if (rc != ZQ_OK) {
+        if (rc == ZQ_ESTORE)
+            s_store_failed(self, "requeue", h->id);
+        s_held_release(self, h, 0); /* ended meanwhile, or the turn is lost anyway */
+        return;
+    }
+    char id[256];
+    snprintf(id, sizeof id, "%s", h->id);
+    s_task_t *t = s_held_release(self, h, 1);
+    if (!t)
+        t = s_task_load(self, id);
+    if (!t)
+        return; /* the store keeps it; read back on the next restart */
+    t->redelivered = 1;
+    if (t->eta > 0)
+        t->q->n_sched++;
+    else
+        t->q->n_ready++;
+    s_place(self, t, 1);
+}
+
+/* End a task lost with its worker as FAILURE WorkerLostError. */
+static void s_fail_lost(zq_broker_t *self, const char *id, const char *worker, const char *why)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "Worker exited prematurely (%s)", why);
+    zq_store_state_t st = {.id = id,
+                           .state = ZQ_STATE_FAILURE,
+                           .worker = worker,
+                           .exc_type = "WorkerLostError",
+                           .exc_message = msg,
+                           .runtime = -1};
+    int rc = zq_store_set_state(self->store, &st, NULL);
+    if (rc == ZQ_ESTORE) {
+        s_store_failed(self, "fail lost task", id);
+        return;
+    }
+    if (rc != ZQ_OK)
+        return;
+    self->stats.failed++;
+    ZQ_WARN("broker: task %s lost with worker %s: FAILURE WorkerLostError", id,
+            worker ? worker : "?");
+    s_notify(self, id);
+    if (s_wants(self, EV_TASK_FAILED)) {
+        s_out_t *o = s_event_begin(self, EV_TASK_FAILED);
+        if (o) {
+            s_buf_t *b = &self->arena;
+            s_member(b, "uuid");
+            s_jstr(b, id);
+            s_member(b, "hostname");
+            s_jstr(b, worker);
+            s_puts(b, ",\"exception\":{\"type\":\"WorkerLostError\",\"message\":");
+            s_jstr(b, msg);
+            s_puts(b, "},\"traceback\":null");
+            s_event_end(self, o);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Workers
+ */
+static s_worker_t *s_worker_find(zq_broker_t *self, const char *name)
+{
+    for (s_worker_t *w = self->workers; w; w = w->next)
+        if (!strcmp(w->name, name))
+            return w;
+    return NULL;
+}
+
+static int s_worker_consumes(const s_worker_t *w, const s_queue_t *q)
+{
+    for (int i = 0; i < w->nqueues; i++)
+        if (w->queues[i] == q)
+            return 1;
+    return 0;
+}
+
+/* The worker to give a task of q: most free slots (docs/protocol.md §8). */
+static s_worker_t *s_best_worker(zq_broker_t *self, const s_queue_t *q, int eta)
+{
+    s_worker_t *best = NULL;
+    long best_free = 0;
+    for (s_worker_t *w = self->workers; w; w = w->next) {
+        if (w->blocked || !s_worker_consumes(w, q))
+            continue;
+        if (eta ? w->held_eta >= ZQ_BROKER_ETA_CAP : w->held >= w->concurrency + w->prefetch)
+            continue;
+        long free_slots = (long)w->concurrency - w->held;
+        if (eta)
+            free_slots = free_slots * ZQ_BROKER_ETA_CAP - w->held_eta;
+        if (!best || free_slots > best_free) {
+            best = w;
+            best_free = free_slots;
+        }
+    }
+    return best;
+}
+
+static void s_worker_free(s_worker_t *w)
+{
+    if (!w)
+        return;
+    if (w->push)
+        zmq_close(w->push);
+    cJSON_Delete(w->info);
+    free(w->queues);
+    free(w->hostname);
+    free(w->name);
+    free(w);
+}
+
+/* The worker is gone (BYE, or lost): requeue what it held that had not started; started
+ * tasks end FAILURE WorkerLostError unless acks_late (then they run again). */
+static void s_worker_remove(zq_broker_t *self, s_worker_t *w, const char *why)
+{
+    long requeued = 0, failed = 0;
+    while (w->hl) {
+        s_held_t *h = w->hl;
+        if (h->started && !h->acks_late) {
+            char id[256];
+            snprintf(id, sizeof id, "%s", h->id);
+            s_held_release(self, h, 0);
+            s_fail_lost(self, id, w->name, why);
+            failed++;
+        } else {
+            s_requeue_held(self, h);
+            requeued++;
+        }
+    }
+    for (int i = 0; i < w->nqueues; i++)
+        w->queues[i]->consumers--;
+    s_event_worker(self, EV_WORKER_OFFLINE, w);
+    for (s_worker_t **pp = &self->workers; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    self->nworkers--;
+    ZQ_INFO("broker: worker %s offline (%s): %ld tasks requeued, %ld lost", w->name, why,
+            requeued, failed);
+    s_worker_free(w);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Dispatch (after the commit)
+ */
+
+/* Put t aside to end REVOKED "expired" in the next turn. Takes ownership of t. */
+static void s_expire_later(zq_broker_t *self, s_task_t *t)
+{
+    if (self->nexpired == self->expired_cap) {
+        size_t nc = self->expired_cap ? self->expired_cap * 2 : 64;
+        s_task_t **v = realloc(self->expired, nc * sizeof *v);
+        if (!v) {
+            free(t); /* still PENDING in the store: found again after a restart */
+            return;
+        }
+        self->expired = v;
+        self->expired_cap = nc;
+    }
+    self->expired[self->nexpired++] = t;
+}
+
+/* Send t to w. 1: sent (w holds it now); 0: w's channel is not connected (t not taken);
+ * -1: t is already out (a duplicate): the caller frees it. */
+static int s_send_task(zq_broker_t *self, s_worker_t *w, s_task_t *t, int is_eta)
+{
+    if (s_is_out(self, t->id))
+        return -1;
+    s_buf_t *b = &self->scratch;
+    b->len = 0;
+    s_put(b, t->msg, t->msglen - 1); /* the stored object without its closing brace */
+    s_puts(b, t->redelivered ? ",\"redelivered\":true}" : ",\"redelivered\":false}");
+    if (b->oom)
+        return 0;
+    if (zq_msg_send_raw(w->push, NULL, 0, ZQ_CMD_TASK, b->p, b->len, ZMQ_DONTWAIT) != ZQ_OK) {
+        int e = zmq_errno();
+        if (e != EAGAIN)
+            ZQ_WARN("broker: cannot send to worker %s: %s", w->name, zmq_strerror(e));
+        w->blocked = 1;
+        return 0;
+    }
+    s_queue_t *q = t->q;
+    if (is_eta)
+        q->n_sched--;
+    else
+        q->n_ready--;
+    self->stats.dispatched++;
+    if (!s_held_add(self, w, t, t->id, q, is_eta)) {
+        ZQ_ERROR("broker: out of memory: task %s sent to %s is not tracked", t->id, w->name);
+        free(t);
+    }
+    return 1;
+}
+
+#define S_DISPATCH_ROUND 64 /* tasks of one queue before the next queue's turn */
+
+/* Dispatch up to S_DISPATCH_ROUND tasks of q. Returns how many left the queue. */
+static int s_dispatch_queue(zq_broker_t *self, s_queue_t *q, double now)
+{
+    int moved = 0;
+    /* ETA tasks due within the look-ahead: the worker holds them until their eta */
+    while (moved < S_DISPATCH_ROUND) {
+        s_refill_sched(self, q);
+        if (!q->sched.n)
+            break;
+        s_task_t *t = q->sched.v[0];
+        if (t->eta - now > self->lookahead)
+            break;
+        if (t->expires > 0 && t->expires <= now) {
+            s_expire_later(self, s_heap_remove(&q->sched, 0));
+            moved++;
+            continue;
+        }
+        s_worker_t *w = s_best_worker(self, q, 1);
+        if (!w)
+            break;
+        s_heap_remove(&q->sched, 0);
+        int rc = s_send_task(self, w, t, 1);
+        if (rc == 0)
+            s_place(self, t, 1);
+        else if (rc < 0)
+            free(t);
+        else
+            moved++;
+    }
+    while (moved < S_DISPATCH_ROUND) {
+        s_refill_ready(self, q);
+        if (!q->ready.n)
+            break;
+        s_task_t *t = s_deque_at(&q->ready, 0);
+        if (t->expires > 0 && t->expires <= now) {
+            s_expire_later(self, s_deque_pop(&q->ready));
+            moved++;
+            continue;
+        }
+        s_worker_t *w = s_best_worker(self, q, 0);
+        if (!w)
+            break;
+        s_deque_pop(&q->ready);
+        int rc = s_send_task(self, w, t, 0);
+        if (rc == 0)
+            s_deque_push_head(&q->ready, t); /* cannot fail: the slot was just freed */
+        else if (rc < 0)
+            free(t);
+        else
+            moved++;
+    }
+    return moved;
+}
+
+typedef struct {
+    s_queue_t **v;
+    size_t n, cap;
+} s_qlist_t;
+
+static void s_collect_queue(void *arg, s_hnode_t *node)
+{
+    s_qlist_t *l = arg;
+    s_queue_t *q = (s_queue_t *)node;
+    if (!q->consumers || (!q->ready.n && !q->ready_spilled && !q->sched.n && !q->sched_spilled))
+        return;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        s_queue_t **v = realloc(l->v, nc * sizeof *v);
+        if (!v)
+            return;
+        l->v = v;
+        l->cap = nc;
+    }
+    l->v[l->n++] = q;
+}
+
+/* Hand tasks to workers with credit, queue by queue in rounds so that one busy queue
+ * does not starve another sharing the same workers. */
+static void s_dispatch(zq_broker_t *self)
+{
+    if (!self->workers)
+        return;
+    s_qlist_t l = {0};
+    s_map_each(&self->queues, s_collect_queue, &l);
+    double now = zq_now();
+    int moved;
+    do {
+        moved = 0;
+        for (size_t i = 0; i < l.n; i++)
+            moved += s_dispatch_queue(self, l.v[i], now);
+    } while (moved);
+    free(l.v);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * SUBMIT (frontend and upstream)
+ */
+typedef struct {
+    const char *id, *task, *queue, *parent_id, *root_id;
+    double eta, expires;
+    int retries, ignore_result;
+} s_sub_t;
+
+/* Replace (or add) body[key] with item. Takes ownership of item. */
+static int s_set(cJSON *body, const char *key, cJSON *item)
+{
+    if (!item)
+        return ZQ_ENOMEM;
+    if (cJSON_GetObjectItemCaseSensitive(body, key))
+        return cJSON_ReplaceItemInObjectCaseSensitive(body, key, item) ? ZQ_OK : ZQ_ENOMEM;
+    return cJSON_AddItemToObject(body, key, item) ? ZQ_OK : ZQ_ENOMEM;
+}
+
+static cJSON *s_time_item(double t)
+{
+    if (t <= 0)
+        return cJSON_CreateNull();
+    char iso[40];
+    return cJSON_CreateString(zq_time_iso(t, iso, sizeof iso));
+}
+
+static int s_is_int(const cJSON *v, double lo, double hi)
+{
+    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= lo &&
+           v->valuedouble <= hi;
+}
+
+#define S_ABSENT(v) (!(v) || cJSON_IsNull(v))
+
+/* Validate a SUBMIT body and complete it in place into the task message of docs §6 (the
+ * broker fills in what the client left out). ZQ_EINVAL with err naming the field. */
+static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "task");
+    if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
+        snprintf(err, errlen, "task: must be a task name (1-255 printable characters, no spaces)");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "id");
+    if (S_ABSENT(v)) {
+        char id[37];
+        zq_uuid4(id);
+        if (s_set(body, "id", cJSON_CreateString(id)) != ZQ_OK)
+            return ZQ_ENOMEM;
+    } else if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
+        snprintf(err, errlen, "id: must be a task id (1-255 printable characters, no spaces)");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "args");
+    if (S_ABSENT(v)) {
+        if (s_set(body, "args", cJSON_CreateArray()) != ZQ_OK)
+            return ZQ_ENOMEM;
+    } else if (!cJSON_IsArray(v)) {
+        snprintf(err, errlen, "args: must be a JSON array");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "kwargs");
+    if (S_ABSENT(v)) {
+        if (s_set(body, "kwargs", cJSON_CreateObject()) != ZQ_OK)
+            return ZQ_ENOMEM;
+    } else if (!cJSON_IsObject(v)) {
+        snprintf(err, errlen, "kwargs: must be a JSON object");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "queue");
+    if (S_ABSENT(v)) {
+        if (s_set(body, "queue", cJSON_CreateString(ZQ_DEFAULT_QUEUE)) != ZQ_OK)
+            return ZQ_ENOMEM;
+    } else if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
+        snprintf(err, errlen, "queue: must be a queue name (1-255 printable characters, no spaces)");
+        return ZQ_EINVAL;
+    }
+    /* countdown wins over eta when both are given, as in Celery's apply_async */
+    double eta = 0;
+    v = cJSON_GetObjectItemCaseSensitive(body, "eta");
+    if (!S_ABSENT(v) && (!cJSON_IsString(v) || zq_time_parse(v->valuestring, &eta) != ZQ_OK)) {
+        snprintf(err, errlen, "eta: must be an ISO 8601 timestamp or null");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "countdown");
+    if (!S_ABSENT(v)) {
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e10) {
+            snprintf(err, errlen, "countdown: must be a number of seconds");
+            return ZQ_EINVAL;
+        }
+        eta = now + v->valuedouble;
+    }
+    double expires = 0;
+    v = cJSON_GetObjectItemCaseSensitive(body, "expires");
+    if (cJSON_IsNumber(v) && isfinite(v->valuedouble) && fabs(v->valuedouble) <= 1e10) {
+        expires = now + v->valuedouble;
+        if (expires <= 0)
+            expires = 1e-6; /* long past, but still "has an expiry" */
+    } else if (!S_ABSENT(v) &&
+               (!cJSON_IsString(v) || zq_time_parse(v->valuestring, &expires) != ZQ_OK)) {
+        snprintf(err, errlen, "expires: must be seconds from now or an ISO 8601 timestamp");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "retries");
+    if (!S_ABSENT(v) && !s_is_int(v, 0, 1e9)) {
+        snprintf(err, errlen, "retries: must be an integer >= 0");
+        return ZQ_EINVAL;
+    }
+    out->retries = S_ABSENT(v) ? 0 : (int)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(body, "priority");
+    if (!S_ABSENT(v) && !s_is_int(v, 0, 9)) {
+        snprintf(err, errlen, "priority: must be an integer 0-9");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "ignore_result");
+    if (!S_ABSENT(v) && !cJSON_IsBool(v)) {
+        snprintf(err, errlen, "ignore_result: must be true or false");
+        return ZQ_EINVAL;
+    }
+    out->ignore_result = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(body, "timelimit");
+    if (!S_ABSENT(v)) {
+        int ok = cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2;
+        for (const cJSON *e = ok ? v->child : NULL; e; e = e->next)
+            if (!cJSON_IsNull(e) && !(cJSON_IsNumber(e) && e->valuedouble >= 0))
+                ok = 0;
+        if (!ok) {
+            snprintf(err, errlen, "timelimit: must be [hard, soft] seconds (numbers or null)");
+            return ZQ_EINVAL;
+        }
+    }
+    static const char *const ids[] = {"parent_id", "group", "origin"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        v = cJSON_GetObjectItemCaseSensitive(body, ids[i]);
+        if (!S_ABSENT(v) && (!cJSON_IsString(v) || !zq_valid_token(v->valuestring))) {
+            snprintf(err, errlen, "%s: must be a string (1-255 printable characters, no spaces)",
+                     ids[i]);
+            return ZQ_EINVAL;
+        }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "root_id");
+    if (S_ABSENT(v)) {
+        const char *own = zq_json_str(body, "id", NULL);
+        if (s_set(body, "root_id", cJSON_CreateString(own)) != ZQ_OK)
+            return ZQ_ENOMEM;
+    } else if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
+        snprintf(err, errlen, "root_id: must be a task id");
+        return ZQ_EINVAL;
+    }
+    /* the stored message: canonical times, no request-only fields */
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "countdown");
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "redelivered");
+    if (s_set(body, "eta", s_time_item(eta)) != ZQ_OK ||
+        s_set(body, "expires", s_time_item(expires)) != ZQ_OK ||
+        s_set(body, "sent", s_time_item(now)) != ZQ_OK ||
+        s_set(body, "retries", cJSON_CreateNumber(out->retries)) != ZQ_OK)
+        return ZQ_ENOMEM;
+    out->id = zq_json_str(body, "id", NULL);
+    out->task = zq_json_str(body, "task", NULL);
+    out->queue = zq_json_str(body, "queue", NULL);
+    out->parent_id = zq_json_str(body, "parent_id", NULL);
+    out->root_id = zq_json_str(body, "root_id", NULL);
+    out->eta = eta;
+    out->expires = expires;
+    return ZQ_OK;
+}
+
+static void s_event_sent(zq_broker_t *self, const cJSON *body, const s_sub_t *s)
+{
+    s_out_t *o = s_event_begin(self, EV_TASK_SENT);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_member(b, "uuid");
+    s_jstr(b, s->id);
+    s_member(b, "name");
+    s_jstr(b, s->task);
+    s_member(b, "args");
+    s_jval(b, cJSON_GetObjectItemCaseSensitive(body, "args"));
+    s_member(b, "kwargs");
+    s_jval(b, cJSON_GetObjectItemCaseSensitive(body, "kwargs"));
+    s_member(b, "queue");
+    s_jstr(b, s->queue);
+    s_member(b, "eta");
+    s_jtime(b, s->eta);
+    s_member(b, "expires");
+    s_jtime(b, s->expires);
+    s_printf(b, ",\"retries\":%d", s->retries);
+    s_member(b, "root_id");
+    s_jstr(b, s->root_id);
+    s_member(b, "parent_id");
+    s_jstr(b, s->parent_id);
+    s_event_end(self, o);
+}
+
+/* Store a task and queue it. reply: answer on the frontend (else an upstream sub-task). */
+static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
+{
+    char err[256];
+    s_sub_t s;
+    double now = zq_now();
+    int rc = s_submit_prepare(m->body, now, &s, err, sizeof err);
+    if (rc != ZQ_OK) {
+        self->stats.bad_messages++;
+        if (rc == ZQ_ENOMEM)
+            snprintf(err, sizeof err, "out of memory");
+        if (reply)
+            s_reply_error(self, m, rc == ZQ_ENOMEM ? S_INTERNAL : ZQ_WERR_INVAL, "SUBMIT: %s",
+                          err);
+        else if (s_rate_ok(self, "upstream", 8))
+            ZQ_WARN("broker: sub-task dropped: SUBMIT: %s", err);
+        return;
+    }
+    /* "req" belongs to the request, not to the task: out of the stored text */
+    cJSON *req = cJSON_DetachItemFromObjectCaseSensitive(m->body, "req");
+    char *msg = cJSON_PrintUnformatted(m->body);
+    if (req)
+        cJSON_AddItemToObject(m->body, "req", req);
+    if (!msg) {
+        if (reply)
+            s_reply_error(self, m, S_INTERNAL, "SUBMIT: out of memory");
+        return;
+    }
+    size_t msglen = strlen(msg);
+    zq_store_task_t st = {.id = s.id,
+                          .task = s.task,
+                          .queue = s.queue,
+                          .msg = msg,
+                          .msglen = msglen,
+                          .eta = s.eta,
+                          .expires = s.expires,
+                          .sent = now,
+                          .retries = s.retries,
+                          .ignore_result = s.ignore_result,
+                          .parent_id = s.parent_id,
+                          .root_id = s.root_id};
+    int64_t rid = 0;
+    rc = zq_store_enqueue(self->store, &st, &rid);
+    if (rc == ZQ_EDUPLICATE) {
+        self->stats.duplicates++;
+    } else if (rc != ZQ_OK) {
+        s_store_failed(self, "enqueue", s.id);
+        if (reply)
+            s_reply_error(self, m, ZQ_WERR_STORE, "SUBMIT: the task could not be stored: %s",
+                          zq_store_errmsg(self->store));
+        cJSON_free(msg);
+        return;
+    } else {
+        self->stats.submitted++;
+        self->batch_submitted++;
+        if (s_wants(self, EV_TASK_SENT))
+            s_event_sent(self, m->body, &s);
+        int revoked = self->n_revoked > 0 ? zq_store_is_revoked(self->store, s.id) : 0;
+        s_queue_t *q = s_queue_get(self, s.queue);
+        if (revoked == 1) {
+            /* revoked before it was sent: it never runs */
+            if (zq_store_revoke_queued(self->store, s.id, 0, "revoked", now, NULL) == ZQ_OK) {
+                self->stats.revoked++;
+                s_event_revoked(self, s.id, 0);
+                s_notify(self, s.id);
+            }
+        } else if (q) {
+            zq_store_row_t row = {.rid = rid,
+                                  .id = s.id,
+                                  .task = s.task,
+                                  .queue = s.queue,
+                                  .msg = msg,
+                                  .msglen = msglen,
+                                  .eta = s.eta,
+                                  .expires = s.expires};
+            if (s.eta > 0)
+                q->n_sched++;
+            else
+                q->n_ready++;
+            s_task_t *t = s_task_new(&row, q);
+            if (t)
+                s_place(self, t, 0);
+            else if (s.eta > 0)
+                q->sched_spilled = 1;
+            else
+                q->ready_spilled = 1;
+        }
+    }
+    if (reply) {
+        s_out_t *o = s_reply_begin(self, m, 1);
+        if (o) {
+            s_member(&self->arena, "id");
+            s_jstr(&self->arena, s.id);
+            s_reply_end(self, o);
+        }
+    }
+    cJSON_free(msg);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Upstream: STATE, RETURN, SUBMIT
+ */
+static void s_bad_upstream(zq_broker_t *self, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void s_bad_upstream(zq_broker_t *self, const char *fmt, ...)
+{
+    self->stats.bad_messages++;
+    if (!s_rate_ok(self, "upstream", 8))
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ZQ_WARN("broker: upstream message dropped: %s", msg);
+}
+
+/* The exception object of a STATE as {"type","message"} text. */
+static void s_exc_json(s_buf_t *b, const char *type, const char *message)
+{
+    s_puts(b, "{\"type\":");
+    s_jstr(b, type);
+    s_puts(b, ",\"message\":");
+    s_jstr(b, message ? message : "");
+    s_puts(b, "}");
+}
+
+static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_state_t *st,
+                          const char *result)
+{
+    const char *state = st->state;
+    int ev = !strcmp(state, ZQ_STATE_RECEIVED)                              ? EV_TASK_RECEIVED
+             : !strcmp(state, ZQ_STATE_STARTED)                             ? EV_TASK_STARTED
+             : !strcmp(state, ZQ_STATE_SUCCESS)                             ? EV_TASK_SUCCEEDED
+             : !strcmp(state, ZQ_STATE_FAILURE)                             ? EV_TASK_FAILED
+             : !strcmp(state, ZQ_STATE_RETRY)                               ? EV_TASK_RETRIED
+                                                                            : EV_TASK_REVOKED;
+    if (!s_wants(self, ev))
+        return;
+    s_out_t *o = s_event_begin(self, ev);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_member(b, "uuid");
+    s_jstr(b, st->id);
+    s_member(b, "hostname");
+    s_jstr(b, st->worker);
+    switch (ev) {
+    case EV_TASK_STARTED:
+        s_member(b, "pid");
+        s_jnum(b, zq_json_num(body, "pid", 0));
+        break;
+    case EV_TASK_SUCCEEDED:
+        s_member(b, "result");
+        s_puts(b, result ? result : "null");
+        s_member(b, "runtime");
+        s_jnum(b, st->runtime >= 0 ? st->runtime : 0);
+        break;
+    case EV_TASK_FAILED:
+        s_member(b, "exception");
+        s_exc_json(b, st->exc_type, st->exc_message);
+        s_member(b, "traceback");
+        s_jstr(b, st->traceback);
+        break;
+    case EV_TASK_RETRIED:
+        s_member(b, "exception");
+        s_exc_json(b, st->exc_type, st->exc_message);
+        s_member(b, "eta");
+        s_jtime(b, st->eta);
+        break;
+    case EV_TASK_REVOKED: {
+        const char *why = st->exc_message ? st->exc_message : "";
+        s_printf(b, ",\"terminated\":%s,\"signum\":",
+                 !strcmp(why, "terminated") ? "true" : "false");
+        const cJSON *sig = cJSON_GetObjectItemCaseSensitive(body, "signum");
+        s_jval(b, cJSON_IsNumber(sig) || cJSON_IsString(sig) ? sig : NULL);
+        s_printf(b, ",\"expired\":%s", !strcmp(why, "expired") ? "true" : "false");
+        break;
+    }
+    default:
+        break;
+    }
+    s_event_end(self, o);
+}
+
+/* STATE {"id","state","worker","timestamp",...} (docs §8). Applied idempotently. */
+static void s_on_state(zq_broker_t *self, const cJSON *body)
+{
+    const char *id = zq_json_str(body, "id", NULL);
+    if (!zq_valid_token(id)) {
+        s_bad_upstream(self, "STATE: id: missing or not a task id");
+        return;
+    }
+    const char *state = zq_state_canonical(zq_json_str(body, "state", NULL));
+    if (!state || !strcmp(state, ZQ_STATE_PENDING)) {
+        s_bad_upstream(self, "STATE %s: state: not one of RECEIVED, STARTED, RETRY, SUCCESS, "
+                             "FAILURE, REVOKED", id);
+        return;
+    }
+    const char *worker = zq_json_str(body, "worker", NULL);
+    if (worker && !zq_valid_token(worker))
+        worker = NULL;
+    double ts = 0;
+    const char *tss = zq_json_str(body, "timestamp", NULL);
+    if (!tss || zq_time_parse(tss, &ts) != ZQ_OK)
+        ts = zq_now();
+    zq_store_state_t st = {.id = id, .state = state, .worker = worker, .timestamp = ts,
+                           .runtime = -1};
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(body, "runtime");
+    if (cJSON_IsNumber(rt) && rt->valuedouble >= 0 && isfinite(rt->valuedouble))
+        st.runtime = rt->valuedouble;
+    const cJSON *exc = cJSON_GetObjectItemCaseSensitive(body, "exception");
+    if (cJSON_IsObject(exc)) {
+        st.exc_type = zq_json_str(exc, "type", "Exception");
+        st.exc_message = zq_json_str(exc, "message", "");
+    }
+    st.traceback = zq_json_str(body, "traceback", NULL);
+    int terminal = zq_state_is_terminal(state);
+    int is_retry = !strcmp(state, ZQ_STATE_RETRY);
+    int is_started = !strcmp(state, ZQ_STATE_STARTED);
+    char *result = NULL;
+    if (!strcmp(state, ZQ_STATE_SUCCESS)) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(body, "result");
+        if (r && !(result = cJSON_PrintUnformatted(r))) {
+            s_bad_upstream(self, "STATE %s: out of memory", id);
+            return;
+        }
+        st.result = result;
+    }
+    if ((terminal || is_retry) && !st.exc_type && strcmp(state, ZQ_STATE_SUCCESS) != 0)
+        st.exc_type = is_retry ? "Retry" : !strcmp(state, ZQ_STATE_REVOKED) ? "TaskRevokedError"
+                                                                            : "Exception";
+    if (is_retry) {
+        const char *etas = zq_json_str(body, "eta", NULL);
+        double eta = 0;
+        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(body, "countdown");
+        if (!etas || zq_time_parse(etas, &eta) != ZQ_OK)
+            eta = cJSON_IsNumber(cd) && isfinite(cd->valuedouble) ? ts + cd->valuedouble : ts;
+        st.eta = eta > 0 ? eta : ts;
+    }
+    st.acks_late = is_started && zq_json_bool(body, "acks_late", 0);
+    zq_store_where_t where;
+    int rc = zq_store_set_state(self->store, &st, &where);
+    if (rc == ZQ_ESTORE) {
+        s_store_failed(self, "state", id);
+        cJSON_free(result);
+        return;
+    }
+    s_held_t *h = s_held_find(self, id);
+    if (h) {
+        if (is_started || !strcmp(state, ZQ_STATE_RECEIVED))
+            h->received = 1;
+        if (is_started) {
+            h->started = 1;
+            h->acks_late = st.acks_late;
+        }
+        /* a credit comes back; not to a worker that lost the task to another one */
+        if ((terminal || is_retry) && (!worker || !strcmp(worker, h->w->name) || rc == ZQ_OK))
+            s_held_release(self, h, 0);
+    }
+    if (rc == ZQ_OK) {
+        s_state_event(self, body, &st, result);
+        if (is_retry) {
+            self->stats.retried++;
+            s_queue_t *q = s_queue_get(self, where.queue);
+            if (q) {
+                q->n_sched++;
+                if (!q->sched_spilled ||
+                    !s_key_lt(q->sched_eta, q->sched_rid, where.eta, where.rid)) {
+                    s_task_t *t = s_task_load(self, id); /* the message now says retries+1 */
+                    if (t)
+                        s_place(self, t, 0);
+                    else
+                        q->sched_spilled = 1;
+                }
+            }
+        } else if (terminal) {
+            if (!strcmp(state, ZQ_STATE_SUCCESS))
+                self->stats.succeeded++;
+            else if (!strcmp(state, ZQ_STATE_FAILURE))
+                self->stats.failed++;
+            else
+                self->stats.revoked++;
+            s_notify(self, id);
+        }
+    } else if (rc == ZQ_ESTATE) {
+        ZQ_DEBUG("broker: %s for task %s ignored: it is already %s", state, id,
+                 zq_store_get_state(self->store, id));
+    } else if (rc == ZQ_ENOTFOUND) {
+        s_bad_upstream(self, "STATE %s for unknown task %s", state, id);
+    }
+    cJSON_free(result);
+}
+
+/* RETURN {"worker","ids"}: tasks a worker will not run go back to the head of their queue. */
+static void s_on_return(zq_broker_t *self, const cJSON *body)
+{
+    const char *worker = zq_json_str(body, "worker", NULL);
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "ids");
+    if (!cJSON_IsArray(ids)) {
+        s_bad_upstream(self, "RETURN: ids: must be an array of task ids");
+        return;
+    }
+    long n = 0;
+    /* last first: each goes to the head, so the queue ends in the original order */
+    for (int i = cJSON_GetArraySize(ids) - 1; i >= 0; i--) {
+        const cJSON *e = cJSON_GetArrayItem(ids, i);
+        if (!cJSON_IsString(e))
+            continue;
+        s_held_t *h = s_held_find(self, e->valuestring);
+        if (!h || (worker && strcmp(worker, h->w->name) != 0))
+            continue;
+        s_requeue_held(self, h);
+        n++;
+    }
+    if (n)
+        ZQ_INFO("broker: %s returned %ld task%s", worker ? worker : "a worker", n,
+                n == 1 ? "" : "s");
+}
+
+static void s_on_upstream(zq_broker_t *self, zq_msg_t *m)
+{
+    if (!strcmp(m->cmd, ZQ_CMD_STATE))
+        s_on_state(self, m->body);
+    else if (!strcmp(m->cmd, ZQ_CMD_SUBMIT))
+        s_submit(self, m, 0);
+    else if (!strcmp(m->cmd, ZQ_CMD_RETURN))
+        s_on_return(self, m->body);
+    else
+        s_bad_upstream(self, "unknown command %s", m->cmd);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Frontend requests (docs §7)
+ */
+
+/* A request field error: EINVAL naming the field. */
+#define S_INVAL(self, m, ...)                                                                  \
+    do {                                                                                       \
+        (self)->stats.bad_messages++;                                                          \
+        s_reply_error((self), (m), ZQ_WERR_INVAL, __VA_ARGS__);                                \
+    } while (0)
+
+/* The timeout of a GET: absent or null = forever. ZQ_EINVAL when not a number >= 0. */
+static int s_get_timeout(const cJSON *body, double *out)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeout");
+    *out = INFINITY;
+    if (S_ABSENT(t))
+        return ZQ_OK;
+    if (!cJSON_IsNumber(t) || !(t->valuedouble >= 0) || isnan(t->valuedouble))
+        return ZQ_EINVAL;
+    if (isfinite(t->valuedouble) && t->valuedouble < 1e9)
+        *out = t->valuedouble;
+    return ZQ_OK;
+}
+
+static void s_on_get(zq_broker_t *self, zq_msg_t *m)
+{
+    const char *id = zq_json_str(m->body, "id", NULL);
+    if (!zq_valid_token(id)) {
+        S_INVAL(self, m, "GET: id: must be a task id");
+        return;
+    }
+    double timeout;
+    if (s_get_timeout(m->body, &timeout) != ZQ_OK) {
+        S_INVAL(self, m, "GET: timeout: must be a number of seconds >= 0, or null");
+        return;
+    }
+    const char *state = zq_store_get_state(self->store, id);
+    if (state && !zq_state_is_terminal(state) && timeout > 0) {
+        if (s_park(self, m, id, timeout) == ZQ_OK)
+            return;
+        s_reply_error(self, m, S_INTERNAL, "GET: out of memory");
+        return;
+    }
+    /* ended, never accepted (known:false, state PENDING), or timeout 0 */
+    char *rec;
+    size_t len;
+    int rc = zq_store_record_text(self->store, id, &rec, &len);
+    if (rc != ZQ_OK) {
+        s_reply_error(self, m, rc == ZQ_ESTORE ? ZQ_WERR_STORE : S_INTERNAL, "GET: %s",
+                      rc == ZQ_ESTORE ? zq_store_errmsg(self->store) : "out of memory");
+        return;
+    }
+    s_reply_object(self, m, 1, rec, len, state && !zq_state_is_terminal(state));
+    free(rec);
+}
+
+static void s_on_query(zq_broker_t *self, zq_msg_t *m)
+{
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(m->body, "ids");
+    const char *id = zq_json_str(m->body, "id", NULL);
+    char *rec;
+    size_t len;
+    if (!ids) {
+        if (!zq_valid_token(id)) {
+            S_INVAL(self, m, "QUERY: give \"id\" (a task id) or \"ids\" (an array of them)");
+            return;
+        }
+        int rc = zq_store_record_text(self->store, id, &rec, &len);
+        if (rc != ZQ_OK) {
+            s_reply_error(self, m, ZQ_WERR_STORE, "QUERY: %s", zq_store_errmsg(self->store));
+            return;
+        }
+        s_reply_object(self, m, 1, rec, len, 0);
+        free(rec);
+        return;
+    }
+    if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > S_LIST_MAX) {
+        S_INVAL(self, m, "QUERY: ids: must be an array of at most %d task ids", S_LIST_MAX);
+        return;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ids)
+    {
+        if (!cJSON_IsString(e) || !zq_valid_token(e->valuestring)) {
+            S_INVAL(self, m, "QUERY: ids: every entry must be a task id");
+            return;
+        }
+    }
+    s_out_t *o = s_reply_begin(self, m, 1);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_puts(b, "\"records\":[");
+    int first = 1;
+    cJSON_ArrayForEach(e, ids)
+    {
+        if (zq_store_record_text(self->store, e->valuestring, &rec, &len) != ZQ_OK)
+            continue;
+        if (!first)
+            s_put(b, ",", 1);
+        first = 0;
+        s_put(b, rec, len);
+        free(rec);
+    }
+    s_puts(b, "]");
+    s_reply_end(self, o);
+}
+
+static void s_on_info(zq_broker_t *self, zq_msg_t *m)
+{
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_member(b, "broker_id");
+    s_jstr(b, self->broker_id);
+    s_member(b, "version");
+    s_jstr(b, PACKAGE_VERSION);
+    s_member(b, "frontend");
+    s_jstr(b, self->frontend_ep);
+    s_member(b, "upstream");
+    s_jstr(b, self->upstream_ep);
+    s_member(b, "events");
+    s_jstr(b, self->events_ep);
+    s_member(b, "started");
+    s_jstr(b, self->started_iso);
+    s_member(b, "data_dir");
+    s_jstr(b, self->data_dir);
+    s_member(b, "sync");
+    s_jstr(b, zq_store_sync_name(self->sync));
+    s_member(b, "heartbeat");
+    s_jnum(b, self->heartbeat);
+    s_member(b, "lookahead");
+    s_jnum(b, self->lookahead);
+    const zq_broker_stats_t *s = &self->stats;
+    s_printf(b,
+             ",\"stats\":{\"submitted\":%ld,\"duplicates\":%ld,\"dispatched\":%ld,"
+             "\"succeeded\":%ld,\"failed\":%ld,\"revoked\":%ld,\"retried\":%ld,"
+             "\"bad_messages\":%ld,\"commits\":%ld,\"commit_failures\":%ld,\"recovered\":%ld,"
+             "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu}",
+             s->submitted, s->duplicates, s->dispatched, s->succeeded, s->failed, s->revoked,
+             s->retried, s->bad_messages, s->commits, s->commit_failures, s->recovered,
+             self->nworkers, self->held.n, self->nwaiters);
+    s_reply_end(self, o);
+}
+
+static void s_on_workers(zq_broker_t *self, zq_msg_t *m)
+{
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_puts(b, "\"workers\":[");
+    for (s_worker_t *w = self->workers; w; w = w->next) {
+        char *info = cJSON_PrintUnformatted(w->info);
+        if (!info)
+            continue;
+        size_t n = strlen(info);
+        s_put(b, info, n - 1); /* without "}" */
+        cJSON_free(info);
+        s_member(b, "last_heartbeat");
+        s_jtime(b, w->hb_wall);
+        s_printf(b,
+                 ",\"held\":%d,\"held_eta\":%d,\"processed\":%ld,\"active\":%ld,"
+                 "\"connected\":%s,\"dispatch\":",
+                 w->held, w->held_eta, w->processed, w->active, w->blocked ? "false" : "true");
+        s_jstr(b, w->endpoint);
+        s_puts(b, w->next ? "}," : "}");
+    }
+    s_puts(b, "]");
+    s_reply_end(self, o);
+}
+
+/* A worker says (HELLO "holding") that it holds id: it is its task now. */
+static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
+{
+    if (!zq_valid_token(id) || s_held_find(self, id))
+        return;
+    s_orphan_t *o = (s_orphan_t *)s_map_get(&self->orphans, id);
+    if (o) {
+        s_task_t *t = o->task;
+        s_map_del(&self->orphans, &o->node);
+        int started = o->started, acks_late = o->acks_late;
+        free(o);
+        s_held_t *h = s_held_add(self, w, t, t->id, t->q, t->eta > 0);
+        if (!h) {
+            free(t);
+            return;
+        }
+        h->received = 1;
+        h->started = started;
+        h->acks_late = acks_late;
+        return;
+    }
+    s_found_t f;
+    s_task_t *t = s_task_find(self, id, &f);
+    if (!t)
+        return;
+    if (zq_state_is_terminal(f.state)) {
+        free(t);
+        return;
+    }
+    int waiting = !strcmp(f.state, ZQ_STATE_PENDING) || !strcmp(f.state, ZQ_STATE_RETRY);
+    if (waiting) {
+        /* handed out before a restart, its RECEIVED never stored: take it off the queue */
+        s_task_t *mem = s_unplace(t->q, t->rid, t->eta);
+        if (mem) {
+            free(t);
+            t = mem;
+        }
+        if (t->eta > 0)
+            t->q->n_sched--;
+        else
+            t->q->n_ready--;
+    }
+    s_held_t *h = s_held_add(self, w, t, t->id, t->q, t->eta > 0);
+    if (!h) {
+        free(t);
+        return;
+    }
+    h->received = !waiting;
+    h->started = !strcmp(f.state, ZQ_STATE_STARTED);
+    h->acks_late = f.acks_late;
+}
+
+static int s_revoked_row(void *arg, const char *id)
+{
+    s_buf_t *b = arg;
+    if (b->len && b->p[b->len - 1] != '[')
+        s_put(b, ",", 1);
+    s_jstr(b, id);
+    return 0;
+}
+
+/* Validate a HELLO worker object. ZQ_EINVAL with err naming the field. */
+static int s_hello_check(const cJSON *body, char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "name");
+    if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
+        snprintf(err, errlen, "name: must be a worker name (1-255 printable characters, no spaces)");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "concurrency");
+    if (!S_ABSENT(v) && !s_is_int(v, 1, 100000)) {
+        snprintf(err, errlen, "concurrency: must be an integer 1-100000");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "prefetch");
+    if (!S_ABSENT(v) && !s_is_int(v, 0, 1000000)) {
+        snprintf(err, errlen, "prefetch: must be an integer 0-1000000");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "queues");
+    if (!S_ABSENT(v)) {
+        int ok = cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0 && cJSON_GetArraySize(v) <= 1000;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) if (!cJSON_IsString(e) || !zq_valid_token(e->valuestring)) ok = 0;
+        if (!ok) {
+            snprintf(err, errlen, "queues: must be a non-empty array of queue names");
+            return ZQ_EINVAL;
+        }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "holding");
+    if (!S_ABSENT(v) && !cJSON_IsArray(v)) {
+        snprintf(err, errlen, "holding: must be an array of task ids");
+        return ZQ_EINVAL;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "pid");
+    if (!S_ABSENT(v) && !s_is_int(v, 0, 1e12)) {
+        snprintf(err, errlen, "pid: must be an integer");
+        return ZQ_EINVAL;
+    }
+    return ZQ_OK;
+}
+
+/* A new worker: its dispatch channel is bound here. NULL on failure (reason in err). */
+static s_worker_t *s_worker_new(zq_broker_t *self, const cJSON *body, char *err, size_t errlen)
+{
+    s_worker_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->name = strdup(zq_json_str(body, "name", ""));
+    w->hostname = strdup(zq_json_str(body, "hostname", ""));
+    w->pid = (long)zq_json_num(body, "pid", 0);
+    w->concurrency = (int)zq_json_num(body, "concurrency", 1);
+    w->prefetch = (int)zq_json_num(body, "prefetch", 0);
+    const cJSON *qs = cJSON_GetObjectItemCaseSensitive(body, "queues");
+    int nq = cJSON_IsArray(qs) ? cJSON_GetArraySize(qs) : 1;
+    w->queues = calloc((size_t)nq, sizeof *w->queues);
+    if (!w->name || !w->hostname || !w->queues) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (cJSON_IsArray(qs)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, qs)
+        {
+            s_queue_t *q = s_queue_get(self, e->valuestring);
+            if (!q) {
+                snprintf(err, errlen, "out of memory");
+                goto fail;
+            }
+            if (!s_worker_consumes(w, q))
+                w->queues[w->nqueues++] = q;
+        }
+    } else if (!(w->queues[w->nqueues++] = s_queue_get(self, ZQ_DEFAULT_QUEUE))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    char ep[S_ENDPOINT_MAX], suffix[32];
+    snprintf(suffix, sizeof suffix, ".d%u", ++self->dispatch_seq);
+    if (zq_endpoint_ephemeral(self->frontend_ep, suffix, ep, sizeof ep) != ZQ_OK) {
+        snprintf(err, errlen, "cannot derive a dispatch endpoint from %s", self->frontend_ep);
+        goto fail;
+    }
+    w->push = zmq_socket(self->ctx, ZMQ_PUSH);
+    if (!w->push) {
+        snprintf(err, errlen, "cannot create a socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    zq_socket_defaults(w->push);
+    int hwm = S_DISPATCH_HWM;
+    zmq_setsockopt(w->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    size_t eplen = sizeof w->endpoint;
+    if (zmq_bind(w->push, ep) != 0 ||
+        zmq_getsockopt(w->push, ZMQ_LAST_ENDPOINT, w->endpoint, &eplen) != 0) {
+        snprintf(err, errlen, "cannot bind a dispatch channel on %s: %s", ep,
+                 zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    w->blocked = 1; /* until its PULL connects */
+    return w;
+fail:
+    s_worker_free(w);
+    return NULL;
+}
+
+static void s_on_hello(zq_broker_t *self, zq_msg_t *m)
+{
+    char err[1024];
+    if (s_hello_check(m->body, err, sizeof err) != ZQ_OK) {
+        S_INVAL(self, m, "HELLO: %s", err);
+        return;
+    }
+    const char *name = zq_json_str(m->body, "name", NULL);
+    long pid = (long)zq_json_num(m->body, "pid", 0);
+    const char *host = zq_json_str(m->body, "hostname", "");
+    s_worker_t *w = s_worker_find(self, name);
+    if (w && !(pid && w->pid == pid && !strcmp(w->hostname, host))) {
+        s_reply_error(self, m, ZQ_WERR_DUPLICATE,
+                      "HELLO: a worker named %s is already connected (pid %ld on %s)", name,
+                      w->pid, w->hostname[0] ? w->hostname : "?");
+        return;
+    }
+    if (!w) {
+        w = s_worker_new(self, m->body, err, sizeof err);
+        if (!w) {
+            ZQ_ERROR("broker: worker %s refused: %s", name, err);
+            s_reply_error(self, m, S_INTERNAL, "HELLO: %s", err);
+            return;
+        }
+        for (int i = 0; i < w->nqueues; i++)
+            w->queues[i]->consumers++;
+        w->next = self->workers;
+        self->workers = w;
+        self->nworkers++;
+        ZQ_INFO("broker: worker %s online (pid %ld, concurrency %d, prefetch %d, %d queue%s)",
+                w->name, w->pid, w->concurrency, w->prefetch, w->nqueues,
+                w->nqueues == 1 ? "" : "s");
+    } else {
+        ZQ_INFO("broker: worker %s said HELLO again", w->name); /* its reply was lost */
+    }
+    w->last_seen = s_mono();
+    w->hb_wall = zq_now();
+    const cJSON *holding = cJSON_GetObjectItemCaseSensitive(m->body, "holding");
+    const cJSON *e;
+    long claimed = 0;
+    cJSON_ArrayForEach(e, holding)
+    {
+        if (cJSON_IsString(e)) {
+            s_claim(self, w, e->valuestring);
+            claimed++;
+        }
+    }
+    if (claimed)
+        ZQ_INFO("broker: worker %s still holds %ld task%s", w->name, claimed,
+                claimed == 1 ? "" : "s");
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (o) {
+        s_buf_t *b = &self->arena;
+        s_member(b, "broker_id");
+        s_jstr(b, self->broker_id);
+        s_member(b, "dispatch");
+        s_jstr(b, w->endpoint);
+        s_member(b, "upstream");
+        s_jstr(b, self->upstream_ep);
+        s_member(b, "events");
+        s_jstr(b, self->events_ep);
+        s_member(b, "heartbeat");
+        s_jnum(b, self->heartbeat);
+        s_puts(b, ",\"revoked\":[");
+        if (zq_store_revoked_list(self->store, ZQ_BROKER_REVOKED_IN_HELLO, s_revoked_row, b) < 0)
+            s_store_failed(self, "revoked list", NULL);
+        s_puts(b, "]");
+        s_reply_end(self, o);
+    }
+    /* keep the worker object for WORKERS (without request-only fields) */
+    cJSON *info = m->body;
+    m->body = NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "req");
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "holding");
+    cJSON_Delete(w->info);
+    w->info = info;
+    s_event_worker(self, EV_WORKER_ONLINE, w);
+}
+
+static void s_on_heartbeat(zq_broker_t *self, zq_msg_t *m)
+{
+    const char *name = zq_json_str(m->body, "name", NULL);
+    if (!zq_valid_token(name)) {
+        S_INVAL(self, m, "HEARTBEAT: name: must be a worker name");
+        return;
+    }
+    s_worker_t *w = s_worker_find(self, name);
+    if (!w) {
+        s_reply_error(self, m, ZQ_WERR_UNKNOWN_WORKER,
+                      "HEARTBEAT: unknown worker %s (the broker restarted or declared it dead): "
+                      "send HELLO again", name);
+        return;
+    }
+    w->last_seen = s_mono();
+    w->hb_wall = zq_now();
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m->body, "active");
+    if (s_is_int(v, 0, 1e12))
+        w->active = (long)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(m->body, "processed");
+    if (s_is_int(v, 0, 1e15))
+        w->processed = (long)v->valuedouble;
+    s_event_worker(self, EV_WORKER_HEARTBEAT, w);
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (o) {
+        s_member(&self->arena, "broker_id");
+        s_jstr(&self->arena, self->broker_id);
+        s_reply_end(self, o);
+    }
+}
+
+static void s_on_bye(zq_broker_t *self, zq_msg_t *m)
+{
+    const char *name = zq_json_str(m->body, "name", NULL);
+    if (!zq_valid_token(name)) {
+        S_INVAL(self, m, "BYE: name: must be a worker name");
+        return;
+    }
+    s_worker_t *w = s_worker_find(self, name);
+    if (w)
+        s_worker_remove(self, w, "shutdown");
+    s_out_t *o = s_reply_begin(self, m, 1);
+    if (o)
+        s_reply_end(self, o);
+}
+
+/* End every waiting task of q as REVOKED "purged". Returns the count or ZQ_ESTORE. */
+static long s_purge_queue(zq_broker_t *self, s_queue_t *q, double now)
+{
+    long n = 0;
+    for (size_t i = 0; i < q->ready.n; i++) {
+        int rc = zq_store_revoke_queued(self->store, NULL, s_deque_at(&q->ready, i)->rid,
+                                        "purged", now, NULL);
+        if (rc == ZQ_ESTORE)
+            return ZQ_ESTORE;
+        n += rc == ZQ_OK;
+    }
+    for (size_t i = 0; i < q->sched.n; i++) {
+        int rc = zq_store_revoke_queued(self->store, NULL, q->sched.v[i]->rid, "purged", now,
+                                        NULL);
+        if (rc == ZQ_ESTORE)
+            return ZQ_ESTORE;
+        n += rc == ZQ_OK;
+    }
+    long disk = 0;
+    if (zq_store_purge_disk(self->store, q->name, q->ready_spilled ? q->ready_cursor : INT64_MAX,
+                            q->sched_spilled ? q->sched_eta : INFINITY, q->sched_rid, now,
+                            &disk) != ZQ_OK)
+        return ZQ_ESTORE;
+    s_deque_clear(&q->ready);
+    s_heap_clear(&q->sched);
+    q->ready_spilled = 0;
+    q->sched_spilled = 0;
+    q->sched_eta = -INFINITY;
+    q->sched_rid = 0;
+    q->n_ready = q->n_sched = 0;
+    return n + disk;
+}
+
+typedef struct {
+    zq_broker_t *self;
+    s_queue_t **v;
+    size_t n;
+} s_qarr_t;
+
+static void s_qarr_add(void *arg, s_hnode_t *node)
+{
+    s_qarr_t *a = arg;
+    a->v[a->n++] = (s_queue_t *)node;
+}
+
+static int s_qname_cmp(const void *a, const void *b)
+{
+    return strcmp((*(s_queue_t *const *)a)->name, (*(s_queue_t *const *)b)->name);
+}
+
+/* Every known queue, sorted by name. Caller frees the array. */
+static s_queue_t **s_all_queues(zq_broker_t *self, size_t *n)
+{
+    s_qarr_t a = {self, calloc(self->queues.n + 1, sizeof(s_queue_t *)), 0};
+    if (!a.v) {
+        *n = 0;
+        return NULL;
+    }
+    s_map_each(&self->queues, s_qarr_add, &a);
+    qsort(a.v, a.n, sizeof *a.v, s_qname_cmp);
+    *n = a.n;
+    return a.v;
+}
+
+static void s_on_purge(zq_broker_t *self, zq_msg_t *m)
+{
+    const cJSON *qs = cJSON_GetObjectItemCaseSensitive(m->body, "queues");
+    if (!S_ABSENT(qs)) {
+        int ok = cJSON_IsArray(qs);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, qs) if (!cJSON_IsString(e) || !zq_valid_token(e->valuestring)) ok = 0;
+        if (!ok) {
+            S_INVAL(self, m, "PURGE: queues: must be an array of queue names, or absent for all");
+            return;
+        }
+    }
+    double now = zq_now();
+    long total = 0;
+    s_out_t *o = s_reply_begin(self, m, 1);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_puts(b, "\"queues\":[");
+    int first = 1;
+    size_t n = 0;
+    s_queue_t **all = NULL;
+    if (S_ABSENT(qs))
+        all = s_all_queues(self, &n);
+    else
+        n = (size_t)cJSON_GetArraySize(qs);
+    const cJSON *e = S_ABSENT(qs) ? NULL : qs->child;
+    for (size_t i = 0; i < n; i++) {
+        s_queue_t *q = all ? all[i] : s_queue_find(self, e->valuestring);
+        const char *name = all ? all[i]->name : e->valuestring;
+        if (e)
+            e = e->next;
+        long k = q ? s_purge_queue(self, q, now) : 0;
+        if (k < 0) {
+            s_store_failed(self, "purge", name);
+            break;
+        }
+        total += k;
+        if (!first)
+            s_put(b, ",", 1);
+        first = 0;
+        s_jstr(b, name);
+    }
+    free(all);
+    s_printf(b, "],\"purged\":%ld", total);
+    s_reply_end(self, o);
+    self->stats.revoked += total;
+    if (self->waits.n)
+        self->recheck_waits = 1; /* purged on disk by queue, not by id */
+    ZQ_INFO("broker: purged %ld task%s from %zu queue%s", total, total == 1 ? "" : "s", n,
+            n == 1 ? "" : "s");
+}
+
+static void s_on_revoke(zq_broker_t *self, zq_msg_t *m)
+{
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(m->body, "ids");
+    int ok = cJSON_IsArray(ids) && cJSON_GetArraySize(ids) > 0 &&
+             cJSON_GetArraySize(ids) <= S_LIST_MAX;
+    const cJSON *e;
+    const cJSON *list = ok ? ids : NULL;
+    cJSON_ArrayForEach(e, list)
+    {
+        if (!cJSON_IsString(e) || !zq_valid_token(e->valuestring))
+            ok = 0;
+    }
+    if (!ok) {
+        S_INVAL(self, m, "REVOKE: ids: must be a non-empty array of at most %d task ids",
+                S_LIST_MAX);
+        return;
+    }
+    const cJSON *term = cJSON_GetObjectItemCaseSensitive(m->body, "terminate");
+    if (!S_ABSENT(term) && !cJSON_IsBool(term)) {
+        S_INVAL(self, m, "REVOKE: terminate: must be true or false");
+        return;
+    }
+    const cJSON *sig = cJSON_GetObjectItemCaseSensitive(m->body, "signal");
+    if (!S_ABSENT(sig) && !(cJSON_IsString(sig) && zq_valid_token(sig->valuestring) &&
+                            strlen(sig->valuestring) < 16)) {
+        S_INVAL(self, m, "REVOKE: signal: must be a signal name such as \"SIGTERM\"");
+        return;
+    }
+    const char *signame = cJSON_IsString(sig) ? sig->valuestring : "SIGTERM";
+    double now = zq_now();
+    cJSON_ArrayForEach(e, ids)
+    {
+        const char *id = e->valuestring;
+        if (zq_store_revoke_add(self->store, id, now) != ZQ_OK) {
+            s_store_failed(self, "revoke", id);
+            s_reply_error(self, m, ZQ_WERR_STORE, "REVOKE: %s", zq_store_errmsg(self->store));
+            return;
+        }
+        self->n_revoked++;
+        if (s_is_out(self, id))
+            continue; /* a worker holds it: the broadcast reaches it */
+        zq_store_where_t where;
+        int rc = zq_store_revoke_queued(self->store, id, 0, "revoked", now, &where);
+        if (rc == ZQ_ESTORE) {
+            s_store_failed(self, "revoke", id);
+            s_reply_error(self, m, ZQ_WERR_STORE, "REVOKE: %s", zq_store_errmsg(self->store));
+            return;
+        }
+        if (rc != ZQ_OK)
+            continue; /* running, ended, or not sent yet (then it never runs) */
+        s_queue_t *q = s_queue_find(self, where.queue);
+        if (q) {
+            free(s_unplace(q, where.rid, where.eta));
+            if (where.eta > 0)
+                q->n_sched--;
+            else
+                q->n_ready--;
+        }
+        self->stats.revoked++;
+        s_event_revoked(self, id, 0);
+        s_notify(self, id);
+    }
+    /* every live worker learns the ids (those holding one stop or kill it) */
+    char *ids_txt = cJSON_PrintUnformatted(ids);
+    s_out_t *bc = ids_txt ? s_out_new(self, OB_BROADCAST) : NULL;
+    if (bc) {
+        s_buf_t *b = &self->arena;
+        bc->text_off = b->len;
+        s_puts(b, "{\"ids\":");
+        s_puts(b, ids_txt);
+        s_printf(b, ",\"terminate\":%s,\"signal\":", cJSON_IsTrue(term) ? "true" : "false");
+        s_jstr(b, signame);
+        s_puts(b, "}");
+        bc->len = b->len - bc->text_off;
+    }
+    s_out_t *o = s_reply_begin(self, m, 1);
+    if (o) {
+        s_member(&self->arena, "revoked");
+        s_puts(&self->arena, ids_txt ? ids_txt : "[]");
+        s_reply_end(self, o);
+    }
+    cJSON_free(ids_txt);
+    ZQ_INFO("broker: revoked %d task%s%s", cJSON_GetArraySize(ids),
+            cJSON_GetArraySize(ids) == 1 ? "" : "s", cJSON_IsTrue(term) ? " (terminate)" : "");
+}
+
+static void s_on_queues(zq_broker_t *self, zq_msg_t *m)
+{
+    size_t n;
+    s_queue_t **all = s_all_queues(self, &n);
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (!o) {
+        free(all);
+        return;
+    }
+    s_buf_t *b = &self->arena;
+    s_puts(b, "\"queues\":[");
+    for (size_t i = 0; i < n; i++) {
+        s_queue_t *q = all[i];
+        s_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        s_jstr(b, q->name);
+        s_printf(b, ",\"ready\":%ld,\"scheduled\":%ld,\"reserved\":%ld,\"consumers\":%d}",
+                 q->n_ready > 0 ? q->n_ready : 0, q->n_sched > 0 ? q->n_sched : 0,
+                 q->n_reserved, q->consumers);
+    }
+    s_puts(b, "]");
+    s_reply_end(self, o);
+    free(all);
+}
+
+typedef struct {
+    zq_broker_t *self;
+    s_buf_t *b;
+    int first;
+} s_sched_list_t;
+
+static int s_sched_row(void *arg, const zq_store_row_t *row)
+{
+    s_sched_list_t *l = arg;
+    if (s_is_out(l->self, row->id))
+        return 0; /* a worker holds it: the worker lists it */
+    s_buf_t *b = l->b;
+    cJSON *msg = cJSON_ParseWithLength(row->msg, row->msglen);
+    s_puts(b, l->first ? "{\"id\":" : ",{\"id\":");
+    l->first = 0;
+    s_jstr(b, row->id);
+    s_member(b, "task");
+    s_jstr(b, row->task);
+    s_member(b, "eta");
+    s_jtime(b, row->eta);
+    s_member(b, "queue");
+    s_jstr(b, row->queue);
+    s_member(b, "args");
+    s_jval(b, cJSON_GetObjectItemCaseSensitive(msg, "args"));
+    s_member(b, "kwargs");
+    s_jval(b, cJSON_GetObjectItemCaseSensitive(msg, "kwargs"));
+    s_member(b, "priority");
+    s_jnum(b, zq_json_num(msg, "priority", 0));
+    s_member(b, "retries");
+    s_jnum(b, row->retries);
+    s_put(b, "}", 1);
+    cJSON_Delete(msg);
+    return 0;
+}
+
+static void s_on_scheduled(zq_broker_t *self, zq_msg_t *m)
+{
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_puts(b, "\"scheduled\":[");
+    s_sched_list_t l = {self, b, 1};
+    int n = zq_store_load_scheduled(self->store, NULL, -INFINITY, 0, INFINITY, S_LIST_MAX,
+                                    s_sched_row, &l);
+    s_puts(b, "]");
+    if (n < 0)
+        s_store_failed(self, "scheduled list", NULL);
+    else if (n == S_LIST_MAX)
+        s_puts(b, ",\"truncated\":true");
+    s_reply_end(self, o);
+}
+
+static void s_on_frontend(zq_broker_t *self, zq_msg_t *m)
+{
+    const char *c = m->cmd;
+    if (!strcmp(c, ZQ_CMD_SUBMIT))
+        s_submit(self, m, 1);
+    else if (!strcmp(c, ZQ_CMD_GET))
+        s_on_get(self, m);
+    else if (!strcmp(c, ZQ_CMD_HEARTBEAT))
+        s_on_heartbeat(self, m);
+    else if (!strcmp(c, ZQ_CMD_QUERY))
+        s_on_query(self, m);
+    else if (!strcmp(c, ZQ_CMD_HELLO))
+        s_on_hello(self, m);
+    else if (!strcmp(c, ZQ_CMD_BYE))
+        s_on_bye(self, m);
+    else if (!strcmp(c, ZQ_CMD_INFO))
+        s_on_info(self, m);
+    else if (!strcmp(c, ZQ_CMD_WORKERS))
+        s_on_workers(self, m);
+    else if (!strcmp(c, ZQ_CMD_QUEUES))
+        s_on_queues(self, m);
+    else if (!strcmp(c, ZQ_CMD_SCHEDULED))
+        s_on_scheduled(self, m);
+    else if (!strcmp(c, ZQ_CMD_PURGE))
+        s_on_purge(self, m);
+    else if (!strcmp(c, ZQ_CMD_REVOKE))
+        s_on_revoke(self, m);
+    else {
+        self->stats.bad_messages++;
+        s_reply_error(self, m, ZQ_WERR_UNKNOWN_CMD, "unknown command %s", c);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Timers inside a turn: lost workers, unclaimed orphans, expired tasks
+ */
+
+/* An orphan nobody claimed: handled as a task of a dead worker. */
+static void s_orphan_expire(zq_broker_t *self, s_orphan_t *o)
+{
+    s_map_del(&self->orphans, &o->node);
+    s_task_t *t = o->task;
+    if (o->started && !o->acks_late) {
+        s_fail_lost(self, t->id, NULL, "not reclaimed after a broker restart");
+        free(t);
+    } else {
+        int rc = zq_store_requeue(self->store, t->id);
+        if (rc == ZQ_OK) {
+            t->redelivered = 1;
+            if (t->eta > 0)
+                t->q->n_sched++;
+            else
+                t->q->n_ready++;
+            s_place(self, t, 1);
+        } else {
+            if (rc == ZQ_ESTORE)
+                s_store_failed(self, "requeue", t->id);
+            free(t);
+        }
+    }
+    free(o);
+}
+
+typedef struct {
+    zq_broker_t *self;
+    double now, next;
+} s_orphan_scan_t;
+
+static void s_orphan_check(void *arg, s_hnode_t *node)
+{
+    s_orphan_scan_t *s = arg;
+    s_orphan_t *o = (s_orphan_t *)node;
+    if (o->deadline <= s->now && !s->self->batch_failed)
+        s_orphan_expire(s->self, o);
+    else if (o->deadline < s->next)
+        s->next = o->deadline;
+}
+
+static void s_timers(zq_broker_t *self)
+{
+    double mono = s_mono();
+    double dead_after = ZQ_BROKER_DEAD_AFTER * self->heartbeat;
+    for (s_worker_t *w = self->workers, *next; w && !self->batch_failed; w = next) {
+        next = w->next;
+        if (mono - w->last_seen > dead_after) {
+            ZQ_WARN("broker: worker %s missed %d heartbeats (%.1fs): declared dead", w->name,
+                    ZQ_BROKER_DEAD_AFTER, mono - w->last_seen);
+            s_worker_remove(self, w, "heartbeat lost");
+        }
+    }
+    if (self->orphans.n && mono >= self->orphan_deadline && !self->batch_failed) {
+        long n = (long)self->orphans.n;
+        s_orphan_scan_t scan = {self, mono, INFINITY};
+        s_map_each(&self->orphans, s_orphan_check, &scan);
+        self->orphan_deadline = scan.next;
+        ZQ_INFO("broker: %ld task%s in flight before the restart not reclaimed by a worker: "
+                "requeued or failed", n - (long)self->orphans.n, n == 1 ? "" : "s");
+    }
+    double now = zq_now();
+    size_t i = 0;
+    for (; i < self->nexpired && !self->batch_failed; i++) {
+        s_task_t *t = self->expired[i];
+        int rc = zq_store_revoke_queued(self->store, t->id, 0, "expired", now, NULL);
+        if (rc == ZQ_OK) {
+            if (t->eta > 0)
+                t->q->n_sched--;
+            else
+                t->q->n_ready--;
+            self->stats.revoked++;
+            ZQ_INFO("broker: task %s expired before it could run: REVOKED", t->id);
+            s_event_revoked(self, t->id, 1);
+            s_notify(self, t->id);
+        } else if (rc == ZQ_ESTORE) {
+            s_store_failed(self, "expire", t->id);
+        }
+        free(t);
+    }
+    /* the rest (after a lost turn) is read back by the resync */
+    for (; i < self->nexpired; i++)
+        free(self->expired[i]);
+    self->nexpired = 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Rebuilding memory from the store: at startup, and after a failed commit
+ */
+static void s_forget_queue(void *arg, s_hnode_t *node)
+{
+    (void)arg;
+    s_queue_t *q = (s_queue_t *)node;
+    s_queue_forget(q);
+    q->n_ready = q->n_sched = 0;
+}
+
+static int s_count_cb(void *arg, const char *queue, long ready, long scheduled)
+{
+    s_queue_t *q = s_queue_get(arg, queue);
+    if (q) {
+        q->n_ready = ready;
+        q->n_sched = scheduled;
+    }
+    return 0;
+}
+
+static void s_uncount_held(void *arg, s_hnode_t *node)
+{
+    (void)arg;
+    s_held_t *h = (s_held_t *)node;
+    if (h->received || !h->q)
+        return; /* the store counts a handed-out task as waiting until RECEIVED */
+    if (h->is_eta)
+        h->q->n_sched--;
+    else
+        h->q->n_ready--;
+}
+
+static void s_refill_queue(void *arg, s_hnode_t *node)
+{
+    s_refill_ready(arg, (s_queue_t *)node);
+    s_refill_sched(arg, (s_queue_t *)node);
+}
+
+static int s_orphan_row(void *arg, const zq_store_row_t *row)
+{
+    zq_broker_t *self = arg;
+    if (s_is_out(self, row->id))
+        return 0;
+    s_queue_t *q = s_queue_get(self, row->queue);
+    s_orphan_t *o = calloc(1, sizeof *o);
+    s_task_t *t = q && o ? s_task_new(row, q) : NULL;
+    if (!t) {
+        free(o);
+        return 0; /* stays in flight in the store; the next restart tries again */
+    }
+    o->task = t;
+    o->node.key = t->id;
+    o->started = !strcmp(row->state, ZQ_STATE_STARTED);
+    o->acks_late = row->acks_late;
+    o->deadline = s_mono() + ZQ_BROKER_DEAD_AFTER * self->heartbeat;
+    if (s_map_put(&self->orphans, &o->node) != ZQ_OK) {
+        free(t);
+        free(o);
+        return 0;
+    }
+    if (o->deadline < self->orphan_deadline || self->orphans.n == 1)
+        self->orphan_deadline = o->deadline;
+    return 0;
+}
+
+/* Rebuild the queues from the store, keeping who holds what. */
+static int s_resync(zq_broker_t *self)
+{
+    for (size_t i = 0; i < self->nexpired; i++)
+        free(self->expired[i]);
+    self->nexpired = 0;
+    s_map_each(&self->queues, s_forget_queue, self);
+    if (zq_store_queue_counts(self->store, s_count_cb, self) != ZQ_OK)
+        goto fail;
+    s_map_each(&self->held, s_uncount_held, self);
+    s_map_each(&self->queues, s_refill_queue, self);
+    if (zq_store_load_inflight(self->store, s_orphan_row, self) < 0)
+        goto fail;
+    return ZQ_OK;
+fail:
+    ZQ_ERROR("broker: cannot read the store: %s", zq_store_errmsg(self->store));
+    return ZQ_ESTORE;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Events socket: subscriptions tell which events are worth building
+ */
+static void s_read_subs(zq_broker_t *self)
+{
+    int changed = 0;
+    for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, self->events, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            break;
+        }
+        const char *d = zmq_msg_data(&msg);
+        size_t n = zmq_msg_size(&msg);
+        if (n >= 1 && (d[0] == 0 || d[0] == 1)) {
+            const char *topic = d + 1;
+            size_t tl = n - 1;
+            size_t i;
+            for (i = 0; i < self->nsubs; i++)
+                if (self->sublens[i] == tl && !memcmp(self->subs[i], topic, tl))
+                    break;
+            if (d[0] == 1 && i == self->nsubs) {
+                char **v = realloc(self->subs, (self->nsubs + 1) * sizeof *v);
+                if (v)
+                    self->subs = v;
+                size_t *l = realloc(self->sublens, (self->nsubs + 1) * sizeof *l);
+                if (l)
+                    self->sublens = l;
+                char *copy = malloc(tl + 1);
+                if (v && l && copy) {
+                    memcpy(copy, topic, tl);
+                    copy[tl] = '\0';
+                    self->subs[self->nsubs] = copy;
+                    self->sublens[self->nsubs++] = tl;
+                    changed = 1;
+                } else {
+                    free(copy);
+                }
+            } else if (d[0] == 0 && i < self->nsubs) {
+                free(self->subs[i]);
+                self->subs[i] = self->subs[self->nsubs - 1];
+                self->sublens[i] = self->sublens[self->nsubs - 1];
+                self->nsubs--;
+                changed = 1;
+            }
+        }
+        zmq_msg_close(&msg);
+    }
+    if (!changed)
+        return;
+    self->ev_mask = 0;
+    for (int ev = 0; ev < EV_COUNT; ev++)
+        for (size_t i = 0; i < self->nsubs; i++)
+            if (self->sublens[i] <= strlen(s_ev_names[ev]) &&
+                !memcmp(s_ev_names[ev], self->subs[i], self->sublens[i]))
+                self->ev_mask |= 1u << ev;
+    ZQ_DEBUG("broker: event subscriptions changed (%zu topics)", self->nsubs);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The turn
+ */
+static zq_msg_t *s_upkeep_slot(zq_broker_t *self)
+{
+    if (self->nupkeep == self->upkeep_cap) {
+        size_t nc = self->upkeep_cap ? self->upkeep_cap * 2 : 256;
+        zq_msg_t *v = realloc(self->upkeep, nc * sizeof *v);
+        if (!v)
+            return NULL;
+        self->upkeep = v;
+        self->upkeep_cap = nc;
+    }
+    return &self->upkeep[self->nupkeep];
+}
+
+/* A malformed frontend message: answer EPROTO / EVERSION if we know who sent it. */
+static void s_bad_frontend(zq_broker_t *self, zq_msg_t *m, const char *why)
+{
+    self->stats.bad_messages++;
+    char peer[2 * ZQ_MAX_IDENTITY + 1];
+    if (s_rate_ok(self, m->identity, m->identity_len))
+        ZQ_WARN("broker: bad message from peer %s: %s", s_peer_name(m, peer, sizeof peer), why);
+    if (!m->identity_len)
+        return;
+    int version = !strncmp(why, "unsupported protocol version", 28);
+    s_reply_error(self, m, version ? ZQ_WERR_VERSION : ZQ_WERR_PROTO, "%s", why);
+}
+
+static void s_eta_timer(void *arg, s_hnode_t *node)
+{
+    double *next = arg; /* [0] = wall now + lookahead, [1] = earliest wait */
+    s_queue_t *q = (s_queue_t *)node;
+    if (!q->consumers || !q->sched.n)
+        return;
+    double wait = q->sched.v[0]->eta - next[0];
+    if (wait > 0 && wait < next[1])
+        next[1] = wait;
+}
+
+/* Milliseconds until the next timer (0: work is waiting). */
+static long s_next_timeout(zq_broker_t *self)
+{
+    double mono = s_mono(), t = S_MAX_WAIT;
+    if (self->nexpired)
+        return 0;
+    if (self->nretry)
+        t = fmin(t, self->retry_after - mono);
+    double dead_after = ZQ_BROKER_DEAD_AFTER * self->heartbeat;
+    for (const s_worker_t *w = self->workers; w; w = w->next)
+        t = fmin(t, w->last_seen + dead_after - mono + 0.001);
+    if (self->orphans.n)
+        t = fmin(t, self->orphan_deadline - mono);
+    if (self->wheap_n)
+        t = fmin(t, self->wheap[0]->deadline - mono);
+    if (self->workers) {
+        double eta[2] = {zq_now() + self->lookahead, INFINITY};
+        s_map_each(&self->queues, s_eta_timer, eta);
+        t = fmin(t, eta[1]);
+    }
+    if (!(t > 0))
+        return 0;
+    return (long)ceil(t * 1000.0);
+}
+
+/* Drain, apply, commit, then send (see the top of this file). */
+static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
+{
+    if (zq_store_begin(self->store) != ZQ_OK) {
+        ZQ_ERROR("broker: store: cannot begin a transaction: %s", zq_store_errmsg(self->store));
+        usleep(100 * 1000);
+        return;
+    }
+    self->in_batch = 1;
+    self->batch_failed = 0;
+    self->batch_submitted = 0;
+    /* upstream messages of a failed turn first, in their order */
+    if (self->nretry && s_mono() >= self->retry_after) {
+        zq_msg_t *kept = self->retry;
+        size_t nkept = self->nretry, cap = self->retry_cap;
+        self->retry = NULL;
+        self->nretry = self->retry_cap = 0;
+        for (size_t i = 0; i < nkept; i++) {
+            zq_msg_t *slot = self->batch_failed ? NULL : s_upkeep_slot(self);
+            if (!slot) {
+                zq_msg_clear(&kept[i]);
+                continue;
+            }
+            *slot = kept[i];
+            self->nupkeep++;
+            s_on_upstream(self, slot);
+        }
+        free(kept);
+        (void)cap;
+    }
+    char err[256];
+    size_t n = 0;
+    int more_f = frontend_ready, more_u = upstream_ready;
+    while (n < ZQ_BROKER_BATCH && (more_f || more_u) && !self->batch_failed) {
+        if (more_f) {
+            zq_msg_t m;
+            int rc = zq_msg_recv(self->frontend, 1, &m, ZMQ_DONTWAIT, err, sizeof err);
+            if (rc == ZQ_OK) {
+                s_on_frontend(self, &m);
+                n++;
+            } else if (rc == ZQ_EPROTO) {
+                s_bad_frontend(self, &m, err);
+                n++;
+            } else {
+                if (rc == ZQ_EIO)
+                    ZQ_ERROR("broker: frontend: %s", err);
+                more_f = 0;
+            }
+            zq_msg_clear(&m);
+        }
+        if (more_u && !self->batch_failed) {
+            zq_msg_t *slot = s_upkeep_slot(self);
+            if (!slot) {
+                more_u = 0;
+                continue;
+            }
+            int rc = zq_msg_recv(self->upstream, 0, slot, ZMQ_DONTWAIT, err, sizeof err);
+            if (rc == ZQ_OK) {
+                self->nupkeep++;
+                s_on_upstream(self, slot);
+                n++;
+            } else if (rc == ZQ_EPROTO) {
+                zq_msg_clear(slot);
+                s_bad_upstream(self, "%s", err);
+                n++;
+            } else {
+                zq_msg_clear(slot);
+                if (rc == ZQ_EIO)
+                    ZQ_ERROR("broker: upstream: %s", err);
+                more_u = 0;
+            }
+        }
+    }
+    if (!self->batch_failed)
+        s_timers(self);
+    self->in_batch = 0;
+    int ok = !self->batch_failed && zq_store_commit(self->store) == ZQ_OK;
+    if (!ok) {
+        zq_store_rollback(self->store);
+        self->stats.commit_failures++;
+        self->stats.submitted -= self->batch_submitted;
+        ZQ_ERROR("broker: store: commit failed: %s: %ld task%s refused, %zu upstream message%s "
+                 "kept to apply again",
+                 zq_store_errmsg(self->store), self->batch_submitted,
+                 self->batch_submitted == 1 ? "" : "s", self->nupkeep,
+                 self->nupkeep == 1 ? "" : "s");
+        s_flush(self, 0);
+        /* keep the upstream messages: the results they carry exist nowhere else */
+        for (size_t i = 0; i < self->nupkeep; i++) {
+            if (self->nretry == self->retry_cap && self->nretry < S_RETRY_KEEP) {
+                size_t nc = self->retry_cap ? self->retry_cap * 2 : 256;
+                zq_msg_t *v = realloc(self->retry, nc * sizeof *v);
+                if (v) {
+                    self->retry = v;
+                    self->retry_cap = nc;
+                }
+            }
+            if (self->nretry < self->retry_cap) {
+                self->retry[self->nretry++] = self->upkeep[i];
+            } else {
+                ZQ_ERROR("broker: upstream message %s dropped: too many kept", self->upkeep[i].cmd);
+                zq_msg_clear(&self->upkeep[i]);
+            }
+        }
+        self->nupkeep = 0;
+        self->retry_after = s_mono() + 0.5;
+        for (size_t i = 0; i < self->nnotify; i++)
+            free(self->notify[i]);
+        self->nnotify = 0;
+        self->recheck_waits = 0;
+        s_resync(self);
+        return;
+    }
+    self->stats.commits++;
+    for (size_t i = 0; i < self->nupkeep; i++)
+        zq_msg_clear(&self->upkeep[i]);
+    self->nupkeep = 0;
+    s_flush(self, 1);
+}
+
+/* One turn of the loop. ZQ_OK, or ZQ_EIO on a fatal socket error. */
+static int s_turn(zq_broker_t *self)
+{
+    size_t nw = (size_t)self->nworkers;
+    zmq_pollitem_t fixed[4 + 16], *items = fixed;
+    s_worker_t *wfixed[16], **wv = wfixed;
+    if (nw > 16) {
+        items = malloc((4 + nw) * sizeof *items);
+        wv = malloc(nw * sizeof *wv);
+        if (!items || !wv) {
+            free(items == fixed ? NULL : items);
+            free(wv == wfixed ? NULL : wv);
+            items = fixed;
+            wv = wfixed;
+            nw = 0;
+        }
+    }
+    memset(items, 0, 4 * sizeof *items);
+    items[0].socket = self->frontend;
+    items[0].events = ZMQ_POLLIN;
+    items[1].socket = self->upstream;
+    items[1].events = ZMQ_POLLIN;
+    items[2].socket = self->events;
+    items[2].events = ZMQ_POLLIN;
+    items[3].fd = self->stop_pipe[0];
+    items[3].events = ZMQ_POLLIN;
+    int n = 4, nb = 0;
+    s_worker_t *w = self->workers;
+    for (size_t i = 0; i < nw && w; w = w->next) {
+        if (!w->blocked)
+            continue;
+        memset(&items[n], 0, sizeof items[n]);
+        items[n].socket = w->push;
+        items[n].events = ZMQ_POLLOUT;
+        wv[nb++] = w;
+        n++;
+        i++;
+    }
+    long timeout = s_next_timeout(self);
+    int rc = zmq_poll(items, n, timeout);
+    int fatal = 0;
+    if (rc < 0) {
+        if (zmq_errno() != EINTR) {
+            ZQ_ERROR("broker: poll: %s", zmq_strerror(zmq_errno()));
+            fatal = 1;
+        }
+        goto out;
+    }
+    if (items[3].revents & ZMQ_POLLIN) {
+        char buf[64];
+        while (read(self->stop_pipe[0], buf, sizeof buf) > 0) {
+        }
+    }
+    if (items[2].revents & ZMQ_POLLIN)
+        s_read_subs(self);
+    for (int i = 0; i < nb; i++)
+        if (items[4 + i].revents & ZMQ_POLLOUT)
+            wv[i]->blocked = 0;
+    int fr = (items[0].revents & ZMQ_POLLIN) != 0, ur = (items[1].revents & ZMQ_POLLIN) != 0;
+    if (fr || ur || self->nexpired || (self->nretry && s_mono() >= self->retry_after) ||
+        s_next_timeout(self) == 0)
+        s_batch(self, fr, ur);
+    s_serve_waits(self);
+    s_dispatch(self);
+out:
+    if (items != fixed)
+        free(items);
+    if (wv != wfixed)
+        free(wv);
+    return fatal ? ZQ_EIO : ZQ_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Life cycle
+ */
+void zq_broker_config_init(zq_broker_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->sync = ZQ_STORE_SYNC_NORMAL;
+    cfg->lookahead = ZQ_BROKER_DEFAULT_LOOKAHEAD;
+    cfg->heartbeat = ZQ_BROKER_DEFAULT_HEARTBEAT;
+    cfg->max_ready_in_memory = ZQ_BROKER_DEFAULT_MAX_READY;
+}
+
+/* 1 when a live process already listens on this ipc:// path (libzmq would silently take
+ * the path over: two brokers on one endpoint). */
+static int s_ipc_in_use(const char *ep)
+{
+    if (strncmp(ep, "ipc://", 6) != 0 || ep[6] == '@')
+        return 0;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(ep + 6) >= sizeof sa.sun_path)
+        return 0;
+    strcpy(sa.sun_path, ep + 6);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int used = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return used;
+}
+
+/* Create, configure and bind one socket; *actual receives the bound endpoint. */
+static void *s_bind(zq_broker_t *self, int type, const char *what, const char *ep, char **actual)
+{
+    void *s = zmq_socket(self->ctx, type);
+    if (!s) {
+        ZQ_ERROR("zq-broker: cannot create the %s socket: %s", what, zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    zq_socket_defaults(s);
+    int sndhwm = S_SNDHWM, rcvhwm = S_RCVHWM, one = 1;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    if (type == ZMQ_ROUTER)
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (s_ipc_in_use(ep)) {
+        ZQ_ERROR("zq-broker: cannot bind %s %s: another process is listening there", what, ep);
+        zmq_close(s);
+        return NULL;
+    }
+    char buf[S_ENDPOINT_MAX];
+    size_t len = sizeof buf;
+    if (zmq_bind(s, ep) != 0 || zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, buf, &len) != 0) {
+        ZQ_ERROR("zq-broker: cannot bind %s %s: %s", what, ep, zmq_strerror(zmq_errno()));
+        zmq_close(s);
+        return NULL;
+    }
+    if (!(*actual = strdup(buf))) {
+        zmq_close(s);
+        return NULL;
+    }
+    if (zq_endpoint_is_public(buf))
+        ZQ_WARN("zq-broker: the %s endpoint %s is reachable from other hosts and has no "
+                "authentication", what, buf);
+    return s;
+}
+
+/* The endpoint of a sibling socket: given, or derived from the frontend. */
+static int s_sibling(const char *given, const char *frontend, int offset, const char *suffix,
+                     char *out, size_t len)
+{
+    if (given && *given) {
+        snprintf(out, len, "%s", given);
+        return ZQ_OK;
+    }
+    size_t n = strlen(frontend);
+    /* an ephemeral frontend port: siblings are ephemeral too */
+    if (!strncmp(frontend, "tcp://", 6) && n > 2 &&
+        (!strcmp(frontend + n - 2, ":*") || !strcmp(frontend + n - 2, ":0")))
+        return zq_endpoint_ephemeral(frontend, suffix, out, len);
+    return zq_endpoint_derive(frontend, offset, suffix, out, len);
+}
+
+zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
+{
+    zq_broker_config_t defaults;
+    if (!cfg) {
+        zq_broker_config_init(&defaults);
+        cfg = &defaults;
+    }
+    int dummy;
+    if (!err)
+        err = &dummy;
+    *err = ZQ_EINVAL;
+    if (!(cfg->lookahead >= 0) || !isfinite(cfg->lookahead) || !(cfg->heartbeat > 0) ||
+        !isfinite(cfg->heartbeat) || cfg->max_ready_in_memory < 1) {
+        ZQ_ERROR("zq-broker: bad configuration: lookahead must be >= 0, heartbeat > 0 and "
+                 "max-ready-in-memory >= 1");
+        return NULL;
+    }
+    const char *frontend = zq_broker_url(cfg->frontend);
+    char up[S_ENDPOINT_MAX], ev[S_ENDPOINT_MAX];
+    if (s_sibling(cfg->upstream, frontend, 1, ".up", up, sizeof up) != ZQ_OK ||
+        s_sibling(cfg->events, frontend, 2, ".ev", ev, sizeof ev) != ZQ_OK) {
+        ZQ_ERROR("zq-broker: cannot derive the upstream and events endpoints from %s "
+                 "(tcp://HOST:PORT or ipc://PATH; or give --upstream and --events)",
+                 frontend);
+        return NULL;
+    }
+    zq_broker_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        *err = ZQ_ENOMEM;
+        return NULL;
+    }
+    self->stop_pipe[0] = self->stop_pipe[1] = -1;
+    self->sync = cfg->sync;
+    self->lookahead = cfg->lookahead;
+    self->heartbeat = cfg->heartbeat;
+    self->max_ready = cfg->max_ready_in_memory;
+    self->max_sched = self->max_ready / 4 > S_SCHED_MIN ? self->max_ready / 4 : S_SCHED_MIN;
+    self->orphan_deadline = INFINITY;
+    zq_uuid4(self->broker_id);
+    zq_time_iso(zq_now(), self->started_iso, sizeof self->started_iso);
+    self->data_dir = strdup(cfg->data_dir ? cfg->data_dir : ZQ_BROKER_DEFAULT_DATA_DIR);
+    if (!self->data_dir || pipe2(self->stop_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        *err = ZQ_ENOMEM;
+        goto fail;
+    }
+    char why[512];
+    self->store = zq_store_open(self->data_dir, self->sync, why, sizeof why);
+    if (!self->store) {
+        ZQ_ERROR("zq-broker: cannot open the store: %s", why);
+        *err = ZQ_ESTORE;
+        goto fail;
+    }
+    *err = ZQ_EIO;
+    self->ctx = zmq_ctx_new();
+    if (!self->ctx)
+        goto fail;
+    if (!(self->frontend = s_bind(self, ZMQ_ROUTER, "frontend", frontend, &self->frontend_ep)) ||
+        !(self->upstream = s_bind(self, ZMQ_PULL, "upstream", up, &self->upstream_ep)) ||
+        !(self->events = s_bind(self, ZMQ_XPUB, "events", ev, &self->events_ep)))
+        goto fail;
+    /* the revoked set only matters to SUBMIT when it is not empty */
+    s_buf_t probe = {0};
+    int nrev = zq_store_revoked_list(self->store, 1, s_revoked_row, &probe);
+    free(probe.p);
+    self->n_revoked = nrev > 0 ? nrev : 0;
+    if (s_resync(self) != ZQ_OK) {
+        *err = ZQ_ESTORE;
+        goto fail;
+    }
+    long unfinished = zq_store_count_unfinished(self->store);
+    self->stats.recovered = unfinished > 0 ? unfinished : 0;
+    *err = ZQ_OK;
+    ZQ_INFO("zq-broker %s ready: frontend %s, upstream %s, events %s, data %s (sync=%s), %ld "
+            "task%s recovered",
+            PACKAGE_VERSION, self->frontend_ep, self->upstream_ep, self->events_ep,
+            self->data_dir, zq_store_sync_name(self->sync), self->stats.recovered,
+            self->stats.recovered == 1 ? "" : "s");
+    if (self->orphans.n)
+        ZQ_INFO("broker: %zu task%s were with workers: waiting %.0fs for them to reconnect",
+                self->orphans.n, self->orphans.n == 1 ? "" : "s",
+                ZQ_BROKER_DEAD_AFTER * self->heartbeat);
+    return self;
+fail:
+    zq_broker_destroy(&self);
+    return NULL;
+}
+
+static void s_free_queue(void *arg, s_hnode_t *node)
+{
+    (void)arg;
+    s_queue_free((s_queue_t *)node);
+}
+
+static void s_free_orphan(void *arg, s_hnode_t *node)
+{
+    (void)arg;
+    s_orphan_t *o = (s_orphan_t *)node;
+    free(o->task);
+    free(o);
+}
+
+static void s_free_waitlist(void *arg, s_hnode_t *node)
+{
+    (void)arg;
+    s_waitlist_t *wl = (s_waitlist_t *)node;
+    for (s_waiter_t *w = wl->first, *next; w; w = next) {
+        next = w->next;
+        free(w);
+    }
+    free(wl);
+}
+
+void zq_broker_destroy(zq_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zq_broker_t *self = *self_p;
+    while (self->workers) {
+        s_worker_t *w = self->workers;
+        self->workers = w->next;
+        while (w->hl)
+            s_held_release(self, w->hl, 0); /* memory only: the store keeps the states */
+        s_worker_free(w);
+    }
+    s_map_each(&self->orphans, s_free_orphan, NULL);
+    s_map_each(&self->waits, s_free_waitlist, NULL);
+    s_map_each(&self->queues, s_free_queue, NULL);
+    free(self->orphans.b);
+    free(self->waits.b);
+    free(self->queues.b);
+    free(self->held.b);
+    free(self->wheap);
+    for (size_t i = 0; i < self->nexpired; i++)
+        free(self->expired[i]);
+    free(self->expired);
+    for (size_t i = 0; i < self->nupkeep; i++)
+        zq_msg_clear(&self->upkeep[i]);
+    free(self->upkeep);
+    for (size_t i = 0; i < self->nretry; i++)
+        zq_msg_clear(&self->retry[i]);
+    if (self->nretry)
+        ZQ_ERROR("zq-broker: %zu upstream messages could not be stored", self->nretry);
+    free(self->retry);
+    for (size_t i = 0; i < self->nnotify; i++)
+        free(self->notify[i]);
+    free(self->notify);
+    free(self->out);
+    free(self->arena.p);
+    free(self->scratch.p);
+    for (size_t i = 0; i < self->nsubs; i++)
+        free(self->subs[i]);
+    free(self->subs);
+    free(self->sublens);
+    zq_store_destroy(&self->store); /* commits what is pending */
+    if (self->frontend)
+        zmq_close(self->frontend);
+    if (self->upstream)
+        zmq_close(self->upstream);
+    if (self->events)
+        zmq_close(self->events);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    if (self->stop_pipe[0] >= 0)
+        close(self->stop_pipe[0]);
+    if (self->stop_pipe[1] >= 0)
+        close(self->stop_pipe[1]);
+    free(self->frontend_ep);
+    free(self->upstream_ep);
+    free(self->events_ep);
+    free(self->data_dir);
+    free(self);
+    *self_p = NULL;
+}
+
+int zq_broker_run(zq_broker_t *self)
+{
+    while (!self->stop) {
+        if (s_turn(self) != ZQ_OK)
+            return ZQ_EIO;
+    }
+    long waiting = zq_store_count_unfinished(self->store);
+    ZQ_INFO("zq-broker: shutting down: %ld unfinished task%s kept in %s", waiting > 0 ? waiting : 0,
+            waiting == 1 ? "" : "s", self->data_dir);
+    return ZQ_OK;
+}
+
+void zq_broker_stop(zq_broker_t *self)
+{
+    if (!self)
+        return;
+    self->stop = 1;
+    if (self->stop_pipe[1] >= 0) {
+        char c = 1;
+        ssize_t r = write(self->stop_pipe[1], &c, 1); /* wakes zmq_poll */
+        (void)r;
+    }
+}
+
+const char *zq_broker_frontend(const zq_broker_t *self)
+{
+    return self->frontend_ep;
+}
+
+const char *zq_broker_upstream(const zq_broker_t *self)
+{
+    return self->upstream_ep;
+}
+
+const char *zq_broker_events(const zq_broker_t *self)
+{
+    return self->events_ep;
+}
+
+void zq_broker_stats(const zq_broker_t *self, zq_broker_stats_t *out)
+{
+    *out = self->stats;
+}

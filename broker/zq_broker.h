@@ -1,0 +1,73 @@
+/*
+ * zq_broker - the zq-broker event loop: ZQP/1 sockets (docs/protocol.md), in-memory ready
+ * queues over the durable store (zq_store.h), credit-based dispatch, ETA scheduling,
+ * parked GETs, worker liveness, events.
+ *
+ * Single-threaded: zq_broker_run() owns every socket and the store. zq_broker_stop() is
+ * the only call that may come from another thread or a signal handler.
+ */
+#ifndef ZQ_BROKER_H
+#define ZQ_BROKER_H
+
+#include "zq_store.h"
+
+#define ZQ_BROKER_DEFAULT_DATA_DIR "./zq-data"
+#define ZQ_BROKER_DEFAULT_LOOKAHEAD 1.0     /* seconds: ETA tasks go to a worker this early */
+#define ZQ_BROKER_DEFAULT_HEARTBEAT 2.0     /* seconds between worker heartbeats */
+#define ZQ_BROKER_DEFAULT_MAX_READY 20000   /* ready tasks per queue kept in memory */
+#define ZQ_BROKER_DEAD_AFTER 3              /* missed heartbeat intervals -> worker is dead */
+#define ZQ_BROKER_ETA_CAP 1000              /* ETA tasks one worker may hold */
+#define ZQ_BROKER_BATCH 2000                /* messages per poll iteration (one commit) */
+#define ZQ_BROKER_REVOKED_IN_HELLO 10000    /* most recent revoked ids sent to a worker */
+
+typedef struct zq_broker zq_broker_t;
+
+typedef struct {
+    const char *frontend;      /* NULL: zq_broker_url(NULL) */
+    const char *upstream;      /* NULL: derived from frontend (port + 1 / ".up") */
+    const char *events;        /* NULL: derived from frontend (port + 2 / ".ev") */
+    const char *data_dir;      /* NULL: ZQ_BROKER_DEFAULT_DATA_DIR */
+    zq_store_sync_t sync;      /* default ZQ_STORE_SYNC_NORMAL */
+    double lookahead;          /* seconds, >= 0 */
+    double heartbeat;          /* seconds, > 0 */
+    long max_ready_in_memory;  /* >= 1 */
+} zq_broker_config_t;
+
+/* Fill in the defaults. */
+void zq_broker_config_init(zq_broker_config_t *cfg);
+
+/* Open the store, bind every socket, recover waiting tasks. Logs the reason of a failure
+ * and returns NULL with *err (may be NULL) set to ZQ_EINVAL (bad configuration or
+ * endpoint), ZQ_ESTORE (the store cannot be opened) or ZQ_EIO (cannot bind).
+ * The strings in cfg are copied. Caller owns return value and must destroy it. */
+zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err);
+
+/* Serve until zq_broker_stop(). ZQ_OK, or ZQ_EIO after a fatal socket error. */
+int zq_broker_run(zq_broker_t *self);
+
+/* Ask zq_broker_run() to return after its current iteration. Async-signal-safe and
+ * thread-safe. */
+void zq_broker_stop(zq_broker_t *self);
+
+/* Commit what is pending, close sockets and store, free. NULL-safe; clears *self_p. */
+void zq_broker_destroy(zq_broker_t **self_p);
+
+/* The endpoints actually bound (borrowed, valid until destroy). */
+const char *zq_broker_frontend(const zq_broker_t *self);
+const char *zq_broker_upstream(const zq_broker_t *self);
+const char *zq_broker_events(const zq_broker_t *self);
+
+/* Counters, also reported by INFO ("stats"). Read them only from the broker's thread, or
+ * after zq_broker_run() returned. */
+typedef struct {
+    long submitted;    /* tasks accepted (committed) */
+    long duplicates;   /* SUBMITs of an id that already existed */
+    long dispatched;   /* TASK messages handed to workers */
+    long succeeded, failed, revoked, retried;
+    long bad_messages; /* rejected frontend and upstream messages */
+    long commits, commit_failures;
+    long recovered;    /* unfinished tasks found at startup */
+} zq_broker_stats_t;
+void zq_broker_stats(const zq_broker_t *self, zq_broker_stats_t *out);
+
+#endif

@@ -1,0 +1,1157 @@
+/*
+ * zq_store - SQLite implementation of the broker's task store (see zq_store.h).
+ *
+ * Durability comes from WAL mode plus the caller's group commit: the broker opens one
+ * transaction per poll iteration, so a commit (and, with sync=full, one fsync) covers a
+ * whole batch of tasks. Every statement is prepared once at open and reused.
+ *
+ * Partial indexes make the three "where does a waiting task live" questions cheap
+ * (ready per queue by rid, scheduled by (eta, rid), in flight) while finished tasks,
+ * the bulk of the table, sit in none of them.
+ *
+ * Schema migration procedure (PRAGMA user_version holds the schema version):
+ *   1. Bump ZQ_STORE_SCHEMA_VERSION.
+ *   2. Append a step to s_migrate(): `if (v < N) { ...ALTER TABLE / CREATE INDEX /
+ *      UPDATE... ; v = N; }` that turns version N-1 into N. Never edit an old step:
+ *      databases in the field may be at any older version.
+ *   3. All steps and the new user_version run in one transaction, so a failed migration
+ *      leaves the database as it was. A database newer than this binary is refused.
+ *   4. Add a unit test that opens a database of version N-1 and checks the result.
+ */
+#include "config.h"
+#include "zq_store.h"
+#include "zq.h"
+#include "zq_log.h"
+#include "zq_time.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* SQLite page cache, KiB. Bounded so that a million queued tasks stay well inside the
+ * broker's memory budget (the rows themselves stay on disk). */
+#define STORE_CACHE_KIB 16384
+/* How long opening waits on a lock held by another process (an sqlite3 shell). ms.
+ * While the broker runs it holds the database exclusively (locking_mode=EXCLUSIVE: no
+ * file lock or shared-memory traffic per transaction); inspect it with zq-ctl instead. */
+#define STORE_BUSY_MS 2000
+
+#define TERMINAL_SQL "('SUCCESS','FAILURE','REVOKED')"
+#define RECORD_COLS                                                                         \
+    "id,task,queue,msg,state,result,exc_type,exc_message,traceback,retries,worker,eta,"     \
+    "expires,parent_id,root_id,date_sent,date_received,date_started,date_done,runtime"
+#define ROW_COLS "rid,id,task,queue,state,msg,eta,expires,retries,acks_late"
+
+enum {
+    ST_INSERT,
+    ST_RECEIVED,
+    ST_STARTED,
+    ST_TERMINAL,
+    ST_RETRY,
+    ST_REQUEUE,
+    ST_REVOKE_QUEUED,
+    ST_REVOKE_QUEUED_RID,
+    ST_WHERE_ID,
+    ST_WHERE_RID,
+    ST_PURGE_READY,
+    ST_PURGE_SCHED,
+    ST_REVOKE_ADD,
+    ST_IS_REVOKED,
+    ST_LOAD_READY,
+    ST_LOAD_SCHED,
+    ST_LOAD_SCHED_ALL,
+    ST_LOAD_ID,
+    ST_LOAD_TASK,
+    ST_LOAD_INFLIGHT,
+    ST_COUNT_READY,
+    ST_COUNT_SCHED,
+    ST_COUNT_UNFINISHED,
+    ST_GET_STATE,
+    ST_RECORD,
+    ST_REVOKED_LIST,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_COUNT
+};
+
+static const char *const s_sql[ST_COUNT] = {
+    [ST_INSERT] = "INSERT OR IGNORE INTO tasks(id,task,queue,state,msg,eta,expires,retries,"
+                  "date_sent,ignore_result,parent_id,root_id) "
+                  "VALUES(?1,?2,?3,'PENDING',?4,?5,?6,?7,?8,?9,?10,?11)",
+    /* a RECEIVED that arrives after STARTED (children report on their own sockets) must
+     * not move the task back */
+    [ST_RECEIVED] = "UPDATE tasks SET state='RECEIVED',worker=coalesce(?2,worker),"
+                    "date_received=?3 WHERE id=?1 AND state IN ('PENDING','RETRY')",
+    [ST_STARTED] = "UPDATE tasks SET state='STARTED',worker=coalesce(?2,worker),"
+                   "date_started=?3,acks_late=?4 WHERE id=?1 AND state IN "
+                   "('PENDING','RETRY','RECEIVED')",
+    [ST_TERMINAL] = "UPDATE tasks SET state=?2,worker=coalesce(?3,worker),date_done=?4,"
+                    "result=CASE WHEN ignore_result THEN NULL ELSE ?5 END,exc_type=?6,"
+                    "exc_message=?7,traceback=?8,runtime=?9 "
+                    "WHERE id=?1 AND state NOT IN " TERMINAL_SQL,
+    /* the stored message is rewritten in SQL (JSON1): no parse/print round trip in C */
+    [ST_RETRY] = "UPDATE tasks SET state='RETRY',worker=coalesce(?2,worker),exc_type=?3,"
+                 "exc_message=?4,traceback=?5,retries=retries+1,eta=?6,"
+                 "msg=json_set(msg,'$.retries',retries+1,'$.eta',?7) "
+                 "WHERE id=?1 AND state NOT IN " TERMINAL_SQL,
+    [ST_REQUEUE] = "UPDATE tasks SET state='PENDING' WHERE id=?1 AND state IN "
+                   "('RECEIVED','STARTED')",
+    [ST_REVOKE_QUEUED] = "UPDATE tasks SET state='REVOKED',exc_type='TaskRevokedError',"
+                         "exc_message=?2,traceback=NULL,date_done=?3 "
+                         "WHERE id=?1 AND state IN ('PENDING','RETRY')",
+    [ST_REVOKE_QUEUED_RID] = "UPDATE tasks SET state='REVOKED',exc_type='TaskRevokedError',"
+                             "exc_message=?2,traceback=NULL,date_done=?3 "
+                             "WHERE rid=?1 AND state IN ('PENDING','RETRY')",
+    [ST_WHERE_ID] = "SELECT rid,eta,queue FROM tasks WHERE id=?1",
+    [ST_WHERE_RID] = "SELECT rid,eta,queue FROM tasks WHERE rid=?1",
+    [ST_PURGE_READY] = "UPDATE tasks SET state='REVOKED',exc_type='TaskRevokedError',"
+                       "exc_message='purged',date_done=?3 "
+                       "WHERE queue=?1 AND state='PENDING' AND eta IS NULL AND rid>?2",
+    [ST_PURGE_SCHED] = "UPDATE tasks SET state='REVOKED',exc_type='TaskRevokedError',"
+                       "exc_message='purged',date_done=?4 "
+                       "WHERE eta IS NOT NULL AND state IN ('PENDING','RETRY') AND queue=?1 "
+                       "AND (eta,rid)>(?2,?3)",
+    [ST_REVOKE_ADD] = "INSERT OR IGNORE INTO revoked(id,ts) VALUES(?1,?2)",
+    [ST_IS_REVOKED] = "SELECT 1 FROM revoked WHERE id=?1",
+    [ST_LOAD_READY] = "SELECT " ROW_COLS " FROM tasks WHERE queue=?1 AND state='PENDING' "
+                      "AND eta IS NULL AND rid>?2 ORDER BY rid LIMIT ?3",
+    [ST_LOAD_SCHED] = "SELECT " ROW_COLS " FROM tasks WHERE queue=?5 AND eta IS NOT NULL "
+                      "AND state IN ('PENDING','RETRY') AND (eta,rid)>(?1,?2) AND eta<=?3 "
+                      "ORDER BY eta,rid LIMIT ?4",
+    /* every queue: SCHEDULED listings only (sorts; not on a hot path) */
+    [ST_LOAD_SCHED_ALL] = "SELECT " ROW_COLS " FROM tasks WHERE eta IS NOT NULL "
+                          "AND state IN ('PENDING','RETRY') AND (eta,rid)>(?1,?2) AND eta<=?3 "
+                          "ORDER BY eta,rid LIMIT ?4",
+    [ST_LOAD_ID] = "SELECT " ROW_COLS " FROM tasks WHERE id=?1",
+    [ST_LOAD_TASK] = "SELECT " ROW_COLS " FROM tasks WHERE rid=?1",
+    [ST_LOAD_INFLIGHT] = "SELECT " ROW_COLS " FROM tasks WHERE state IN ('RECEIVED','STARTED')",
+    [ST_COUNT_READY] = "SELECT queue,count(*) FROM tasks WHERE state='PENDING' AND eta IS NULL "
+                       "GROUP BY queue",
+    [ST_COUNT_SCHED] = "SELECT queue,count(*) FROM tasks WHERE eta IS NOT NULL AND state IN "
+                       "('PENDING','RETRY') GROUP BY queue",
+    [ST_COUNT_UNFINISHED] =
+        "SELECT (SELECT count(*) FROM tasks WHERE state='PENDING' AND eta IS NULL)"
+        "+(SELECT count(*) FROM tasks WHERE eta IS NOT NULL AND state IN ('PENDING','RETRY'))"
+        "+(SELECT count(*) FROM tasks WHERE state IN ('RECEIVED','STARTED'))",
+    [ST_GET_STATE] = "SELECT state FROM tasks WHERE id=?1",
+    [ST_RECORD] = "SELECT " RECORD_COLS " FROM tasks WHERE id=?1",
+    [ST_REVOKED_LIST] = "SELECT id FROM revoked ORDER BY rowid DESC LIMIT ?1",
+    [ST_BEGIN] = "BEGIN",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+};
+
+/* Version 1. Keep in step with the migration procedure above. */
+static const char s_schema_v1[] =
+    "CREATE TABLE tasks ("
+    " rid INTEGER PRIMARY KEY,"       /* insertion order: FIFO order of a queue */
+    " id TEXT NOT NULL UNIQUE,"       /* task id */
+    " task TEXT NOT NULL,"            /* task name */
+    " queue TEXT NOT NULL,"
+    " state TEXT NOT NULL,"
+    " msg TEXT NOT NULL,"             /* task message as forwarded to workers */
+    " eta REAL, expires REAL,"        /* epoch seconds or NULL */
+    " retries INTEGER NOT NULL DEFAULT 0,"
+    " worker TEXT,"                   /* last worker that held it */
+    " result TEXT,"                   /* JSON text */
+    " exc_type TEXT, exc_message TEXT, traceback TEXT,"
+    " date_sent REAL, date_received REAL, date_started REAL, date_done REAL,"
+    " runtime REAL,"
+    " acks_late INTEGER NOT NULL DEFAULT 0,"
+    " ignore_result INTEGER NOT NULL DEFAULT 0,"
+    " parent_id TEXT, root_id TEXT);"
+    "CREATE INDEX tasks_ready ON tasks(queue,rid) WHERE state='PENDING' AND eta IS NULL;"
+    "CREATE INDEX tasks_sched ON tasks(queue,eta,rid) WHERE eta IS NOT NULL AND state IN "
+    " ('PENDING','RETRY');"
+    "CREATE INDEX tasks_inflight ON tasks(state) WHERE state IN ('RECEIVED','STARTED');"
+    "CREATE TABLE revoked (id TEXT PRIMARY KEY, ts REAL NOT NULL);";
+
+struct zq_store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    int in_tx;         /* our BEGIN is open */
+    int lock_fd;       /* flock()ed LOCK file: one broker per data dir */
+    char errbuf[512];  /* last error text */
+};
+
+static const char *const s_states[] = {ZQ_STATE_PENDING, ZQ_STATE_RECEIVED, ZQ_STATE_STARTED,
+                                       ZQ_STATE_RETRY,   ZQ_STATE_SUCCESS,  ZQ_STATE_FAILURE,
+                                       ZQ_STATE_REVOKED};
+
+const char *zq_state_canonical(const char *state)
+{
+    if (!state)
+        return NULL;
+    for (size_t i = 0; i < sizeof s_states / sizeof s_states[0]; i++)
+        if (strcmp(state, s_states[i]) == 0)
+            return s_states[i];
+    return NULL;
+}
+
+int zq_state_is_terminal(const char *state)
+{
+    return state && (!strcmp(state, ZQ_STATE_SUCCESS) || !strcmp(state, ZQ_STATE_FAILURE) ||
+                     !strcmp(state, ZQ_STATE_REVOKED));
+}
+
+int zq_store_parse_sync(const char *s, zq_store_sync_t *out)
+{
+    if (!s)
+        return ZQ_EINVAL;
+    if (!strcasecmp(s, "off"))
+        *out = ZQ_STORE_SYNC_OFF;
+    else if (!strcasecmp(s, "normal"))
+        *out = ZQ_STORE_SYNC_NORMAL;
+    else if (!strcasecmp(s, "full"))
+        *out = ZQ_STORE_SYNC_FULL;
+    else
+        return ZQ_EINVAL;
+    return ZQ_OK;
+}
+
+const char *zq_store_sync_name(zq_store_sync_t sync)
+{
+    return sync == ZQ_STORE_SYNC_OFF ? "off" : sync == ZQ_STORE_SYNC_FULL ? "full" : "normal";
+}
+
+static void s_seterr(zq_store_t *self, const char *what)
+{
+    snprintf(self->errbuf, sizeof self->errbuf, "%s: %s", what, sqlite3_errmsg(self->db));
+}
+
+const char *zq_store_errmsg(const zq_store_t *self)
+{
+    return self && self->errbuf[0] ? self->errbuf : "no error";
+}
+
+static void s_fmt(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void s_fmt(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* mkdir -p with mode 0700 for what we create. */
+static int s_mkdirs(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        s_fmt(err, errlen, "data dir %s: path too long", dir);
+        return ZQ_EINVAL;
+    }
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+                s_fmt(err, errlen, "cannot create data dir %s: %s", path, strerror(errno));
+                return ZQ_EIO;
+            }
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        s_fmt(err, errlen, "data dir %s is not a directory", dir);
+        return ZQ_EIO;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        s_fmt(err, errlen, "data dir %s is not writable: %s", dir, strerror(errno));
+        return ZQ_EIO;
+    }
+    return ZQ_OK;
+}
+
+static int s_exec(zq_store_t *self, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(self->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(self->errbuf, sizeof self->errbuf, "%s", msg ? msg : "unknown error");
+        sqlite3_free(msg);
+        return ZQ_ESTORE;
+    }
+    return ZQ_OK;
+}
+
+static int s_user_version(zq_store_t *self, int *v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(self->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
+        s_seterr(self, "user_version");
+        return ZQ_ESTORE;
+    }
+    int rc = sqlite3_step(st);
+    *v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+        s_seterr(self, "user_version");
+        return ZQ_ESTORE;
+    }
+    return ZQ_OK;
+}
+
+/* Bring the schema to ZQ_STORE_SCHEMA_VERSION (procedure at the top of this file). */
+static int s_migrate(zq_store_t *self)
+{
+    int v;
+    if (s_user_version(self, &v) != ZQ_OK)
+        return ZQ_ESTORE;
+    if (v == ZQ_STORE_SCHEMA_VERSION)
+        return ZQ_OK;
+    if (v > ZQ_STORE_SCHEMA_VERSION) {
+        snprintf(self->errbuf, sizeof self->errbuf,
+                 "database schema version %d is newer than this zq-broker supports (%d)", v,
+                 ZQ_STORE_SCHEMA_VERSION);
+        return ZQ_ESTORE;
+    }
+    if (s_exec(self, "BEGIN IMMEDIATE") != ZQ_OK)
+        return ZQ_ESTORE;
+    int rc = ZQ_OK;
+    if (v < 1) {
+        rc = s_exec(self, s_schema_v1);
+        v = 1;
+    }
+    /* next: if (rc == ZQ_OK && v < 2) { rc = s_exec(self, "ALTER TABLE ..."); v = 2; } */
+    if (rc == ZQ_OK) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v);
+        rc = s_exec(self, sql);
+    }
+    if (rc == ZQ_OK)
+        rc = s_exec(self, "COMMIT");
+    if (rc != ZQ_OK) {
+        char keep[sizeof self->errbuf];
+        memcpy(keep, self->errbuf, sizeof keep);
+        s_exec(self, "ROLLBACK");
+        memcpy(self->errbuf, keep, sizeof keep);
+    }
+    return rc;
+}
+
+zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size_t errlen)
+{
+    if (!dir || !*dir) {
+        s_fmt(err, errlen, "no data dir given");
+        return NULL;
+    }
+    if (s_mkdirs(dir, err, errlen) != ZQ_OK)
+        return NULL;
+    zq_store_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        s_fmt(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->lock_fd = -1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (self->lock_fd < 0) {
+        s_fmt(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        s_fmt(err, errlen, "data dir %s is in use by another zq-broker (%s)", dir,
+              strerror(errno));
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, ZQ_STORE_FILE);
+    if (sqlite3_open_v2(path, &self->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        s_fmt(err, errlen, "cannot open %s: %s", path,
+              self->db ? sqlite3_errmsg(self->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(self->db, STORE_BUSY_MS);
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+             " PRAGMA cache_size=-%d;"
+             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF;",
+             sync == ZQ_STORE_SYNC_OFF ? "OFF" : sync == ZQ_STORE_SYNC_FULL ? "FULL" : "NORMAL",
+             STORE_CACHE_KIB);
+    if (s_exec(self, pragmas) != ZQ_OK) {
+        s_fmt(err, errlen, "cannot set up %s: %s", path, self->errbuf);
+        goto fail;
+    }
+    if (s_migrate(self) != ZQ_OK) {
+        s_fmt(err, errlen, "cannot migrate %s: %s", path, self->errbuf);
+        goto fail;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->st[i],
+                               NULL) != SQLITE_OK) {
+            s_fmt(err, errlen, "cannot prepare statement %d in %s: %s", i, path,
+                  sqlite3_errmsg(self->db));
+            goto fail;
+        }
+    }
+    return self;
+fail:
+    zq_store_destroy(&self);
+    return NULL;
+}
+
+void zq_store_destroy(zq_store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zq_store_t *self = *self_p;
+    if (self->in_tx && zq_store_commit(self) != ZQ_OK)
+        ZQ_ERROR("store: final commit failed: %s", self->errbuf);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(self->st[i]);
+    if (self->db)
+        sqlite3_close(self->db);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd); /* releases the flock */
+    free(self);
+    *self_p = NULL;
+}
+
+/* Run a statement that returns no rows; resets it. SQLITE_DONE -> ZQ_OK. */
+static int s_run(zq_store_t *self, int which, const char *what)
+{
+    sqlite3_stmt *st = self->st[which];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        s_seterr(self, what);
+        if (self->in_tx && sqlite3_get_autocommit(self->db))
+            self->in_tx = 0; /* SQLite rolled the whole transaction back */
+        return ZQ_ESTORE;
+    }
+    return ZQ_OK;
+}
+
+int zq_store_begin(zq_store_t *self)
+{
+    if (self->in_tx)
+        return ZQ_OK;
+    if (s_run(self, ST_BEGIN, "begin") != ZQ_OK)
+        return ZQ_ESTORE;
+    self->in_tx = 1;
+    return ZQ_OK;
+}
+
+int zq_store_commit(zq_store_t *self)
+{
+    if (!self->in_tx)
+        return ZQ_OK;
+    int rc = s_run(self, ST_COMMIT, "commit");
+    if (rc != ZQ_OK && !sqlite3_get_autocommit(self->db)) {
+        char keep[sizeof self->errbuf];
+        memcpy(keep, self->errbuf, sizeof keep);
+        s_run(self, ST_ROLLBACK, "rollback");
+        memcpy(self->errbuf, keep, sizeof keep);
+    }
+    self->in_tx = 0;
+    return rc;
+}
+
+void zq_store_rollback(zq_store_t *self)
+{
+    if (!self->in_tx)
+        return;
+    if (!sqlite3_get_autocommit(self->db))
+        s_run(self, ST_ROLLBACK, "rollback");
+    self->in_tx = 0;
+}
+
+int zq_store_in_tx(const zq_store_t *self)
+{
+    return self->in_tx && !sqlite3_get_autocommit(self->db);
+}
+
+/* ---- binding helpers: NULL / 0 become SQL NULL ---- */
+
+static void s_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void s_bind_time(sqlite3_stmt *st, int i, double t)
+{
+    if (t > 0)
+        sqlite3_bind_double(st, i, t);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int zq_store_enqueue(zq_store_t *self, const zq_store_task_t *t, int64_t *rid_out)
+{
+    sqlite3_stmt *st = self->st[ST_INSERT];
+    s_bind_text(st, 1, t->id);
+    s_bind_text(st, 2, t->task);
+    s_bind_text(st, 3, t->queue);
+    sqlite3_bind_text(st, 4, t->msg, (int)t->msglen, SQLITE_STATIC);
+    s_bind_time(st, 5, t->eta);
+    s_bind_time(st, 6, t->expires);
+    sqlite3_bind_int(st, 7, t->retries);
+    s_bind_time(st, 8, t->sent);
+    sqlite3_bind_int(st, 9, t->ignore_result ? 1 : 0);
+    s_bind_text(st, 10, t->parent_id);
+    s_bind_text(st, 11, t->root_id);
+    if (s_run(self, ST_INSERT, "enqueue") != ZQ_OK)
+        return ZQ_ESTORE;
+    if (sqlite3_changes(self->db) == 0)
+        return ZQ_EDUPLICATE;
+    if (rid_out)
+        *rid_out = sqlite3_last_insert_rowid(self->db);
+    return ZQ_OK;
+}
+
+/* After an UPDATE guarded by state that changed nothing: unknown id or wrong state? */
+static int s_why_unchanged(zq_store_t *self, const char *id)
+{
+    return zq_store_get_state(self, id) ? ZQ_ESTATE : ZQ_ENOTFOUND;
+}
+
+/* Fill *where for a task named by id (or by rid when id is NULL). */
+static int s_where(zq_store_t *self, const char *id, int64_t rid, zq_store_where_t *where)
+{
+    int which = id ? ST_WHERE_ID : ST_WHERE_RID;
+    sqlite3_stmt *st = self->st[which];
+    if (id)
+        s_bind_text(st, 1, id);
+    else
+        sqlite3_bind_int64(st, 1, rid);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        where->rid = sqlite3_column_int64(st, 0);
+        where->eta = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_double(st, 1);
+        const char *q = (const char *)sqlite3_column_text(st, 2);
+        snprintf(where->queue, sizeof where->queue, "%s", q ? q : "");
+    } else if (rc != SQLITE_DONE) {
+        s_seterr(self, "where");
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? ZQ_OK : rc == SQLITE_DONE ? ZQ_ENOTFOUND : ZQ_ESTORE;
+}
+
+int zq_store_set_state(zq_store_t *self, const zq_store_state_t *s, zq_store_where_t *where)
+{
+    const char *state = zq_state_canonical(s->state);
+    if (!state || state == s_states[0]) /* PENDING is not a transition */
+        return ZQ_EINVAL;
+    double ts = s->timestamp > 0 ? s->timestamp : zq_now();
+    int which;
+    sqlite3_stmt *st;
+    char iso[40];
+    if (state == s_states[1]) { /* RECEIVED */
+        which = ST_RECEIVED;
+        st = self->st[which];
+        sqlite3_bind_double(st, 3, ts);
+    } else if (state == s_states[2]) { /* STARTED */
+        which = ST_STARTED;
+        st = self->st[which];
+        sqlite3_bind_double(st, 3, ts);
+        sqlite3_bind_int(st, 4, s->acks_late > 0);
+    } else if (state == s_states[3]) { /* RETRY */
+        which = ST_RETRY;
+        st = self->st[which];
+        double eta = s->eta > 0 ? s->eta : ts;
+        s_bind_text(st, 3, s->exc_type);
+        s_bind_text(st, 4, s->exc_message);
+        s_bind_text(st, 5, s->traceback);
+        sqlite3_bind_double(st, 6, eta);
+        sqlite3_bind_text(st, 7, zq_time_iso(eta, iso, sizeof iso), -1, SQLITE_STATIC);
+    } else { /* terminal */
+        which = ST_TERMINAL;
+        st = self->st[which];
+        sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 4, ts);
+        s_bind_text(st, 5, s->result ? s->result : (state == s_states[4] ? "null" : NULL));
+        s_bind_text(st, 6, s->exc_type);
+        s_bind_text(st, 7, s->exc_message);
+        s_bind_text(st, 8, s->traceback);
+        if (s->runtime >= 0)
+            sqlite3_bind_double(st, 9, s->runtime);
+        else
+            sqlite3_bind_null(st, 9);
+    }
+    s_bind_text(st, 1, s->id);
+    s_bind_text(st, 2 + (which == ST_TERMINAL), s->worker);
+    if (s_run(self, which, "set state") != ZQ_OK)
+        return ZQ_ESTORE;
+    if (sqlite3_changes(self->db) == 0)
+        return s_why_unchanged(self, s->id);
+    if (where && which == ST_RETRY)
+        return s_where(self, s->id, 0, where);
+    return ZQ_OK;
+}
+
+int zq_store_requeue(zq_store_t *self, const char *id)
+{
+    sqlite3_stmt *st = self->st[ST_REQUEUE];
+    s_bind_text(st, 1, id);
+    if (s_run(self, ST_REQUEUE, "requeue") != ZQ_OK)
+        return ZQ_ESTORE;
+    if (sqlite3_changes(self->db) == 1)
+        return ZQ_OK;
+    const char *state = zq_store_get_state(self, id);
+    if (!state)
+        return ZQ_ENOTFOUND;
+    /* already waiting (handed out, but the worker's RECEIVED never arrived) */
+    if (state == s_states[0] || state == s_states[3])
+        return ZQ_OK;
+    return ZQ_ESTATE;
+}
+
+int zq_store_revoke_queued(zq_store_t *self, const char *id, int64_t rid, const char *message,
+                           double now, zq_store_where_t *where)
+{
+    int which = id ? ST_REVOKE_QUEUED : ST_REVOKE_QUEUED_RID;
+    sqlite3_stmt *st = self->st[which];
+    if (id)
+        s_bind_text(st, 1, id);
+    else
+        sqlite3_bind_int64(st, 1, rid);
+    s_bind_text(st, 2, message);
+    sqlite3_bind_double(st, 3, now);
+    if (s_run(self, which, "revoke") != ZQ_OK)
+        return ZQ_ESTORE;
+    if (sqlite3_changes(self->db) != 1)
+        return ZQ_ESTATE;
+    return where ? s_where(self, id, rid, where) : ZQ_OK;
+}
+
+int zq_store_purge_disk(zq_store_t *self, const char *queue, int64_t ready_after,
+                        double sched_after_eta, int64_t sched_after_rid, double now, long *count)
+{
+    long n = 0;
+    sqlite3_stmt *st = self->st[ST_PURGE_READY];
+    s_bind_text(st, 1, queue);
+    sqlite3_bind_int64(st, 2, ready_after);
+    sqlite3_bind_double(st, 3, now);
+    if (s_run(self, ST_PURGE_READY, "purge") != ZQ_OK)
+        return ZQ_ESTORE;
+    n += sqlite3_changes(self->db);
+    if (!isinf(sched_after_eta) || sched_after_eta < 0) {
+        st = self->st[ST_PURGE_SCHED];
+        s_bind_text(st, 1, queue);
+        sqlite3_bind_double(st, 2, isinf(sched_after_eta) ? -1e300 : sched_after_eta);
+        sqlite3_bind_int64(st, 3, sched_after_rid);
+        sqlite3_bind_double(st, 4, now);
+        if (s_run(self, ST_PURGE_SCHED, "purge") != ZQ_OK)
+            return ZQ_ESTORE;
+        n += sqlite3_changes(self->db);
+    }
+    if (count)
+        *count = n;
+    return ZQ_OK;
+}
+
+int zq_store_revoke_add(zq_store_t *self, const char *id, double now)
+{
+    sqlite3_stmt *st = self->st[ST_REVOKE_ADD];
+    s_bind_text(st, 1, id);
+    sqlite3_bind_double(st, 2, now);
+    return s_run(self, ST_REVOKE_ADD, "revoke");
+}
+
+int zq_store_is_revoked(zq_store_t *self, const char *id)
+{
+    sqlite3_stmt *st = self->st[ST_IS_REVOKED];
+    s_bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    s_seterr(self, "is revoked");
+    return ZQ_ESTORE;
+}
+
+/* ---- reading ---- */
+
+static double s_col_time(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? 0 : sqlite3_column_double(st, i);
+}
+
+/* Step through the rows of a prepared statement with ROW_COLS columns. */
+static int s_rows(zq_store_t *self, int which, zq_store_row_fn fn, void *arg)
+{
+    sqlite3_stmt *st = self->st[which];
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        zq_store_row_t row;
+        row.rid = sqlite3_column_int64(st, 0);
+        row.id = (const char *)sqlite3_column_text(st, 1);
+        row.task = (const char *)sqlite3_column_text(st, 2);
+        row.queue = (const char *)sqlite3_column_text(st, 3);
+        row.state = zq_state_canonical((const char *)sqlite3_column_text(st, 4));
+        row.msg = (const char *)sqlite3_column_text(st, 5);
+        row.msglen = (size_t)sqlite3_column_bytes(st, 5);
+        row.eta = s_col_time(st, 6);
+        row.expires = s_col_time(st, 7);
+        row.retries = sqlite3_column_int(st, 8);
+        row.acks_late = sqlite3_column_int(st, 9);
+        n++;
+        if (!row.id || !row.queue || !row.state) /* damaged row: skip, never crash */
+            continue;
+        if (fn(arg, &row) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        s_seterr(self, "load");
+        return ZQ_ESTORE;
+    }
+    return n;
+}
+
+int zq_store_load_ready(zq_store_t *self, const char *queue, int64_t after_rid, int limit,
+                        zq_store_row_fn fn, void *arg)
+{
+    sqlite3_stmt *st = self->st[ST_LOAD_READY];
+    s_bind_text(st, 1, queue);
+    sqlite3_bind_int64(st, 2, after_rid);
+    sqlite3_bind_int(st, 3, limit);
+    return s_rows(self, ST_LOAD_READY, fn, arg);
+}
+
+int zq_store_load_scheduled(zq_store_t *self, const char *queue, double after_eta,
+                            int64_t after_rid, double before, int limit, zq_store_row_fn fn,
+                            void *arg)
+{
+    int which = queue ? ST_LOAD_SCHED : ST_LOAD_SCHED_ALL;
+    sqlite3_stmt *st = self->st[which];
+    sqlite3_bind_double(st, 1, isinf(after_eta) && after_eta < 0 ? -1e300 : after_eta);
+    sqlite3_bind_int64(st, 2, after_rid);
+    sqlite3_bind_double(st, 3, isinf(before) ? 1e300 : before);
+    sqlite3_bind_int(st, 4, limit);
+    if (queue)
+        s_bind_text(st, 5, queue);
+    return s_rows(self, which, fn, arg);
+}
+
+int zq_store_find(zq_store_t *self, const char *id, zq_store_row_fn fn, void *arg)
+{
+    s_bind_text(self->st[ST_LOAD_ID], 1, id);
+    int n = s_rows(self, ST_LOAD_ID, fn, arg);
+    if (n < 0)
+        return n;
+    return n == 0 ? ZQ_ENOTFOUND : ZQ_OK;
+}
+
+int zq_store_load_task(zq_store_t *self, int64_t rid, zq_store_row_fn fn, void *arg)
+{
+    sqlite3_bind_int64(self->st[ST_LOAD_TASK], 1, rid);
+    int n = s_rows(self, ST_LOAD_TASK, fn, arg);
+    if (n < 0)
+        return n;
+    return n == 0 ? ZQ_ENOTFOUND : ZQ_OK;
+}
+
+int zq_store_load_inflight(zq_store_t *self, zq_store_row_fn fn, void *arg)
+{
+    return s_rows(self, ST_LOAD_INFLIGHT, fn, arg);
+}
+
+typedef struct {
+    char *name;
+    long ready, scheduled;
+} s_qcount_t;
+
+static int s_count_into(zq_store_t *self, int which, s_qcount_t **arr, size_t *n, size_t *cap,
+                        int sched)
+{
+    sqlite3_stmt *st = self->st[which];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *q = (const char *)sqlite3_column_text(st, 0);
+        long c = (long)sqlite3_column_int64(st, 1);
+        if (!q)
+            continue;
+        size_t i;
+        for (i = 0; i < *n; i++)
+            if (!strcmp((*arr)[i].name, q))
+                break;
+        if (i == *n) {
+            if (*n == *cap) {
+                size_t nc = *cap ? *cap * 2 : 8;
+                s_qcount_t *na = realloc(*arr, nc * sizeof *na);
+                if (!na)
+                    break;
+                *arr = na;
+                *cap = nc;
+            }
+            (*arr)[i].name = strdup(q);
+            (*arr)[i].ready = (*arr)[i].scheduled = 0;
+            if (!(*arr)[i].name)
+                break;
+            (*n)++;
+        }
+        if (sched)
+            (*arr)[i].scheduled = c;
+        else
+            (*arr)[i].ready = c;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        s_seterr(self, "queue counts");
+        return ZQ_ESTORE;
+    }
+    return ZQ_OK;
+}
+
+int zq_store_queue_counts(zq_store_t *self, zq_store_count_fn fn, void *arg)
+{
+    s_qcount_t *arr = NULL;
+    size_t n = 0, cap = 0;
+    int rc = s_count_into(self, ST_COUNT_READY, &arr, &n, &cap, 0);
+    if (rc == ZQ_OK)
+        rc = s_count_into(self, ST_COUNT_SCHED, &arr, &n, &cap, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == ZQ_OK && fn(arg, arr[i].name, arr[i].ready, arr[i].scheduled) != 0)
+            rc = ZQ_OK + 1; /* stop calling, still free */
+        free(arr[i].name);
+    }
+    free(arr);
+    return rc > 0 ? ZQ_OK : rc;
+}
+
+long zq_store_count_unfinished(zq_store_t *self)
+{
+    sqlite3_stmt *st = self->st[ST_COUNT_UNFINISHED];
+    long n = ZQ_ESTORE;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = (long)sqlite3_column_int64(st, 0);
+    else
+        s_seterr(self, "count");
+    sqlite3_reset(st);
+    return n;
+}
+
+const char *zq_store_get_state(zq_store_t *self, const char *id)
+{
+    sqlite3_stmt *st = self->st[ST_GET_STATE];
+    s_bind_text(st, 1, id);
+    const char *state = NULL;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        state = zq_state_canonical((const char *)sqlite3_column_text(st, 0));
+    else if (rc != SQLITE_DONE)
+        s_seterr(self, "get state");
+    sqlite3_reset(st);
+    return state;
+}
+
+int zq_store_revoked_list(zq_store_t *self, int limit, zq_store_id_fn fn, void *arg)
+{
+    sqlite3_stmt *st = self->st[ST_REVOKED_LIST];
+    sqlite3_bind_int(st, 1, limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        n++;
+        if (id && fn(arg, id) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        s_seterr(self, "revoked list");
+        return ZQ_ESTORE;
+    }
+    return n;
+}
+
+/* ---- the task record, written as JSON text directly from the columns (no cJSON round
+ * trip on the GET hot path) ---- */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int oom;
+} s_buf_t;
+
+static void s_put(s_buf_t *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 512;
+        while (nc < b->len + n + 1)
+            nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void s_puts(s_buf_t *b, const char *s)
+{
+    s_put(b, s, strlen(s));
+}
+
+static void s_put_jstr(s_buf_t *b, const char *s)
+{
+    if (!s) {
+        s_put(b, "null", 4);
+        return;
+    }
+    s_put(b, "\"", 1);
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        s_put(b, run, (size_t)((const char *)p - run));
+        char esc[8];
+        switch (*p) {
+        case '"': s_put(b, "\\\"", 2); break;
+        case '\\': s_put(b, "\\\\", 2); break;
+        case '\n': s_put(b, "\\n", 2); break;
+        case '\r': s_put(b, "\\r", 2); break;
+        case '\t': s_put(b, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            s_put(b, esc, 6);
+        }
+        run = (const char *)p + 1;
+    }
+    s_puts(b, run);
+    s_put(b, "\"", 1);
+}
+
+static void s_put_col_str(s_buf_t *b, sqlite3_stmt *st, int i)
+{
+    s_put_jstr(b, (const char *)sqlite3_column_text(st, i));
+}
+
+static void s_put_col_time(s_buf_t *b, sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+        s_put(b, "null", 4);
+        return;
+    }
+    char iso[40];
+    zq_time_iso(sqlite3_column_double(st, i), iso, sizeof iso);
+    s_put(b, "\"", 1);
+    s_puts(b, iso);
+    s_put(b, "\"", 1);
+}
+
+/* Skip one JSON value starting at p (< end); returns the first byte after it or NULL.
+ * The text was printed by cJSON, but a damaged row must not crash the broker. */
+static const char *s_skip_value(const char *p, const char *end)
+{
+    if (p >= end)
+        return NULL;
+    if (*p == '"') {
+        for (p++; p < end; p++) {
+            if (*p == '\\')
+                p++;
+            else if (*p == '"')
+                return p + 1;
+        }
+        return NULL;
+    }
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        for (; p < end; p++) {
+            if (*p == '"') {
+                p = s_skip_value(p, end);
+                if (!p)
+                    return NULL;
+                p--;
+            } else if (*p == '{' || *p == '[') {
+                depth++;
+            } else if (*p == '}' || *p == ']') {
+                if (--depth == 0)
+                    return p + 1;
+            }
+        }
+        return NULL;
+    }
+    while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n')
+        p++;
+    return p;
+}
+
+/* Find the raw text of top-level member key in the JSON object text. */
+static int s_find_member(const char *text, size_t len, const char *key, const char **val,
+                         size_t *vlen)
+{
+    const char *p = text, *end = text + len;
+    size_t klen = strlen(key);
+    while (p < end && *p != '{')
+        p++;
+    if (p >= end)
+        return 0;
+    p++;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t' || *p == '\r'))
+            p++;
+        if (p >= end || *p != '"')
+            return 0;
+        const char *kstart = p + 1;
+        const char *kend = s_skip_value(p, end);
+        if (!kend)
+            return 0;
+        int match = (size_t)(kend - 1 - kstart) == klen && !memcmp(kstart, key, klen);
+        p = kend;
+        while (p < end && (*p == ' ' || *p == ':'))
+            p++;
+        const char *vend = s_skip_value(p, end);
+        if (!vend)
+            return 0;
+        if (match) {
+            *val = p;
+            *vlen = (size_t)(vend - p);
+            return 1;
+        }
+        p = vend;
+    }
+    return 0;
+}
+
+static void s_put_member_raw(s_buf_t *b, const char *msg, size_t len, const char *key,
+                             const char *fallback)
+{
+    const char *v;
+    size_t vlen;
+    if (msg && s_find_member(msg, len, key, &v, &vlen))
+        s_put(b, v, vlen);
+    else
+        s_puts(b, fallback);
+}
+
+int zq_store_record_text(zq_store_t *self, const char *id, char **text_out, size_t *len_out)
+{
+    sqlite3_stmt *st = self->st[ST_RECORD];
+    s_bind_text(st, 1, id);
+    s_buf_t b = {0};
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *msg = (const char *)sqlite3_column_text(st, 3);
+        size_t msglen = (size_t)sqlite3_column_bytes(st, 3);
+        s_puts(&b, "{\"id\":");
+        s_put_col_str(&b, st, 0);
+        s_puts(&b, ",\"task\":");
+        s_put_col_str(&b, st, 1);
+        s_puts(&b, ",\"state\":");
+        s_put_col_str(&b, st, 4);
+        s_puts(&b, ",\"result\":");
+        const char *result = (const char *)sqlite3_column_text(st, 5);
+        s_puts(&b, result ? result : "null"); /* stored as JSON text */
+        s_puts(&b, ",\"exception\":");
+        if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+            s_puts(&b, "{\"type\":");
+            s_put_col_str(&b, st, 6);
+            s_puts(&b, ",\"message\":");
+            if (sqlite3_column_type(st, 7) == SQLITE_NULL)
+                s_puts(&b, "\"\"");
+            else
+                s_put_col_str(&b, st, 7);
+            s_puts(&b, "}");
+        } else {
+            s_puts(&b, "null");
+        }
+        s_puts(&b, ",\"traceback\":");
+        s_put_col_str(&b, st, 8);
+        char num[64];
+        snprintf(num, sizeof num, ",\"retries\":%d", sqlite3_column_int(st, 9));
+        s_puts(&b, num);
+        s_puts(&b, ",\"worker\":");
+        s_put_col_str(&b, st, 10);
+        s_puts(&b, ",\"queue\":");
+        s_put_col_str(&b, st, 2);
+        s_puts(&b, ",\"args\":");
+        s_put_member_raw(&b, msg, msglen, "args", "[]");
+        s_puts(&b, ",\"kwargs\":");
+        s_put_member_raw(&b, msg, msglen, "kwargs", "{}");
+        s_puts(&b, ",\"eta\":");
+        s_put_col_time(&b, st, 11);
+        s_puts(&b, ",\"expires\":");
+        s_put_col_time(&b, st, 12);
+        s_puts(&b, ",\"parent_id\":");
+        s_put_col_str(&b, st, 13);
+        s_puts(&b, ",\"root_id\":");
+        s_put_col_str(&b, st, 14);
+        static const char *const dates[] = {"date_sent", "date_received", "date_started",
+                                            "date_done"};
+        for (int i = 0; i < 4; i++) {
+            s_puts(&b, ",\"");
+            s_puts(&b, dates[i]);
+            s_puts(&b, "\":");
+            s_put_col_time(&b, st, 15 + i);
+        }
+        s_puts(&b, ",\"runtime\":");
+        if (sqlite3_column_type(st, 19) == SQLITE_NULL)
+            snprintf(num, sizeof num, "null");
+        else
+            snprintf(num, sizeof num, "%.6f", sqlite3_column_double(st, 19));
+        s_puts(&b, num);
+        s_puts(&b, ",\"known\":true}");
+    } else if (rc == SQLITE_DONE) {
+        s_puts(&b, "{\"id\":");
+        s_put_jstr(&b, id);
+        s_puts(&b, ",\"known\":false,\"state\":\"PENDING\",\"task\":null,\"result\":null,"
+                   "\"exception\":null,\"traceback\":null,\"retries\":null,\"worker\":null,"
+                   "\"queue\":null,\"args\":null,\"kwargs\":null,\"eta\":null,"
+                   "\"expires\":null,\"parent_id\":null,\"root_id\":null,"
+                   "\"date_sent\":null,\"date_received\":null,\"date_started\":null,"
+                   "\"date_done\":null,\"runtime\":null}");
+    } else {
+        s_seterr(self, "record");
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        free(b.p);
+        return ZQ_ESTORE;
+    }
+    if (b.oom) {
+        free(b.p);
+        return ZQ_ENOMEM;
+    }
+    *text_out = b.p;
+    if (len_out)
+        *len_out = b.len;
+    return ZQ_OK;
+}
+
+int zq_store_get_record(zq_store_t *self, const char *id, cJSON **out)
+{
+    char *text;
+    size_t len;
+    int rc = zq_store_record_text(self, id, &text, &len);
+    if (rc != ZQ_OK)
+        return rc;
+    *out = cJSON_ParseWithLength(text, len);
+    free(text);
+    return *out ? ZQ_OK : ZQ_ENOMEM;
+}

@@ -1,0 +1,1328 @@
+/*
+ * zq_client - the client half of the SDK (sdk/zq.h "Client side"): sends tasks to a broker
+ * and waits for their results over one DEALER socket (docs/protocol.md §6, §7, §9).
+ *
+ * Every request carries a `req` number and is kept, as the text that went on the wire, in
+ * an append-only arena until its REPLY arrives. That one table serves three purposes:
+ *   - replies are matched by `req` in any order (a parked GET answers late);
+ *   - apply_async never waits: acknowledgements are counted down whenever the socket is
+ *     read, and a refused SUBMIT is remembered for flush()/get();
+ *   - after a reconnection (the socket monitor reports CONNECTED again) every request
+ *     still waiting, except PURGE, is sent again, so a broker restart loses nothing.
+ * The hot path (apply_async) builds the SUBMIT text straight into the arena, with no
+ * per-call malloc except the optional result handle.
+ */
+#include "config.h"
+#include "zq.h"
+#include "zq_log.h"
+#include "zq_proto.h"
+#include "zq_time.h"
+#include "zq_util.h"
+#include "zq_uuid.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_GRACE 0.5          /* seconds a GET waits beyond its timeout for the broker's answer */
+#define S_DESTROY_FLUSH 5.0  /* seconds destroy waits for outstanding acknowledgements */
+#define S_WINDOW 16384       /* unacknowledged SUBMITs before apply_async waits (memory bound) */
+#define S_MAX_REFUSED 64     /* refused SUBMITs remembered for zq_result_get() */
+#define S_COMPACT_MIN 1024   /* finished entries before the request table is compacted */
+#define S_DRAIN_EVERY 32     /* apply_async reads pending acknowledgements every N calls */
+
+/* ---------------------------------------------------------------------------------------
+ * Growable byte buffer. An allocation failure sets oom and turns later writes into no-ops,
+ * so a builder checks once at the end.
+ */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int oom;
+} s_buf_t;
+
+static int s_buf_reserve(s_buf_t *b, size_t extra)
+{
+    if (b->oom)
+        return -1;
+    if (b->cap - b->len >= extra)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < extra)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void s_buf_put(s_buf_t *b, const char *s, size_t n)
+{
+    if (s_buf_reserve(b, n) == 0) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+
+static void s_buf_puts(s_buf_t *b, const char *s)
+{
+    s_buf_put(b, s, strlen(s));
+}
+
+static void s_buf_printf(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_buf_printf(s_buf_t *b, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof tmp)
+        s_buf_put(b, tmp, (size_t)n);
+    else
+        b->oom = 1; /* only used for numbers: cannot happen */
+}
+
+/* A JSON string literal. Our strings are validated tokens or timestamps, but a token may
+ * still contain '"' or '\\'. */
+static void s_buf_json_str(s_buf_t *b, const char *s)
+{
+    s_buf_put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch != '"' && ch != '\\' && ch >= 0x20)
+            continue;
+        s_buf_put(b, run, (size_t)(s - run));
+        if (ch == '"' || ch == '\\') {
+            char esc[2] = {'\\', (char)ch};
+            s_buf_put(b, esc, 2);
+        } else {
+            s_buf_printf(b, "\\u%04x", ch);
+        }
+        run = s + 1;
+    }
+    s_buf_put(b, run, (size_t)(s - run));
+    s_buf_put(b, "\"", 1);
+}
+
+/* A cJSON value printed in place: no intermediate string. */
+static int s_buf_json(s_buf_t *b, const cJSON *v)
+{
+    size_t want = 256;
+    for (;;) {
+        if (want > ZQ_MAX_MSG_SIZE + 64 || s_buf_reserve(b, want) < 0)
+            return -1;
+        size_t room = b->cap - b->len;
+        if (room > ZQ_MAX_MSG_SIZE + 64)
+            room = ZQ_MAX_MSG_SIZE + 64;
+        /* cJSON asks for 5 spare bytes: its size estimate is not exact */
+        if (cJSON_PrintPreallocated((cJSON *)v, b->p + b->len, (int)room - 5, 0)) {
+            b->len += strlen(b->p + b->len);
+            return 0;
+        }
+        want = room * 2;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The client
+ */
+typedef enum {
+    S_SUBMIT,    /* acknowledgement counted, refusal remembered */
+    S_GET_SYNC,  /* zq_result_get: the reply goes to sync_reply */
+    S_GET_ASYNC, /* zq_client_get_async: the reply goes to the ready queue */
+    S_SYNC       /* any other request somebody waits for */
+} s_kind_t;
+
+typedef struct {
+    uint64_t req;
+    double until;   /* GETs: monotonic time the broker's wait ends; < 0: forever */
+    size_t off;     /* arena offset: command, then payload (GET: the task id; else JSON) */
+    uint32_t len;   /* payload bytes */
+    uint8_t cmdlen; /* command bytes */
+    uint8_t kind;   /* s_kind_t */
+    uint8_t done;   /* reply received or abandoned */
+    uint8_t resend; /* safe to send again after a reconnection (all but PURGE...) */
+} s_entry_t;
+
+typedef struct {
+    uint64_t req;
+    int code;
+    char msg[300];
+} s_refusal_t;
+
+struct zq_client {
+    void *ctx;
+    void *sock;              /* DEALER to the frontend */
+    void *mon;               /* PAIR receiving the DEALER's connect/disconnect events */
+    char url[512];
+    char origin[300];        /* "gen<pid>@<hostname>" */
+    char errmsg[1024];
+    double timeout;          /* default wait of state/known/revoke; < 0 forever */
+    double linger;           /* destroy's wait for acknowledgements, seconds */
+    uint64_t next_req;
+    uint64_t nsent;          /* apply_async calls, for S_DRAIN_EVERY */
+    s_entry_t *ents;         /* outstanding requests, ascending req; [head, nents) live */
+    size_t nents, cap_ents, head, ndone;
+    s_buf_t arena;           /* request texts of ents */
+    s_buf_t scratch;         /* GET bodies, request bodies being spliced */
+    size_t unacked;          /* SUBMITs without REPLY */
+    size_t async_out;        /* async GETs without REPLY */
+    double next_async_deadline; /* earliest give-up time of an async GET; INFINITY if none */
+    cJSON *ready;            /* array: completed async GET records, oldest first */
+    uint64_t sync_req;       /* the request a sync call waits for */
+    cJSON *sync_reply;       /* its REPLY body (owned) once received */
+    int refusal_code;        /* first refusal since the last flush; 0 = none */
+    char refusal_msg[600];
+    s_refusal_t refused[S_MAX_REFUSED]; /* ring of recent refusals, for zq_result_get */
+    size_t nrefused;
+    int connected_once;      /* a CONNECTED event was seen: the next one is a reconnection */
+    int warned_bad;          /* malformed replies are logged once */
+};
+
+struct zq_async_result {
+    zq_client_t *client;
+    uint64_t submit_req; /* req of its SUBMIT when sent by this client, else 0 */
+    cJSON *record;       /* last record fetched (owned) */
+    char id[256];
+};
+
+static void s_err(zq_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_err(zq_client_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+const char *zq_strerror(int rc)
+{
+    switch (rc) {
+    case ZQ_OK: return "success";
+    case ZQ_EINVAL: return "invalid argument";
+    case ZQ_ENOMEM: return "out of memory";
+    case ZQ_EPROTO: return "protocol error";
+    case ZQ_EIO: return "input/output error";
+    case ZQ_ETIMEOUT: return "timed out";
+    case ZQ_EABI: return "plugin ABI mismatch";
+    case ZQ_EPLUGIN: return "plugin could not be loaded";
+    case ZQ_ENOTFOUND: return "not found";
+    case ZQ_EREMOTE: return "remote error";
+    case ZQ_ESTORE: return "the broker could not store the task";
+    case ZQ_ESTATE: return "operation not allowed in this state";
+    case ZQ_EDUPLICATE: return "name already in use";
+    default: return "unknown error";
+    }
+}
+
+/* A broker error code (docs/protocol.md §7) as a zq_err_t. */
+static int s_map_code(const char *code)
+{
+    if (!code)
+        return ZQ_EREMOTE;
+    if (!strcmp(code, ZQ_WERR_INVAL))
+        return ZQ_EINVAL;
+    if (!strcmp(code, ZQ_WERR_NOTFOUND))
+        return ZQ_ENOTFOUND;
+    if (!strcmp(code, ZQ_WERR_STORE))
+        return ZQ_ESTORE;
+    if (!strcmp(code, ZQ_WERR_DUPLICATE))
+        return ZQ_EDUPLICATE;
+    if (!strcmp(code, ZQ_WERR_PROTO) || !strcmp(code, ZQ_WERR_VERSION) ||
+        !strcmp(code, ZQ_WERR_UNKNOWN_CMD))
+        return ZQ_EPROTO;
+    return ZQ_EREMOTE;
+}
+
+static void s_fmt_secs(char *buf, size_t len, double secs)
+{
+    snprintf(buf, len, "%gs", secs);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Request table
+ */
+static s_entry_t *s_find(zq_client_t *c, uint64_t req)
+{
+    size_t lo = c->head, hi = c->nents;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->ents[mid].req < req)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->nents && c->ents[lo].req == req ? &c->ents[lo] : NULL;
+}
+
+/* Append an entry whose text is the last cmdlen + len bytes of the arena. */
+static s_entry_t *s_add(zq_client_t *c, s_kind_t kind, uint64_t req, size_t off, size_t cmdlen,
+                        size_t len)
+{
+    if (c->nents == c->cap_ents) {
+        size_t cap = c->cap_ents ? c->cap_ents * 2 : 1024;
+        s_entry_t *e = realloc(c->ents, cap * sizeof *e);
+        if (!e)
+            return NULL;
+        c->ents = e;
+        c->cap_ents = cap;
+    }
+    s_entry_t *e = &c->ents[c->nents++];
+    e->req = req;
+    e->until = -1;
+    e->off = off;
+    e->len = (uint32_t)len;
+    e->cmdlen = (uint8_t)cmdlen;
+    e->kind = (uint8_t)kind;
+    e->done = 0;
+    e->resend = 1;
+    return e;
+}
+
+static void s_finish(zq_client_t *c, s_entry_t *e)
+{
+    if (e->done)
+        return;
+    e->done = 1;
+    c->ndone++;
+    if (e->kind == S_SUBMIT)
+        c->unacked--;
+    else if (e->kind == S_GET_ASYNC)
+        c->async_out--;
+}
+
+/* Drop finished entries: cheap at the head; a full compaction once finished entries
+ * outnumber live ones (a long-parked GET must not pin every later SUBMIT). */
+static void s_gc(zq_client_t *c)
+{
+    while (c->head < c->nents && c->ents[c->head].done) {
+        c->head++;
+        c->ndone--;
+    }
+    if (c->head == c->nents) {
+        c->head = c->nents = 0;
+        c->arena.len = 0;
+        c->ndone = 0;
+        return;
+    }
+    size_t live = c->nents - c->head - c->ndone;
+    if (c->head + c->ndone < S_COMPACT_MIN || c->head + c->ndone < live)
+        return;
+    size_t n = 0, alen = 0;
+    for (size_t i = c->head; i < c->nents; i++) {
+        s_entry_t e = c->ents[i];
+        if (e.done)
+            continue;
+        size_t sz = (size_t)e.cmdlen + e.len;
+        memmove(c->arena.p + alen, c->arena.p + e.off, sz);
+        e.off = alen;
+        alen += sz;
+        c->ents[n++] = e;
+    }
+    c->nents = n;
+    c->head = 0;
+    c->ndone = 0;
+    c->arena.len = alen;
+}
+
+/* Store cmd + payload in the arena and register the request. */
+static s_entry_t *s_register(zq_client_t *c, s_kind_t kind, uint64_t req, const char *cmd,
+                             const char *payload, size_t len)
+{
+    size_t off = c->arena.len, cmdlen = strlen(cmd);
+    s_buf_put(&c->arena, cmd, cmdlen);
+    s_buf_put(&c->arena, payload, len);
+    s_entry_t *e = c->arena.oom ? NULL : s_add(c, kind, req, off, cmdlen, len);
+    if (!e) {
+        c->arena.oom = 0;
+        c->arena.len = off;
+    }
+    return e;
+}
+
+/* GET body for an entry: the remaining part of its timeout. */
+static const char *s_get_body(zq_client_t *c, const s_entry_t *e, size_t *len)
+{
+    s_buf_t *b = &c->scratch;
+    b->len = 0;
+    s_buf_printf(b, "{\"req\":%" PRIu64 ",\"id\":", e->req);
+    char id[256];
+    size_t idlen = e->len < sizeof id ? e->len : sizeof id - 1;
+    memcpy(id, c->arena.p + e->off + e->cmdlen, idlen);
+    id[idlen] = '\0';
+    s_buf_json_str(b, id);
+    if (e->until < 0) {
+        s_buf_puts(b, ",\"timeout\":null}");
+    } else {
+        double left = e->until - zq_mono();
+        s_buf_printf(b, ",\"timeout\":%.6f}", left > 0 ? left : 0.0);
+    }
+    *len = b->len;
+    return b->oom ? NULL : b->p;
+}
+
+static int s_send_entry(zq_client_t *c, const s_entry_t *e)
+{
+    char cmd[ZQ_MAX_CMD + 1];
+    memcpy(cmd, c->arena.p + e->off, e->cmdlen);
+    cmd[e->cmdlen] = '\0';
+    const char *body = c->arena.p + e->off + e->cmdlen;
+    size_t len = e->len;
+    if (e->kind == S_GET_SYNC || e->kind == S_GET_ASYNC) {
+        body = s_get_body(c, e, &len);
+        if (!body)
+            return ZQ_ENOMEM;
+    }
+    /* the socket has no send limit (S_WINDOW bounds memory instead): never blocks */
+    if (zq_msg_send_raw(c->sock, NULL, 0, cmd, body, len, ZMQ_DONTWAIT) != ZQ_OK) {
+        s_err(c, "cannot send %s to %s: %s", cmd, c->url, zmq_strerror(errno));
+        return ZQ_EIO;
+    }
+    return ZQ_OK;
+}
+
+static void s_resend_all(zq_client_t *c)
+{
+    size_t n = 0;
+    for (size_t i = c->head; i < c->nents; i++) {
+        s_entry_t *e = &c->ents[i];
+        if (!e->done && e->resend && s_send_entry(c, e) == ZQ_OK)
+            n++;
+    }
+    if (n)
+        ZQ_INFO("zq client: reconnected to %s, sent %zu pending request(s) again", c->url, n);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Receiving
+ */
+static void s_remember_refusal(zq_client_t *c, s_entry_t *e, int code, const char *msg)
+{
+    char id[256] = "?";
+    cJSON *sent = cJSON_ParseWithLength(c->arena.p + e->off + e->cmdlen, e->len);
+    snprintf(id, sizeof id, "%s", zq_json_str(sent, "id", "?"));
+    cJSON_Delete(sent);
+    if (!c->refusal_code) {
+        c->refusal_code = code;
+        snprintf(c->refusal_msg, sizeof c->refusal_msg, "the broker refused task %s: %s", id, msg);
+    }
+    s_refusal_t *r = &c->refused[c->nrefused++ % S_MAX_REFUSED];
+    r->req = e->req;
+    r->code = code;
+    snprintf(r->msg, sizeof r->msg, "%s", msg);
+}
+
+/* Handle one message from the broker. Takes ownership of m->body. */
+static void s_handle(zq_client_t *c, zq_msg_t *m)
+{
+    const cJSON *reqv = cJSON_GetObjectItemCaseSensitive(m->body, "req");
+    s_entry_t *e = NULL;
+    if (strcmp(m->cmd, ZQ_CMD_REPLY) != 0 || !cJSON_IsNumber(reqv) || reqv->valuedouble < 1) {
+        if (!c->warned_bad++)
+            ZQ_WARN("zq client: ignoring %s without a valid req from %s", m->cmd, c->url);
+        goto out;
+    }
+    e = s_find(c, (uint64_t)reqv->valuedouble);
+    if (!e || e->done) /* a late or duplicate answer (resent request, abandoned wait) */
+        goto out;
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(m->body, "error");
+    int code = ZQ_OK;
+    const char *msg = NULL;
+    if (err) {
+        code = s_map_code(zq_json_str(err, "code", NULL));
+        msg = zq_json_str(err, "message", "(no message)");
+    }
+    switch ((s_kind_t)e->kind) {
+    case S_SUBMIT:
+        if (err)
+            s_remember_refusal(c, e, code, msg);
+        break;
+    case S_GET_SYNC:
+    case S_SYNC:
+        cJSON_Delete(c->sync_reply);
+        c->sync_reply = m->body;
+        m->body = NULL;
+        break;
+    case S_GET_ASYNC: {
+        cJSON *rec = m->body;
+        m->body = NULL;
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "req");
+        if (err && !cJSON_GetObjectItemCaseSensitive(rec, "id")) {
+            char id[256];
+            size_t n = e->len < sizeof id ? e->len : sizeof id - 1;
+            memcpy(id, c->arena.p + e->off + e->cmdlen, n);
+            id[n] = '\0';
+            cJSON_AddStringToObject(rec, "id", id);
+        }
+        cJSON_AddItemToArray(c->ready, rec);
+        break;
+    }
+    }
+    s_finish(c, e);
+out:
+    zq_msg_clear(m);
+}
+
+/* Read everything waiting on the DEALER without blocking. */
+static void s_drain(zq_client_t *c)
+{
+    for (;;) {
+        zq_msg_t m;
+        char why[160];
+        int rc = zq_msg_recv(c->sock, 0, &m, ZMQ_DONTWAIT, why, sizeof why);
+        if (rc == ZQ_ETIMEOUT || rc == ZQ_EIO)
+            break;
+        if (rc == ZQ_EPROTO) {
+            if (!c->warned_bad++)
+                ZQ_WARN("zq client: malformed message from %s: %s", c->url, why);
+            continue;
+        }
+        s_handle(c, &m);
+    }
+    s_gc(c);
+}
+
+/* Connection events: a CONNECTED after the first means the broker came back. */
+static void s_drain_monitor(zq_client_t *c)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 2)
+            memcpy(&event, zmq_msg_data(&ev), 2);
+        int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more) {
+            zmq_msg_init(&addr);
+            zmq_msg_recv(&addr, c->mon, 0);
+            zmq_msg_close(&addr);
+        }
+        if (event == ZMQ_EVENT_CONNECTED) {
+            if (c->connected_once)
+                s_resend_all(c);
+            c->connected_once = 1;
+        } else if (event == ZMQ_EVENT_DISCONNECTED) {
+            ZQ_DEBUG("zq client: lost the connection to %s", c->url);
+        }
+    }
+}
+
+/* Wait up to `wait` seconds for traffic, then handle all of it. */
+static void s_pump(zq_client_t *c, double wait)
+{
+    zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
+    long ms = wait <= 0 ? 0 : (long)ceil(wait * 1000.0);
+    if (ms > 1000000)
+        ms = 1000000;
+    if (zmq_poll(items, 2, ms) <= 0)
+        return; /* timeout, or EINTR: the caller re-checks its condition and deadline */
+    if (items[1].revents & ZMQ_POLLIN)
+        s_drain_monitor(c);
+    if (items[0].revents & ZMQ_POLLIN)
+        s_drain(c);
+}
+
+/* Give up on async GETs whose broker never answered: each becomes {"id", "timeout":true}. */
+static void s_expire_async(zq_client_t *c)
+{
+    double now = zq_mono();
+    if (now < c->next_async_deadline)
+        return;
+    double next = INFINITY;
+    for (size_t i = c->head; i < c->nents; i++) {
+        s_entry_t *e = &c->ents[i];
+        if (e->done || e->kind != S_GET_ASYNC || e->until < 0)
+            continue;
+        if (now >= e->until + S_GRACE) {
+            char id[256];
+            size_t n = e->len < sizeof id ? e->len : sizeof id - 1;
+            memcpy(id, c->arena.p + e->off + e->cmdlen, n);
+            id[n] = '\0';
+            cJSON *rec = cJSON_CreateObject();
+            if (!rec) {
+                next = now + 0.1; /* retry soon */
+                continue;
+            }
+            cJSON_AddStringToObject(rec, "id", id);
+            cJSON_AddBoolToObject(rec, "timeout", 1);
+            cJSON_AddItemToArray(c->ready, rec);
+            s_finish(c, e);
+        } else if (e->until + S_GRACE < next) {
+            next = e->until + S_GRACE;
+        }
+    }
+    c->next_async_deadline = next;
+    s_gc(c);
+}
+
+typedef int (*s_cond_fn)(zq_client_t *c, const void *arg);
+
+/* Pump until cond holds (ZQ_OK) or the monotonic deadline passes (ZQ_ETIMEOUT; < 0 never). */
+static int s_wait(zq_client_t *c, double deadline, s_cond_fn cond, const void *arg)
+{
+    s_drain_monitor(c);
+    s_drain(c);
+    for (;;) {
+        if (c->async_out)
+            s_expire_async(c);
+        if (cond(c, arg))
+            return ZQ_OK;
+        double now = zq_mono();
+        if (deadline >= 0 && now >= deadline)
+            return ZQ_ETIMEOUT;
+        double until = deadline < 0 ? now + 3600 : deadline;
+        if (c->async_out && c->next_async_deadline < until)
+            until = c->next_async_deadline;
+        s_pump(c, until - now);
+    }
+}
+
+static double s_deadline(double timeout)
+{
+    return timeout < 0 ? -1 : zq_mono() + timeout;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Life cycle
+ */
+zq_client_t *zq_client_new(const char *broker_url)
+{
+    const char *url = zq_broker_url(broker_url);
+    if (strlen(url) >= 512 || (strncmp(url, "tcp://", 6) && strncmp(url, "ipc://", 6) &&
+                               strncmp(url, "inproc://", 9))) {
+        ZQ_ERROR("zq client: bad broker URL '%s' (want tcp://HOST:PORT or ipc://PATH)", url);
+        return NULL;
+    }
+    zq_client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    snprintf(c->url, sizeof c->url, "%s", url);
+    snprintf(c->origin, sizeof c->origin, "gen%ld@%s", (long)getpid(), zq_hostname());
+    c->timeout = ZQ_CLIENT_TIMEOUT;
+    c->linger = S_DESTROY_FLUSH;
+    c->next_req = 1;
+    c->next_async_deadline = INFINITY;
+    c->ready = cJSON_CreateArray();
+    c->ctx = zmq_ctx_new();
+    if (c->ctx)
+        c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    if (!c->ready || !c->sock)
+        goto fail;
+    zq_socket_defaults(c->sock);
+    /* Replies never outnumber requests, so an unbounded receive queue is bounded by what
+     * we sent; no send limit either: S_WINDOW bounds what is in flight. */
+    int zero = 0;
+    zmq_setsockopt(c->sock, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt(c->sock, ZMQ_SNDHWM, &zero, sizeof zero);
+    char monep[64];
+    snprintf(monep, sizeof monep, "inproc://zq-client-monitor-%p", (void *)c);
+    /* attach the monitor before connecting so that the first CONNECTED is seen */
+    if (zmq_socket_monitor(c->sock, monep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+        goto fail;
+    c->mon = zmq_socket(c->ctx, ZMQ_PAIR);
+    if (!c->mon || zmq_connect(c->mon, monep) != 0)
+        goto fail;
+    if (zmq_connect(c->sock, url) != 0) {
+        ZQ_ERROR("zq client: cannot connect to '%s': %s", url, zmq_strerror(errno));
+        goto fail;
+    }
+    return c;
+fail:
+    if (c->sock && c->mon) {
+        zmq_socket_monitor(c->sock, NULL, 0);
+    }
+    if (c->mon)
+        zmq_close(c->mon);
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    cJSON_Delete(c->ready);
+    free(c);
+    return NULL;
+}
+
+void zq_client_destroy(zq_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zq_client_t *c = *self_p;
+    if (c->unacked && c->linger > 0 && zq_client_flush(c, c->linger) == ZQ_ETIMEOUT)
+        ZQ_WARN("zq client: %zu task(s) not acknowledged by the broker at %s within %gs: "
+                "they may be lost",
+                c->unacked, c->url, c->linger);
+    zmq_socket_monitor(c->sock, NULL, 0);
+    zmq_close(c->mon);
+    zmq_close(c->sock);
+    zmq_ctx_term(c->ctx);
+    cJSON_Delete(c->ready);
+    cJSON_Delete(c->sync_reply);
+    free(c->ents);
+    free(c->arena.p);
+    free(c->scratch.p);
+    free(c);
+    *self_p = NULL;
+}
+
+const char *zq_client_errmsg(const zq_client_t *self)
+{
+    return self ? self->errmsg : "no client";
+}
+
+const char *zq_client_url(const zq_client_t *self)
+{
+    return self ? self->url : "";
+}
+
+void zq_client_set_linger(zq_client_t *self, double seconds)
+{
+    if (self)
+        self->linger = seconds;
+}
+
+void zq_client_set_timeout(zq_client_t *self, double seconds)
+{
+    if (self)
+        self->timeout = seconds;
+}
+
+size_t zq_client_unacked(const zq_client_t *self)
+{
+    return self ? self->unacked : 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Sending tasks
+ */
+static int s_cond_window(zq_client_t *c, const void *arg)
+{
+    return c->unacked < S_WINDOW;
+}
+
+static int s_cond_acked(zq_client_t *c, const void *arg)
+{
+    return c->unacked == 0;
+}
+
+static int s_bad_number(double v)
+{
+    return isnan(v) || isinf(v);
+}
+
+int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args,
+                          const cJSON *kwargs, const zq_send_opts_t *opts,
+                          zq_async_result_t **result_p)
+{
+    if (result_p)
+        *result_p = NULL;
+    if (!self)
+        return ZQ_EINVAL;
+    zq_client_t *c = self;
+    static const zq_send_opts_t none;
+    const zq_send_opts_t *o = opts ? opts : &none;
+    char eta[40] = "", expires[40] = "";
+    double t;
+
+    if (!zq_valid_token(name)) {
+        s_err(c, "bad task name '%s': want 1-255 printable characters without spaces",
+              name ? name : "(null)");
+        return ZQ_EINVAL;
+    }
+    if (args && !cJSON_IsArray(args)) {
+        s_err(c, "%s: args must be a JSON array", name);
+        return ZQ_EINVAL;
+    }
+    if (kwargs && !cJSON_IsObject(kwargs)) {
+        s_err(c, "%s: kwargs must be a JSON object", name);
+        return ZQ_EINVAL;
+    }
+    if (o->queue && !zq_valid_token(o->queue)) {
+        s_err(c, "%s: bad queue name '%s'", name, o->queue);
+        return ZQ_EINVAL;
+    }
+    if (o->task_id && !zq_valid_token(o->task_id)) {
+        s_err(c, "%s: bad task id '%s': want 1-255 printable characters without spaces", name,
+              o->task_id);
+        return ZQ_EINVAL;
+    }
+    if (s_bad_number(o->countdown)) {
+        s_err(c, "%s: countdown must be a finite number of seconds", name);
+        return ZQ_EINVAL;
+    }
+    if (o->eta) {
+        if (zq_time_parse(o->eta, &t) != ZQ_OK) {
+            s_err(c, "%s: eta '%s' is not an ISO 8601 date/time", name, o->eta);
+            return ZQ_EINVAL;
+        }
+        zq_time_iso(t, eta, sizeof eta);
+    }
+    if (o->expires) {
+        if (zq_time_parse(o->expires, &t) != ZQ_OK) {
+            s_err(c, "%s: expires '%s' is not an ISO 8601 date/time", name, o->expires);
+            return ZQ_EINVAL;
+        }
+        zq_time_iso(t, expires, sizeof expires);
+    } else if (s_bad_number(o->expires_in) || o->expires_in < 0) {
+        s_err(c, "%s: expires_in must be a number of seconds >= 0", name);
+        return ZQ_EINVAL;
+    }
+    if (o->priority < 0 || o->priority > 9) {
+        s_err(c, "%s: priority must be 0-9, not %d", name, o->priority);
+        return ZQ_EINVAL;
+    }
+    if (c->unacked >= S_WINDOW &&
+        s_wait(c, s_deadline(c->timeout), s_cond_window, NULL) != ZQ_OK) {
+        s_err(c, "the broker at %s acknowledged nothing for %gs (%zu tasks in flight)", c->url,
+              c->timeout, c->unacked);
+        return ZQ_ETIMEOUT;
+    }
+
+    char idbuf[37];
+    const char *id = o->task_id;
+    if (!id) {
+        zq_uuid4(idbuf);
+        id = idbuf;
+    }
+    uint64_t req = c->next_req++;
+    zq_async_result_t *r = NULL;
+    if (result_p) {
+        r = calloc(1, sizeof *r);
+        if (!r) {
+            s_err(c, "out of memory");
+            return ZQ_ENOMEM;
+        }
+        r->client = c;
+        r->submit_req = req;
+        snprintf(r->id, sizeof r->id, "%s", id);
+    }
+
+    /* The SUBMIT text, built in place at the end of the arena (docs/protocol.md §6). */
+    s_buf_t *b = &c->arena;
+    size_t off = b->len;
+    s_buf_put(b, ZQ_CMD_SUBMIT, strlen(ZQ_CMD_SUBMIT));
+    size_t body = b->len;
+    s_buf_printf(b, "{\"req\":%" PRIu64 ",\"id\":", req);
+    s_buf_json_str(b, id);
+    s_buf_puts(b, ",\"task\":");
+    s_buf_json_str(b, name);
+    s_buf_puts(b, ",\"args\":");
+    int big = 0;
+    if (args)
+        big |= s_buf_json(b, args);
+    else
+        s_buf_puts(b, "[]");
+    s_buf_puts(b, ",\"kwargs\":");
+    if (kwargs)
+        big |= s_buf_json(b, kwargs);
+    else
+        s_buf_puts(b, "{}");
+    s_buf_puts(b, ",\"queue\":");
+    s_buf_json_str(b, o->queue ? o->queue : ZQ_DEFAULT_QUEUE);
+    if (o->countdown != 0)
+        s_buf_printf(b, ",\"countdown\":%.15g", o->countdown);
+    if (eta[0]) {
+        s_buf_puts(b, ",\"eta\":");
+        s_buf_json_str(b, eta);
+    }
+    if (expires[0]) {
+        s_buf_puts(b, ",\"expires\":");
+        s_buf_json_str(b, expires);
+    } else if (o->expires_in > 0) {
+        s_buf_printf(b, ",\"expires\":%.15g", o->expires_in);
+    }
+    s_buf_printf(b, ",\"ignore_result\":%s,\"priority\":%d,\"origin\":",
+                 o->ignore_result ? "true" : "false", o->priority);
+    s_buf_json_str(b, c->origin);
+    s_buf_puts(b, ",\"root_id\":");
+    s_buf_json_str(b, id);
+    s_buf_put(b, "}", 1);
+
+    int rc = ZQ_OK;
+    s_entry_t *e = NULL;
+    if (b->oom || big) {
+        rc = big && !b->oom ? ZQ_EINVAL : ZQ_ENOMEM;
+        s_err(c, big && !b->oom ? "%s: arguments larger than %d bytes" : "%s: out of memory", name,
+              ZQ_MAX_MSG_SIZE);
+    } else if (b->len - body > ZQ_MAX_MSG_SIZE) {
+        rc = ZQ_EINVAL;
+        s_err(c, "%s: task message larger than %d bytes", name, ZQ_MAX_MSG_SIZE);
+    } else if (!(e = s_add(c, S_SUBMIT, req, off, body - off, b->len - body))) {
+        rc = ZQ_ENOMEM;
+        s_err(c, "out of memory");
+    }
+    if (rc != ZQ_OK) {
+        b->oom = 0;
+        b->len = off;
+        free(r);
+        return rc;
+    }
+    c->unacked++;
+    rc = s_send_entry(c, e);
+    if (rc != ZQ_OK) {
+        s_finish(c, e);
+        s_gc(c);
+        free(r);
+        return rc;
+    }
+    /* opportunistic: consume the acknowledgements already here so that they never pile
+     * up; every S_DRAIN_EVERY calls, as each look at the socket costs a syscall */
+    if (++c->nsent % S_DRAIN_EVERY == 0)
+        s_drain(c);
+    if (result_p)
+        *result_p = r;
+    return ZQ_OK;
+}
+
+int zq_client_delay(zq_client_t *self, const char *name, cJSON *args, zq_async_result_t **result_p)
+{
+    int rc = zq_client_apply_async(self, name, args, NULL, NULL, result_p);
+    cJSON_Delete(args);
+    return rc;
+}
+
+int zq_client_flush(zq_client_t *self, double timeout)
+{
+    if (!self)
+        return ZQ_EINVAL;
+    zq_client_t *c = self;
+    if (s_wait(c, s_deadline(timeout), s_cond_acked, NULL) != ZQ_OK) {
+        char secs[32];
+        s_fmt_secs(secs, sizeof secs, timeout);
+        s_err(c, "no answer from the broker at %s within %s (%zu task(s) not acknowledged)",
+              c->url, secs, c->unacked);
+        return ZQ_ETIMEOUT;
+    }
+    if (c->refusal_code) {
+        int code = c->refusal_code;
+        s_err(c, "%s", c->refusal_msg);
+        c->refusal_code = 0;
+        return code == ZQ_ESTORE || code == ZQ_EINVAL ? code : ZQ_EREMOTE;
+    }
+    return ZQ_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Synchronous requests
+ */
+static int s_cond_sync(zq_client_t *c, const void *arg)
+{
+    if (c->sync_reply)
+        return 1;
+    const zq_async_result_t *r = arg;
+    if (r && r->submit_req) { /* a get() on a task whose SUBMIT was refused would hang */
+        for (size_t i = 0; i < S_MAX_REFUSED && i < c->nrefused; i++)
+            if (c->refused[i].req == r->submit_req)
+                return 1;
+    }
+    return 0;
+}
+
+static const s_refusal_t *s_refusal_of(const zq_client_t *c, const zq_async_result_t *r)
+{
+    if (!r || !r->submit_req)
+        return NULL;
+    for (size_t i = 0; i < S_MAX_REFUSED && i < c->nrefused; i++)
+        if (c->refused[i].req == r->submit_req)
+            return &c->refused[i];
+    return NULL;
+}
+
+/* Send a registered request and wait for its REPLY. On ZQ_OK *reply_p is the body (owned,
+ * "req" removed); on a broker error the mapped code and errmsg. */
+static int s_roundtrip(zq_client_t *c, s_entry_t *e, double deadline, const zq_async_result_t *r,
+                       const char *what, double timeout, cJSON **reply_p)
+{
+    *reply_p = NULL;
+    uint64_t req = e->req;
+    cJSON_Delete(c->sync_reply);
+    c->sync_reply = NULL;
+    c->sync_req = req;
+    int rc = s_send_entry(c, e);
+    if (rc == ZQ_OK)
+        rc = s_wait(c, deadline, s_cond_sync, r);
+    c->sync_req = 0;
+    if (!c->sync_reply) {
+        s_entry_t *mine = s_find(c, req); /* e may have moved */
+        if (mine)
+            s_finish(c, mine); /* a late answer is dropped */
+        s_gc(c);
+        const s_refusal_t *ref = s_refusal_of(c, r);
+        if (ref) {
+            s_err(c, "the broker refused task %s: %s", r->id, ref->msg);
+            return ref->code;
+        }
+        if (rc == ZQ_ETIMEOUT) {
+            char secs[32];
+            s_fmt_secs(secs, sizeof secs, timeout);
+            s_err(c, "no answer from the broker at %s within %s%s%s%s", c->url, secs,
+                  what ? " (" : "", what ? what : "", what ? ")" : "");
+        }
+        return rc;
+    }
+    cJSON *reply = c->sync_reply;
+    c->sync_reply = NULL;
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(reply, "error");
+    if (err) {
+        rc = s_map_code(zq_json_str(err, "code", NULL));
+        s_err(c, "%s", zq_json_str(err, "message", "the broker refused the request"));
+        cJSON_Delete(reply);
+        return rc;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(reply, "req");
+    *reply_p = reply;
+    return ZQ_OK;
+}
+
+int zq_client_request(zq_client_t *self, const char *cmd, const cJSON *body, double timeout,
+                      cJSON **reply_p)
+{
+    if (reply_p)
+        *reply_p = NULL;
+    if (!self || !cmd || !*cmd || strlen(cmd) > ZQ_MAX_CMD || (body && !cJSON_IsObject(body)))
+        return ZQ_EINVAL;
+    zq_client_t *c = self;
+    for (const char *p = cmd; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || *p == '_'))
+            return ZQ_EINVAL;
+    uint64_t req = c->next_req++;
+    /* splice "req" into the caller's object without changing it */
+    s_buf_t *b = &c->scratch;
+    b->len = 0;
+    s_buf_printf(b, "{\"req\":%" PRIu64, req);
+    size_t mark = b->len;
+    if (body && s_buf_json(b, body) == 0 && b->len - mark > 2) {
+        b->p[mark] = ','; /* "{...}" -> ",...}" */
+    } else {
+        b->len = mark;
+        s_buf_put(b, "}", 1);
+    }
+    if (b->oom) {
+        b->oom = 0;
+        s_err(c, "out of memory");
+        return ZQ_ENOMEM;
+    }
+    s_entry_t *e = s_register(c, S_SYNC, req, cmd, b->p, b->len);
+    if (!e) {
+        s_err(c, "out of memory");
+        return ZQ_ENOMEM;
+    }
+    /* a second PURGE could drop tasks sent in between: only idempotent requests repeat */
+    static const char *const safe[] = {ZQ_CMD_QUERY, ZQ_CMD_INFO,   ZQ_CMD_WORKERS,
+                                       ZQ_CMD_QUEUES, ZQ_CMD_REVOKE, ZQ_CMD_SCHEDULED, NULL};
+    e->resend = 0;
+    for (size_t i = 0; safe[i]; i++)
+        if (!strcmp(cmd, safe[i]))
+            e->resend = 1;
+    cJSON *reply = NULL;
+    int rc = s_roundtrip(c, e, s_deadline(timeout), NULL, NULL, timeout, &reply);
+    if (reply_p)
+        *reply_p = reply;
+    else
+        cJSON_Delete(reply);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Results
+ */
+zq_async_result_t *zq_client_result(zq_client_t *self, const char *task_id)
+{
+    if (!self || !zq_valid_token(task_id))
+        return NULL;
+    zq_async_result_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->client = self;
+    snprintf(r->id, sizeof r->id, "%s", task_id);
+    return r;
+}
+
+const char *zq_result_id(const zq_async_result_t *r)
+{
+    return r ? r->id : NULL;
+}
+
+const cJSON *zq_result_record(const zq_async_result_t *r)
+{
+    return r ? r->record : NULL;
+}
+
+void zq_result_destroy(zq_async_result_t **r_p)
+{
+    if (!r_p || !*r_p)
+        return;
+    cJSON_Delete((*r_p)->record);
+    free(*r_p);
+    *r_p = NULL;
+}
+
+static const char *s_static_state(const char *s)
+{
+    static const char *const states[] = {ZQ_STATE_PENDING, ZQ_STATE_RECEIVED, ZQ_STATE_STARTED,
+                                         ZQ_STATE_RETRY,   ZQ_STATE_SUCCESS,  ZQ_STATE_FAILURE,
+                                         ZQ_STATE_REVOKED, NULL};
+    for (size_t i = 0; s && states[i]; i++)
+        if (!strcmp(s, states[i]))
+            return states[i];
+    return NULL;
+}
+
+static void s_keep_record(zq_async_result_t *r, cJSON *rec)
+{
+    cJSON_Delete(r->record);
+    r->record = rec;
+}
+
+static s_entry_t *s_register_get(zq_client_t *c, s_kind_t kind, const char *id, double timeout)
+{
+    uint64_t req = c->next_req++;
+    s_entry_t *e = s_register(c, kind, req, ZQ_CMD_GET, id, strlen(id));
+    if (e)
+        e->until = timeout < 0 ? -1 : zq_mono() + timeout;
+    else
+        s_err(c, "out of memory");
+    return e;
+}
+
+int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p)
+{
+    if (value_p)
+        *value_p = NULL;
+    if (!r || !r->client)
+        return ZQ_EINVAL;
+    zq_client_t *c = r->client;
+    s_drain(c);
+    const s_refusal_t *ref = s_refusal_of(c, r);
+    if (ref) {
+        s_err(c, "the broker refused task %s: %s", r->id, ref->msg);
+        return ref->code;
+    }
+    s_entry_t *e = s_register_get(c, S_GET_SYNC, r->id, timeout);
+    if (!e)
+        return ZQ_ENOMEM;
+    double deadline = timeout < 0 ? -1 : e->until + S_GRACE;
+    char what[300];
+    snprintf(what, sizeof what, "waiting for task %s", r->id);
+    cJSON *rec = NULL;
+    int rc = s_roundtrip(c, e, deadline, r, what, timeout, &rec);
+    if (rc != ZQ_OK)
+        return rc;
+    s_keep_record(r, rec);
+    const char *state = zq_json_str(rec, "state", "");
+    char secs[32];
+    s_fmt_secs(secs, sizeof secs, timeout);
+    if (zq_json_bool(rec, "timeout", 0)) {
+        s_err(c, "timed out after %s waiting for task %s (state %s)", secs, r->id, state);
+        return ZQ_ETIMEOUT;
+    }
+    if (!zq_json_bool(rec, "known", 1)) {
+        s_err(c, "unknown task id %s (the broker never accepted it)", r->id);
+        return ZQ_ENOTFOUND;
+    }
+    if (!strcmp(state, ZQ_STATE_SUCCESS)) {
+        if (value_p) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, "result");
+            *value_p = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+            if (!*value_p) {
+                s_err(c, "out of memory");
+                return ZQ_ENOMEM;
+            }
+        }
+        return ZQ_OK;
+    }
+    if (!strcmp(state, ZQ_STATE_FAILURE) || !strcmp(state, ZQ_STATE_REVOKED)) {
+        const cJSON *exc = cJSON_GetObjectItemCaseSensitive(rec, "exception");
+        if (cJSON_IsObject(exc))
+            s_err(c, "%s: %s", zq_json_str(exc, "type", state), zq_json_str(exc, "message", ""));
+        else
+            s_err(c, "task %s ended %s", r->id, state);
+        return ZQ_EREMOTE;
+    }
+    s_err(c, "the broker answered GET for %s with state '%s' before it ended", r->id, state);
+    return ZQ_EPROTO;
+}
+
+/* QUERY one id; keeps the record on r. */
+static int s_query(zq_async_result_t *r)
+{
+    zq_client_t *c = r->client;
+    cJSON *body = cJSON_CreateObject();
+    if (!body || !cJSON_AddStringToObject(body, "id", r->id)) {
+        cJSON_Delete(body);
+        s_err(c, "out of memory");
+        return ZQ_ENOMEM;
+    }
+    cJSON *rec = NULL;
+    int rc = zq_client_request(c, ZQ_CMD_QUERY, body, c->timeout, &rec);
+    cJSON_Delete(body);
+    if (rc == ZQ_OK)
+        s_keep_record(r, rec);
+    return rc;
+}
+
+const char *zq_result_state(zq_async_result_t *r)
+{
+    if (!r || !r->client || s_query(r) != ZQ_OK)
+        return NULL;
+    const char *st = s_static_state(zq_json_str(r->record, "state", NULL));
+    if (!st)
+        s_err(r->client, "the broker sent a record for %s without a valid state", r->id);
+    return st;
+}
+
+int zq_result_known(zq_async_result_t *r)
+{
+    if (!r || !r->client)
+        return ZQ_EINVAL;
+    int rc = s_query(r);
+    if (rc != ZQ_OK)
+        return rc;
+    return zq_json_bool(r->record, "known", 1) ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Pipelined results
+ */
+int zq_client_get_async(zq_client_t *self, const char *task_id, double timeout)
+{
+    if (!self)
+        return ZQ_EINVAL;
+    zq_client_t *c = self;
+    if (!zq_valid_token(task_id)) {
+        s_err(c, "bad task id '%s'", task_id ? task_id : "(null)");
+        return ZQ_EINVAL;
+    }
+    s_entry_t *e = s_register_get(c, S_GET_ASYNC, task_id, timeout);
+    if (!e)
+        return ZQ_ENOMEM;
+    c->async_out++;
+    if (e->until >= 0 && e->until + S_GRACE < c->next_async_deadline)
+        c->next_async_deadline = e->until + S_GRACE;
+    int rc = s_send_entry(c, e);
+    if (rc != ZQ_OK) {
+        s_finish(c, e);
+        s_gc(c);
+        return rc;
+    }
+    s_drain(c);
+    return ZQ_OK;
+}
+
+static int s_cond_ready(zq_client_t *c, const void *arg)
+{
+    return cJSON_GetArraySize(c->ready) > 0 || c->async_out == 0;
+}
+
+int zq_client_poll_result(zq_client_t *self, double timeout, cJSON **record_p)
+{
+    if (!record_p)
+        return ZQ_EINVAL;
+    *record_p = NULL;
+    if (!self)
+        return ZQ_EINVAL;
+    zq_client_t *c = self;
+    if (!c->ready->child) {
+        if (c->async_out == 0) {
+            s_err(c, "no GET outstanding");
+            return ZQ_ESTATE;
+        }
+        if (s_wait(c, s_deadline(timeout), s_cond_ready, NULL) != ZQ_OK || !c->ready->child) {
+            char secs[32];
+            s_fmt_secs(secs, sizeof secs, timeout);
+            s_err(c, "no result within %s (%zu outstanding)", secs, c->async_out);
+            return ZQ_ETIMEOUT;
+        }
+    }
+    cJSON *rec = cJSON_DetachItemFromArray(c->ready, 0);
+    *record_p = rec;
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(rec, "error");
+    if (err) {
+        s_err(c, "%s", zq_json_str(err, "message", "the broker refused the request"));
+        return s_map_code(zq_json_str(err, "code", NULL));
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(rec, "state") && zq_json_bool(rec, "timeout", 0)) {
+        s_err(c, "no answer from the broker at %s for task %s", c->url,
+              zq_json_str(rec, "id", "?"));
+        return ZQ_ETIMEOUT;
+    }
+    return ZQ_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Revoke
+ */
+static const char *s_signame(int signum)
+{
+    static const struct {
+        int num;
+        const char *name;
+    } sigs[] = {{SIGTERM, "SIGTERM"}, {SIGKILL, "SIGKILL"}, {SIGINT, "SIGINT"},
+                {SIGHUP, "SIGHUP"},   {SIGQUIT, "SIGQUIT"}, {SIGUSR1, "SIGUSR1"},
+                {SIGUSR2, "SIGUSR2"}, {SIGABRT, "SIGABRT"}, {0, NULL}};
+    if (signum == 0)
+        return "SIGTERM";
+    for (size_t i = 0; sigs[i].name; i++)
+        if (sigs[i].num == signum)
+            return sigs[i].name;
+    return NULL;
+}
+
+int zq_client_revoke(zq_client_t *self, const char *const *ids, size_t n, int terminate,
+                     int signum)
+{
+    if (!self)
+        return ZQ_EINVAL;
+    zq_client_t *c = self;
+    const char *sig = s_signame(signum);
+    if (!ids || n == 0 || !sig) {
+        s_err(c, !sig ? "revoke: unsupported signal %d" : "revoke: no task ids", signum);
+        return ZQ_EINVAL;
+    }
+    cJSON *body = cJSON_CreateObject();
+    cJSON *arr = body ? cJSON_AddArrayToObject(body, "ids") : NULL;
+    int ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (!zq_valid_token(ids[i])) {
+            s_err(c, "revoke: bad task id '%s'", ids[i] ? ids[i] : "(null)");
+            cJSON_Delete(body);
+            return ZQ_EINVAL;
+        }
+        cJSON *s = cJSON_CreateString(ids[i]);
+        ok = s && cJSON_AddItemToArray(arr, s);
+        if (!ok)
+            cJSON_Delete(s);
+    }
+    ok = ok && cJSON_AddBoolToObject(body, "terminate", terminate != 0) &&
+         cJSON_AddStringToObject(body, "signal", sig);
+    if (!ok) {
+        cJSON_Delete(body);
+        s_err(c, "out of memory");
+        return ZQ_ENOMEM;
+    }
+    int rc = zq_client_request(c, ZQ_CMD_REVOKE, body, c->timeout, NULL);
+    cJSON_Delete(body);
+    return rc;
+}
+
+cJSON *zq_args(const char *json)
+{
+    return json ? cJSON_Parse(json) : NULL;
+}

@@ -1,0 +1,1237 @@
+/*
+ * check_broker - the broker loop (broker/zq_broker.h) run in a thread on ipc:// endpoints
+ * in a temporary directory, driven with raw DEALER / PULL / PUSH sockets speaking ZQP/1
+ * (docs/protocol.md). Fake workers are a DEALER (HELLO, HEARTBEAT) + a PULL on their
+ * dispatch channel + a PUSH upstream. Waits are bounded receives, never sleeps.
+ */
+#include "config.h"
+#include "zq.h"
+#include "zq_broker.h"
+#include "zq_log.h"
+#include "zq_proto.h"
+#include "zq_time.h"
+#include "zq_util.h"
+
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define WAIT_MS 5000 /* a reply that must come */
+#define QUIET_MS 300 /* a message that must not come */
+
+static char s_tmp[128], s_fe[192], s_data[192];
+static zq_broker_t *s_b;
+static pthread_t s_thr;
+static void *s_ctx;
+static void *s_cli; /* a client DEALER */
+
+static void *s_run(void *arg)
+{
+    ck_assert_int_eq(zq_broker_run(arg), ZQ_OK);
+    return NULL;
+}
+
+static void s_start_with(double heartbeat, long max_ready, double lookahead)
+{
+    zq_broker_config_t cfg;
+    zq_broker_config_init(&cfg);
+    cfg.frontend = s_fe;
+    cfg.data_dir = s_data;
+    cfg.sync = ZQ_STORE_SYNC_OFF;
+    cfg.heartbeat = heartbeat;
+    cfg.max_ready_in_memory = max_ready;
+    cfg.lookahead = lookahead;
+    int err = -1;
+    s_b = zq_broker_new(&cfg, &err);
+    ck_assert_msg(s_b != NULL, "zq_broker_new: %d", err);
+    ck_assert_int_eq(err, ZQ_OK);
+    ck_assert_int_eq(pthread_create(&s_thr, NULL, s_run, s_b), 0);
+}
+
+static void s_stop(void)
+{
+    zq_broker_stop(s_b);
+    ck_assert_int_eq(pthread_join(s_thr, NULL), 0);
+    zq_broker_destroy(&s_b);
+    ck_assert_ptr_null(s_b);
+}
+
+static void *s_sock(int type, const char *ep)
+{
+    void *s = zmq_socket(s_ctx, type);
+    ck_assert_ptr_nonnull(s);
+    zq_socket_defaults(s);
+    ck_assert_int_eq(zmq_connect(s, ep), 0);
+    return s;
+}
+
+static void setup_with(double heartbeat, long max_ready, double lookahead)
+{
+    zq_log_set_level(getenv("ZQ_TEST_DEBUG") ? ZQ_LOG_DEBUG : ZQ_LOG_ERROR);
+    snprintf(s_tmp, sizeof s_tmp, "/tmp/check_broker.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(s_tmp));
+    snprintf(s_fe, sizeof s_fe, "ipc://%s/fe", s_tmp);
+    snprintf(s_data, sizeof s_data, "%s/data", s_tmp);
+    s_ctx = zmq_ctx_new();
+    s_start_with(heartbeat, max_ready, lookahead);
+    s_cli = s_sock(ZMQ_DEALER, s_fe);
+}
+
+static void setup(void)
+{
+    setup_with(2.0, 20000, 1.0);
+}
+
+static void setup_fast_heartbeat(void)
+{
+    setup_with(0.5, 20000, 1.0);
+}
+
+static void setup_small_memory(void)
+{
+    setup_with(2.0, 3, 1.0);
+}
+
+static void teardown(void)
+{
+    zmq_close(s_cli);
+    if (s_b)
+        s_stop();
+    zmq_ctx_term(s_ctx);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_tmp);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* ---- messaging helpers ---- */
+
+static void s_send(void *sock, const char *cmd, const char *json)
+{
+    ck_assert_int_eq(zq_msg_send_raw(sock, NULL, 0, cmd, json, strlen(json), 0), ZQ_OK);
+}
+
+/* One message within ms, or NULL. *cmd (may be NULL) gets its command. Caller owns it. */
+static cJSON *s_recv(void *sock, int ms, char *cmd)
+{
+    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, ms) <= 0)
+        return NULL;
+    zq_msg_t m;
+    char err[256];
+    int rc = zq_msg_recv(sock, 0, &m, 0, err, sizeof err);
+    ck_assert_msg(rc == ZQ_OK, "recv: %s", err);
+    if (cmd)
+        strcpy(cmd, m.cmd);
+    cJSON *body = m.body;
+    m.body = NULL;
+    zq_msg_clear(&m);
+    return body;
+}
+
+/* Send a request and return its REPLY body. */
+static cJSON *s_call(void *sock, const char *cmd, const char *json)
+{
+    s_send(sock, cmd, json);
+    char got[32];
+    cJSON *r = s_recv(sock, WAIT_MS, got);
+    ck_assert_msg(r != NULL, "no reply to %s", cmd);
+    ck_assert_str_eq(got, "REPLY");
+    return r;
+}
+
+static const char *s_errcode(const cJSON *r)
+{
+    return zq_json_str(cJSON_GetObjectItem(r, "error"), "code", NULL);
+}
+
+static const char *s_errmsg(const cJSON *r)
+{
+    return zq_json_str(cJSON_GetObjectItem(r, "error"), "message", "");
+}
+
+/* SUBMIT a task; returns its id (static buffer). */
+static const char *s_submit(const char *json)
+{
+    static char id[128];
+    cJSON *r = s_call(s_cli, "SUBMIT", json);
+    ck_assert_msg(!s_errcode(r), "SUBMIT refused: %s", s_errmsg(r));
+    snprintf(id, sizeof id, "%s", zq_json_str(r, "id", ""));
+    cJSON_Delete(r);
+    ck_assert(id[0]);
+    return id;
+}
+
+static cJSON *s_query(const char *id)
+{
+    char json[256];
+    snprintf(json, sizeof json, "{\"id\":\"%s\"}", id);
+    return s_call(s_cli, "QUERY", json);
+}
+
+/* Wait until id is in state (upstream STATEs and frontend requests travel on different
+ * sockets: a QUERY may overtake a STATE sent just before it). */
+static void s_assert_state(const char *id, const char *state)
+{
+    double until = zq_mono() + WAIT_MS / 1000.0;
+    char got[32] = "";
+    while (zq_mono() < until) {
+        cJSON *r = s_query(id);
+        snprintf(got, sizeof got, "%s", zq_json_str(r, "state", "?"));
+        cJSON_Delete(r);
+        if (!strcmp(got, state))
+            return;
+        usleep(5000);
+    }
+    ck_abort_msg("%s: state %s, want %s", id, got, state);
+}
+
+/* ---- a fake worker ---- */
+
+typedef struct {
+    void *fe, *pull, *push;
+    char name[64];
+} fw_t;
+
+/* HELLO with concurrency/prefetch (extra: more JSON members or ""); connects the channels.
+ * Returns the HELLO reply (caller deletes). */
+static cJSON *fw_hello(fw_t *w, const char *name, int conc, int prefetch, const char *extra)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->fe = s_sock(ZMQ_DEALER, s_fe);
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"req\":1,\"name\":\"%s\",\"hostname\":\"testhost\",\"pid\":%d,%s"
+             "\"concurrency\":%d,\"prefetch\":%d,\"pool\":\"solo\"%s%s}",
+             name, 1000 + (int)strlen(name),
+             strstr(extra, "\"queues\"") ? "" : "\"queues\":[\"celery\"],", conc, prefetch,
+             extra[0] ? "," : "", extra);
+    cJSON *r = s_call(w->fe, "HELLO", json);
+    const char *dispatch = zq_json_str(r, "dispatch", NULL);
+    if (dispatch) {
+        w->pull = s_sock(ZMQ_PULL, dispatch);
+        w->push = s_sock(ZMQ_PUSH, zq_json_str(r, "upstream", ""));
+    }
+    return r;
+}
+
+/* Wait until the broker sees w's dispatch channel connected (WORKERS "connected"). */
+static void fw_wait_connected(const fw_t *w)
+{
+    double until = zq_mono() + WAIT_MS / 1000.0;
+    while (zq_mono() < until) {
+        cJSON *r = s_call(s_cli, "WORKERS", "{}");
+        const cJSON *e;
+        int ok = 0;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(r, "workers"))
+        {
+            if (!strcmp(zq_json_str(e, "name", ""), w->name))
+                ok = cJSON_IsTrue(cJSON_GetObjectItem(e, "connected"));
+        }
+        cJSON_Delete(r);
+        if (ok)
+            return;
+        usleep(5000);
+    }
+    ck_abort_msg("worker %s never connected its dispatch channel", w->name);
+}
+
+static void fw_close(fw_t *w)
+{
+    if (w->fe)
+        zmq_close(w->fe);
+    if (w->pull)
+        zmq_close(w->pull);
+    if (w->push)
+        zmq_close(w->push);
+    memset(w, 0, sizeof *w);
+}
+
+/* The next TASK within ms (NULL if none). Caller deletes it. */
+static cJSON *fw_task(fw_t *w, int ms)
+{
+    char cmd[32];
+    for (;;) {
+        cJSON *t = s_recv(w->pull, ms, cmd);
+        if (!t || !strcmp(cmd, "TASK"))
+            return t;
+        cJSON_Delete(t); /* REVOKED broadcasts are not tasks */
+    }
+}
+
+/* STATE for id; extra: more JSON members or "". */
+static void fw_state(fw_t *w, const char *id, const char *state, const char *extra)
+{
+    char json[1024], ts[40];
+    snprintf(json, sizeof json,
+             "{\"id\":\"%s\",\"state\":\"%s\",\"worker\":\"%s\",\"timestamp\":\"%s\"%s%s}", id,
+             state, w->name, zq_time_iso(zq_now(), ts, sizeof ts), extra[0] ? "," : "", extra);
+    s_send(w->push, "STATE", json);
+}
+
+/* Run a task to SUCCESS with result. */
+static void fw_succeed(fw_t *w, const char *id, const char *result)
+{
+    char extra[256];
+    fw_state(w, id, "RECEIVED", "");
+    fw_state(w, id, "STARTED", "\"pid\":42");
+    snprintf(extra, sizeof extra, "\"result\":%s,\"runtime\":0.001", result);
+    fw_state(w, id, "SUCCESS", extra);
+}
+
+/* A reply for a GET or other request, waiting up to ms. */
+static cJSON *s_reply(void *sock, int ms)
+{
+    char cmd[32];
+    cJSON *r = s_recv(sock, ms, cmd);
+    if (r)
+        ck_assert_str_eq(cmd, "REPLY");
+    return r;
+}
+
+/* ---- requests ---- */
+
+START_TEST(test_submit_reply)
+{
+    cJSON *r = s_call(s_cli, "SUBMIT", "{\"req\":11,\"task\":\"tasks.add\",\"args\":[2,2]}");
+    ck_assert_int_eq(zq_json_num(r, "req", 0), 11);
+    const char *id = zq_json_str(r, "id", NULL);
+    ck_assert_msg(id && strlen(id) == 36, "minted id: %s", id ? id : "(none)");
+    cJSON *rec = s_query(id);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(rec, "known")));
+    ck_assert_str_eq(zq_json_str(rec, "state", ""), "PENDING");
+    ck_assert_str_eq(zq_json_str(rec, "queue", ""), "celery");
+    ck_assert_str_eq(zq_json_str(rec, "root_id", ""), id);
+    cJSON_Delete(rec);
+    cJSON_Delete(r);
+    /* a given id, and its idempotent resend */
+    ck_assert_str_eq(s_submit("{\"id\":\"abc\",\"task\":\"tasks.add\",\"args\":[1,1]}"), "abc");
+    ck_assert_str_eq(s_submit("{\"id\":\"abc\",\"task\":\"tasks.other\"}"), "abc");
+    rec = s_query("abc");
+    ck_assert_str_eq(zq_json_str(rec, "task", ""), "tasks.add");
+    cJSON_Delete(rec);
+    zq_broker_stats_t st;
+    r = s_call(s_cli, "INFO", "{\"req\":3}");
+    cJSON *stats = cJSON_GetObjectItem(r, "stats");
+    ck_assert_int_eq(zq_json_num(stats, "submitted", -1), 2);
+    ck_assert_int_eq(zq_json_num(stats, "duplicates", -1), 1);
+    ck_assert_str_eq(zq_json_str(r, "frontend", ""), s_fe);
+    ck_assert_int_eq(zq_json_num(r, "req", 0), 3);
+    cJSON_Delete(r);
+    (void)st;
+}
+END_TEST
+
+START_TEST(test_unknown_and_query_many)
+{
+    cJSON *r = s_call(s_cli, "GET", "{\"id\":\"never-sent\",\"timeout\":null}");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "known")));
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "PENDING");
+    cJSON_Delete(r);
+    s_submit("{\"id\":\"q1\",\"task\":\"tasks.add\"}");
+    r = s_call(s_cli, "QUERY", "{\"ids\":[\"q1\",\"q2\"]}");
+    cJSON *recs = cJSON_GetObjectItem(r, "records");
+    ck_assert_int_eq(cJSON_GetArraySize(recs), 2);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, 0), "known")));
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, 1), "known")));
+    cJSON_Delete(r);
+}
+END_TEST
+
+/* Raw frames, for messages zq_msg_send cannot produce. */
+static void s_send_frames(void *sock, int n, const char *const *frames)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_int_ge(zmq_send(sock, frames[i], strlen(frames[i]), i + 1 < n ? ZMQ_SNDMORE : 0),
+                         0);
+}
+
+static void s_expect_error(const char *code, const char *needle)
+{
+    cJSON *r = s_reply(s_cli, WAIT_MS);
+    ck_assert_msg(r != NULL, "no error reply (want %s)", code);
+    ck_assert_msg(s_errcode(r) && !strcmp(s_errcode(r), code), "got %s, want %s",
+                  s_errcode(r) ? s_errcode(r) : "success", code);
+    ck_assert_msg(strstr(s_errmsg(r), needle) != NULL, "'%s' does not say '%s'", s_errmsg(r),
+                  needle);
+    cJSON_Delete(r);
+}
+
+START_TEST(test_malformed)
+{
+    const char *v[] = {"ZQP99", "SUBMIT", "{}"};
+    s_send_frames(s_cli, 3, v);
+    s_expect_error("EVERSION", "version");
+    const char *two[] = {"ZQP01", "SUBMIT"};
+    s_send_frames(s_cli, 2, two);
+    s_expect_error("EPROTO", "frames");
+    const char *notjson[] = {"ZQP01", "SUBMIT", "{\"task\":"};
+    s_send_frames(s_cli, 3, notjson);
+    s_expect_error("EPROTO", "JSON");
+    const char *arr[] = {"ZQP01", "SUBMIT", "[1,2]"};
+    s_send_frames(s_cli, 3, arr);
+    s_expect_error("EPROTO", "object");
+    const char *lower[] = {"ZQP01", "submit", "{}"};
+    s_send_frames(s_cli, 3, lower);
+    s_expect_error("EPROTO", "command");
+    s_send(s_cli, "FROB", "{\"req\":5}");
+    s_expect_error("EUNKNOWNCMD", "FROB");
+    s_send(s_cli, "STATE", "{\"id\":\"x\",\"state\":\"SUCCESS\"}"); /* upstream only */
+    s_expect_error("EUNKNOWNCMD", "STATE");
+    struct {
+        const char *json, *field;
+    } bad[] = {
+        {"{\"id\":\"b1\"}", "task"},
+        {"{\"id\":\"b1\",\"task\":\"has space\"}", "task"},
+        {"{\"id\":\"b1\",\"task\":\"t.a\",\"args\":{}}", "args"},
+        {"{\"id\":\"b1\",\"task\":\"t.a\",\"kwargs\":[]}", "kwargs"},
+        {"{\"id\":\"b1\",\"task\":\"t.a\",\"eta\":\"tomorrow\"}", "eta"},
+        {"{\"id\":\"b1\",\"task\":\"t.a\",\"expires\":true}", "expires"},
+        {"{\"id\":\"b1\",\"task\":\"t.a\",\"countdown\":\"3\"}", "countdown"},
+        {"{\"id\":\"b1\",\"task\":\"t.a\",\"queue\":\"\"}", "queue"},
+        {"{\"id\":\"b1\",\"task\":\"t.a\",\"priority\":12}", "priority"},
+        {"{\"id\":\"b1\",\"task\":\"t.a\",\"retries\":-1}", "retries"},
+        {"{\"id\":7,\"task\":\"t.a\"}", "id"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s_send(s_cli, "SUBMIT", bad[i].json);
+        s_expect_error("EINVAL", bad[i].field);
+    }
+    s_send(s_cli, "GET", "{\"id\":\"b1\",\"timeout\":-1}");
+    s_expect_error("EINVAL", "timeout");
+    s_send(s_cli, "REVOKE", "{\"ids\":\"b1\"}");
+    s_expect_error("EINVAL", "ids");
+    s_send(s_cli, "HELLO", "{\"name\":\"w1\",\"concurrency\":0}");
+    s_expect_error("EINVAL", "concurrency");
+    /* nothing of it changed anything */
+    cJSON *r = s_query("b1");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "known")));
+    cJSON_Delete(r);
+    r = s_call(s_cli, "INFO", "{}");
+    cJSON *stats = cJSON_GetObjectItem(r, "stats");
+    ck_assert_int_eq(zq_json_num(stats, "submitted", -1), 0);
+    ck_assert_int_eq(zq_json_num(stats, "bad_messages", -1), 7 + 11 + 3);
+    cJSON_Delete(r);
+    r = s_call(s_cli, "WORKERS", "{}");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "workers")), 0);
+    cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(test_bad_upstream_dropped)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "up@h", 1, 0, ""));
+    const char *junk[] = {"ZQP01", "STATE", "not json"};
+    s_send_frames(w.push, 3, junk);
+    s_send(w.push, "STATE", "{\"id\":\"nope\",\"state\":\"BOGUS\"}");
+    s_send(w.push, "WHAT", "{}");
+    s_send(w.push, "SUBMIT", "{\"task\":\"bad name\"}");
+    /* upstream is never answered; the broker counts and goes on */
+    s_submit("{\"id\":\"after\",\"task\":\"t.a\"}");
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "after");
+    cJSON_Delete(t);
+    cJSON *r = s_call(s_cli, "INFO", "{}");
+    ck_assert_int_eq(zq_json_num(cJSON_GetObjectItem(r, "stats"), "bad_messages", -1), 4);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+/* ---- workers, dispatch, results ---- */
+
+START_TEST(test_get_parked_then_answered)
+{
+    s_submit("{\"id\":\"g1\",\"task\":\"tasks.add\",\"args\":[2,2]}");
+    s_send(s_cli, "GET", "{\"id\":\"g1\",\"timeout\":null,\"req\":7}");
+    cJSON *early = s_reply(s_cli, QUIET_MS);
+    ck_assert_msg(early == NULL, "GET answered before the task ended");
+    fw_t w;
+    cJSON *hello = fw_hello(&w, "w1@h", 1, 0, "");
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(hello, "dispatch"));
+    ck_assert_int_eq(zq_json_num(hello, "heartbeat", 0), 2);
+    ck_assert(cJSON_IsArray(cJSON_GetObjectItem(hello, "revoked")));
+    cJSON_Delete(hello);
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "g1");
+    ck_assert_str_eq(zq_json_str(t, "task", ""), "tasks.add");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(t, "redelivered")));
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(t, "sent")));
+    ck_assert_ptr_null(cJSON_GetObjectItem(t, "req"));
+    cJSON_Delete(t);
+    fw_succeed(&w, "g1", "4");
+    cJSON *r = s_reply(s_cli, WAIT_MS);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(zq_json_num(r, "req", 0), 7);
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    ck_assert_int_eq(zq_json_num(r, "result", 0), 4);
+    ck_assert_str_eq(zq_json_str(r, "worker", ""), "w1@h");
+    ck_assert_ptr_null(cJSON_GetObjectItem(r, "timeout"));
+    cJSON_Delete(r);
+    /* a GET after the end is answered at once */
+    r = s_call(s_cli, "GET", "{\"id\":\"g1\"}");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_get_timeout)
+{
+    s_submit("{\"id\":\"slow\",\"task\":\"tasks.add\"}");
+    double t0 = zq_mono();
+    s_send(s_cli, "GET", "{\"id\":\"slow\",\"timeout\":0.3,\"req\":9}");
+    cJSON *r = s_reply(s_cli, WAIT_MS);
+    double waited = zq_mono() - t0;
+    ck_assert_ptr_nonnull(r);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "timeout")));
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "PENDING");
+    ck_assert_int_eq(zq_json_num(r, "req", 0), 9);
+    ck_assert_msg(waited >= 0.29 && waited < 3.0, "waited %.3fs", waited);
+    cJSON_Delete(r);
+    r = s_call(s_cli, "GET", "{\"id\":\"slow\",\"timeout\":0}");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "timeout")));
+    cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(test_many_parked_gets)
+{
+    char json[128];
+    for (int i = 0; i < 50; i++) {
+        snprintf(json, sizeof json, "{\"id\":\"m%d\",\"task\":\"t.a\"}", i);
+        s_submit(json);
+        snprintf(json, sizeof json, "{\"id\":\"m%d\",\"timeout\":30,\"req\":%d}", i, 100 + i);
+        s_send(s_cli, "GET", json);
+    }
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "many@h", 4, 4, ""));
+    int got[50] = {0};
+    for (int n = 0; n < 50; n++) {
+        cJSON *t = fw_task(&w, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        fw_succeed(&w, zq_json_str(t, "id", ""), "1");
+        cJSON_Delete(t);
+    }
+    for (int n = 0; n < 50; n++) {
+        cJSON *r = s_reply(s_cli, WAIT_MS);
+        ck_assert_ptr_nonnull(r);
+        int req = (int)zq_json_num(r, "req", 0) - 100;
+        ck_assert(req >= 0 && req < 50);
+        got[req]++;
+        ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+        cJSON_Delete(r);
+    }
+    for (int i = 0; i < 50; i++)
+        ck_assert_int_eq(got[i], 1);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_credit_limit)
+{
+    char json[128];
+    for (int i = 0; i < 3; i++) {
+        snprintf(json, sizeof json, "{\"id\":\"c%d\",\"task\":\"t.a\"}", i);
+        s_submit(json);
+    }
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "one@h", 1, 0, ""));
+    for (int i = 0; i < 3; i++) {
+        cJSON *t = fw_task(&w, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        snprintf(json, sizeof json, "c%d", i);
+        ck_assert_str_eq(zq_json_str(t, "id", ""), json); /* FIFO */
+        /* concurrency 1 + prefetch 0: never a second one while this one runs */
+        fw_state(&w, json, "RECEIVED", "");
+        fw_state(&w, json, "STARTED", "");
+        cJSON *extra = fw_task(&w, QUIET_MS);
+        ck_assert_msg(extra == NULL, "worker got %s while holding %s",
+                      zq_json_str(extra, "id", "?"), json);
+        fw_state(&w, json, "SUCCESS", "\"result\":null");
+        cJSON_Delete(t);
+    }
+    cJSON *r = s_call(s_cli, "WORKERS", "{}");
+    cJSON *w0 = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "workers"), 0);
+    ck_assert_str_eq(zq_json_str(w0, "name", ""), "one@h");
+    ck_assert_int_eq(zq_json_num(w0, "concurrency", 0), 1);
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(w0, "last_heartbeat")));
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_most_free_slots)
+{
+    /* a busy worker does not get short tasks while another one is idle */
+    fw_t busy, idle;
+    cJSON_Delete(fw_hello(&busy, "busy@h", 2, 0, ""));
+    s_submit("{\"id\":\"long\",\"task\":\"t.sleep\"}");
+    cJSON *t = fw_task(&busy, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    cJSON_Delete(t);
+    fw_state(&busy, "long", "STARTED", "");
+    cJSON_Delete(fw_hello(&idle, "idle@h", 2, 0, ""));
+    fw_wait_connected(&idle);
+    s_submit("{\"id\":\"s1\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"s2\",\"task\":\"t.a\"}");
+    /* idle has 2 free slots, busy 1: s1 goes to idle; then 1 and 1: either */
+    t = fw_task(&idle, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "s1");
+    cJSON_Delete(t);
+    fw_close(&busy);
+    fw_close(&idle);
+}
+END_TEST
+
+START_TEST(test_queues_routing)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "q@h", 2, 0, "\"queues\":[\"video\"]"));
+    s_submit("{\"id\":\"c1\",\"task\":\"t.a\"}"); /* celery: nobody consumes it */
+    s_submit("{\"id\":\"v1\",\"task\":\"t.a\",\"queue\":\"video\"}");
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "v1");
+    cJSON_Delete(t);
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    cJSON *r = s_call(s_cli, "QUEUES", "{}");
+    cJSON *qs = cJSON_GetObjectItem(r, "queues");
+    ck_assert_int_eq(cJSON_GetArraySize(qs), 2);
+    cJSON *celery = cJSON_GetArrayItem(qs, 0), *video = cJSON_GetArrayItem(qs, 1);
+    ck_assert_str_eq(zq_json_str(celery, "name", ""), "celery");
+    ck_assert_int_eq(zq_json_num(celery, "ready", -1), 1);
+    ck_assert_int_eq(zq_json_num(celery, "consumers", -1), 0);
+    ck_assert_int_eq(zq_json_num(video, "ready", -1), 0);
+    ck_assert_int_eq(zq_json_num(video, "reserved", -1), 1);
+    ck_assert_int_eq(zq_json_num(video, "consumers", -1), 1);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+/* The next TASK within ms, sending a HEARTBEAT every 100 ms meanwhile (short heartbeats). */
+static cJSON *fw_task_alive(fw_t *w, int ms)
+{
+    double until = zq_mono() + ms / 1000.0;
+    char json[128];
+    snprintf(json, sizeof json, "{\"name\":\"%s\",\"active\":0,\"processed\":0}", w->name);
+    while (zq_mono() < until) {
+        s_send(w->fe, "HEARTBEAT", json);
+        cJSON *t = fw_task(w, 100);
+        cJSON *r;
+        while ((r = s_recv(w->fe, 0, NULL))) /* heartbeat replies */
+            cJSON_Delete(r);
+        if (t)
+            return t;
+    }
+    return NULL;
+}
+
+START_TEST(test_restart_loses_none)
+{
+    char json[128];
+    for (int i = 0; i < 5; i++) {
+        snprintf(json, sizeof json, "{\"id\":\"k%d\",\"task\":\"t.a\",\"args\":[%d]}", i, i);
+        s_submit(json);
+    }
+    s_submit("{\"id\":\"later\",\"task\":\"t.a\",\"countdown\":3600}");
+    s_stop();
+    s_start_with(2.0, 20000, 1.0);
+    cJSON *r = s_call(s_cli, "INFO", "{}");
+    ck_assert_int_eq(zq_json_num(cJSON_GetObjectItem(r, "stats"), "recovered", -1), 6);
+    cJSON_Delete(r);
+    r = s_call(s_cli, "QUEUES", "{}");
+    cJSON *q = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "queues"), 0);
+    ck_assert_int_eq(zq_json_num(q, "ready", -1), 5);
+    ck_assert_int_eq(zq_json_num(q, "scheduled", -1), 1);
+    cJSON_Delete(r);
+    r = s_call(s_cli, "SCHEDULED", "{}");
+    cJSON *sch = cJSON_GetObjectItem(r, "scheduled");
+    ck_assert_int_eq(cJSON_GetArraySize(sch), 1);
+    ck_assert_str_eq(zq_json_str(cJSON_GetArrayItem(sch, 0), "id", ""), "later");
+    cJSON_Delete(r);
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "after@h", 10, 0, ""));
+    for (int i = 0; i < 5; i++) {
+        cJSON *t = fw_task(&w, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        snprintf(json, sizeof json, "k%d", i);
+        ck_assert_str_eq(zq_json_str(t, "id", ""), json);
+        ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(t, "args"), 0)->valueint, i);
+        cJSON_Delete(t);
+    }
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_restart_with_tasks_in_flight)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "fl@h", 3, 0, ""));
+    s_submit("{\"id\":\"A\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"B\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"C\",\"task\":\"t.a\"}");
+    for (int i = 0; i < 3; i++) {
+        cJSON *t = fw_task(&w, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        cJSON_Delete(t);
+    }
+    fw_state(&w, "A", "RECEIVED", "");
+    fw_state(&w, "B", "STARTED", "\"acks_late\":false");
+    fw_state(&w, "C", "STARTED", "\"acks_late\":true");
+    s_assert_state("C", "STARTED"); /* the states are stored */
+    s_stop();
+    s_start_with(0.5, 20000, 1.0); /* grace: 3 x 0.5 s */
+    /* the worker comes back still holding B only */
+    fw_t w2;
+    cJSON_Delete(fw_hello(&w2, "fl@h", 3, 0, "\"holding\":[\"B\"]"));
+    fw_close(&w);
+    /* A (received, not started) and C (acks_late) come back; B stays claimed */
+    int seen_a = 0, seen_c = 0;
+    for (int i = 0; i < 2; i++) {
+        cJSON *t = fw_task_alive(&w2, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        const char *id = zq_json_str(t, "id", "");
+        seen_a += !strcmp(id, "A");
+        seen_c += !strcmp(id, "C");
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(t, "redelivered")));
+        cJSON_Delete(t);
+    }
+    ck_assert_int_eq(seen_a, 1);
+    ck_assert_int_eq(seen_c, 1);
+    s_assert_state("B", "STARTED");
+    fw_state(&w2, "B", "SUCCESS", "\"result\":1");
+    cJSON *r = s_call(s_cli, "GET", "{\"id\":\"B\",\"timeout\":5}");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    cJSON_Delete(r);
+    fw_close(&w2);
+}
+END_TEST
+
+START_TEST(test_dead_worker)
+{
+    fw_t w1, w2;
+    cJSON_Delete(fw_hello(&w1, "dies@h", 2, 0, ""));
+    s_submit("{\"id\":\"A\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"B\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"E\",\"task\":\"t.a\",\"countdown\":0.5}");
+    for (int i = 0; i < 3; i++) {
+        cJSON *t = fw_task(&w1, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        cJSON_Delete(t);
+    }
+    fw_state(&w1, "A", "RECEIVED", "");
+    fw_state(&w1, "B", "STARTED", "");
+    s_assert_state("B", "STARTED");
+    s_send(s_cli, "GET", "{\"id\":\"B\",\"timeout\":30,\"req\":2}");
+    cJSON_Delete(fw_hello(&w2, "lives@h", 2, 0, ""));
+    /* w1 goes silent: dead after 3 x 0.5 s; A and the ETA task E go to w2 */
+    int seen = 0;
+    for (int i = 0; i < 2; i++) {
+        cJSON *t = fw_task_alive(&w2, WAIT_MS);
+        ck_assert_msg(t != NULL, "no task requeued from the dead worker");
+        const char *id = zq_json_str(t, "id", "");
+        ck_assert(!strcmp(id, "A") || !strcmp(id, "E"));
+        seen += !strcmp(id, "A") ? 1 : 2;
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(t, "redelivered")));
+        cJSON_Delete(t);
+    }
+    ck_assert_int_eq(seen, 3);
+    cJSON *r = s_reply(s_cli, WAIT_MS);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "FAILURE");
+    cJSON *exc = cJSON_GetObjectItem(r, "exception");
+    ck_assert_str_eq(zq_json_str(exc, "type", ""), "WorkerLostError");
+    ck_assert(strstr(zq_json_str(exc, "message", ""), "heartbeat lost") != NULL);
+    cJSON_Delete(r);
+    r = s_call(w1.fe, "HEARTBEAT", "{\"name\":\"dies@h\"}");
+    ck_assert_str_eq(s_errcode(r), "EUNKNOWNWORKER");
+    cJSON_Delete(r);
+    r = s_call(s_cli, "WORKERS", "{}");
+    cJSON *ws = cJSON_GetObjectItem(r, "workers");
+    ck_assert_int_eq(cJSON_GetArraySize(ws), 1);
+    ck_assert_str_eq(zq_json_str(cJSON_GetArrayItem(ws, 0), "name", ""), "lives@h");
+    cJSON_Delete(r);
+    fw_close(&w1);
+    fw_close(&w2);
+}
+END_TEST
+
+START_TEST(test_spill_order)
+{
+    /* 3 in memory, the rest on disk, read back in order */
+    char json[128];
+    for (int i = 0; i < 10; i++) {
+        snprintf(json, sizeof json, "{\"id\":\"o%d\",\"task\":\"t.a\"}", i);
+        s_submit(json);
+    }
+    cJSON *r = s_call(s_cli, "QUEUES", "{}");
+    ck_assert_int_eq(
+        zq_json_num(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "queues"), 0), "ready", -1), 10);
+    cJSON_Delete(r);
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "sp@h", 1, 1, ""));
+    for (int i = 0; i < 10; i++) {
+        cJSON *t = fw_task(&w, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        snprintf(json, sizeof json, "o%d", i);
+        ck_assert_str_eq(zq_json_str(t, "id", ""), json);
+        fw_succeed(&w, json, "0");
+        cJSON_Delete(t);
+    }
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_return_to_head)
+{
+    for (int i = 0; i < 4; i++) {
+        char json[64];
+        snprintf(json, sizeof json, "{\"id\":\"t%d\",\"task\":\"t.a\"}", i);
+        s_submit(json);
+    }
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "ret@h", 1, 1, ""));
+    for (int i = 0; i < 2; i++) {
+        cJSON *t = fw_task(&w, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        cJSON_Delete(t);
+    }
+    fw_state(&w, "t0", "RECEIVED", "");
+    s_send(w.push, "RETURN", "{\"worker\":\"ret@h\",\"ids\":[\"t0\",\"t1\"]}");
+    cJSON *r = s_call(w.fe, "BYE", "{\"name\":\"ret@h\"}");
+    ck_assert_ptr_null(s_errcode(r));
+    cJSON_Delete(r);
+    fw_close(&w);
+    fw_t w2;
+    cJSON_Delete(fw_hello(&w2, "next@h", 1, 0, ""));
+    const char *order[] = {"t0", "t1", "t2", "t3"};
+    for (int i = 0; i < 4; i++) {
+        cJSON *t = fw_task(&w2, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_str_eq(zq_json_str(t, "id", ""), order[i]);
+        ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(t, "redelivered")), i < 2);
+        fw_succeed(&w2, order[i], "0");
+        cJSON_Delete(t);
+    }
+    fw_close(&w2);
+}
+END_TEST
+
+/* ---- time ---- */
+
+START_TEST(test_eta_lookahead)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "eta@h", 1, 0, ""));
+    fw_wait_connected(&w);
+    double t0 = zq_now();
+    s_submit("{\"id\":\"cd\",\"task\":\"t.a\",\"countdown\":2.5}");
+    /* look-ahead 1 s: not handed out before eta - 1 s */
+    cJSON *early = fw_task(&w, 1200);
+    ck_assert_msg(early == NULL, "ETA task dispatched %.3fs after submit", zq_now() - t0);
+    cJSON *t = fw_task(&w, WAIT_MS);
+    double got = zq_now();
+    ck_assert_ptr_nonnull(t);
+    ck_assert_msg(got - t0 >= 1.45, "dispatched %.3fs after submit", got - t0);
+    double eta = 0;
+    ck_assert_int_eq(zq_time_parse(zq_json_str(t, "eta", ""), &eta), ZQ_OK);
+    ck_assert_msg(fabs(eta - (t0 + 2.5)) < 0.5, "eta %.3f, want %.3f", eta, t0 + 2.5);
+    cJSON_Delete(t);
+    /* ETA tasks do not use credits: a second one goes out while the first is held */
+    s_submit("{\"id\":\"cd2\",\"task\":\"t.a\",\"countdown\":0.1}");
+    t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "cd2");
+    cJSON_Delete(t);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_expires)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "exp@h", 1, 0, ""));
+    s_submit("{\"id\":\"x1\",\"task\":\"t.a\",\"expires\":-1}");
+    /* due for hand-out (eta - look-ahead) after it expired: the broker ends it */
+    s_submit("{\"id\":\"x2\",\"task\":\"t.a\",\"countdown\":1.5,\"expires\":0.2}");
+    s_submit("{\"id\":\"ok\",\"task\":\"t.a\",\"expires\":3600}");
+    const char *ids[] = {"x1", "x2"};
+    for (int i = 0; i < 2; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"id\":\"%s\",\"timeout\":10}", ids[i]);
+        cJSON *r = s_call(s_cli, "GET", json);
+        ck_assert_str_eq(zq_json_str(r, "state", ""), "REVOKED");
+        cJSON *exc = cJSON_GetObjectItem(r, "exception");
+        ck_assert_str_eq(zq_json_str(exc, "type", ""), "TaskRevokedError");
+        ck_assert_str_eq(zq_json_str(exc, "message", ""), "expired");
+        cJSON_Delete(r);
+    }
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "ok"); /* the expired ones never reach a worker */
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(t, "expires")));
+    cJSON_Delete(t);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_retry_requeues)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "rt@h", 1, 0, ""));
+    s_submit("{\"id\":\"div\",\"task\":\"tasks.div\",\"args\":[4,0]}");
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(zq_json_num(t, "retries", -1), 0);
+    cJSON_Delete(t);
+    fw_state(&w, "div", "STARTED", "");
+    fw_state(&w, "div", "RETRY",
+             "\"exception\":{\"type\":\"ZeroDivisionError\",\"message\":\"division by zero\"},"
+             "\"countdown\":0.2");
+    t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "div"); /* same id, same queue */
+    ck_assert_int_eq(zq_json_num(t, "retries", -1), 1);
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(t, "eta")));
+    cJSON_Delete(t);
+    cJSON *r = s_query("div");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "RETRY");
+    ck_assert_int_eq(zq_json_num(r, "retries", -1), 1);
+    ck_assert_str_eq(zq_json_str(cJSON_GetObjectItem(r, "exception"), "type", ""),
+                     "ZeroDivisionError");
+    cJSON_Delete(r);
+    fw_succeed(&w, "div", "2");
+    r = s_call(s_cli, "GET", "{\"id\":\"div\",\"timeout\":5}");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    ck_assert_int_eq(zq_json_num(r, "retries", -1), 1);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r, "exception")));
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+/* ---- revoke, purge ---- */
+
+START_TEST(test_revoke)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "rv@h", 1, 0, ""));
+    s_submit("{\"id\":\"run\",\"task\":\"t.sleep\"}");
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    cJSON_Delete(t);
+    fw_state(&w, "run", "STARTED", "");
+    s_submit("{\"id\":\"queued\",\"task\":\"t.a\"}");
+    s_send(s_cli, "GET", "{\"id\":\"queued\",\"req\":4}");
+    cJSON *r = s_call(s_cli, "REVOKE",
+                      "{\"ids\":[\"queued\",\"run\",\"future\"],\"terminate\":true,"
+                      "\"signal\":\"SIGKILL\"}");
+    /* the parked GET and the REVOKE reply come in either order */
+    cJSON *get = NULL;
+    if (cJSON_GetObjectItem(r, "state")) {
+        get = r;
+        r = s_reply(s_cli, WAIT_MS);
+    }
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "revoked")), 3);
+    cJSON_Delete(r);
+    if (!get)
+        get = s_reply(s_cli, WAIT_MS);
+    ck_assert_ptr_nonnull(get);
+    ck_assert_int_eq(zq_json_num(get, "req", 0), 4);
+    ck_assert_str_eq(zq_json_str(get, "state", ""), "REVOKED");
+    cJSON_Delete(get);
+    /* the worker holding "run" is told, with terminate and the signal */
+    char cmd[32];
+    cJSON *b = s_recv(w.pull, WAIT_MS, cmd);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_str_eq(cmd, "REVOKED");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(b, "ids")), 3);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(b, "terminate")));
+    ck_assert_str_eq(zq_json_str(b, "signal", ""), "SIGKILL");
+    cJSON_Delete(b);
+    s_assert_state("run", "STARTED"); /* the worker ends it */
+    cJSON *rec = s_query("queued");
+    ck_assert_str_eq(zq_json_str(cJSON_GetObjectItem(rec, "exception"), "message", ""),
+                     "revoked");
+    cJSON_Delete(rec);
+    /* an id revoked before it was sent never runs */
+    s_submit("{\"id\":\"future\",\"task\":\"t.a\"}");
+    s_assert_state("future", "REVOKED");
+    fw_state(&w, "run", "REVOKED",
+             "\"exception\":{\"type\":\"TaskRevokedError\",\"message\":\"terminated\"}");
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    /* workers joining later learn the set */
+    fw_t w2;
+    r = fw_hello(&w2, "late@h", 1, 0, "");
+    cJSON *ids = cJSON_GetObjectItem(r, "revoked");
+    ck_assert_int_eq(cJSON_GetArraySize(ids), 3);
+    cJSON_Delete(r);
+    fw_close(&w2);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_purge)
+{
+    char json[128];
+    for (int i = 0; i < 4; i++) {
+        snprintf(json, sizeof json, "{\"id\":\"p%d\",\"task\":\"t.a\"}", i);
+        s_submit(json);
+    }
+    s_submit("{\"id\":\"pe\",\"task\":\"t.a\",\"countdown\":600}");
+    s_submit("{\"id\":\"po\",\"task\":\"t.a\",\"queue\":\"other\"}");
+    s_send(s_cli, "GET", "{\"id\":\"po\",\"timeout\":30,\"req\":77}");
+    cJSON *r = s_call(s_cli, "PURGE", "{\"queues\":[\"celery\"]}");
+    ck_assert_int_eq(zq_json_num(r, "purged", -1), 5);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "queues")), 1);
+    cJSON_Delete(r);
+    cJSON *rec = s_query("p2");
+    ck_assert_str_eq(zq_json_str(rec, "state", ""), "REVOKED");
+    ck_assert_str_eq(zq_json_str(cJSON_GetObjectItem(rec, "exception"), "message", ""), "purged");
+    cJSON_Delete(rec);
+    s_assert_state("po", "PENDING");
+    r = s_call(s_cli, "PURGE", "{}");
+    cJSON *get = NULL;
+    if (zq_json_num(r, "req", 0) == 77) { /* the parked GET answered first */
+        get = r;
+        r = s_reply(s_cli, WAIT_MS);
+    }
+    ck_assert_int_eq(zq_json_num(r, "purged", -1), 1);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "queues")), 2);
+    cJSON_Delete(r);
+    if (!get)
+        get = s_reply(s_cli, WAIT_MS);
+    ck_assert_ptr_nonnull(get);
+    ck_assert_str_eq(zq_json_str(get, "state", ""), "REVOKED");
+    cJSON_Delete(get);
+    /* nothing reaches a worker afterwards */
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "pg@h", 4, 0, "\"queues\":[\"celery\",\"other\"]"));
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    fw_close(&w);
+}
+END_TEST
+
+/* ---- workers ---- */
+
+START_TEST(test_hello_heartbeat_bye)
+{
+    fw_t w;
+    cJSON *r = fw_hello(&w, "dup@h", 2, 2, "");
+    char dispatch[256];
+    snprintf(dispatch, sizeof dispatch, "%s", zq_json_str(r, "dispatch", ""));
+    ck_assert_msg(strstr(dispatch, ".d") != NULL, "ipc dispatch endpoint: %s", dispatch);
+    cJSON_Delete(r);
+    /* another process with the same name */
+    r = s_call(s_cli, "HELLO", "{\"name\":\"dup@h\",\"hostname\":\"testhost\",\"pid\":1,"
+                               "\"concurrency\":1}");
+    ck_assert_str_eq(s_errcode(r), "EDUPLICATE");
+    cJSON_Delete(r);
+    /* the same process again (its reply was lost): same channel */
+    r = s_call(s_cli, "HELLO", "{\"name\":\"dup@h\",\"hostname\":\"testhost\",\"pid\":1005,"
+                               "\"concurrency\":2,\"prefetch\":2,\"pool\":\"solo\"}");
+    ck_assert_ptr_null(s_errcode(r));
+    ck_assert_str_eq(zq_json_str(r, "dispatch", ""), dispatch);
+    cJSON_Delete(r);
+    r = s_call(w.fe, "HEARTBEAT", "{\"name\":\"ghost\"}");
+    ck_assert_str_eq(s_errcode(r), "EUNKNOWNWORKER");
+    cJSON_Delete(r);
+    r = s_call(w.fe, "HEARTBEAT", "{\"name\":\"dup@h\",\"active\":1,\"processed\":5,\"req\":3}");
+    ck_assert_ptr_null(s_errcode(r));
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(r, "broker_id"));
+    ck_assert_int_eq(zq_json_num(r, "req", 0), 3);
+    cJSON_Delete(r);
+    r = s_call(s_cli, "WORKERS", "{}");
+    cJSON *w0 = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "workers"), 0);
+    ck_assert_int_eq(zq_json_num(w0, "processed", -1), 5);
+    ck_assert_str_eq(zq_json_str(w0, "pool", ""), "solo");
+    ck_assert_ptr_null(cJSON_GetObjectItem(w0, "req"));
+    cJSON_Delete(r);
+    r = s_call(w.fe, "BYE", "{\"name\":\"dup@h\"}");
+    ck_assert_ptr_null(s_errcode(r));
+    cJSON_Delete(r);
+    r = s_call(s_cli, "WORKERS", "{}");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "workers")), 0);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_subtask_upstream)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "sub@h", 1, 0, ""));
+    s_send(w.push, "SUBMIT",
+           "{\"id\":\"child\",\"task\":\"t.a\",\"parent_id\":\"par\",\"root_id\":\"root\"}");
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "child");
+    cJSON_Delete(t);
+    cJSON *r = s_query("child");
+    ck_assert_str_eq(zq_json_str(r, "parent_id", ""), "par");
+    ck_assert_str_eq(zq_json_str(r, "root_id", ""), "root");
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+/* One event [topic][ZQP01][body]; topic into topic[64]. Caller deletes the body. */
+static cJSON *s_event(void *sub, char *topic)
+{
+    char frames[3][4096];
+    int sizes[3], more = 1, n = 0;
+    while (more) {
+        ck_assert_int_lt(n, 3);
+        sizes[n] = zmq_recv(sub, frames[n], sizeof frames[n] - 1, 0);
+        ck_assert_int_ge(sizes[n], 0);
+        frames[n][sizes[n]] = '\0';
+        int rcvmore;
+        size_t len = sizeof rcvmore;
+        zmq_getsockopt(sub, ZMQ_RCVMORE, &rcvmore, &len);
+        more = rcvmore;
+        n++;
+    }
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(frames[1], "ZQP01");
+    ck_assert_int_lt(sizes[0], 64);
+    memcpy(topic, frames[0], (size_t)sizes[0] + 1);
+    cJSON *body = cJSON_Parse(frames[2]);
+    ck_assert_ptr_nonnull(body);
+    return body;
+}
+
+START_TEST(test_events)
+{
+    cJSON *info = s_call(s_cli, "INFO", "{}");
+    void *sub = s_sock(ZMQ_SUB, zq_json_str(info, "events", ""));
+    cJSON_Delete(info);
+    ck_assert_int_eq(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "task-", 5), 0);
+    /* subscriptions travel asynchronously: send probes until one is seen */
+    int seen = 0;
+    for (int i = 0; i < 50 && !seen; i++) {
+        char json[64];
+        snprintf(json, sizeof json, "{\"id\":\"ev%d\",\"task\":\"t.a\",\"args\":[1]}", i);
+        s_submit(json);
+        zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 100) > 0)
+            seen = 1;
+    }
+    ck_assert_msg(seen, "no task-sent event");
+    char topic[64];
+    cJSON *ev = s_event(sub, topic);
+    ck_assert_str_eq(topic, "task-sent");
+    ck_assert_str_eq(zq_json_str(ev, "type", ""), "task-sent");
+    ck_assert_str_eq(zq_json_str(ev, "name", ""), "t.a");
+    ck_assert(cJSON_IsArray(cJSON_GetObjectItem(ev, "args")));
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(ev, "timestamp")));
+    cJSON_Delete(ev);
+    /* worker events are not subscribed: never sent */
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "ev@h", 1, 0, ""));
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    const char *id = zq_json_str(t, "id", "");
+    char want[64];
+    snprintf(want, sizeof want, "%s", id);
+    cJSON_Delete(t);
+    fw_succeed(&w, want, "42");
+    int succeeded = 0;
+    for (int i = 0; i < 100 && !succeeded; i++) {
+        zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, WAIT_MS) <= 0)
+            break;
+        ev = s_event(sub, topic);
+        ck_assert(strncmp(topic, "worker-", 7) != 0);
+        ck_assert_str_eq(zq_json_str(ev, "type", ""), topic);
+        if (!strcmp(topic, "task-succeeded")) {
+            ck_assert_str_eq(zq_json_str(ev, "uuid", ""), want);
+            ck_assert_str_eq(zq_json_str(ev, "hostname", ""), "ev@h");
+            ck_assert_int_eq(zq_json_num(ev, "result", 0), 42);
+            succeeded = 1;
+        }
+        cJSON_Delete(ev);
+    }
+    ck_assert(succeeded);
+    zmq_close(sub);
+    fw_close(&w);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("broker");
+    TCase *tc = tcase_create("requests");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_submit_reply);
+    tcase_add_test(tc, test_unknown_and_query_many);
+    tcase_add_test(tc, test_malformed);
+    tcase_add_test(tc, test_bad_upstream_dropped);
+    tcase_add_test(tc, test_events);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("dispatch");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_get_parked_then_answered);
+    tcase_add_test(tc, test_get_timeout);
+    tcase_add_test(tc, test_many_parked_gets);
+    tcase_add_test(tc, test_credit_limit);
+    tcase_add_test(tc, test_most_free_slots);
+    tcase_add_test(tc, test_queues_routing);
+    tcase_add_test(tc, test_return_to_head);
+    tcase_add_test(tc, test_subtask_upstream);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("memory");
+    tcase_add_checked_fixture(tc, setup_small_memory, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_spill_order);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("time");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_eta_lookahead);
+    tcase_add_test(tc, test_expires);
+    tcase_add_test(tc, test_retry_requeues);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("control");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_revoke);
+    tcase_add_test(tc, test_purge);
+    tcase_add_test(tc, test_hello_heartbeat_bye);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("recovery");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_restart_loses_none);
+    tcase_add_test(tc, test_restart_with_tasks_in_flight);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("liveness");
+    tcase_add_checked_fixture(tc, setup_fast_heartbeat, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_dead_worker);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(s_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
