@@ -174,6 +174,17 @@ rss_kib() {
     echo "$total"
 }
 
+# CPU time (utime + stime, clock ticks) of a process plus its direct children.
+cpu_ticks() {
+    local total=0 p t
+    for p in "$1" $(child_pids "$1"); do
+        t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
 # Samples rss_kib PID every 0.2 s into FILE as the maximum seen, while PID lives.
 rss_sampler() {
     local max=0 v
@@ -276,6 +287,17 @@ figure() {
 }
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 
+# cpu_begin / cpu_end SCENARIO CASE N: CPU microseconds per task spent by the broker and by the
+# worker (main + pool processes) during a measurement. Unlike tasks/s this does not depend on
+# what else runs on the machine, and 2 cores / (sum of the costs) is the throughput ceiling.
+cpu_begin() { CPU_B=$(cpu_ticks "$BROKER_PID") CPU_W=$(cpu_ticks "$WORKER_PID"); }
+cpu_end() {
+    local b w
+    b=$(($(cpu_ticks "$BROKER_PID") - CPU_B)) w=$(($(cpu_ticks "$WORKER_PID") - CPU_W))
+    figure "$1" "$2" broker_cpu_us_per_task "$(awk -v t="$b" -v n="$3" -v hz="$HZ" 'BEGIN{printf "%.2f", t * 1e6 / hz / n}')"
+    figure "$1" "$2" worker_cpu_us_per_task "$(awk -v t="$w" -v n="$3" -v hz="$HZ" 'BEGIN{printf "%.2f", t * 1e6 / hz / n}')"
+}
+
 ready() { # a worker serves the broker: one real round trip
     "${SYS}_cmd"
     timeout 90 "${CMD[@]}" ping --timeout 60 >/dev/null || die "$SYS worker did not come up (logs in $T)"
@@ -320,9 +342,13 @@ sc_throughput() {
     for pool in prefork threads; do
         up "$pool"
         [ "$pool" = prefork ] && perf_start
+        cpu_begin
         measure 900 throughput --scenario throughput --case "$pool, results" --n "$N"
+        cpu_end throughput "$pool, results" "$N"
         [ "$pool" = prefork ] && perf_stop
+        cpu_begin
         measure 900 throughput --scenario throughput --case "$pool, ignore_result" --n "$N" --ignore-result
+        cpu_end throughput "$pool, ignore_result" "$N"
         down
     done
 }
@@ -411,7 +437,11 @@ sc_durability() {
         "${SYS}_broker_up" --sync "$mode"
         "${SYS}_worker_up" prefork
         ready
-        measure 900 throughput --scenario durability --case "$([ $mode = normal ] && echo default || echo safest)" --n "$N"
+        local case=default
+        [ $mode = full ] && case=safest
+        cpu_begin
+        measure 900 throughput --scenario durability --case "$case" --n "$N"
+        cpu_end durability "$case" "$N"
         down
     done
 }
@@ -426,7 +456,8 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | 
 META=$RESDIR/meta-$STAMP.json
 {
     printf '{"date":%s,' "$(json_str "$(date -u +%FT%TZ)")"
-    printf '"machine":{"nproc":%s,"cpu":%s,"mem_kib":%s,"kernel":%s,"os":%s},' "$(nproc)" \
+    printf '"machine":{"loadavg_at_start":%s,"nproc":%s,"cpu":%s,"mem_kib":%s,"kernel":%s,"os":%s},' \
+        "$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)")" "$(nproc)" \
         "$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')")" \
         "$(awk '/MemTotal/{print $2}' /proc/meminfo)" "$(json_str "$(uname -r)")" \
         "$(json_str "Debian $(cat /etc/debian_version 2>/dev/null)")"
@@ -445,6 +476,8 @@ META=$RESDIR/meta-$STAMP.json
         "$(json_str "${SCENARIOS[*]}")"
 } >"$META"
 
+others=$(ps -eo comm= | grep -cE '^(zq-broker|zq-worker|zq-bench|redis-server|celery)$')
+[ "$others" -gt 0 ] && log "WARNING: $others other zq/Celery/redis process(es) already run on this machine: the figures will be disturbed (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 SYSTEMS=(zq)
 [ "$COMPARE" = celery ] && SYSTEMS+=(celery)
 log "scenarios: ${SCENARIOS[*]}; systems: ${SYSTEMS[*]}; N=$N reps=$REPS scale=$SCALE_N; logs in $T"

@@ -4,8 +4,9 @@
  * Every measuring subcommand drives a running broker and workers through the public client
  * API (sdk/zq.h) only, and prints ONE line of JSON:
  *   {"system":"zq","scenario":S,"case":C,"rep":R,"figures":{...},"detail":{...}}
- * `figures` holds the headline numbers (names end in _per_s, _ms, _mib or _count, which is how
- * the report knows units and which direction is better); `detail` holds the rest. The Celery
+ * `figures` holds the headline numbers (names end in _per_s, _ms, _mib, _us_per_task or
+ * _count, which is how the report knows units and which direction is better); `detail` holds
+ * the rest. The Celery
  * client (bench/celery/client.py) prints the same shape, so one report covers both.
  * `zq-bench report` aggregates such lines into a table (median and min-max over repetitions),
  * the zq/Celery ratio per figure, the issue-7 target checks, and a JSON file.
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "zq.h"
@@ -76,6 +78,16 @@ static double s_parse_iso(const char *s)
         t -= (*p == '+' ? 1 : -1) * (hh * 3600.0 + mm * 60.0);
     }
     return t;
+}
+
+/* CPU seconds (user + system) this process used so far. */
+static double s_cpu(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static int s_cmp_double(const void *a, const void *b)
@@ -139,7 +151,8 @@ typedef struct {
     const char *state_file;   /* prefill writes it, drain reads it */
     const char *meta_file;    /* report: run metadata to embed */
     const char *out_file;     /* report: JSON output */
-    double timeout;           /* ping: seconds */
+    double timeout;           /* ping: seconds; drain: the whole wait */
+    double stall;             /* give up when no result arrives for this long (seconds) */
     const char *task;         /* task name (default tasks.add) */
 } s_opts_t;
 
@@ -153,6 +166,14 @@ static cJSON *s_line_new(const s_opts_t *o, cJSON **figures, cJSON **detail)
     cJSON_AddNumberToObject(line, "rep", o->rep);
     *figures = cJSON_AddObjectToObject(line, "figures");
     *detail = cJSON_AddObjectToObject(line, "detail");
+    /* the machine is often shared: say how busy it was when the measurement started */
+    double load = 0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load) == 1)
+            cJSON_AddNumberToObject(*detail, "loadavg_1m", load);
+        fclose(f);
+    }
     return line;
 }
 
@@ -221,9 +242,11 @@ static uint64_t s_hash(const char *s)
 }
 
 /* Waits for every id (GETs pipelined on client c) and fills out[i]. ZQ_OK when every GET
- * was answered with a terminal record (SUCCESS or not); else the first error, text in err. */
-static int s_collect(zq_client_t *c, const char *const *ids, size_t n, s_outcome_t *out,
-                     char *err, size_t errlen)
+ * was answered with a terminal record (SUCCESS or not); else the first error, text in err.
+ * Gives up when no result at all arrived for `stall` seconds (a stuck system should fail the
+ * measurement quickly, not after every task's own timeout). */
+static int s_collect(zq_client_t *c, const char *const *ids, size_t n, double stall,
+                     s_outcome_t *out, char *err, size_t errlen)
 {
     size_t cap = 16;
     while (cap < 2 * n)
@@ -245,7 +268,7 @@ static int s_collect(zq_client_t *c, const char *const *ids, size_t n, s_outcome
     int rc = ZQ_OK;
     while (got < n && rc == ZQ_OK) {
         while (sent < n && sent - got < S_WINDOW) {
-            rc = zq_client_get_async(c, ids[sent], S_GET_TIMEOUT);
+            rc = zq_client_get_async(c, ids[sent], stall > S_GET_TIMEOUT ? stall : S_GET_TIMEOUT);
             if (rc != ZQ_OK) {
                 snprintf(err, errlen, "get_async %s: %s (%s)", ids[sent], zq_strerror(rc),
                          zq_client_errmsg(c));
@@ -256,7 +279,7 @@ static int s_collect(zq_client_t *c, const char *const *ids, size_t n, s_outcome
         if (rc != ZQ_OK)
             break;
         cJSON *rec = NULL;
-        int prc = zq_client_poll_result(c, S_GET_TIMEOUT + 10, &rec);
+        int prc = zq_client_poll_result(c, stall, &rec);
         const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(rec, "id"));
         size_t idx = SIZE_MAX;
         if (id) {
@@ -389,7 +412,7 @@ static int s_cmd_throughput(const s_opts_t *o)
     zq_send_opts_t opts = {0};
     opts.ignore_result = o->ignore_result;
 
-    double t0 = s_mono(), w0 = s_wall();
+    double t0 = s_mono(), w0 = s_wall(), cpu0 = s_cpu();
     for (size_t i = 0; i < n; i++) {
         int rc = s_send(&s, o->task, (long)i, &opts, &rs[i]);
         if (rc != ZQ_OK) {
@@ -409,8 +432,8 @@ static int s_cmd_throughput(const s_opts_t *o)
     size_t from = 0;
     if (o->ignore_result)
         from = n > S_TAIL_MAX ? n - S_TAIL_MAX : 0;
-    rc = s_collect(s.client, ids + from, n - from, out + from, err, sizeof err);
-    double t_end = s_mono(), w_end = s_wall();
+    rc = s_collect(s.client, ids + from, n - from, o->stall, out + from, err, sizeof err);
+    double t_end = s_mono(), w_end = s_wall(), cpu_end = s_cpu();
     if (rc != ZQ_OK)
         s_line_error(line, "collecting results: %s", err);
 
@@ -418,7 +441,7 @@ static int s_cmd_throughput(const s_opts_t *o)
     double last_done = 0;
     if (o->ignore_result && from > 0 && rc == ZQ_OK) {
         /* untimed: every task of the batch must have ended by the time we stopped the clock */
-        rc = s_collect(s.client, ids, from, out, err, sizeof err);
+        rc = s_collect(s.client, ids, from, o->stall, out, err, sizeof err);
         if (rc != ZQ_OK)
             s_line_error(line, "verifying: %s", err);
     }
@@ -438,6 +461,8 @@ static int s_cmd_throughput(const s_opts_t *o)
     double total = t_end - t0;
     cJSON_AddNumberToObject(fig, "e2e_per_s", (double)n / total);
     cJSON_AddNumberToObject(fig, "accept_per_s", (double)n / (t_acked - t0));
+    if (n)
+        cJSON_AddNumberToObject(fig, "client_cpu_us_per_task", (cpu_end - cpu0) * 1e6 / (double)n);
     cJSON_AddNumberToObject(det, "n", (double)n);
     cJSON_AddNumberToObject(det, "send_s", t_sent - t0);
     cJSON_AddNumberToObject(det, "accepted_s", t_acked - t0);
@@ -545,7 +570,7 @@ static int s_cmd_countdown(const s_opts_t *o)
     int rc = zq_client_flush(s.client, 60);
     if (rc != ZQ_OK)
         s_line_error(line, "flush: %s", zq_strerror(rc));
-    rc = s_collect(s.client, ids, n, out, err, sizeof err);
+    rc = s_collect(s.client, ids, n, o->stall, out, err, sizeof err);
     if (rc != ZQ_OK)
         s_line_error(line, "collecting: %s", err);
     size_t m = 0, early = 0, missing = 0;
@@ -681,7 +706,7 @@ static int s_cmd_drain(const s_opts_t *o)
     } else if (!(c = zq_client_new(o->broker)) || !(c2 = zq_client_new(o->broker))) {
         s_line_error(line, "cannot create a client");
     } else {
-        int rc = s_collect(c, (const char *const *)tail, nt, out, err, sizeof err);
+        int rc = s_collect(c, (const char *const *)tail, nt, o->timeout, out, err, sizeof err);
         double w_end = s_wall();
         if (rc != ZQ_OK)
             s_line_error(line, "waiting for the tail: %s", err);
@@ -693,7 +718,7 @@ static int s_cmd_drain(const s_opts_t *o)
                 bad++;
         }
         /* a second client: nothing left over from the first collection can reach it */
-        rc = s_collect(c2, (const char *const *)samp, ns, out, err, sizeof err);
+        rc = s_collect(c2, (const char *const *)samp, ns, o->stall, out, err, sizeof err);
         if (rc != ZQ_OK)
             s_line_error(line, "checking samples: %s", err);
         for (size_t i = 0; i < ns; i++) {
@@ -798,6 +823,8 @@ static const char *s_unit(const char *fig, int *higher_better)
     }
     if (ENDS("_ms"))
         return "ms";
+    if (ENDS("_us_per_task"))
+        return "us/task";
     if (ENDS("_mib"))
         return "MiB";
     if (ENDS("_pct"))
@@ -814,7 +841,7 @@ static void s_fmt(char *buf, size_t len, double v, const char *unit)
         snprintf(buf, len, "%.0f", v);
     else if (!strcmp(unit, "ms"))
         snprintf(buf, len, v < 10 ? "%.3f" : "%.1f", v);
-    else if (!strcmp(unit, "MiB") || !strcmp(unit, "%"))
+    else if (!strcmp(unit, "MiB") || !strcmp(unit, "%") || !strcmp(unit, "us/task"))
         snprintf(buf, len, "%.1f", v);
     else
         snprintf(buf, len, "%g", v);
@@ -949,7 +976,7 @@ static int s_cmd_report(const s_opts_t *o, int argc, char **argv)
         have_celery |= !strcmp(t.s[i].system, "celery");
 
     cJSON *summary = cJSON_AddArrayToObject(doc, "summary");
-    printf("%-11s %-22s %-18s %-8s %-30s", "scenario", "case", "figure", "unit", "zq median [min-max]");
+    printf("%-11s %-24s %-22s %-8s %-30s", "scenario", "case", "figure", "unit", "zq median [min-max]");
     if (have_celery)
         printf(" %-30s %s", "Celery median [min-max]", "zq/Celery");
     printf("\n");
@@ -969,7 +996,7 @@ static int s_cmd_report(const s_opts_t *o, int argc, char **argv)
             if (cm != 0 && !isnan(cm) && !isnan(zm))
                 snprintf(ratio, sizeof ratio, "%.3g", zm / cm);
         }
-        printf("%-11s %-22s %-18s %-8s %-30s", z->scenario, z->case_name, z->figure, unit, zs);
+        printf("%-11s %-24s %-22s %-8s %-30s", z->scenario, z->case_name, z->figure, unit, zs);
         if (have_celery)
             printf(" %-30s %s%s", cs_, ratio, strcmp(ratio, "-") ? (hb ? "" : " (lower is better)") : "");
         printf("\n");
@@ -1004,7 +1031,7 @@ static int s_cmd_report(const s_opts_t *o, int argc, char **argv)
         int hb;
         char cs_[128];
         s_fmt_series(cs_, sizeof cs_, c, NULL);
-        printf("%-11s %-22s %-18s %-8s %-30s %-30s -\n", c->scenario, c->case_name, c->figure,
+        printf("%-11s %-24s %-22s %-8s %-30s %-30s -\n", c->scenario, c->case_name, c->figure,
                s_unit(c->figure, &hb), "-", cs_);
     }
 
@@ -1077,10 +1104,12 @@ static void s_usage(FILE *f)
             "                                         lateness of countdown tasks (default 1000, 1 s, 0)\n"
             "  prefill --state FILE [--n N] [--countdown S]\n"
             "                                         send N tasks (usually with no worker running)\n"
-            "  drain --state FILE --t0 EPOCH          wait for a prefill to be processed\n"
+            "  drain --state FILE --t0 EPOCH [--timeout S]\n"
+            "                                         wait for a prefill to be processed (3600 s)\n"
             "  ping [--timeout S]                     one add(1, 1) round trip (readiness)\n"
             "Labels: --scenario NAME --case TEXT --rep N (copied into the JSON line).\n"
-            "Other:  --task NAME (default tasks.add)\n"
+            "Other:  --task NAME (default tasks.add); --stall S: fail when no result arrives for S\n"
+            "        seconds (default 30)\n"
             "\n"
             "  report [--meta FILE] [--out FILE] RESULTS.jsonl...\n"
             "                                         table of medians [min-max], zq/Celery ratios,\n"
@@ -1106,7 +1135,8 @@ int main(int argc, char **argv)
     o.n = -1;
     o.warmup = 20;
     o.countdown = -1;
-    o.timeout = 10;
+    o.timeout = -1;
+    o.stall = 30;
     o.task = "tasks.add";
     const char *cmd = NULL;
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
@@ -1141,7 +1171,7 @@ int main(int argc, char **argv)
             used = 0;
         } else if (!strcmp(a, "--rep") || !strcmp(a, "--n") || !strcmp(a, "--warmup") ||
                    !strcmp(a, "--countdown") || !strcmp(a, "--gap-ms") || !strcmp(a, "--t0") ||
-                   !strcmp(a, "--timeout")) {
+                   !strcmp(a, "--timeout") || !strcmp(a, "--stall")) {
             if (s_num(a, v, &d) != 0) {
                 free(rest);
                 return 2;
@@ -1158,6 +1188,8 @@ int main(int argc, char **argv)
                 o.gap_ms = d;
             else if (!strcmp(a, "--t0"))
                 o.t0 = d;
+            else if (!strcmp(a, "--stall"))
+                o.stall = d;
             else
                 o.timeout = d;
         } else if (a[0] == '-' && a[1] == '-') {
@@ -1196,8 +1228,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "zq-bench: %s: unexpected argument (see --help)\n", cmd);
         return 2;
     }
-    if (!strcmp(cmd, "ping"))
+    if (!strcmp(cmd, "ping")) {
+        if (o.timeout < 0)
+            o.timeout = 10;
         return s_cmd_ping(&o);
+    }
     if (!strcmp(cmd, "throughput")) {
         if (o.n < 0)
             o.n = 100000;
@@ -1226,6 +1261,8 @@ int main(int argc, char **argv)
             o.n = 1000000;
         if (!strcmp(cmd, "prefill"))
             return s_cmd_prefill(&o);
+        if (o.timeout < 0)
+            o.timeout = 3600;
         if (o.t0 <= 0) {
             fprintf(stderr, "zq-bench: drain needs --t0 EPOCH (when the workers were started)\n");
             return 2;

@@ -60,6 +60,11 @@
 #define S_SCHED_MIN 64          /* ETA tasks per queue in memory, at least */
 #define S_RATE_SLOTS 64         /* peers tracked for rate-limited logs */
 #define S_INTERNAL "EINTERNAL"  /* wire error: the broker failed on its own (docs §7) */
+/* seconds a turn's writes may wait for the next commit when nothing depends on them yet
+ * (state changes nobody waits for: no reply, no parked GET, nothing to dispatch): fewer
+ * commits per task; a crash in that window loses only what the worker's last STATEs
+ * said, as a crash with them still in the socket would */
+#define S_COMMIT_DELAY 0.02
 
 /* ---------------------------------------------------------------------------------------
  * Growable text buffer
@@ -551,8 +556,17 @@ typedef struct {
     double deadline; /* monotonic */
 } s_orphan_t;
 
+/* The STATEs of one task received during a turn (bodies borrowed from the turn's upkeep). */
+typedef struct s_pend {
+    s_hnode_t node; /* key = id */
+    struct s_pend *next;
+    const cJSON *received, *started; /* RECEIVED / STARTED bodies, if any */
+    const cJSON *final;              /* the furthest state: what the store gets */
+    char id[];
+} s_pend_t;
+
 /* Buffered outgoing message (sent after the commit). Offsets into the outbox arena. */
-enum { OB_REPLY, OB_EVENT, OB_BROADCAST };
+enum { OB_REPLY, OB_EVENT, OB_BROADCAST, OB_SENT };
 typedef struct {
     int kind;
     int durable; /* REPLY promising a commit: becomes ESTORE when the commit fails */
@@ -620,11 +634,16 @@ struct zq_broker {
     /* the current turn */
     int in_batch;
     int batch_failed;          /* a write failed and SQLite dropped the transaction */
+    int need_commit;           /* the turn promised durability or revealed a state change */
+    int force_commit;          /* commit even if nothing needs it (shutdown) */
+    double tx_since;           /* monotonic: the open transaction was left open since then */
     long batch_submitted;
     zq_msg_t *upkeep;          /* upstream messages of this turn (kept until the commit) */
     size_t nupkeep, upkeep_cap;
     zq_msg_t *retry;           /* upstream messages of a failed turn, applied again */
     size_t nretry, retry_cap;
+    s_map_t pend;              /* id -> STATEs of the turn, written at the end of the drain */
+    s_pend_t *pend_first, *pend_last;
     char **notify;             /* ids that ended this turn and have parked GETs */
     size_t nnotify, notify_cap;
     int recheck_waits;         /* a purge ended tasks we cannot name: look at every GET */
@@ -898,6 +917,8 @@ static s_out_t *s_reply_begin(zq_broker_t *self, const zq_msg_t *m, int durable)
     if (!o)
         return NULL;
     o->durable = durable;
+    if (durable)
+        self->need_commit = 1;
     const cJSON *req = m->body ? cJSON_GetObjectItemCaseSensitive(m->body, "req") : NULL;
     if (cJSON_IsNumber(req)) {
         o->has_req = 1;
@@ -1035,7 +1056,8 @@ static void s_event_worker(zq_broker_t *self, int ev, const s_worker_t *w)
     s_event_end(self, o);
 }
 
-/* Send the outbox. ok = 0: the commit failed (see the top of this file). */
+/* Send the outbox. ok = 0: the commit failed (see the top of this file); ok = -1: no
+ * commit yet (it was deferred): only the replies that promise nothing go now. */
 static void s_flush(zq_broker_t *self, int ok)
 {
     const char *base = self->arena.p;
@@ -1044,6 +1066,13 @@ static void s_flush(zq_broker_t *self, int ok)
         s_out_t *o = &self->out[i];
         const char *text = base + o->text_off;
         size_t len = o->len;
+        if (o->kind == OB_SENT)
+            continue;
+        if (ok < 0) {
+            if (o->kind != OB_REPLY || o->durable)
+                continue;
+            o->kind = OB_SENT;
+        }
         if (o->kind == OB_EVENT) {
             if (!ok)
                 continue;
@@ -1090,6 +1119,8 @@ static void s_flush(zq_broker_t *self, int ok)
             ZQ_WARN("broker: reply not sent: %s", zmq_strerror(e));
         }
     }
+    if (ok < 0)
+        return; /* the rest waits for the commit */
     if (self->arena.oom)
         ZQ_ERROR("broker: out of memory building replies; some were not sent");
     self->nout = 0;
@@ -1252,6 +1283,7 @@ static void s_notify(zq_broker_t *self, const char *id)
 {
     if (!s_map_get(&self->waits, id))
         return;
+    self->need_commit = 1; /* somebody waits for this end: commit and answer now */
     if (self->nnotify == self->notify_cap) {
         size_t nc = self->notify_cap ? self->notify_cap * 2 : 64;
         char **v = realloc(self->notify, nc * sizeof *v);
@@ -1441,6 +1473,7 @@ static s_task_t *s_task_load(zq_broker_t *self, const char *id)
 /* A held task goes back to waiting (worker lost, RETURN): first in line, redelivered. */
 static void s_requeue_held(zq_broker_t *self, s_held_t *h)
 {
+    self->need_commit = 1; /* it may be handed out again right after the turn */
     int rc = zq_store_requeue(self->store, h->id);
     if (rc != ZQ_OK) {
         if (rc == ZQ_ESTORE)
@@ -1475,6 +1508,7 @@ static void s_fail_lost(zq_broker_t *self, const char *id, const char *worker, c
                            .exc_message = msg,
                            .runtime = -1};
     int rc = zq_store_set_state(self->store, &st, NULL);
+    self->need_commit = 1;
     if (rc == ZQ_ESTORE) {
         s_store_failed(self, "fail lost task", id);
         return;
@@ -1973,6 +2007,7 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
                           .parent_id = s.parent_id,
                           .root_id = s.root_id};
     int64_t rid = 0;
+    self->need_commit = 1; /* acknowledged (or dispatched, for a sub-task) after a commit */
     rc = zq_store_enqueue(self->store, &st, &rid);
     if (rc == ZQ_EDUPLICATE) {
         self->stats.duplicates++;
@@ -2116,7 +2151,151 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
     s_event_end(self, o);
 }
 
-/* STATE {"id","state","worker","timestamp",...} (docs §8). Applied idempotently. */
+/* The store write of a STATE body (validated by s_on_state). *result_out receives the
+ * SUCCESS value as JSON text (caller frees with cJSON_free). ZQ_ENOMEM. */
+static int s_state_fields(const cJSON *body, zq_store_state_t *st, char **result_out)
+{
+    memset(st, 0, sizeof *st);
+    *result_out = NULL;
+    st->id = zq_json_str(body, "id", NULL);
+    st->state = zq_state_canonical(zq_json_str(body, "state", NULL));
+    st->worker = zq_json_str(body, "worker", NULL);
+    if (st->worker && !zq_valid_token(st->worker))
+        st->worker = NULL;
+    const char *tss = zq_json_str(body, "timestamp", NULL);
+    if (!tss || zq_time_parse(tss, &st->timestamp) != ZQ_OK)
+        st->timestamp = zq_now();
+    st->runtime = -1;
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(body, "runtime");
+    if (cJSON_IsNumber(rt) && rt->valuedouble >= 0 && isfinite(rt->valuedouble))
+        st->runtime = rt->valuedouble;
+    const cJSON *exc = cJSON_GetObjectItemCaseSensitive(body, "exception");
+    if (cJSON_IsObject(exc)) {
+        st->exc_type = zq_json_str(exc, "type", "Exception");
+        st->exc_message = zq_json_str(exc, "message", "");
+    }
+    st->traceback = zq_json_str(body, "traceback", NULL);
+    const char *state = st->state;
+    int is_retry = !strcmp(state, ZQ_STATE_RETRY);
+    if (!strcmp(state, ZQ_STATE_SUCCESS)) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(body, "result");
+        if (r && !(*result_out = cJSON_PrintUnformatted(r)))
+            return ZQ_ENOMEM;
+        st->result = *result_out;
+    } else if ((zq_state_is_terminal(state) || is_retry) && !st->exc_type) {
+        st->exc_type = is_retry ? "Retry" : !strcmp(state, ZQ_STATE_REVOKED) ? "TaskRevokedError"
+                                                                             : "Exception";
+    }
+    if (is_retry) {
+        const char *etas = zq_json_str(body, "eta", NULL);
+        double eta = 0;
+        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(body, "countdown");
+        if (!etas || zq_time_parse(etas, &eta) != ZQ_OK)
+            eta = cJSON_IsNumber(cd) && isfinite(cd->valuedouble) ? st->timestamp + cd->valuedouble
+                                                                   : st->timestamp;
+        st->eta = eta > 0 ? eta : st->timestamp;
+    }
+    st->acks_late = !strcmp(state, ZQ_STATE_STARTED) && zq_json_bool(body, "acks_late", 0);
+    return ZQ_OK;
+}
+
+/* How far a state is in one run: RECEIVED 1, STARTED 2, RETRY and the terminal ones 3. */
+static int s_state_rank(const char *state)
+{
+    return !strcmp(state, ZQ_STATE_RECEIVED) ? 1 : !strcmp(state, ZQ_STATE_STARTED) ? 2 : 3;
+}
+
+/* Apply the STATEs of one task gathered during the turn as one store write, then publish
+ * their events and act on the outcome. */
+static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
+{
+    zq_store_state_t st;
+    char *result = NULL;
+    if (s_state_fields(p->final, &st, &result) != ZQ_OK) {
+        s_bad_upstream(self, "STATE %s: out of memory", p->id);
+        return;
+    }
+    double when;
+    if (p->received && p->received != p->final)
+        st.received_at = zq_time_parse(zq_json_str(p->received, "timestamp", ""), &when) == ZQ_OK
+                             ? when
+                             : st.timestamp;
+    if (p->started && p->started != p->final)
+        st.started_at = zq_time_parse(zq_json_str(p->started, "timestamp", ""), &when) == ZQ_OK
+                            ? when
+                            : st.timestamp;
+    zq_store_where_t where;
+    int rc = zq_store_set_state(self->store, &st, &where);
+    /* a RETRY is queued again at once: commit before it can be handed out. Other states
+     * may wait S_COMMIT_DELAY for the next commit unless a GET waits for them (s_notify) */
+    if (!strcmp(st.state, ZQ_STATE_RETRY))
+        self->need_commit = 1;
+    if (rc == ZQ_ESTORE) {
+        s_store_failed(self, "state", p->id);
+    } else if (rc == ZQ_OK) {
+        /* the events of the folded states too, in order */
+        const cJSON *earlier[2] = {p->received, p->started};
+        for (int i = 0; i < 2; i++) {
+            zq_store_state_t ev;
+            char *none = NULL; /* RECEIVED / STARTED carry no result */
+            if (earlier[i] && earlier[i] != p->final &&
+                s_state_fields(earlier[i], &ev, &none) == ZQ_OK)
+                s_state_event(self, earlier[i], &ev, NULL);
+            cJSON_free(none);
+        }
+        s_state_event(self, p->final, &st, result);
+        const char *state = st.state;
+        if (!strcmp(state, ZQ_STATE_RETRY)) {
+            self->stats.retried++;
+            s_queue_t *q = s_queue_get(self, where.queue);
+            if (q) {
+                q->n_sched++;
+                if (!q->sched_spilled ||
+                    !s_key_lt(q->sched_eta, q->sched_rid, where.eta, where.rid)) {
+                    s_task_t *t = s_task_load(self, p->id); /* the message says retries+1 */
+                    if (t)
+                        s_place(self, t, 0);
+                    else
+                        q->sched_spilled = 1;
+                }
+            }
+        } else if (zq_state_is_terminal(state)) {
+            if (!strcmp(state, ZQ_STATE_SUCCESS))
+                self->stats.succeeded++;
+            else if (!strcmp(state, ZQ_STATE_FAILURE))
+                self->stats.failed++;
+            else
+                self->stats.revoked++;
+            s_notify(self, p->id);
+        }
+    } else if (rc == ZQ_ESTATE) {
+        ZQ_DEBUG("broker: %s for task %s ignored: it is already %s", st.state, p->id,
+                 zq_store_get_state(self->store, p->id));
+    } else if (rc == ZQ_ENOTFOUND) {
+        s_bad_upstream(self, "STATE %s for unknown task %s", st.state, p->id);
+    }
+    cJSON_free(result);
+}
+
+/* Write every gathered STATE (end of the drain, before anything else reads the store). */
+static void s_flush_states(zq_broker_t *self)
+{
+    s_pend_t *p = self->pend_first;
+    self->pend_first = self->pend_last = NULL;
+    while (p) {
+        s_pend_t *next = p->next;
+        s_map_del(&self->pend, &p->node);
+        if (!self->batch_failed)
+            s_apply_pending(self, p);
+        free(p);
+        p = next;
+    }
+}
+
+/* STATE {"id","state","worker","timestamp",...} (docs §8). Credits come back at once; the
+ * store write waits for the end of the drain, where the STATEs of one task that arrived
+ * together (RECEIVED, STARTED, SUCCESS of a short task) become one write. body is kept
+ * alive by the turn (upkeep) until then. */
 static void s_on_state(zq_broker_t *self, const cJSON *body)
 {
     const char *id = zq_json_str(body, "id", NULL);
@@ -2131,98 +2310,47 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         return;
     }
     const char *worker = zq_json_str(body, "worker", NULL);
-    if (worker && !zq_valid_token(worker))
-        worker = NULL;
-    double ts = 0;
-    const char *tss = zq_json_str(body, "timestamp", NULL);
-    if (!tss || zq_time_parse(tss, &ts) != ZQ_OK)
-        ts = zq_now();
-    zq_store_state_t st = {.id = id, .state = state, .worker = worker, .timestamp = ts,
-                           .runtime = -1};
-    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(body, "runtime");
-    if (cJSON_IsNumber(rt) && rt->valuedouble >= 0 && isfinite(rt->valuedouble))
-        st.runtime = rt->valuedouble;
-    const cJSON *exc = cJSON_GetObjectItemCaseSensitive(body, "exception");
-    if (cJSON_IsObject(exc)) {
-        st.exc_type = zq_json_str(exc, "type", "Exception");
-        st.exc_message = zq_json_str(exc, "message", "");
+    int rank = s_state_rank(state);
+    s_held_t *h = s_held_find(self, id);
+    if (h) {
+        h->received = 1;
+        if (rank == 2) {
+            h->started = 1;
+            h->acks_late = zq_json_bool(body, "acks_late", 0);
+        }
+        /* a credit comes back; not to a worker that lost the task to another one */
+        if (rank == 3 && (!worker || !strcmp(worker, h->w->name)))
+            s_held_release(self, h, 0);
     }
-    st.traceback = zq_json_str(body, "traceback", NULL);
-    int terminal = zq_state_is_terminal(state);
-    int is_retry = !strcmp(state, ZQ_STATE_RETRY);
-    int is_started = !strcmp(state, ZQ_STATE_STARTED);
-    char *result = NULL;
-    if (!strcmp(state, ZQ_STATE_SUCCESS)) {
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(body, "result");
-        if (r && !(result = cJSON_PrintUnformatted(r))) {
+    s_pend_t *p = (s_pend_t *)s_map_get(&self->pend, id);
+    if (!p) {
+        size_t n = strlen(id);
+        p = calloc(1, sizeof *p + n + 1);
+        if (!p) {
             s_bad_upstream(self, "STATE %s: out of memory", id);
             return;
         }
-        st.result = result;
-    }
-    if ((terminal || is_retry) && !st.exc_type && strcmp(state, ZQ_STATE_SUCCESS) != 0)
-        st.exc_type = is_retry ? "Retry" : !strcmp(state, ZQ_STATE_REVOKED) ? "TaskRevokedError"
-                                                                            : "Exception";
-    if (is_retry) {
-        const char *etas = zq_json_str(body, "eta", NULL);
-        double eta = 0;
-        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(body, "countdown");
-        if (!etas || zq_time_parse(etas, &eta) != ZQ_OK)
-            eta = cJSON_IsNumber(cd) && isfinite(cd->valuedouble) ? ts + cd->valuedouble : ts;
-        st.eta = eta > 0 ? eta : ts;
-    }
-    st.acks_late = is_started && zq_json_bool(body, "acks_late", 0);
-    zq_store_where_t where;
-    int rc = zq_store_set_state(self->store, &st, &where);
-    if (rc == ZQ_ESTORE) {
-        s_store_failed(self, "state", id);
-        cJSON_free(result);
-        return;
-    }
-    s_held_t *h = s_held_find(self, id);
-    if (h) {
-        if (is_started || !strcmp(state, ZQ_STATE_RECEIVED))
-            h->received = 1;
-        if (is_started) {
-            h->started = 1;
-            h->acks_late = st.acks_late;
+        memcpy(p->id, id, n + 1);
+        p->node.key = p->id;
+        if (s_map_put(&self->pend, &p->node) != ZQ_OK) {
+            free(p);
+            s_bad_upstream(self, "STATE %s: out of memory", id);
+            return;
         }
-        /* a credit comes back; not to a worker that lost the task to another one */
-        if ((terminal || is_retry) && (!worker || !strcmp(worker, h->w->name) || rc == ZQ_OK))
-            s_held_release(self, h, 0);
+        if (self->pend_last)
+            self->pend_last->next = p;
+        else
+            self->pend_first = p;
+        self->pend_last = p;
+    } else if (s_state_rank(zq_json_str(p->final, "state", "")) == 3) {
+        return; /* the first end of a run wins, as in the store */
     }
-    if (rc == ZQ_OK) {
-        s_state_event(self, body, &st, result);
-        if (is_retry) {
-            self->stats.retried++;
-            s_queue_t *q = s_queue_get(self, where.queue);
-            if (q) {
-                q->n_sched++;
-                if (!q->sched_spilled ||
-                    !s_key_lt(q->sched_eta, q->sched_rid, where.eta, where.rid)) {
-                    s_task_t *t = s_task_load(self, id); /* the message now says retries+1 */
-                    if (t)
-                        s_place(self, t, 0);
-                    else
-                        q->sched_spilled = 1;
-                }
-            }
-        } else if (terminal) {
-            if (!strcmp(state, ZQ_STATE_SUCCESS))
-                self->stats.succeeded++;
-            else if (!strcmp(state, ZQ_STATE_FAILURE))
-                self->stats.failed++;
-            else
-                self->stats.revoked++;
-            s_notify(self, id);
-        }
-    } else if (rc == ZQ_ESTATE) {
-        ZQ_DEBUG("broker: %s for task %s ignored: it is already %s", state, id,
-                 zq_store_get_state(self->store, id));
-    } else if (rc == ZQ_ENOTFOUND) {
-        s_bad_upstream(self, "STATE %s for unknown task %s", state, id);
-    }
-    cJSON_free(result);
+    if (rank == 1 && !p->received)
+        p->received = body;
+    if (rank == 2 && !p->started)
+        p->started = body;
+    if (!p->final || rank >= s_state_rank(zq_json_str(p->final, "state", "")))
+        p->final = body;
 }
 
 /* RETURN {"worker","ids"}: tasks a worker will not run go back to the head of their queue. */
@@ -3048,6 +3176,7 @@ static void s_on_frontend(zq_broker_t *self, zq_msg_t *m)
 /* An orphan nobody claimed: handled as a task of a dead worker. */
 static void s_orphan_expire(zq_broker_t *self, s_orphan_t *o)
 {
+    self->need_commit = 1;
     s_map_del(&self->orphans, &o->node);
     s_task_t *t = o->task;
     if (o->started && !o->acks_late) {
@@ -3110,6 +3239,7 @@ static void s_timers(zq_broker_t *self)
     size_t i = 0;
     for (; i < self->nexpired && !self->batch_failed; i++) {
         s_task_t *t = self->expired[i];
+        self->need_commit = 1;
         int rc = zq_store_revoke_queued(self->store, t->id, 0, "expired", now, NULL);
         if (rc == ZQ_OK) {
             if (t->eta > 0)
@@ -3331,6 +3461,8 @@ static long s_next_timeout(zq_broker_t *self)
         t = fmin(t, self->orphan_deadline - mono);
     if (self->wheap_n)
         t = fmin(t, self->wheap[0]->deadline - mono);
+    if (self->tx_since)
+        t = fmin(t, self->tx_since + S_COMMIT_DELAY - mono);
     if (self->workers) {
         double eta[2] = {zq_now() + self->lookahead, INFINITY};
         s_map_each(&self->queues, s_eta_timer, eta);
@@ -3414,19 +3546,33 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
             }
         }
     }
+    s_flush_states(self);
     if (!self->batch_failed)
         s_timers(self);
     self->in_batch = 0;
+    if (!self->batch_failed && !self->need_commit && !self->force_commit &&
+        (!self->tx_since || s_mono() - self->tx_since < S_COMMIT_DELAY)) {
+        /* nothing waits for these writes: leave them for the next commit */
+        if (!self->tx_since)
+            self->tx_since = s_mono();
+        s_flush(self, -1);
+        return;
+    }
+    self->need_commit = 0;
+    self->tx_since = 0;
     int ok = !self->batch_failed && zq_store_commit(self->store) == ZQ_OK;
     if (!ok) {
         zq_store_rollback(self->store);
+        self->need_commit = 0;
+        self->tx_since = 0;
         self->stats.commit_failures++;
         self->stats.submitted -= self->batch_submitted;
-        ZQ_ERROR("broker: store: commit failed: %s: %ld task%s refused, %zu upstream message%s "
-                 "kept to apply again",
-                 zq_store_errmsg(self->store), self->batch_submitted,
-                 self->batch_submitted == 1 ? "" : "s", self->nupkeep,
-                 self->nupkeep == 1 ? "" : "s");
+        if (s_rate_ok(self, "commit", 6))
+            ZQ_ERROR("broker: store: commit failed: %s: %ld task%s refused, %zu upstream "
+                     "message%s kept to apply again",
+                     zq_store_errmsg(self->store), self->batch_submitted,
+                     self->batch_submitted == 1 ? "" : "s", self->nupkeep,
+                     self->nupkeep == 1 ? "" : "s");
         s_flush(self, 0);
         /* keep the upstream messages: the results they carry exist nowhere else */
         for (size_t i = 0; i < self->nupkeep; i++) {
@@ -3521,6 +3667,7 @@ static int s_turn(zq_broker_t *self)
             wv[i]->blocked = 0;
     int fr = (items[0].revents & ZMQ_POLLIN) != 0, ur = (items[1].revents & ZMQ_POLLIN) != 0;
     if (fr || ur || self->nexpired || (self->nretry && s_mono() >= self->retry_after) ||
+        (self->tx_since && s_mono() - self->tx_since >= S_COMMIT_DELAY) ||
         s_next_timeout(self) == 0)
         s_batch(self, fr, ur);
     s_serve_waits(self);
@@ -3574,7 +3721,8 @@ static void *s_bind(zq_broker_t *self, int type, const char *what, const char *e
         return NULL;
     }
     zq_socket_defaults(s);
-    int sndhwm = S_SNDHWM, rcvhwm = S_RCVHWM, one = 1;
+    /* events to a slow monitor are dropped past S_RCVHWM, not kept */
+    int sndhwm = type == ZMQ_XPUB ? S_RCVHWM : S_SNDHWM, rcvhwm = S_RCVHWM, one = 1;
     zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
     zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     if (type == ZMQ_ROUTER)
@@ -3748,6 +3896,7 @@ void zq_broker_destroy(zq_broker_t **self_p)
     free(self->waits.b);
     free(self->queues.b);
     free(self->held.b);
+    free(self->pend.b);
     free(self->wheap);
     for (size_t i = 0; i < self->nexpired; i++)
         free(self->expired[i]);
@@ -3796,6 +3945,11 @@ int zq_broker_run(zq_broker_t *self)
     while (!self->stop) {
         if (s_turn(self) != ZQ_OK)
             return ZQ_EIO;
+    }
+    if (self->tx_since) { /* writes left for a later commit: commit them now */
+        self->force_commit = 1;
+        s_batch(self, 0, 0);
+        self->force_commit = 0;
     }
     long waiting = zq_store_count_unfinished(self->store);
     ZQ_INFO("zq-broker: shutting down: %ld unfinished task%s kept in %s", waiting > 0 ? waiting : 0,

@@ -5,6 +5,10 @@
  *
  * Single-threaded: zq_broker_run() owns every socket and the store. zq_broker_stop() is
  * the only call that may come from another thread or a signal handler.
+ *
+ * Durability: a SUBMIT is acknowledged only after the transaction holding it committed
+ * (group commit: one per loop turn). State changes nobody waits for yet (no reply, no
+ * parked GET, nothing to hand out) may wait up to 20 ms for the next commit.
  */
 #ifndef ZQ_BROKER_H
 #define ZQ_BROKER_H

@@ -39,7 +39,7 @@
 
 /* SQLite page cache, KiB. Bounded so that a million queued tasks stay well inside the
  * broker's memory budget (the rows themselves stay on disk). */
-#define STORE_CACHE_KIB 16384
+#define STORE_CACHE_KIB 65536
 /* How long opening waits on a lock held by another process (an sqlite3 shell). ms.
  * While the broker runs it holds the database exclusively (locking_mode=EXCLUSIVE: no
  * file lock or shared-memory traffic per transaction); inspect it with zq-ctl instead. */
@@ -93,16 +93,19 @@ static const char *const s_sql[ST_COUNT] = {
     [ST_RECEIVED] = "UPDATE tasks SET state='RECEIVED',worker=coalesce(?2,worker),"
                     "date_received=?3 WHERE id=?1 AND state IN ('PENDING','RETRY')",
     [ST_STARTED] = "UPDATE tasks SET state='STARTED',worker=coalesce(?2,worker),"
-                   "date_started=?3,acks_late=?4 WHERE id=?1 AND state IN "
-                   "('PENDING','RETRY','RECEIVED')",
+                   "date_started=?3,acks_late=?4,date_received=coalesce(?5,date_received) "
+                   "WHERE id=?1 AND state IN ('PENDING','RETRY','RECEIVED')",
     [ST_TERMINAL] = "UPDATE tasks SET state=?2,worker=coalesce(?3,worker),date_done=?4,"
                     "result=CASE WHEN ignore_result THEN NULL ELSE ?5 END,exc_type=?6,"
-                    "exc_message=?7,traceback=?8,runtime=?9 "
+                    "exc_message=?7,traceback=?8,runtime=?9,"
+                    "date_received=coalesce(?10,date_received),"
+                    "date_started=coalesce(?11,date_started) "
                     "WHERE id=?1 AND state NOT IN " TERMINAL_SQL,
     /* the stored message is rewritten in SQL (JSON1): no parse/print round trip in C */
     [ST_RETRY] = "UPDATE tasks SET state='RETRY',worker=coalesce(?2,worker),exc_type=?3,"
                  "exc_message=?4,traceback=?5,retries=retries+1,eta=?6,"
-                 "msg=json_set(msg,'$.retries',retries+1,'$.eta',?7) "
+                 "msg=json_set(msg,'$.retries',retries+1,'$.eta',?7),"
+                 "date_received=coalesce(?8,date_received),date_started=coalesce(?9,date_started) "
                  "WHERE id=?1 AND state NOT IN " TERMINAL_SQL,
     [ST_REQUEUE] = "UPDATE tasks SET state='PENDING' WHERE id=?1 AND state IN "
                    "('RECEIVED','STARTED')",
@@ -173,7 +176,8 @@ static const char s_schema_v1[] =
     "CREATE INDEX tasks_ready ON tasks(queue,rid) WHERE state='PENDING' AND eta IS NULL;"
     "CREATE INDEX tasks_sched ON tasks(queue,eta,rid) WHERE eta IS NOT NULL AND state IN "
     " ('PENDING','RETRY');"
-    "CREATE INDEX tasks_inflight ON tasks(state) WHERE state IN ('RECEIVED','STARTED');"
+    /* keyed by rid, not state: RECEIVED -> STARTED does not move the entry */
+    "CREATE INDEX tasks_inflight ON tasks(rid) WHERE state IN ('RECEIVED','STARTED');"
     "CREATE TABLE revoked (id TEXT PRIMARY KEY, ts REAL NOT NULL);";
 
 struct zq_store {
@@ -395,6 +399,13 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
         s_fmt(err, errlen, "cannot migrate %s: %s", path, self->errbuf);
         goto fail;
     }
+    /* testing aid: a database capped at N pages fails writes as a full disk would */
+    const char *maxp = getenv("ZQ_STORE_MAX_PAGES");
+    if (maxp && atol(maxp) > 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count=%ld", atol(maxp));
+        s_exec(self, sql);
+    }
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->st[i],
                                NULL) != SQLITE_OK) {
@@ -567,6 +578,7 @@ int zq_store_set_state(zq_store_t *self, const zq_store_state_t *s, zq_store_whe
         st = self->st[which];
         sqlite3_bind_double(st, 3, ts);
         sqlite3_bind_int(st, 4, s->acks_late > 0);
+        s_bind_time(st, 5, s->received_at);
     } else if (state == s_states[3]) { /* RETRY */
         which = ST_RETRY;
         st = self->st[which];
@@ -576,6 +588,8 @@ int zq_store_set_state(zq_store_t *self, const zq_store_state_t *s, zq_store_whe
         s_bind_text(st, 5, s->traceback);
         sqlite3_bind_double(st, 6, eta);
         sqlite3_bind_text(st, 7, zq_time_iso(eta, iso, sizeof iso), -1, SQLITE_STATIC);
+        s_bind_time(st, 8, s->received_at);
+        s_bind_time(st, 9, s->started_at);
     } else { /* terminal */
         which = ST_TERMINAL;
         st = self->st[which];
@@ -589,6 +603,8 @@ int zq_store_set_state(zq_store_t *self, const zq_store_state_t *s, zq_store_whe
             sqlite3_bind_double(st, 9, s->runtime);
         else
             sqlite3_bind_null(st, 9);
+        s_bind_time(st, 10, s->received_at);
+        s_bind_time(st, 11, s->started_at);
     }
     s_bind_text(st, 1, s->id);
     s_bind_text(st, 2 + (which == ST_TERMINAL), s->worker);

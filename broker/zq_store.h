@@ -45,7 +45,8 @@ int zq_store_parse_sync(const char *s, zq_store_sync_t *out);
 const char *zq_store_sync_name(zq_store_sync_t sync);
 
 /* Open (creating when needed, mode 0700) the data directory dir and the database in it,
- * migrating the schema. On failure returns NULL and writes a one-line reason into err
+ * migrating the schema. Testing aid: $ZQ_STORE_MAX_PAGES=N caps the database at N pages
+ * of 4 KiB, so that writes fail as on a full disk. On failure returns NULL and writes a one-line reason into err
  * (errlen bytes, may be NULL). Caller owns return value and must destroy it. */
 zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size_t errlen);
 /* Commit what is pending (if a transaction is open), close, free. NULL-safe; clears *self_p. */
@@ -100,6 +101,10 @@ typedef struct {
     double runtime;        /* seconds; < 0 = none */
     double eta;            /* RETRY: when to run again (0 = timestamp) */
     int acks_late;         /* STARTED: 1 if the task is acks_late */
+    /* Earlier states of the same run folded into this write (the broker coalesces the
+     * STATEs of one task that arrive in one batch): their dates; 0 = not given. */
+    double received_at;    /* STARTED, RETRY, terminal */
+    double started_at;     /* RETRY, terminal */
 } zq_store_state_t;
 
 /* Where a task lives: filled in by the calls that move a task back to waiting. */

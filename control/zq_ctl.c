@@ -121,12 +121,17 @@ static int s_cmd_call(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err)
         s_print_json(out, cli->json ? rec : value);
     } else if (rc == ZQ_EREMOTE && rec) {
         if (cli->json)
+            s_print_json(out, rec); /* the record says it all */
+        else
+            s_print_failure(err, rec);
+        code = ZQ_EXIT_FAIL;
+    } else if (rc == ZQ_ETIMEOUT && rec && cJSON_IsTrue(cJSON_GetObjectItem(rec, "timeout"))) {
+        if (cli->json)
             s_print_json(out, rec);
-        s_print_failure(err, rec);
+        fprintf(err, "Error: timed out after %gs waiting for task %s (state %s)\n", cli->timeout,
+                zq_result_id(r), zq_json_str(rec, "state", "PENDING"));
         code = ZQ_EXIT_FAIL;
     } else {
-        if (cli->json && rec)
-            s_print_json(out, rec);
         code = s_fail(err, c, rc);
         if (rc == ZQ_EINVAL || rc == ZQ_ENOTFOUND)
             code = ZQ_EXIT_FAIL; /* the broker's verdict on a task, not a usage error */
@@ -202,8 +207,8 @@ static int s_cmd_result(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *er
         s_print_json(out, v ? v : null);
         cJSON_Delete(null);
     }
-    if (code != ZQ_EXIT_OK && !cli->traceback && s_is_terminal(state))
-        s_print_failure(err, rec);
+    if (code != ZQ_EXIT_OK && !cli->traceback && !cli->json && s_is_terminal(state))
+        s_print_failure(err, rec); /* --json: the record says it all */
 done:
     zq_result_destroy(&r);
     return code;
@@ -452,6 +457,41 @@ static void s_print_event(FILE *out, const cJSON *ev)
     fflush(out);
 }
 
+/* One event: [topic][ZQP01][JSON object] (docs/protocol.md §4). Returns the body (caller
+ * owns), or NULL for a malformed message, which is consumed whole. */
+static cJSON *s_recv_event(void *sub)
+{
+    zmq_msg_t f[3];
+    size_t n = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sub, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        more = zmq_msg_more(&part);
+        if (n < 3)
+            f[n] = part;
+        else
+            zmq_msg_close(&part);
+        n++;
+    }
+    cJSON *body = NULL;
+    if (n == 3 && zmq_msg_size(&f[1]) == strlen(ZQ_PROTO_VERSION) &&
+        !memcmp(zmq_msg_data(&f[1]), ZQ_PROTO_VERSION, strlen(ZQ_PROTO_VERSION))) {
+        body = cJSON_ParseWithLength(zmq_msg_data(&f[2]), zmq_msg_size(&f[2]));
+        if (!cJSON_IsObject(body)) {
+            cJSON_Delete(body);
+            body = NULL;
+        }
+    }
+    for (size_t i = 0; i < n && i < 3; i++)
+        zmq_msg_close(&f[i]);
+    return body;
+}
+
 static int s_cmd_events(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err)
 {
     cJSON *info = NULL;
@@ -491,26 +531,22 @@ static int s_cmd_events(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *er
     s_interrupted = 0;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    long seen = 0;
+    long seen = 0, bad = 0;
     while (!s_interrupted && (cli->limit == 0 || seen < cli->limit)) {
         zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, S_EVENTS_TICK_MS) <= 0)
             continue;
-        zq_msg_t m;
-        char why[160];
-        /* [topic][ZQP01][body]: the topic takes the identity's place */
-        rc = zq_msg_recv(sub, 1, &m, ZMQ_DONTWAIT, why, sizeof why);
-        if (rc == ZQ_EPROTO) {
-            ZQ_WARN("events: dropped a malformed event: %s", why);
+        cJSON *ev = s_recv_event(sub);
+        if (!ev) {
+            if (!bad++)
+                ZQ_WARN("events: dropped a malformed event from %s (logged once)", ep);
             continue;
         }
-        if (rc != ZQ_OK)
-            continue;
         if (cli->json)
-            s_print_json(out, m.body);
+            s_print_json(out, ev);
         else
-            s_print_event(out, m.body);
-        zq_msg_clear(&m);
+            s_print_event(out, ev);
+        cJSON_Delete(ev);
         seen++;
     }
     sigaction(SIGINT, &old_int, NULL);

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import math
 import os
+import resource
 import sys
 import time
 import uuid
@@ -54,6 +55,11 @@ class Line:
     def __init__(self, a):
         self.d = {"system": "celery", "scenario": a.scenario, "case": a.case, "rep": a.rep,
                   "figures": {}, "detail": {}}
+        self.load = os.getloadavg()[0]  # the machine may be shared: how busy it was
+
+    def set(self, figures, detail):
+        self.d["figures"] = figures
+        self.d["detail"] = dict(detail, loadavg_1m=self.load)
 
     def error(self, msg):
         self.d.setdefault("error", msg)
@@ -98,6 +104,7 @@ def cmd_throughput(t, a):
         r.set(t.DONE_KEY, 0)
     results = []
     t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     if a.ignore_result:
         for i in range(n):
             t.add_counted.delay(i, i)
@@ -127,9 +134,12 @@ def cmd_throughput(t, a):
         if bad:
             line.error("%d wrong results" % bad)
     t_end = time.perf_counter()
-    line.d["figures"] = {"e2e_per_s": n / (t_end - t0), "accept_per_s": n / (t_acc - t0)}
-    line.d["detail"] = {"n": n, "accepted_s": t_acc - t0, "total_s": t_end - t0,
-                        "ignore_result": int(a.ignore_result), "bad_results": bad}
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    line.set({"e2e_per_s": n / (t_end - t0), "accept_per_s": n / (t_acc - t0),
+              "client_cpu_us_per_task": cpu * 1e6 / n},
+             {"n": n, "accepted_s": t_acc - t0, "total_s": t_end - t0,
+              "ignore_result": int(a.ignore_result), "bad_results": bad})
     return line.emit()
 
 
@@ -150,9 +160,9 @@ def cmd_latency(t, a):
         if i >= 0:
             lat.append(d)
     dd = dist_ms(lat)
-    line.d["figures"] = {k: dd[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms") if k in dd}
-    line.d["detail"] = {"n": len(lat), "warmup": a.warmup,
-                        "min_ms": dd.get("min_ms"), "mean_ms": dd.get("mean_ms")}
+    line.set({k: dd[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms") if k in dd},
+             {"n": len(lat), "warmup": a.warmup,
+              "min_ms": dd.get("min_ms"), "mean_ms": dd.get("mean_ms")})
     return line.emit()
 
 
@@ -174,12 +184,12 @@ def cmd_countdown(t, a):
         late.append(v["started"] - iso_ts(v["eta"]))
         late_client.append(v["started"] - (ts + a.countdown))
     d = dist_ms(late)
-    line.d["figures"] = {"late_p50_ms": d.get("p50_ms"), "late_p99_ms": d.get("p99_ms"),
-                         "late_max_ms": d.get("max_ms"),
-                         "early_count": sum(1 for x in late if x < 0)}
-    line.d["detail"] = {"n": len(late), "countdown_s": a.countdown, "gap_ms": a.gap_ms,
-                        "late_vs_eta": d,
-                        "late_vs_client_send_plus_countdown": dist_ms(late_client)}
+    line.set({"late_p50_ms": d.get("p50_ms"), "late_p99_ms": d.get("p99_ms"),
+              "late_max_ms": d.get("max_ms"),
+              "early_count": sum(1 for x in late if x < 0)},
+             {"n": len(late), "countdown_s": a.countdown, "gap_ms": a.gap_ms,
+              "late_vs_eta": d,
+              "late_vs_client_send_plus_countdown": dist_ms(late_client)})
     return line.emit()
 
 
@@ -221,9 +231,9 @@ def cmd_prefill(t, a):
                 pipe.execute()
         pipe.execute()
     t1 = time.perf_counter()
-    line.d["figures"] = {"prefill_per_s": n / (t1 - t0)}
-    line.d["detail"] = {"n": n, "queued": r.llen(queue), "countdown_s": a.countdown,
-                        "method": "template message + redis pipeline"}
+    line.set({"prefill_per_s": n / (t1 - t0)},
+             {"n": n, "queued": r.llen(queue), "countdown_s": a.countdown,
+              "method": "template message + redis pipeline"})
     return line.emit()
 
 
@@ -256,10 +266,10 @@ def cmd_drain(t, a):
             late += 1
     if bad or failed:
         line.error("%d tasks did not succeed, %d wrong results" % (failed, bad))
-    line.d["figures"] = {"drain_per_s": n / (end - a.t0)}
-    line.d["detail"] = {"n": n, "drain_s": end - a.t0, "tail_checked": len(tail),
-                        "samples_checked": len(samples),
-                        "samples_done_after_clock_stopped": late}
+    line.set({"drain_per_s": n / (end - a.t0)},
+             {"n": n, "drain_s": end - a.t0, "tail_checked": len(tail),
+              "samples_checked": len(samples),
+              "samples_done_after_clock_stopped": late})
     return line.emit()
 
 

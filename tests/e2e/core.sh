@@ -55,7 +55,7 @@ ctl --timeout 20 result "$dv" >/dev/null 2>&1
 j=$(ctl --json result "$dv")
 assert_contains "div(4,0) fails" '"state":"FAILURE"' "$j"
 assert_contains "div(4,0) max retries" "MaxRetriesExceededError" "$j"
-assert_contains "div(4,0) message" "Can't retry tasks.div[$dv] args:(4, 0) kwargs:{}" "$j"
+assert_contains "div(4,0) message" "Can't retry tasks.div[$dv] args:(4, 0) kwargs:{'countdown': 0.1}" "$j"
 assert_contains "div(4,0) retried once" '"retries":1' "$j"
 assert_file_contains "div logs the error" "Error ZeroDivisionError" "$T/w1@e2e.log"
 cr=$(ctl call tasks.crash)

@@ -669,6 +669,43 @@ START_TEST(test_sync_names)
 }
 END_TEST
 
+START_TEST(test_disk_full)
+{
+    zq_store_destroy(&s_st);
+    setenv("ZQ_STORE_MAX_PAGES", "40", 1);
+    char err[256] = "";
+    s_st = zq_store_open(s_dir, ZQ_STORE_SYNC_OFF, err, sizeof err);
+    unsetenv("ZQ_STORE_MAX_PAGES");
+    ck_assert_msg(s_st != NULL, "%s", err);
+    s_add("first", "celery", 0, 0);
+    /* a batch that does not fit: the write fails, the transaction is gone, nothing of it
+     * stays, and what was committed before is intact */
+    ck_assert_int_eq(zq_store_begin(s_st), ZQ_OK);
+    char big[3000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    int rc = ZQ_OK, i;
+    for (i = 0; i < 1000 && rc == ZQ_OK; i++) {
+        char id[32], msg[3100];
+        snprintf(id, sizeof id, "big%d", i);
+        snprintf(msg, sizeof msg, "{\"id\":\"%s\",\"pad\":\"%s\"}", id, big);
+        zq_store_task_t t = {.id = id, .task = "t.x", .queue = "celery", .msg = msg,
+                             .msglen = strlen(msg)};
+        rc = zq_store_enqueue(s_st, &t, NULL);
+    }
+    ck_assert_int_eq(rc, ZQ_ESTORE);
+    ck_assert_msg(strstr(zq_store_errmsg(s_st), "full") != NULL, "%s", zq_store_errmsg(s_st));
+    if (zq_store_in_tx(s_st))
+        ck_assert_int_eq(zq_store_commit(s_st), ZQ_OK); /* only the failed statement undone */
+    else
+        zq_store_rollback(s_st);
+    ck_assert_str_eq(zq_store_get_state(s_st, "first"), "PENDING");
+    char last[32];
+    snprintf(last, sizeof last, "big%d", i - 1);
+    ck_assert_ptr_null(zq_store_get_state(s_st, last));
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("store");
@@ -701,6 +738,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_revoke_durable);
     tcase_add_test(tc, test_recover_after_reopen);
     tcase_add_test(tc, test_rollback);
+    tcase_add_test(tc, test_disk_full);
     suite_add_tcase(s, tc);
     tc = tcase_create("open");
     tcase_add_checked_fixture(tc, setup, teardown);
