@@ -1020,6 +1020,7 @@ static void s_event_end(zq_broker_t *self, s_out_t *o)
 {
     s_put(&self->arena, "}", 1);
     o->len = self->arena.len - o->text_off;
+    self->stats.events++;
 }
 
 /* task-revoked for a task that ended at the broker. */
@@ -2531,10 +2532,10 @@ static void s_on_info(zq_broker_t *self, zq_msg_t *m)
              ",\"stats\":{\"submitted\":%ld,\"duplicates\":%ld,\"dispatched\":%ld,"
              "\"succeeded\":%ld,\"failed\":%ld,\"revoked\":%ld,\"retried\":%ld,"
              "\"bad_messages\":%ld,\"commits\":%ld,\"commit_failures\":%ld,\"recovered\":%ld,"
-             "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu}",
+             "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu,\"events\":%ld}",
              s->submitted, s->duplicates, s->dispatched, s->succeeded, s->failed, s->revoked,
              s->retried, s->bad_messages, s->commits, s->commit_failures, s->recovered,
-             self->nworkers, self->held.n, self->nwaiters);
+             self->nworkers, self->held.n, self->nwaiters, s->events);
     s_reply_end(self, o);
 }
 
@@ -3136,6 +3137,202 @@ static void s_on_scheduled(zq_broker_t *self, zq_msg_t *m)
     s_reply_end(self, o);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Monitor requests: TASKS (a filtered, paged listing of the store) and STATS (counts by
+ * state and per worker). Both read the store's authoritative state, so a monitor is right
+ * from its first request (docs/monitor.md).
+ */
+#define S_TASKS_MAX_BYTES (ZQ_MAX_MSG_SIZE / 2) /* a page stops growing here: "truncated" */
+#define S_SEARCH_MAX 256                        /* bytes of a TASKS "search" */
+
+/* An optional string member: absent/null -> *out NULL; ZQ_EINVAL when not a string that
+ * passes check (NULL: any non-empty string up to S_SEARCH_MAX bytes). */
+static int s_opt_str(const cJSON *body, const char *key, int (*check)(const char *),
+                     const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
+    *out = NULL;
+    if (S_ABSENT(v))
+        return ZQ_OK;
+    if (!cJSON_IsString(v) || !*v->valuestring)
+        return ZQ_EINVAL;
+    if (check ? !check(v->valuestring) : strlen(v->valuestring) > S_SEARCH_MAX)
+        return ZQ_EINVAL;
+    *out = v->valuestring;
+    return ZQ_OK;
+}
+
+static int s_opt_long(const cJSON *body, const char *key, double lo, double hi, long *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
+    if (S_ABSENT(v))
+        return ZQ_OK;
+    if (!s_is_int(v, lo, hi))
+        return ZQ_EINVAL;
+    *out = (long)v->valuedouble;
+    return ZQ_OK;
+}
+
+static int s_opt_time(const cJSON *body, const char *key, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
+    *out = 0;
+    if (S_ABSENT(v))
+        return ZQ_OK;
+    if (!cJSON_IsString(v) || zq_time_parse(v->valuestring, out) != ZQ_OK)
+        return ZQ_EINVAL;
+    return ZQ_OK;
+}
+
+static void s_on_tasks(zq_broker_t *self, zq_msg_t *m)
+{
+    zq_store_query_t q = {0};
+    q.limit = 100;
+    const cJSON *b = m->body;
+    if (s_opt_long(b, "limit", 1, ZQ_STORE_LIST_MAX, &q.limit) != ZQ_OK) {
+        S_INVAL(self, m, "TASKS: limit: must be an integer from 1 to %d", ZQ_STORE_LIST_MAX);
+        return;
+    }
+    if (s_opt_long(b, "offset", 0, 1e12, &q.offset) != ZQ_OK) {
+        S_INVAL(self, m, "TASKS: offset: must be an integer >= 0");
+        return;
+    }
+    if (s_opt_str(b, "sort_by", zq_store_sort_valid, &q.sort_by) != ZQ_OK) {
+        S_INVAL(self, m, "TASKS: sort_by: must be one of name, id, state, queue, sent, received, "
+                         "started, done, runtime, worker, retries, eta, expires (\"-\" first for "
+                         "descending)");
+        return;
+    }
+    if (s_opt_str(b, "state", zq_store_states_valid, &q.state) != ZQ_OK) {
+        S_INVAL(self, m, "TASKS: state: must be a state name (PENDING, RECEIVED, STARTED, RETRY, "
+                         "SUCCESS, FAILURE, REVOKED) or a comma-separated list of them");
+        return;
+    }
+    static const char *const names[] = {"taskname", "workername", "parent_id", "root_id"};
+    const char **dst[] = {&q.task, &q.worker, &q.parent_id, &q.root_id};
+    for (int i = 0; i < 4; i++) {
+        if (s_opt_str(b, names[i], zq_valid_token, dst[i]) != ZQ_OK) {
+            S_INVAL(self, m, "TASKS: %s: must be a name (1-255 printable characters, no spaces)",
+                    names[i]);
+            return;
+        }
+    }
+    if (s_opt_str(b, "search", NULL, &q.search) != ZQ_OK) {
+        S_INVAL(self, m, "TASKS: search: must be a string of 1 to %d bytes", S_SEARCH_MAX);
+        return;
+    }
+    if (s_opt_time(b, "received_start", &q.received_start) != ZQ_OK ||
+        s_opt_time(b, "received_end", &q.received_end) != ZQ_OK) {
+        S_INVAL(self, m, "TASKS: received_start, received_end: must be ISO 8601 date/times");
+        return;
+    }
+    q.max_bytes = S_TASKS_MAX_BYTES;
+    char *text = NULL;
+    size_t len = 0;
+    long total = 0;
+    int truncated = 0;
+    int rc = zq_store_list_tasks(self->store, &q, &text, &len, &total, &truncated);
+    if (rc != ZQ_OK) {
+        if (rc == ZQ_EINVAL)
+            S_INVAL(self, m, "TASKS: %s", zq_store_errmsg(self->store));
+        else if (rc == ZQ_ESTORE)
+            s_store_failed(self, "task list", NULL);
+        if (rc != ZQ_EINVAL)
+            s_reply_error(self, m, rc == ZQ_ESTORE ? ZQ_WERR_STORE : S_INTERNAL, "TASKS: %s",
+                          rc == ZQ_ESTORE ? zq_store_errmsg(self->store) : "out of memory");
+        return;
+    }
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (o) {
+        s_buf_t *a = &self->arena;
+        s_member(a, "tasks");
+        s_put(a, text, len);
+        s_printf(a, ",\"total\":%ld,\"limit\":%ld,\"offset\":%ld,\"truncated\":%s", total, q.limit,
+                 q.offset, truncated ? "true" : "false");
+        s_reply_end(self, o);
+    }
+    free(text);
+}
+
+typedef struct {
+    zq_broker_t *self;
+    s_buf_t *b;
+    int first;
+    const s_worker_t **seen; /* live workers already listed (from the store's counts) */
+    int nseen, cap;
+} s_wstats_t;
+
+static void s_wstats_live(s_buf_t *b, const s_worker_t *w)
+{
+    s_printf(b, ",\"online\":%s,\"active\":%ld,\"held\":%d,\"concurrency\":%d", w ? "true" : "false",
+             w ? w->active : 0, w ? w->held + w->held_eta : 0, w ? w->concurrency : 0);
+    s_member(b, "last_heartbeat");
+    s_jtime(b, w ? w->hb_wall : 0);
+}
+
+static int s_wstats_row(void *arg, const char *worker, long succeeded, long failed, long retried)
+{
+    s_wstats_t *l = arg;
+    s_buf_t *b = l->b;
+    s_puts(b, l->first ? "{\"name\":" : ",{\"name\":");
+    l->first = 0;
+    s_jstr(b, worker);
+    s_printf(b, ",\"processed\":%ld,\"succeeded\":%ld,\"failed\":%ld,\"retried\":%ld",
+             succeeded + failed + retried, succeeded, failed, retried);
+    s_worker_t *w = s_worker_find(l->self, worker);
+    s_wstats_live(b, w);
+    s_put(b, "}", 1);
+    if (w && l->nseen < l->cap)
+        l->seen[l->nseen++] = w;
+    return 0;
+}
+
+static void s_on_stats(zq_broker_t *self, zq_msg_t *m)
+{
+    zq_store_counts_t c;
+    if (zq_store_counts(self->store, &c) != ZQ_OK) {
+        s_store_failed(self, "stats", NULL);
+        s_reply_error(self, m, ZQ_WERR_STORE, "STATS: %s", zq_store_errmsg(self->store));
+        return;
+    }
+    s_out_t *o = s_reply_begin(self, m, 0);
+    if (!o)
+        return;
+    s_buf_t *b = &self->arena;
+    s_printf(b,
+             "\"tasks\":{\"PENDING\":%ld,\"RECEIVED\":%ld,\"STARTED\":%ld,\"RETRY\":%ld,"
+             "\"SUCCESS\":%ld,\"FAILURE\":%ld,\"REVOKED\":%ld,\"total\":%ld},\"retried\":%ld",
+             c.pending, c.received, c.started, c.retry, c.success, c.failure, c.revoked, c.total,
+             c.retried);
+    s_puts(b, ",\"workers\":[");
+    s_wstats_t l = {self, b, 1, NULL, 0, self->nworkers};
+    l.seen = calloc((size_t)self->nworkers + 1, sizeof *l.seen);
+    if (!l.seen)
+        l.cap = 0;
+    if (zq_store_worker_counts(self->store, s_wstats_row, &l) != ZQ_OK)
+        s_store_failed(self, "stats", NULL);
+    /* live workers that never ended a task are not in the store's counts */
+    for (s_worker_t *w = self->workers; w; w = w->next) {
+        int listed = 0;
+        for (int i = 0; i < l.nseen && !listed; i++)
+            listed = l.seen[i] == w;
+        if (listed)
+            continue;
+        s_puts(b, l.first ? "{\"name\":" : ",{\"name\":");
+        l.first = 0;
+        s_jstr(b, w->name);
+        s_puts(b, ",\"processed\":0,\"succeeded\":0,\"failed\":0,\"retried\":0");
+        s_wstats_live(b, w);
+        s_put(b, "}", 1);
+    }
+    free(l.seen);
+    s_puts(b, "]");
+    s_printf(b, ",\"events\":%ld,\"workers_online\":%d", self->stats.events, self->nworkers);
+    s_member(b, "started");
+    s_jstr(b, self->started_iso);
+    s_reply_end(self, o);
+}
+
 static void s_on_frontend(zq_broker_t *self, zq_msg_t *m)
 {
     const char *c = m->cmd;
@@ -3159,6 +3356,10 @@ static void s_on_frontend(zq_broker_t *self, zq_msg_t *m)
         s_on_queues(self, m);
     else if (!strcmp(c, ZQ_CMD_SCHEDULED))
         s_on_scheduled(self, m);
+    else if (!strcmp(c, ZQ_CMD_TASKS))
+        s_on_tasks(self, m);
+    else if (!strcmp(c, ZQ_CMD_STATS))
+        s_on_stats(self, m);
     else if (!strcmp(c, ZQ_CMD_PURGE))
         s_on_purge(self, m);
     else if (!strcmp(c, ZQ_CMD_REVOKE))

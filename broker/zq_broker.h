@@ -71,6 +71,7 @@ typedef struct {
     long bad_messages; /* rejected frontend and upstream messages */
     long commits, commit_failures;
     long recovered;    /* unfinished tasks found at startup */
+    long events;       /* events published (only while somebody subscribes) */
 } zq_broker_stats_t;
 void zq_broker_stats(const zq_broker_t *self, zq_broker_stats_t *out);
 

@@ -78,6 +78,10 @@ enum {
     ST_GET_STATE,
     ST_RECORD,
     ST_REVOKED_LIST,
+    ST_WORKER_OF,
+    ST_LIVE_READY,
+    ST_LIVE_SCHED,
+    ST_LIVE_INFLIGHT,
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
@@ -149,6 +153,13 @@ static const char *const s_sql[ST_COUNT] = {
     [ST_GET_STATE] = "SELECT state FROM tasks WHERE id=?1",
     [ST_RECORD] = "SELECT " RECORD_COLS " FROM tasks WHERE id=?1",
     [ST_REVOKED_LIST] = "SELECT id FROM revoked ORDER BY rowid DESC LIMIT ?1",
+    /* monitor counts: each one a scan of a partial index only, never of the table */
+    [ST_WORKER_OF] = "SELECT worker FROM tasks WHERE id=?1",
+    [ST_LIVE_READY] = "SELECT count(*) FROM tasks WHERE state='PENDING' AND eta IS NULL",
+    [ST_LIVE_SCHED] = "SELECT state,count(*) FROM tasks WHERE eta IS NOT NULL AND state IN "
+                      "('PENDING','RETRY') GROUP BY state",
+    [ST_LIVE_INFLIGHT] = "SELECT state,count(*) FROM tasks WHERE state IN ('RECEIVED','STARTED') "
+                         "GROUP BY state",
     [ST_BEGIN] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -180,12 +191,36 @@ static const char s_schema_v1[] =
     "CREATE INDEX tasks_inflight ON tasks(rid) WHERE state IN ('RECEIVED','STARTED');"
     "CREATE TABLE revoked (id TEXT PRIMARY KEY, ts REAL NOT NULL);";
 
+/* Version 2: the children of a task (monitor's task page, TASKS parent_id). Partial: only
+ * sub-tasks have an entry, so plain tasks cost nothing more to insert. */
+static const char s_schema_v2[] =
+    "CREATE INDEX tasks_parent ON tasks(parent_id) WHERE parent_id IS NOT NULL;";
+
+/* Monitor counters (zq_store_counts): terminal outcomes and retries, overall and per
+ * worker. One scan fills them on first use; from then on every write that ends or retries
+ * a task bumps them, so that STATS never scans the table. A rollback voids them (they may
+ * count writes that never happened): the next zq_store_counts scans again. */
+typedef struct {
+    char *name;
+    long succeeded, failed, retried;
+} s_wcount_t;
+
+typedef struct {
+    int valid;
+    long success, failure, revoked, retried;
+    s_wcount_t *w; /* open addressing on the name; NULL name = free slot */
+    size_t wcap, wn;
+} s_counts_t;
+
+#define S_WCOUNT_MAX 65536 /* distinct worker names counted; more are not itemised */
+
 struct zq_store {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     int in_tx;         /* our BEGIN is open */
     int lock_fd;       /* flock()ed LOCK file: one broker per data dir */
     char errbuf[512];  /* last error text */
+    s_counts_t counts; /* monitor counters, see s_counts_t */
 };
 
 static const char *const s_states[] = {ZQ_STATE_PENDING, ZQ_STATE_RECEIVED, ZQ_STATE_STARTED,
@@ -332,6 +367,10 @@ static int s_migrate(zq_store_t *self)
         rc = s_exec(self, s_schema_v1);
         v = 1;
     }
+    if (rc == ZQ_OK && v < 2) {
+        rc = s_exec(self, s_schema_v2);
+        v = 2;
+    }
     /* next: if (rc == ZQ_OK && v < 2) { rc = s_exec(self, "ALTER TABLE ..."); v = 2; } */
     if (rc == ZQ_OK) {
         char sql[64];
@@ -433,6 +472,9 @@ void zq_store_destroy(zq_store_t **self_p)
         sqlite3_close(self->db);
     if (self->lock_fd >= 0)
         close(self->lock_fd); /* releases the flock */
+    for (size_t i = 0; i < self->counts.wcap; i++)
+        free(self->counts.w[i].name);
+    free(self->counts.w);
     free(self);
     *self_p = NULL;
 }
@@ -445,11 +487,113 @@ static int s_run(zq_store_t *self, int which, const char *what)
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         s_seterr(self, what);
-        if (self->in_tx && sqlite3_get_autocommit(self->db))
+        if (self->in_tx && sqlite3_get_autocommit(self->db)) {
             self->in_tx = 0; /* SQLite rolled the whole transaction back */
+            self->counts.valid = 0;
+        }
         return ZQ_ESTORE;
     }
     return ZQ_OK;
+}
+
+/* ---- monitor counters (s_counts_t) ---- */
+
+static uint64_t s_name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* The counters of worker name, added when new; NULL past S_WCOUNT_MAX names or on ENOMEM. */
+static s_wcount_t *s_wcount(s_counts_t *c, const char *name)
+{
+    if (c->wcap) {
+        size_t i = s_name_hash(name) & (c->wcap - 1);
+        for (; c->w[i].name; i = (i + 1) & (c->wcap - 1))
+            if (!strcmp(c->w[i].name, name))
+                return &c->w[i];
+    }
+    if (c->wn >= S_WCOUNT_MAX)
+        return NULL;
+    if ((c->wn + 1) * 2 > c->wcap) {
+        size_t ncap = c->wcap ? c->wcap * 2 : 16;
+        s_wcount_t *nw = calloc(ncap, sizeof *nw);
+        if (!nw)
+            return NULL;
+        for (size_t k = 0; k < c->wcap; k++) {
+            if (!c->w[k].name)
+                continue;
+            size_t i = s_name_hash(c->w[k].name) & (ncap - 1);
+            while (nw[i].name)
+                i = (i + 1) & (ncap - 1);
+            nw[i] = c->w[k];
+        }
+        free(c->w);
+        c->w = nw;
+        c->wcap = ncap;
+    }
+    size_t i = s_name_hash(name) & (c->wcap - 1);
+    while (c->w[i].name)
+        i = (i + 1) & (c->wcap - 1);
+    c->w[i].name = strdup(name);
+    if (!c->w[i].name)
+        return NULL;
+    c->wn++;
+    return &c->w[i];
+}
+
+static void s_counts_reset(s_counts_t *c)
+{
+    for (size_t i = 0; i < c->wcap; i++) {
+        free(c->w[i].name);
+        memset(&c->w[i], 0, sizeof c->w[i]);
+    }
+    c->wn = 0;
+    c->success = c->failure = c->revoked = c->retried = 0;
+    c->valid = 0;
+}
+
+/* A write moved task id to state (terminal or RETRY) for worker (NULL: the row says). */
+static void s_count_state(zq_store_t *self, const char *state, const char *worker, const char *id)
+{
+    s_counts_t *c = &self->counts;
+    if (!c->valid)
+        return;
+    int retry = !strcmp(state, ZQ_STATE_RETRY);
+    if (retry)
+        c->retried++;
+    else if (!strcmp(state, ZQ_STATE_SUCCESS))
+        c->success++;
+    else if (!strcmp(state, ZQ_STATE_FAILURE))
+        c->failure++;
+    else if (!strcmp(state, ZQ_STATE_REVOKED))
+        c->revoked++;
+    else
+        return;
+    if (!strcmp(state, ZQ_STATE_REVOKED))
+        return; /* per worker: ran and ended (or retried) there */
+    sqlite3_stmt *st = NULL;
+    if (!worker) { /* rare: a lost task; ask the row, as a rescan would */
+        st = self->st[ST_WORKER_OF];
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            worker = (const char *)sqlite3_column_text(st, 0);
+    }
+    s_wcount_t *w = worker ? s_wcount(c, worker) : NULL;
+    if (w) {
+        if (retry)
+            w->retried++;
+        else if (!strcmp(state, ZQ_STATE_SUCCESS))
+            w->succeeded++;
+        else
+            w->failed++;
+    }
+    if (st)
+        sqlite3_reset(st);
 }
 
 int zq_store_begin(zq_store_t *self)
@@ -473,6 +617,8 @@ int zq_store_commit(zq_store_t *self)
         s_run(self, ST_ROLLBACK, "rollback");
         memcpy(self->errbuf, keep, sizeof keep);
     }
+    if (rc != ZQ_OK)
+        self->counts.valid = 0;
     self->in_tx = 0;
     return rc;
 }
@@ -484,6 +630,7 @@ void zq_store_rollback(zq_store_t *self)
     if (!sqlite3_get_autocommit(self->db))
         s_run(self, ST_ROLLBACK, "rollback");
     self->in_tx = 0;
+    self->counts.valid = 0;
 }
 
 int zq_store_in_tx(const zq_store_t *self)
@@ -612,6 +759,8 @@ int zq_store_set_state(zq_store_t *self, const zq_store_state_t *s, zq_store_whe
         return ZQ_ESTORE;
     if (sqlite3_changes(self->db) == 0)
         return s_why_unchanged(self, s->id);
+    if (which == ST_TERMINAL || which == ST_RETRY)
+        s_count_state(self, state, s->worker, s->id);
     if (where && which == ST_RETRY)
         return s_where(self, s->id, 0, where);
     return ZQ_OK;
@@ -649,6 +798,7 @@ int zq_store_revoke_queued(zq_store_t *self, const char *id, int64_t rid, const 
         return ZQ_ESTORE;
     if (sqlite3_changes(self->db) != 1)
         return ZQ_ESTATE;
+    self->counts.revoked++; /* harmless while !valid: a scan resets it */
     return where ? s_where(self, id, rid, where) : ZQ_OK;
 }
 
@@ -673,6 +823,7 @@ int zq_store_purge_disk(zq_store_t *self, const char *queue, int64_t ready_after
             return ZQ_ESTORE;
         n += sqlite3_changes(self->db);
     }
+    self->counts.revoked += n;
     if (count)
         *count = n;
     return ZQ_OK;
@@ -1066,6 +1217,72 @@ static void s_put_member_raw(s_buf_t *b, const char *msg, size_t len, const char
         s_puts(b, fallback);
 }
 
+/* The record (docs/protocol.md §9) of the current row of st, whose first columns are
+ * RECORD_COLS. */
+static void s_put_record(s_buf_t *b, sqlite3_stmt *st)
+{
+    const char *msg = (const char *)sqlite3_column_text(st, 3);
+    size_t msglen = (size_t)sqlite3_column_bytes(st, 3);
+    s_puts(b, "{\"id\":");
+    s_put_col_str(b, st, 0);
+    s_puts(b, ",\"task\":");
+    s_put_col_str(b, st, 1);
+    s_puts(b, ",\"state\":");
+    s_put_col_str(b, st, 4);
+    s_puts(b, ",\"result\":");
+    const char *result = (const char *)sqlite3_column_text(st, 5);
+    s_puts(b, result ? result : "null"); /* stored as JSON text */
+    s_puts(b, ",\"exception\":");
+    if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+        s_puts(b, "{\"type\":");
+        s_put_col_str(b, st, 6);
+        s_puts(b, ",\"message\":");
+        if (sqlite3_column_type(st, 7) == SQLITE_NULL)
+            s_puts(b, "\"\"");
+        else
+            s_put_col_str(b, st, 7);
+        s_puts(b, "}");
+    } else {
+        s_puts(b, "null");
+    }
+    s_puts(b, ",\"traceback\":");
+    s_put_col_str(b, st, 8);
+    char num[64];
+    snprintf(num, sizeof num, ",\"retries\":%d", sqlite3_column_int(st, 9));
+    s_puts(b, num);
+    s_puts(b, ",\"worker\":");
+    s_put_col_str(b, st, 10);
+    s_puts(b, ",\"queue\":");
+    s_put_col_str(b, st, 2);
+    s_puts(b, ",\"args\":");
+    s_put_member_raw(b, msg, msglen, "args", "[]");
+    s_puts(b, ",\"kwargs\":");
+    s_put_member_raw(b, msg, msglen, "kwargs", "{}");
+    s_puts(b, ",\"eta\":");
+    s_put_col_time(b, st, 11);
+    s_puts(b, ",\"expires\":");
+    s_put_col_time(b, st, 12);
+    s_puts(b, ",\"parent_id\":");
+    s_put_col_str(b, st, 13);
+    s_puts(b, ",\"root_id\":");
+    s_put_col_str(b, st, 14);
+    static const char *const dates[] = {"date_sent", "date_received", "date_started",
+                                        "date_done"};
+    for (int i = 0; i < 4; i++) {
+        s_puts(b, ",\"");
+        s_puts(b, dates[i]);
+        s_puts(b, "\":");
+        s_put_col_time(b, st, 15 + i);
+    }
+    s_puts(b, ",\"runtime\":");
+    if (sqlite3_column_type(st, 19) == SQLITE_NULL)
+        snprintf(num, sizeof num, "null");
+    else
+        snprintf(num, sizeof num, "%.6f", sqlite3_column_double(st, 19));
+    s_puts(b, num);
+    s_puts(b, ",\"known\":true}");
+}
+
 int zq_store_record_text(zq_store_t *self, const char *id, char **text_out, size_t *len_out)
 {
     sqlite3_stmt *st = self->st[ST_RECORD];
@@ -1073,66 +1290,7 @@ int zq_store_record_text(zq_store_t *self, const char *id, char **text_out, size
     s_buf_t b = {0};
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        const char *msg = (const char *)sqlite3_column_text(st, 3);
-        size_t msglen = (size_t)sqlite3_column_bytes(st, 3);
-        s_puts(&b, "{\"id\":");
-        s_put_col_str(&b, st, 0);
-        s_puts(&b, ",\"task\":");
-        s_put_col_str(&b, st, 1);
-        s_puts(&b, ",\"state\":");
-        s_put_col_str(&b, st, 4);
-        s_puts(&b, ",\"result\":");
-        const char *result = (const char *)sqlite3_column_text(st, 5);
-        s_puts(&b, result ? result : "null"); /* stored as JSON text */
-        s_puts(&b, ",\"exception\":");
-        if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-            s_puts(&b, "{\"type\":");
-            s_put_col_str(&b, st, 6);
-            s_puts(&b, ",\"message\":");
-            if (sqlite3_column_type(st, 7) == SQLITE_NULL)
-                s_puts(&b, "\"\"");
-            else
-                s_put_col_str(&b, st, 7);
-            s_puts(&b, "}");
-        } else {
-            s_puts(&b, "null");
-        }
-        s_puts(&b, ",\"traceback\":");
-        s_put_col_str(&b, st, 8);
-        char num[64];
-        snprintf(num, sizeof num, ",\"retries\":%d", sqlite3_column_int(st, 9));
-        s_puts(&b, num);
-        s_puts(&b, ",\"worker\":");
-        s_put_col_str(&b, st, 10);
-        s_puts(&b, ",\"queue\":");
-        s_put_col_str(&b, st, 2);
-        s_puts(&b, ",\"args\":");
-        s_put_member_raw(&b, msg, msglen, "args", "[]");
-        s_puts(&b, ",\"kwargs\":");
-        s_put_member_raw(&b, msg, msglen, "kwargs", "{}");
-        s_puts(&b, ",\"eta\":");
-        s_put_col_time(&b, st, 11);
-        s_puts(&b, ",\"expires\":");
-        s_put_col_time(&b, st, 12);
-        s_puts(&b, ",\"parent_id\":");
-        s_put_col_str(&b, st, 13);
-        s_puts(&b, ",\"root_id\":");
-        s_put_col_str(&b, st, 14);
-        static const char *const dates[] = {"date_sent", "date_received", "date_started",
-                                            "date_done"};
-        for (int i = 0; i < 4; i++) {
-            s_puts(&b, ",\"");
-            s_puts(&b, dates[i]);
-            s_puts(&b, "\":");
-            s_put_col_time(&b, st, 15 + i);
-        }
-        s_puts(&b, ",\"runtime\":");
-        if (sqlite3_column_type(st, 19) == SQLITE_NULL)
-            snprintf(num, sizeof num, "null");
-        else
-            snprintf(num, sizeof num, "%.6f", sqlite3_column_double(st, 19));
-        s_puts(&b, num);
-        s_puts(&b, ",\"known\":true}");
+        s_put_record(&b, st);
     } else if (rc == SQLITE_DONE) {
         s_puts(&b, "{\"id\":");
         s_put_jstr(&b, id);
@@ -1170,4 +1328,384 @@ int zq_store_get_record(zq_store_t *self, const char *id, cJSON **out)
     *out = cJSON_ParseWithLength(text, len);
     free(text);
     return *out ? ZQ_OK : ZQ_ENOMEM;
+}
+
+/* ---- monitor queries ---- */
+
+/* Fill the counters with one scan of the table (see s_counts_t). */
+static int s_counts_scan(zq_store_t *self)
+{
+    s_counts_t *c = &self->counts;
+    s_counts_reset(c);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(self->db,
+                           "SELECT worker,state,count(*),coalesce(sum(retries),0) FROM tasks "
+                           "GROUP BY worker,state",
+                           -1, &st, NULL) != SQLITE_OK) {
+        s_seterr(self, "counts");
+        return ZQ_ESTORE;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *worker = (const char *)sqlite3_column_text(st, 0);
+        const char *state = zq_state_canonical((const char *)sqlite3_column_text(st, 1));
+        long n = (long)sqlite3_column_int64(st, 2);
+        long retries = (long)sqlite3_column_int64(st, 3);
+        c->retried += retries;
+        s_wcount_t *w = worker ? s_wcount(c, worker) : NULL;
+        if (w)
+            w->retried += retries;
+        if (state == s_states[4]) {
+            c->success += n;
+            if (w)
+                w->succeeded += n;
+        } else if (state == s_states[5]) {
+            c->failure += n;
+            if (w)
+                w->failed += n;
+        } else if (state == s_states[6]) {
+            c->revoked += n;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        s_seterr(self, "counts");
+        s_counts_reset(c);
+        return ZQ_ESTORE;
+    }
+    c->valid = 1;
+    return ZQ_OK;
+}
+
+/* Run one of the ST_LIVE_* statements: rows of (state, count), or one count. */
+static int s_live(zq_store_t *self, int which, zq_store_counts_t *out)
+{
+    sqlite3_stmt *st = self->st[which];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (which == ST_LIVE_READY) {
+            out->pending += (long)sqlite3_column_int64(st, 0);
+            continue;
+        }
+        const char *state = zq_state_canonical((const char *)sqlite3_column_text(st, 0));
+        long n = (long)sqlite3_column_int64(st, 1);
+        if (state == s_states[0])
+            out->pending += n;
+        else if (state == s_states[1])
+            out->received += n;
+        else if (state == s_states[2])
+            out->started += n;
+        else if (state == s_states[3])
+            out->retry += n;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        s_seterr(self, "counts");
+        return ZQ_ESTORE;
+    }
+    return ZQ_OK;
+}
+
+int zq_store_counts(zq_store_t *self, zq_store_counts_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!self->counts.valid && s_counts_scan(self) != ZQ_OK)
+        return ZQ_ESTORE;
+    if (s_live(self, ST_LIVE_READY, out) != ZQ_OK || s_live(self, ST_LIVE_SCHED, out) != ZQ_OK ||
+        s_live(self, ST_LIVE_INFLIGHT, out) != ZQ_OK)
+        return ZQ_ESTORE;
+    out->success = self->counts.success;
+    out->failure = self->counts.failure;
+    out->revoked = self->counts.revoked;
+    out->retried = self->counts.retried;
+    out->total = out->pending + out->received + out->started + out->retry + out->success +
+                 out->failure + out->revoked;
+    return ZQ_OK;
+}
+
+int zq_store_worker_counts(zq_store_t *self, zq_store_wcount_fn fn, void *arg)
+{
+    if (!self->counts.valid && s_counts_scan(self) != ZQ_OK)
+        return ZQ_ESTORE;
+    const s_counts_t *c = &self->counts;
+    for (size_t i = 0; i < c->wcap; i++)
+        if (c->w[i].name &&
+            fn(arg, c->w[i].name, c->w[i].succeeded, c->w[i].failed, c->w[i].retried) != 0)
+            break;
+    return ZQ_OK;
+}
+
+/* Sort keys: API name -> column. */
+static const struct {
+    const char *key, *col;
+} s_sort_keys[] = {{"name", "task"},          {"task", "task"},
+                   {"id", "id"},              {"uuid", "id"},
+                   {"state", "state"},        {"queue", "queue"},
+                   {"sent", "rid"},           {"received", "date_received"},
+                   {"started", "date_started"}, {"done", "date_done"},
+                   {"succeeded", "date_done"}, {"timestamp", "date_done"},
+                   {"runtime", "runtime"},    {"worker", "worker"},
+                   {"retries", "retries"},    {"eta", "eta"},
+                   {"expires", "expires"},    {NULL, NULL}};
+
+static const char *s_sort_col(const char *sort_by, int *desc)
+{
+    *desc = 0;
+    if (!sort_by)
+        return NULL;
+    if (*sort_by == '-') {
+        *desc = 1;
+        sort_by++;
+    }
+    for (size_t i = 0; s_sort_keys[i].key; i++)
+        if (!strcmp(sort_by, s_sort_keys[i].key))
+            return s_sort_keys[i].col;
+    return NULL;
+}
+
+int zq_store_sort_valid(const char *sort_by)
+{
+    int desc;
+    return s_sort_col(sort_by, &desc) != NULL;
+}
+
+/* Calls fn for each state of a comma-separated list; 0 when one is not a state. */
+static int s_each_state(const char *s, void (*fn)(void *arg, const char *state), void *arg)
+{
+    if (!s || !*s)
+        return 0;
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        char one[16];
+        if (n == 0 || n >= sizeof one)
+            return 0;
+        memcpy(one, s, n);
+        one[n] = '\0';
+        const char *state = zq_state_canonical(one);
+        if (!state)
+            return 0;
+        if (fn)
+            fn(arg, state);
+        if (!comma)
+            break;
+        s = comma + 1;
+        if (!*s)
+            return 0; /* a trailing comma */
+    }
+    return 1;
+}
+
+int zq_store_states_valid(const char *s)
+{
+    return s_each_state(s, NULL, NULL);
+}
+
+/* A WHERE clause being built: plain "?" placeholders, parameters in the same order. */
+typedef struct {
+    s_buf_t *sql;
+    int where; /* "WHERE" written */
+    const char *text[16];
+    double num[16];
+    int n;
+    unsigned mask; /* state filter: bit per s_states index */
+} s_filter_t;
+
+static void s_state_bit(void *arg, const char *state)
+{
+    s_filter_t *f = arg;
+    for (unsigned i = 0; i < sizeof s_states / sizeof s_states[0]; i++)
+        if (state == s_states[i])
+            f->mask |= 1u << i;
+}
+
+static void s_cond(s_filter_t *f, const char *cond)
+{
+    s_puts(f->sql, f->where ? " AND " : " WHERE ");
+    f->where = 1;
+    s_puts(f->sql, cond);
+}
+
+static void s_param_text(s_filter_t *f, const char *v)
+{
+    f->text[f->n++] = v;
+}
+
+static void s_param_num(s_filter_t *f, double v)
+{
+    f->text[f->n] = NULL;
+    f->num[f->n++] = v;
+}
+
+static void s_build_filter(const zq_store_query_t *q, s_filter_t *f, const char *search_lc)
+{
+    if (f->mask) {
+        s_cond(f, "state IN (");
+        int first = 1;
+        for (unsigned i = 0; i < sizeof s_states / sizeof s_states[0]; i++) {
+            if (!(f->mask & (1u << i)))
+                continue;
+            s_puts(f->sql, first ? "'" : ",'");
+            s_puts(f->sql, s_states[i]); /* static names: nothing from the caller */
+            s_puts(f->sql, "'");
+            first = 0;
+        }
+        s_puts(f->sql, ")");
+    }
+    static const char *const conds[] = {"task=?", "worker=?", "parent_id=?", "root_id=?"};
+    const char *vals[] = {q->task, q->worker, q->parent_id, q->root_id};
+    for (int i = 0; i < 4; i++) {
+        if (vals[i]) {
+            s_cond(f, conds[i]);
+            s_param_text(f, vals[i]);
+        }
+    }
+    if (search_lc) {
+        s_cond(f, "(instr(lower(id),?) OR instr(lower(task),?) OR instr(lower(msg),?) OR "
+                  "instr(lower(coalesce(result,'')),?) OR "
+                  "instr(lower(coalesce(exc_type,'')||': '||coalesce(exc_message,'')),?) OR "
+                  "instr(lower(coalesce(worker,'')),?))");
+        for (int i = 0; i < 6; i++)
+            s_param_text(f, search_lc);
+    }
+    if (q->received_start > 0) {
+        s_cond(f, "date_received>=?");
+        s_param_num(f, q->received_start);
+    }
+    if (q->received_end > 0) {
+        s_cond(f, "date_received<=?");
+        s_param_num(f, q->received_end);
+    }
+}
+
+static void s_bind_filter(sqlite3_stmt *st, const s_filter_t *f)
+{
+    for (int i = 0; i < f->n; i++) {
+        if (f->text[i])
+            sqlite3_bind_text(st, i + 1, f->text[i], -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_double(st, i + 1, f->num[i]);
+    }
+}
+
+int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text_out,
+                        size_t *len_out, long *total, int *truncated)
+{
+    *text_out = NULL;
+    *total = 0;
+    if (truncated)
+        *truncated = 0;
+    int desc = 1;
+    const char *col = "rid";
+    if (q->sort_by && !(col = s_sort_col(q->sort_by, &desc))) {
+        snprintf(self->errbuf, sizeof self->errbuf, "unknown sort key '%.64s'", q->sort_by);
+        return ZQ_EINVAL;
+    }
+    s_buf_t where = {0};
+    s_filter_t f = {.sql = &where};
+    if (q->state && !s_each_state(q->state, s_state_bit, &f)) {
+        snprintf(self->errbuf, sizeof self->errbuf, "not a state (or list of states): '%.64s'",
+                 q->state);
+        return ZQ_EINVAL;
+    }
+    char *search_lc = NULL;
+    if (q->search && *q->search) {
+        search_lc = strdup(q->search);
+        if (!search_lc)
+            return ZQ_ENOMEM;
+        for (char *p = search_lc; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a'); /* as SQLite's lower(): ASCII only */
+    }
+    s_build_filter(q, &f, search_lc);
+    long limit = q->limit <= 0 ? 100 : q->limit > ZQ_STORE_LIST_MAX ? ZQ_STORE_LIST_MAX : q->limit;
+    long offset = q->offset > 0 ? q->offset : 0;
+    s_buf_t sql = {0}, out = {0};
+    int rc = ZQ_OK;
+    sqlite3_stmt *st = NULL;
+
+    /* total: from the counters when only the state is filtered (no table scan) */
+    int only_state = f.n == 0;
+    if (only_state) {
+        zq_store_counts_t c;
+        if (zq_store_counts(self, &c) != ZQ_OK) {
+            rc = ZQ_ESTORE;
+            goto done;
+        }
+        const long by[] = {c.pending, c.received, c.started, c.retry,
+                           c.success, c.failure,  c.revoked};
+        for (unsigned i = 0; i < 7; i++)
+            if (!f.mask || (f.mask & (1u << i)))
+                *total += by[i];
+    } else {
+        s_puts(&sql, "SELECT count(*) FROM tasks");
+        s_puts(&sql, where.p ? where.p : "");
+        if (sql.oom || sqlite3_prepare_v2(self->db, sql.p, -1, &st, NULL) != SQLITE_OK) {
+            rc = sql.oom ? ZQ_ENOMEM : ZQ_ESTORE;
+            if (!sql.oom)
+                s_seterr(self, "list tasks");
+            goto done;
+        }
+        s_bind_filter(st, &f);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *total = (long)sqlite3_column_int64(st, 0);
+        } else {
+            s_seterr(self, "list tasks");
+            rc = ZQ_ESTORE;
+            goto done;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        sql.len = 0;
+    }
+
+    s_puts(&sql, "SELECT " RECORD_COLS " FROM tasks");
+    s_puts(&sql, where.p ? where.p : "");
+    char tail[160];
+    snprintf(tail, sizeof tail, " ORDER BY %s %s%s, rid %s LIMIT %ld OFFSET %ld", col,
+             desc ? "DESC" : "ASC", strcmp(col, "rid") ? " NULLS LAST" : "",
+             desc ? "DESC" : "ASC", limit, offset);
+    if (!strcmp(col, "rid")) /* "rid DESC, rid DESC": harmless, but say it once */
+        snprintf(tail, sizeof tail, " ORDER BY rid %s LIMIT %ld OFFSET %ld",
+                 desc ? "DESC" : "ASC", limit, offset);
+    s_puts(&sql, tail);
+    if (sql.oom || sqlite3_prepare_v2(self->db, sql.p, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql.oom ? ZQ_ENOMEM : ZQ_ESTORE;
+        if (!sql.oom)
+            s_seterr(self, "list tasks");
+        goto done;
+    }
+    s_bind_filter(st, &f);
+    s_put(&out, "[", 1);
+    int n = 0, step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (q->max_bytes && n > 0 && out.len >= q->max_bytes) {
+            if (truncated)
+                *truncated = 1;
+            break;
+        }
+        if (n++)
+            s_put(&out, ",", 1);
+        s_put_record(&out, st);
+    }
+    s_put(&out, "]", 1);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        s_seterr(self, "list tasks");
+        rc = ZQ_ESTORE;
+    } else if (out.oom) {
+        rc = ZQ_ENOMEM;
+    }
+done:
+    sqlite3_finalize(st);
+    free(sql.p);
+    free(where.p);
+    free(search_lc);
+    if (rc != ZQ_OK) {
+        free(out.p);
+        return rc;
+    }
+    *text_out = out.p;
+    if (len_out)
+        *len_out = out.len;
+    return ZQ_OK;
 }

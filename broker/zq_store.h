@@ -28,7 +28,7 @@
 #include <cjson/cJSON.h>
 
 /* Bumped on every schema change; see the migration procedure in zq_store.c. */
-#define ZQ_STORE_SCHEMA_VERSION 1
+#define ZQ_STORE_SCHEMA_VERSION 2
 /* File name of the database inside the data directory. */
 #define ZQ_STORE_FILE "zq.db"
 
@@ -213,6 +213,60 @@ int zq_store_get_record(zq_store_t *self, const char *id, cJSON **out);
  * the number visited or ZQ_ESTORE. */
 typedef int (*zq_store_id_fn)(void *arg, const char *id);
 int zq_store_revoked_list(zq_store_t *self, int limit, zq_store_id_fn fn, void *arg);
+
+/* ---- monitor queries (TASKS, STATS; docs/protocol.md §7) ---- */
+
+/* Tasks by state, and retries performed. Terminal counts and retries are counters kept
+ * by the writes (the first call scans the table once, and so does the first call after a
+ * rollback); the waiting and running counts come from the partial indexes. So a call
+ * costs O(unfinished tasks), never O(all tasks). */
+typedef struct {
+    long pending, received, started, retry, success, failure, revoked;
+    long total;   /* the sum of the above */
+    long retried; /* RETRY transitions so far (the sum of every task's retries) */
+} zq_store_counts_t;
+/* ZQ_OK or ZQ_ESTORE. */
+int zq_store_counts(zq_store_t *self, zq_store_counts_t *out);
+
+/* Per worker name (the worker recorded on the task): tasks it ended SUCCESS or FAILURE and
+ * retries it reported. Counted like zq_store_counts (a first call scans; after a rescan a
+ * task's retries count for the worker that last held it). fn is called once per name seen,
+ * in no particular order; name is borrowed for the call. ZQ_OK or ZQ_ESTORE. */
+typedef int (*zq_store_wcount_fn)(void *arg, const char *worker, long succeeded, long failed,
+                                  long retried);
+int zq_store_worker_counts(zq_store_t *self, zq_store_wcount_fn fn, void *arg);
+
+/* A TASKS listing. Zero-initialise, then set what you need. Strings are borrowed. */
+typedef struct {
+    long limit;           /* rows to return; <= 0 means 100; at most ZQ_STORE_LIST_MAX */
+    long offset;          /* rows to skip (>= 0) */
+    const char *sort_by;  /* a key of zq_store_sort_valid(), "-key" for descending; NULL:
+                           * newest first (acceptance order) */
+    const char *state;    /* one state or a comma-separated list; NULL = any */
+    const char *task;     /* exact task name; NULL = any */
+    const char *worker;   /* exact worker name; NULL = any */
+    const char *parent_id; /* children of this task (indexed); NULL = any */
+    const char *root_id;  /* tasks of this workflow (a scan); NULL = any */
+    double received_start, received_end; /* date_received bounds (epoch, inclusive); 0 = none */
+    const char *search;   /* case-insensitive substring of the id, name, message (args,
+                           * kwargs), result, exception or worker; NULL/"" = none */
+    size_t max_bytes;     /* stop adding records once the text is this long (0 = no cap) */
+} zq_store_query_t;
+#define ZQ_STORE_LIST_MAX 1000
+
+/* 1 when sort_by (with or without a leading "-") is a sort key: name, id, state, queue,
+ * sent, received, started, done, runtime, worker, retries, eta, expires (also Flower's
+ * uuid, succeeded, timestamp). */
+int zq_store_sort_valid(const char *sort_by);
+/* 1 when s is one state name or a comma-separated list of them. */
+int zq_store_states_valid(const char *s);
+
+/* The records (docs/protocol.md §9) matching q as a JSON array text ("[...]", caller owns
+ * *text_out and must free() it), *total the number of matches (every page), *truncated 1
+ * when max_bytes cut the page short. ZQ_OK, ZQ_EINVAL (a bad sort key or state: nothing
+ * is read), ZQ_ENOMEM, ZQ_ESTORE. Filters other than state scan the table. */
+int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text_out,
+                        size_t *len_out, long *total, int *truncated);
 
 /* 1 when state is SUCCESS, FAILURE or REVOKED. */
 int zq_state_is_terminal(const char *state);

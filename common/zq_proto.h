@@ -28,6 +28,8 @@
 #define ZQ_CMD_REVOKE "REVOKE"       /* revoke task ids */
 #define ZQ_CMD_QUEUES "QUEUES"       /* queue depths */
 #define ZQ_CMD_SCHEDULED "SCHEDULED" /* ETA tasks the broker still holds */
+#define ZQ_CMD_TASKS "TASKS"         /* task records, filtered and paged (monitor) */
+#define ZQ_CMD_STATS "STATS"         /* task counts by state and per worker (monitor) */
 #define ZQ_CMD_HELLO "HELLO"         /* worker joins */
 #define ZQ_CMD_HEARTBEAT "HEARTBEAT" /* worker is alive */
 #define ZQ_CMD_BYE "BYE"             /* worker leaves */
@@ -41,6 +43,10 @@
 #define ZQ_CMD_STATE "STATE"
 #define ZQ_CMD_RETURN "RETURN"
 /* ZQ_CMD_SUBMIT is also valid upstream (sub-tasks sent by running tasks). */
+
+/* zq-ctl -> a worker's control socket (DEALER -> ROUTER), answered with REPLY
+ * (docs/management.md). */
+#define ZQ_CMD_INSPECT "INSPECT"
 
 /* Error codes carried in REPLY {"error": {"code": ..., "message": ...}}. */
 #define ZQ_WERR_PROTO "EPROTO"

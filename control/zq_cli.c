@@ -30,7 +30,8 @@ typedef enum {
     O_JSON_OBJECT, /* cJSON * (owned) */
     O_ETA,         /* const char *, ISO 8601 */
     O_EXPIRES,     /* seconds -> expires_in, or ISO 8601 -> expires */
-    O_QUEUES,      /* comma separated names -> cJSON array (owned) */
+    O_QUEUES,      /* comma separated queue names -> cJSON array (owned) */
+    O_NODES,       /* comma separated node names -> cJSON array (owned) */
     O_SIGNAL,      /* signal name -> signal + signum */
     O_COUNT        /* long > 0 */
 } s_okind_t;
@@ -98,7 +99,10 @@ static const s_opt_t s_result_opts[] = {
 static const s_group_t s_result_groups[] = {{"Result Options", s_result_opts}, {NULL, NULL}};
 
 static const s_opt_t s_remote_opts[] = {
-    {"timeout", 't', O_SECONDS, F(timeout), "FLOAT", "Timeout in seconds waiting for reply."},
+    {"timeout", 't', O_SECONDS, F(timeout), "FLOAT",
+     "Timeout in seconds waiting for reply (default 1.0)."},
+    {"destination", 'd', O_NODES, F(destination), "COMMA SEPARATED LIST",
+     "Comma separated list of destination node names."},
     {"json", 'j', O_FLAG, F(json), NULL, "Use json as output format."},
     {NULL, 0, 0, 0, NULL, NULL}};
 static const s_group_t s_status_groups[] = {{"Remote Control Options", s_remote_opts},
@@ -129,6 +133,12 @@ static int s_finish_call(zq_cli_t *cli, char *err, size_t errlen);
 static int s_finish_result(zq_cli_t *cli, char *err, size_t errlen);
 static int s_finish_revoke(zq_cli_t *cli, char *err, size_t errlen);
 static int s_finish_help(zq_cli_t *cli, char *err, size_t errlen);
+static int s_finish_inspect(zq_cli_t *cli, char *err, size_t errlen);
+
+const char *const zq_cli_inspect_methods[] = {"active",     "active_queues", "conf",
+                                              "ping",       "query_task",    "registered",
+                                              "reserved",   "revoked",       "scheduled",
+                                              "stats",      NULL};
 
 /* The command table, in the order of the global help (alphabetical, as click lists). */
 static const zq_cli_command_t s_commands[] = {
@@ -144,8 +154,35 @@ static const zq_cli_command_t s_commands[] = {
      "One line per event (`task-succeeded uuid=... hostname=... result=4`), or one JSON\n"
      "object per line with --json, until interrupted (Ctrl-C) or --limit events.",
      s_events_groups, 0, 0, NULL, NULL},
+    {"flower", ZQ_CLI_FLOWER, "", "Start the web monitor (dashboard, REST API, metrics).",
+     "Start the web monitor: dashboard, tasks, workers and queues, updated live;\n"
+     "Flower's REST API under /api; Prometheus metrics at /metrics (docs/monitor.md).\n\n"
+     "Options (see `zq-ctl flower --help`): --address ADDR (default 127.0.0.1),\n"
+     "--port N (default 5555), --basic-auth USER:PASS (repeatable), --read-only,\n"
+     "--url-prefix /PATH, --timeout S.",
+     s_no_groups, 0, 0, NULL, NULL},
     {"help", ZQ_CLI_HELP, "[COMMAND]", "Show help for zq-ctl or one command.",
      "Show help for zq-ctl or one command.", s_no_groups, 0, 1, NULL, s_finish_help},
+    {"inspect", ZQ_CLI_INSPECT,
+     "{active|active_queues|conf|ping|query_task|registered|reserved|revoked|scheduled|stats} "
+     "[TASK_ID]...",
+     "Inspect the worker at runtime.",
+     "Inspect the worker at runtime.\n\n"
+     "Asks every live worker (or those named with -d) through its control socket, and\n"
+     "returns as soon as all have answered, or after --timeout seconds (default 1.0);\n"
+     "a worker that did not answer is shown as an ERROR.\n\n"
+     "  active         tasks running now\n"
+     "  active_queues  queues each worker consumes\n"
+     "  conf           each worker's effective settings\n"
+     "  ping           a pong from each worker\n"
+     "  query_task ID  where tasks are (active, reserved, scheduled); ids that no worker\n"
+     "                 holds are answered by the broker (queued, scheduled, or done)\n"
+     "  registered     the task names each worker can run\n"
+     "  reserved       tasks prefetched, waiting for a free slot (not ETA ones)\n"
+     "  revoked        the revoked task ids each worker knows\n"
+     "  scheduled      ETA/countdown tasks held by workers, then those the broker holds\n"
+     "  stats          task counts, pool, prefetch, broker, rusage, uptime",
+     s_status_groups, 1, SIZE_MAX, "METHOD", s_finish_inspect},
     {"purge", ZQ_CLI_PURGE, "", "Erase all messages from all known task queues.",
      "Erase all messages from all known task queues.\n\n"
      "Warning:\n\n"
@@ -166,8 +203,27 @@ static const zq_cli_command_t s_commands[] = {
      "Revoke tasks by id: a task that has not started never starts (it ends REVOKED);\n"
      "with --terminate a running one is killed too.",
      s_revoke_groups, 1, SIZE_MAX, "TASK_ID", s_finish_revoke},
+    {"shell", ZQ_CLI_SHELL, "", "Start shell session with the registered tasks known.",
+     "Start shell session with the registered tasks known.\n\n"
+     "  tasks.add(2, 2)                  send a task (also tasks.add.delay(2, 2)) and\n"
+     "                                   print its <AsyncResult: ID>\n"
+     "  r = tasks.add.apply_async([2, 2], countdown=3)\n"
+     "                                   options: kwargs, countdown, eta, expires,\n"
+     "                                   queue, task_id, priority, ignore_result\n"
+     "  r.get(timeout=10)  .get()        wait for a result (.get() is the last one)\n"
+     "  get ID [TIMEOUT]                 wait for the result of any task id\n"
+     "  r.state  r.id  r.result  r.ready()\n"
+     "  status, inspect stats, purge -f  any zq-ctl command\n"
+     "  help, exit (or Ctrl-D)\n\n"
+     "On a terminal: line editing, history (~/.zq_history) and tab completion of\n"
+     "task names and commands. Otherwise reads one statement per line from stdin and\n"
+     "exits with the status of the last statement that failed (0 when none did).",
+     s_no_groups, 0, 0, NULL, NULL},
     {"status", ZQ_CLI_STATUS, "", "Show list of workers that are online.",
-     "Show list of workers that are online.", s_status_groups, 0, 0, NULL, NULL},
+     "Show list of workers that are online.\n\n"
+     "Pings every worker the broker knows to be alive, through its control socket;\n"
+     "exit 1 when none answers.",
+     s_status_groups, 0, 0, NULL, NULL},
     {NULL, ZQ_CLI_NONE, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL}};
 
 const zq_cli_command_t *zq_cli_find(const char *name)
@@ -378,7 +434,9 @@ static int s_apply(zq_cli_t *cli, const s_opt_t *o, const char *v, char *err, si
             return ZQ_EINVAL;
         }
         return ZQ_OK;
-    case O_QUEUES: {
+    case O_QUEUES:
+    case O_NODES: {
+        const char *what = o->kind == O_QUEUES ? "queue" : "node";
         cJSON *arr = cJSON_CreateArray();
         const char *p = v;
         while (arr) {
@@ -386,15 +444,15 @@ static int s_apply(zq_cli_t *cli, const s_opt_t *o, const char *v, char *err, si
             size_t n = comma ? (size_t)(comma - p) : strlen(p);
             char q[256];
             if (n == 0 || n >= sizeof q) {
-                snprintf(err, errlen, "%s: %s queue name in '%s'", name, n ? "too long a" : "empty",
-                         v);
+                snprintf(err, errlen, "%s: %s %s name in '%s'", name, n ? "too long a" : "empty",
+                         what, v);
                 cJSON_Delete(arr);
                 return ZQ_EINVAL;
             }
             memcpy(q, p, n);
             q[n] = '\0';
             if (!zq_valid_token(q)) {
-                snprintf(err, errlen, "%s: not a valid queue name: '%s'", name, q);
+                snprintf(err, errlen, "%s: not a valid %s name: '%s'", name, what, q);
                 cJSON_Delete(arr);
                 return ZQ_EINVAL;
             }
@@ -538,6 +596,42 @@ static int s_finish_revoke(zq_cli_t *cli, char *err, size_t errlen)
     return ZQ_OK;
 }
 
+static int s_finish_inspect(zq_cli_t *cli, char *err, size_t errlen)
+{
+    cli->method = NULL;
+    for (const char *const *m = zq_cli_inspect_methods; *m; m++)
+        if (!strcmp(*m, cli->pos[0]))
+            cli->method = *m;
+    if (!cli->method) {
+        size_t n = (size_t)snprintf(err, errlen, "no such inspect method '%s' (one of",
+                                    cli->pos[0]);
+        for (const char *const *m = zq_cli_inspect_methods; *m && n < errlen; m++)
+            n += (size_t)snprintf(err + n, errlen - n, "%s %s", m == zq_cli_inspect_methods ? "" : ",",
+                                  *m);
+        if (n < errlen)
+            snprintf(err + n, errlen - n, ")");
+        return ZQ_EINVAL;
+    }
+    if (strcmp(cli->method, "query_task") != 0) {
+        if (cli->npos > 1) {
+            snprintf(err, errlen, "unexpected extra argument: '%s'", cli->pos[1]);
+            return ZQ_EINVAL;
+        }
+        return ZQ_OK;
+    }
+    if (cli->npos < 2) {
+        snprintf(err, errlen, "query_task: missing argument TASK_ID");
+        return ZQ_EINVAL;
+    }
+    for (size_t i = 1; i < cli->npos; i++) {
+        if (!zq_valid_token(cli->pos[i])) {
+            snprintf(err, errlen, "not a valid task id: '%s'", cli->pos[i]);
+            return ZQ_EINVAL;
+        }
+    }
+    return ZQ_OK;
+}
+
 static int s_finish_help(zq_cli_t *cli, char *err, size_t errlen)
 {
     if (cli->npos == 1) {
@@ -641,6 +735,7 @@ void zq_cli_clear(zq_cli_t *cli)
     cJSON_Delete(cli->args);
     cJSON_Delete(cli->kwargs);
     cJSON_Delete(cli->queues);
+    cJSON_Delete(cli->destination);
     free(cli->pos);
     memset(cli, 0, sizeof *cli);
     cli->timeout = -1;

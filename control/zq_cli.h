@@ -31,7 +31,10 @@ typedef enum {
     ZQ_CLI_REVOKE,
     ZQ_CLI_PURGE,
     ZQ_CLI_EVENTS,
-    ZQ_CLI_QUEUES
+    ZQ_CLI_QUEUES,
+    ZQ_CLI_FLOWER, /* web monitor: its options are parsed by zq_flower.c */
+    ZQ_CLI_INSPECT,
+    ZQ_CLI_SHELL
 } zq_cli_cmd_t;
 
 /* One row of the command table (static storage). */
@@ -83,9 +86,17 @@ typedef struct {
     /* events */
     long limit; /* --limit N; 0 = until interrupted */
 
+    /* status, inspect: -d/--destination, an array of node names (owned); NULL = all */
+    cJSON *destination;
+    /* inspect: METHOD (one of zq_cli_inspect_methods); query_task's ids are pos[1..npos) */
+    const char *method;
+
     /* help */
     const zq_cli_command_t *help_for; /* `zq-ctl help CMD` */
 } zq_cli_t;
+
+/* The methods of `zq-ctl inspect`, NULL-terminated (docs/management.md). */
+extern const char *const zq_cli_inspect_methods[];
 
 /* Parse argv[1..argc) (argv[0] is the program). On error returns ZQ_EINVAL with a
  * message in err that says exactly what is wrong (cli->command is set when the command

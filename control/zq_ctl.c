@@ -6,9 +6,12 @@
  */
 #include "config.h"
 #include "zq_ctl.h"
+#include "zq_flower.h"
 #include "zq.h"
 #include "zq_log.h"
 #include "zq_proto.h"
+#include "zq_shell.h"
+#include "zq_task_int.h"
 #include "zq_time.h"
 #include "zq_util.h"
 
@@ -52,7 +55,7 @@ static int s_is_terminal(const char *state)
 }
 
 /* "FAILURE: ZeroDivisionError: division by zero", then the traceback. */
-static void s_print_failure(FILE *err, const cJSON *rec)
+void zq_ctl_print_failure(FILE *err, const cJSON *rec)
 {
     const char *state = zq_json_str(rec, "state", "?");
     const cJSON *exc = cJSON_GetObjectItemCaseSensitive(rec, "exception");
@@ -123,7 +126,7 @@ static int s_cmd_call(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err)
         if (cli->json)
             s_print_json(out, rec); /* the record says it all */
         else
-            s_print_failure(err, rec);
+            zq_ctl_print_failure(err, rec);
         code = ZQ_EXIT_FAIL;
     } else if (rc == ZQ_ETIMEOUT && rec && cJSON_IsTrue(cJSON_GetObjectItem(rec, "timeout"))) {
         if (cli->json)
@@ -208,48 +211,623 @@ static int s_cmd_result(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *er
         cJSON_Delete(null);
     }
     if (code != ZQ_EXIT_OK && !cli->traceback && !cli->json && s_is_terminal(state))
-        s_print_failure(err, rec); /* --json: the record says it all */
+        zq_ctl_print_failure(err, rec); /* --json: the record says it all */
 done:
     zq_result_destroy(&r);
     return code;
 }
 
 /* ---------------------------------------------------------------------------------------
- * status
+ * Remote control: status, inspect (docs/management.md)
+ *
+ * The broker's WORKERS list gives every live worker and its control endpoint; one DEALER
+ * per worker sends INSPECT, all at once, and the replies are gathered until every worker
+ * has answered or --timeout (default 1.0 s) has passed. A worker that did not answer is
+ * reported as an ERROR; it never holds the command longer than the timeout.
  */
-static int s_cmd_status(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err)
+typedef struct {
+    char *name;
+    void *sock;
+    cJSON *reply;     /* the "reply" value (owned); NULL while unanswered */
+    char error[300];  /* why there is no reply ("" while waiting) */
+    int truncated;    /* the worker cut its list (too large) */
+} s_node_t;
+
+typedef struct {
+    s_node_t *v;
+    size_t n;
+    void *ctx;
+} s_nodes_t;
+
+static void s_nodes_free(s_nodes_t *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->v[i].sock)
+            zmq_close(g->v[i].sock);
+        free(g->v[i].name);
+        cJSON_Delete(g->v[i].reply);
+    }
+    free(g->v);
+    if (g->ctx)
+        zmq_ctx_term(g->ctx);
+    memset(g, 0, sizeof *g);
+}
+
+static double s_ctl_timeout(const zq_cli_t *cli)
+{
+    return cli->timeout >= 0 ? cli->timeout : ZQ_CTL_CONTROL_TIMEOUT;
+}
+
+static int s_wanted(const zq_cli_t *cli, const char *name)
+{
+    if (!cli->destination)
+        return 1;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cli->destination)
+    {
+        if (cJSON_IsString(d) && !strcmp(d->valuestring, name))
+            return 1;
+    }
+    return 0;
+}
+
+static s_node_t *s_node_add(s_nodes_t *g, const char *name)
+{
+    s_node_t *v = realloc(g->v, (g->n + 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    g->v = v;
+    s_node_t *nd = &g->v[g->n];
+    memset(nd, 0, sizeof *nd);
+    if (!(nd->name = strdup(name)))
+        return NULL;
+    g->n++;
+    return nd;
+}
+
+static int s_node_cmp(const void *a, const void *b)
+{
+    return strcmp(((const s_node_t *)a)->name, ((const s_node_t *)b)->name);
+}
+
+/* Send INSPECT to one worker (w: its WORKERS entry). On failure, nd->error says why. */
+static void s_node_ask(s_nodes_t *g, s_node_t *nd, const cJSON *w, const char *broker_url,
+                       const char *request, size_t reqlen)
+{
+    const char *announced = zq_json_str(w, "control", "");
+    if (!*announced) {
+        snprintf(nd->error, sizeof nd->error,
+                 "no control socket (a zq-worker older than the control protocol?)");
+        return;
+    }
+    /* a wildcard host (--control tcp://0.0.0.0:N) means the worker's own host */
+    char via[300], ep[600];
+    const char *host = zq_json_str(w, "hostname", "");
+    if (*host)
+        snprintf(via, sizeof via, "tcp://%s:1", host);
+    else
+        snprintf(via, sizeof via, "%s", broker_url);
+    if (zq_endpoint_resolve(announced, via, ep, sizeof ep) != ZQ_OK) {
+        snprintf(nd->error, sizeof nd->error, "unusable control endpoint '%.200s'", announced);
+        return;
+    }
+    nd->sock = zmq_socket(g->ctx, ZMQ_DEALER);
+    if (!nd->sock) {
+        snprintf(nd->error, sizeof nd->error, "cannot create a socket: %s", zmq_strerror(errno));
+        return;
+    }
+    zq_socket_defaults(nd->sock);
+    if (zmq_connect(nd->sock, ep) != 0) {
+        snprintf(nd->error, sizeof nd->error, "cannot connect to %.200s: %s", ep,
+                 zmq_strerror(errno));
+        return;
+    }
+    if (zq_msg_send_raw(nd->sock, NULL, 0, ZQ_CMD_INSPECT, request, reqlen, ZMQ_DONTWAIT) !=
+        ZQ_OK)
+        snprintf(nd->error, sizeof nd->error, "cannot send to %.200s: %s", ep,
+                 zmq_strerror(errno));
+}
+
+/* Read a REPLY on nd's socket. Returns 1 when the node is settled (answered or failed), 0
+ * when nothing is waiting, -1 after dropping a message that was not the awaited reply. */
+static int s_node_read(s_node_t *nd)
+{
+    zq_msg_t m;
+    char why[256];
+    int rc = zq_msg_recv(nd->sock, 0, &m, ZMQ_DONTWAIT, why, sizeof why);
+    if (rc == ZQ_ETIMEOUT)
+        return 0;
+    if (rc != ZQ_OK) {
+        snprintf(nd->error, sizeof nd->error, "bad reply: %s", why);
+        return 1;
+    }
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(m.body, "error");
+    cJSON *reply = cJSON_DetachItemFromObjectCaseSensitive(m.body, "reply");
+    if (strcmp(m.cmd, ZQ_CMD_REPLY) != 0 || zq_json_num(m.body, "req", -1) != 1) {
+        cJSON_Delete(reply);
+        zq_msg_clear(&m);
+        return -1; /* not ours: keep waiting */
+    }
+    if (e) {
+        snprintf(nd->error, sizeof nd->error, "%s: %s", zq_json_str(e, "code", "?"),
+                 zq_json_str(e, "message", ""));
+        cJSON_Delete(reply);
+    } else if (!reply) {
+        snprintf(nd->error, sizeof nd->error, "bad reply: no \"reply\" member");
+    } else {
+        nd->reply = reply;
+        nd->truncated = zq_json_bool(m.body, "truncated", 0);
+    }
+    zq_msg_clear(&m);
+    return 1;
+}
+
+/* Ask every live worker (filtered by -d) `method` with `arguments` (borrowed, may be NULL)
+ * and gather the replies, sorted by node name. ZQ_OK, or the client's error when the broker
+ * did not give the worker list (message printed). */
+static int s_gather(const zq_cli_t *cli, zq_client_t *c, const char *method,
+                    const cJSON *arguments, s_nodes_t *g, FILE *err)
+{
+    memset(g, 0, sizeof *g);
+    cJSON *workers = NULL;
+    int rc = zq_client_request(c, ZQ_CMD_WORKERS, NULL, s_timeout(cli), &workers);
+    if (rc != ZQ_OK) {
+        fprintf(err, "Error: %s\n", zq_client_errmsg(c));
+        return rc;
+    }
+    cJSON *body = cJSON_CreateObject();
+    char *request = NULL;
+    if (!body || !cJSON_AddNumberToObject(body, "req", 1) ||
+        !cJSON_AddStringToObject(body, "method", method) ||
+        (arguments && !cJSON_AddItemToObject(body, "arguments", cJSON_Duplicate(arguments, 1))) ||
+        !(request = cJSON_PrintUnformatted(body)) || !(g->ctx = zmq_ctx_new())) {
+        cJSON_Delete(body);
+        cJSON_free(request);
+        cJSON_Delete(workers);
+        fprintf(err, "Error: out of memory\n");
+        return ZQ_ENOMEM;
+    }
+    cJSON_Delete(body);
+    size_t reqlen = strlen(request);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(workers, "workers");
+    const cJSON *w;
+    cJSON_ArrayForEach(w, list)
+    {
+        const char *name = zq_json_str(w, "name", NULL);
+        if (!name || !s_wanted(cli, name))
+            continue;
+        s_node_t *nd = s_node_add(g, name);
+        if (!nd) {
+            rc = ZQ_ENOMEM;
+            break;
+        }
+        s_node_ask(g, nd, w, zq_client_url(c), request, reqlen);
+    }
+    cJSON_free(request);
+    /* named with -d but not alive: said, not waited for */
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cli->destination)
+    {
+        int found = 0;
+        for (size_t i = 0; i < g->n; i++)
+            found |= !strcmp(g->v[i].name, d->valuestring);
+        s_node_t *nd = found ? NULL : s_node_add(g, d->valuestring);
+        if (nd)
+            snprintf(nd->error, sizeof nd->error, "not online (the broker does not list it)");
+    }
+    cJSON_Delete(workers);
+    if (rc != ZQ_OK) {
+        fprintf(err, "Error: out of memory\n");
+        return rc;
+    }
+    zmq_pollitem_t *items = calloc(g->n ? g->n : 1, sizeof *items);
+    size_t *which = calloc(g->n ? g->n : 1, sizeof *which);
+    double deadline = zq_mono() + s_ctl_timeout(cli);
+    while (items && which) {
+        size_t k = 0;
+        for (size_t i = 0; i < g->n; i++)
+            if (!g->v[i].reply && !g->v[i].error[0] && g->v[i].sock) {
+                items[k] = (zmq_pollitem_t){g->v[i].sock, 0, ZMQ_POLLIN, 0};
+                which[k++] = i;
+            }
+        double left = deadline - zq_mono();
+        if (k == 0 || left <= 0)
+            break;
+        if (zmq_poll(items, (int)k, (long)(left * 1000) + 1) < 0 && errno != EINTR)
+            break;
+        for (size_t j = 0; j < k; j++)
+            if (items[j].revents & ZMQ_POLLIN)
+                while (s_node_read(&g->v[which[j]]) < 0)
+                    ;
+    }
+    free(items);
+    free(which);
+    for (size_t i = 0; i < g->n; i++)
+        if (!g->v[i].reply && !g->v[i].error[0])
+            snprintf(g->v[i].error, sizeof g->v[i].error, "no reply within %gs",
+                     s_ctl_timeout(cli));
+    if (g->n > 1)
+        qsort(g->v, g->n, sizeof *g->v, s_node_cmp);
+    return ZQ_OK;
+}
+
+/* Python's json.dumps(sort_keys=True, indent=4). */
+static int s_key_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static void s_pretty(zq_sb_t *sb, const cJSON *v, int level)
+{
+    int obj = cJSON_IsObject(v);
+    if (!obj && !cJSON_IsArray(v)) {
+        zq_sb_json(sb, v);
+        return;
+    }
+    int n = cJSON_GetArraySize(v);
+    if (n == 0) {
+        zq_sb_puts(sb, obj ? "{}" : "[]");
+        return;
+    }
+    const cJSON **items = malloc((size_t)n * sizeof *items);
+    if (!items) {
+        sb->oom = 1;
+        return;
+    }
+    int k = 0;
+    for (const cJSON *it = v->child; it && k < n; it = it->next)
+        items[k++] = it;
+    if (obj)
+        qsort(items, (size_t)k, sizeof *items, s_key_cmp);
+    zq_sb_puts(sb, obj ? "{\n" : "[\n");
+    for (int i = 0; i < k; i++) {
+        zq_sb_printf(sb, "%*s", 4 * (level + 1), "");
+        if (obj) {
+            zq_sb_json_str(sb, items[i]->string);
+            zq_sb_puts(sb, ": ");
+        }
+        s_pretty(sb, items[i], level + 1);
+        zq_sb_puts(sb, i + 1 < k ? ",\n" : "\n");
+    }
+    zq_sb_printf(sb, "%*s%c", 4 * level, "", obj ? '}' : ']');
+    free(items);
+}
+
+char *zq_ctl_pretty_json(const cJSON *v)
+{
+    zq_sb_t sb;
+    zq_sb_init(&sb);
+    s_pretty(&sb, v, 0);
+    return zq_sb_steal(&sb, NULL);
+}
+
+/* text, each line prefixed with `indent` spaces */
+static void s_indented(FILE *out, const char *text, int indent)
+{
+    for (const char *p = text; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        fprintf(out, "%*s%.*s\n", indent, "", (int)n, p);
+        p = nl ? nl + 1 : NULL;
+    }
+}
+
+void zq_ctl_print_node(FILE *out, const char *node, const cJSON *reply, const char *error)
+{
+    if (error || !reply) {
+        fprintf(out, "->  %s: ERROR\n", node);
+        s_indented(out, error ? error : "no reply", 8);
+        return;
+    }
+    fprintf(out, "->  %s: OK\n", node);
+    const cJSON *ok = cJSON_IsObject(reply) ? cJSON_GetObjectItemCaseSensitive(reply, "ok") : NULL;
+    if (cJSON_IsString(ok) && cJSON_GetArraySize(reply) == 1) {
+        s_indented(out, ok->valuestring, 8); /* ping: {"ok": "pong"} */
+    } else if (cJSON_IsArray(reply)) {
+        if (cJSON_GetArraySize(reply) == 0)
+            fprintf(out, "    - empty -\n");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, reply)
+        {
+            if (cJSON_IsString(it)) {
+                fprintf(out, "    * %s\n", it->valuestring);
+                continue;
+            }
+            zq_sb_t sb;
+            zq_sb_init(&sb);
+            zq_sb_pyrepr(&sb, it);
+            fprintf(out, "    * %s\n", sb.buf && !sb.oom ? sb.buf : "?");
+            zq_sb_free(&sb);
+        }
+    } else {
+        char *txt = zq_ctl_pretty_json(reply);
+        s_indented(out, txt ? txt : "?", 4);
+        fprintf(out, "    \n");
+        free(txt);
+    }
+}
+
+const char *zq_ctl_broker_task_state(const cJSON *rec, double now)
+{
+    if (!rec || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rec, "known")))
+        return "unknown";
+    const char *st = zq_json_str(rec, "state", "");
+    static const struct {
+        const char *state, *word;
+    } map[] = {{ZQ_STATE_RECEIVED, "received"}, {ZQ_STATE_STARTED, "started"},
+               {ZQ_STATE_SUCCESS, "success"},   {ZQ_STATE_FAILURE, "failure"},
+               {ZQ_STATE_REVOKED, "revoked"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(st, map[i].state))
+            return map[i].word;
+    double eta;
+    const char *e = zq_json_str(rec, "eta", NULL);
+    return e && zq_time_parse(e, &eta) == ZQ_OK && eta > now ? "scheduled" : "queued";
+}
+
+/* Add item (taken over, may be NULL) to o. 0 on failure (item freed). */
+static int s_add_owned(cJSON *o, const char *key, cJSON *item)
+{
+    if (item && cJSON_AddItemToObject(o, key, item))
+        return 1;
+    cJSON_Delete(item);
+    return 0;
+}
+
+/* A broker SCHEDULED row as a worker shows a scheduled task: {eta, priority, request}. */
+static cJSON *s_broker_sched_item(const cJSON *row)
+{
+    const char *task = zq_json_str(row, "task", "");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(row, "args");
+    const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(row, "kwargs");
+    double prio = zq_json_num(row, "priority", 0);
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    /* insertion order is the printed order: Celery's */
+    int ok = cJSON_AddStringToObject(o, "eta", zq_json_str(row, "eta", "")) &&
+             cJSON_AddNumberToObject(o, "priority", prio);
+    cJSON *r = ok ? cJSON_AddObjectToObject(o, "request") : NULL;
+    ok = r && cJSON_AddStringToObject(r, "id", zq_json_str(row, "id", "")) &&
+         cJSON_AddStringToObject(r, "name", task) &&
+         s_add_owned(r, "args", args ? cJSON_Duplicate(args, 1) : cJSON_CreateArray()) &&
+         s_add_owned(r, "kwargs", kwargs ? cJSON_Duplicate(kwargs, 1) : cJSON_CreateObject()) &&
+         cJSON_AddStringToObject(r, "type", task) && cJSON_AddNullToObject(r, "hostname") &&
+         cJSON_AddNullToObject(r, "time_start") && cJSON_AddFalseToObject(r, "acknowledged");
+    cJSON *di = ok ? cJSON_AddObjectToObject(r, "delivery_info") : NULL;
+    ok = di && cJSON_AddStringToObject(di, "exchange", "") &&
+         cJSON_AddStringToObject(di, "routing_key", zq_json_str(row, "queue", ZQ_DEFAULT_QUEUE)) &&
+         cJSON_AddNumberToObject(di, "priority", prio) &&
+         cJSON_AddFalseToObject(di, "redelivered") && cJSON_AddNullToObject(r, "worker_pid");
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The broker's entry for inspect scheduled: the ETA tasks it still holds. */
+static cJSON *s_broker_scheduled(zq_client_t *c, double timeout, int *truncated, char *why,
+                                 size_t whylen)
 {
     cJSON *reply = NULL;
-    int rc = zq_client_request(c, ZQ_CMD_WORKERS, NULL, s_timeout(cli), &reply);
-    if (rc != ZQ_OK)
-        return s_fail(err, c, rc == ZQ_EINVAL ? ZQ_EPROTO : rc);
-    const cJSON *workers = cJSON_GetObjectItemCaseSensitive(reply, "workers");
-    int n = cJSON_IsArray(workers) ? cJSON_GetArraySize(workers) : 0;
-    int code = ZQ_EXIT_OK;
-    if (n == 0) {
-        fprintf(err, "Error: No nodes replied within time constraint\n");
-        code = ZQ_EXIT_FAIL;
-    } else if (cli->json) {
-        cJSON *o = cJSON_CreateObject();
-        const cJSON *w;
-        cJSON_ArrayForEach(w, workers)
-        {
-            cJSON *ok = cJSON_AddObjectToObject(o, zq_json_str(w, "name", "?"));
-            if (ok)
-                cJSON_AddStringToObject(ok, "ok", "pong");
+    if (zq_client_request(c, ZQ_CMD_SCHEDULED, NULL, timeout, &reply) != ZQ_OK) {
+        snprintf(why, whylen, "%s", zq_client_errmsg(c));
+        return NULL;
+    }
+    *truncated = zq_json_bool(reply, "truncated", 0);
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(reply, "scheduled"))
+    {
+        cJSON *it = s_broker_sched_item(row);
+        if (!it || !out || !cJSON_AddItemToArray(out, it)) {
+            cJSON_Delete(it);
+            cJSON_Delete(out);
+            out = NULL;
+            break;
         }
-        s_print_json(out, o);
-        cJSON_Delete(o);
-    } else {
-        const cJSON *w;
-        cJSON_ArrayForEach(w, workers)
-        {
-            fprintf(out, "->  %s: OK\n", zq_json_str(w, "name", "?"));
-        }
-        fprintf(out, "\n%d node%s online.\n", n, n == 1 ? "" : "s");
     }
     cJSON_Delete(reply);
-    return code;
+    if (!out)
+        snprintf(why, whylen, "out of memory");
+    return out;
+}
+
+/* The broker's entry for query_task: {id: [state, record]} for the ids no worker holds;
+ * NULL with *why empty when there are none. */
+static cJSON *s_broker_query(zq_client_t *c, double timeout, const zq_cli_t *cli,
+                             const s_nodes_t *g, char *why, size_t whylen)
+{
+    why[0] = '\0';
+    cJSON *body = cJSON_CreateObject();
+    cJSON *ids = body ? cJSON_AddArrayToObject(body, "ids") : NULL;
+    int n = 0;
+    for (size_t i = 1; ids && i < cli->npos; i++) {
+        int held = 0;
+        for (size_t k = 0; k < g->n && !held; k++)
+            held = cJSON_GetObjectItemCaseSensitive(g->v[k].reply, cli->pos[i]) != NULL;
+        if (!held && cJSON_AddItemToArray(ids, cJSON_CreateString(cli->pos[i])))
+            n++;
+    }
+    if (!ids || n == 0) {
+        if (!ids)
+            snprintf(why, whylen, "out of memory");
+        cJSON_Delete(body);
+        return NULL;
+    }
+    cJSON *reply = NULL;
+    int rc = zq_client_request(c, ZQ_CMD_QUERY, body, timeout, &reply);
+    cJSON_Delete(body);
+    if (rc != ZQ_OK) {
+        snprintf(why, whylen, "%s", zq_client_errmsg(c));
+        return NULL;
+    }
+    cJSON *out = cJSON_CreateObject();
+    double now = zq_now();
+    cJSON *rec;
+    cJSON *recs = cJSON_GetObjectItemCaseSensitive(reply, "records");
+    while (out && recs && (rec = recs->child)) {
+        cJSON_DetachItemViaPointer(recs, rec);
+        const char *id = zq_json_str(rec, "id", NULL);
+        cJSON *pair = cJSON_CreateArray();
+        if (!id || cJSON_GetObjectItemCaseSensitive(out, id) || !pair ||
+            !cJSON_AddItemToArray(pair, cJSON_CreateString(zq_ctl_broker_task_state(rec, now))) ||
+            !cJSON_AddItemToArray(pair, rec) || (rec = NULL, 0) ||
+            !cJSON_AddItemToObject(out, id ? id : "", pair)) {
+            cJSON_Delete(rec);
+            cJSON_Delete(pair);
+            continue;
+        }
+    }
+    cJSON_Delete(reply);
+    if (!out)
+        snprintf(why, whylen, "out of memory");
+    return out;
+}
+
+static int s_nodes_ok(const s_nodes_t *g)
+{
+    int n = 0;
+    for (size_t i = 0; i < g->n; i++)
+        n += g->v[i].reply != NULL;
+    return n;
+}
+
+static void s_footer(FILE *out, int n)
+{
+    fprintf(out, "\n%d node%s online.\n", n, n == 1 ? "" : "s");
+}
+
+static void s_truncated_notice(FILE *err, const char *node)
+{
+    fprintf(err, "Warning: %s cut its reply short (more than %d MiB)\n", node, 4);
+}
+
+/* {node: reply or {"error": text}} with the replies moved out of g. Caller owns it. */
+static cJSON *s_nodes_json(s_nodes_t *g)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; o && i < g->n; i++) {
+        s_node_t *nd = &g->v[i];
+        cJSON *v = nd->reply;
+        nd->reply = NULL;
+        if (!v && (v = cJSON_CreateObject()) && !cJSON_AddStringToObject(v, "error", nd->error)) {
+            cJSON_Delete(v);
+            v = NULL;
+        }
+        if (!s_add_owned(o, nd->name, v)) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+    }
+    return o;
+}
+
+static int s_cmd_status(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err)
+{
+    s_nodes_t g;
+    int rc = s_gather(cli, c, "ping", NULL, &g, err);
+    if (rc != ZQ_OK) {
+        s_nodes_free(&g);
+        return zq_cli_exit_code(rc == ZQ_EINVAL ? ZQ_EPROTO : rc);
+    }
+    int ok = s_nodes_ok(&g);
+    if (cli->json && g.n) {
+        cJSON *o = s_nodes_json(&g);
+        s_print_json(out, o);
+        cJSON_Delete(o);
+    } else if (!cli->json) {
+        for (size_t i = 0; i < g.n; i++) {
+            if (g.v[i].reply)
+                fprintf(out, "->  %s: OK\n", g.v[i].name); /* Celery's status: no "pong" */
+            else
+                zq_ctl_print_node(out, g.v[i].name, NULL, g.v[i].error);
+        }
+        if (ok)
+            s_footer(out, ok);
+    }
+    s_nodes_free(&g);
+    if (!ok) {
+        fprintf(err, "Error: No nodes replied within time constraint\n");
+        return ZQ_EXIT_FAIL;
+    }
+    return ZQ_EXIT_OK;
+}
+
+static int s_cmd_inspect(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err)
+{
+    cJSON *arguments = NULL;
+    int query = !strcmp(cli->method, "query_task");
+    if (query) {
+        arguments = cJSON_CreateObject();
+        cJSON *ids = arguments ? cJSON_AddArrayToObject(arguments, "ids") : NULL;
+        for (size_t i = 1; ids && i < cli->npos; i++)
+            if (!cJSON_AddItemToArray(ids, cJSON_CreateString(cli->pos[i])))
+                ids = NULL;
+        if (!ids) {
+            cJSON_Delete(arguments);
+            fprintf(err, "Error: out of memory\n");
+            return ZQ_EXIT_FAIL;
+        }
+    }
+    s_nodes_t g;
+    int rc = s_gather(cli, c, cli->method, arguments, &g, err);
+    cJSON_Delete(arguments);
+    if (rc != ZQ_OK) {
+        s_nodes_free(&g);
+        return zq_cli_exit_code(rc == ZQ_EINVAL ? ZQ_EPROTO : rc);
+    }
+    /* what the broker holds: listed under its own entry, so nothing is invisible */
+    cJSON *broker = NULL;
+    char why[512] = "";
+    int has_broker = 0, btrunc = 0;
+    if (!cli->destination && !strcmp(cli->method, "scheduled")) {
+        broker = s_broker_scheduled(c, s_timeout(cli), &btrunc, why, sizeof why);
+        has_broker = 1;
+    } else if (!cli->destination && query) {
+        broker = s_broker_query(c, s_timeout(cli), cli, &g, why, sizeof why);
+        has_broker = broker != NULL || why[0];
+    }
+    int ok = s_nodes_ok(&g);
+    for (size_t i = 0; i < g.n; i++)
+        if (g.v[i].truncated)
+            s_truncated_notice(err, g.v[i].name);
+    if (btrunc)
+        fprintf(err, "Warning: the broker listed only the first 10000 scheduled tasks\n");
+    if (cli->json) {
+        cJSON *o = s_nodes_json(&g);
+        if (o && has_broker) {
+            cJSON *b = broker;
+            broker = NULL;
+            if (!b && (b = cJSON_CreateObject()) && !cJSON_AddStringToObject(b, "error", why)) {
+                cJSON_Delete(b);
+                b = NULL;
+            }
+            if (!s_add_owned(o, ZQ_CTL_BROKER_NODE, b)) {
+                cJSON_Delete(o);
+                o = NULL;
+            }
+        }
+        if (o && (ok || has_broker))
+            s_print_json(out, o);
+        cJSON_Delete(o);
+    } else {
+        for (size_t i = 0; i < g.n; i++)
+            zq_ctl_print_node(out, g.v[i].name, g.v[i].reply,
+                              g.v[i].reply ? NULL : g.v[i].error);
+        if (has_broker)
+            zq_ctl_print_node(out, ZQ_CTL_BROKER_NODE, broker, broker ? NULL : why);
+        if (ok || has_broker)
+            s_footer(out, ok);
+    }
+    cJSON_Delete(broker);
+    s_nodes_free(&g);
+    if (!ok && !has_broker) {
+        fprintf(err, "Error: No nodes replied within time constraint\n");
+        return ZQ_EXIT_FAIL;
+    }
+    return ZQ_EXIT_OK;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -560,6 +1138,14 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------
+ * shell (control/zq_shell.c)
+ */
+static int s_cmd_shell(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err)
+{
+    return zq_shell_run(cli, c, stdin, out, err);
+}
+
+/* ---------------------------------------------------------------------------------------
  * Dispatch
  */
 static const struct {
@@ -568,7 +1154,8 @@ static const struct {
 } s_table[] = {{ZQ_CLI_CALL, s_cmd_call},     {ZQ_CLI_RESULT, s_cmd_result},
                {ZQ_CLI_STATUS, s_cmd_status}, {ZQ_CLI_REVOKE, s_cmd_revoke},
                {ZQ_CLI_PURGE, s_cmd_purge},   {ZQ_CLI_EVENTS, s_cmd_events},
-               {ZQ_CLI_QUEUES, s_cmd_queues}, {ZQ_CLI_NONE, NULL}};
+               {ZQ_CLI_QUEUES, s_cmd_queues}, {ZQ_CLI_INSPECT, s_cmd_inspect},
+               {ZQ_CLI_SHELL, s_cmd_shell},   {ZQ_CLI_NONE, NULL}};
 
 int zq_ctl_run(const zq_cli_t *cli, FILE *out, FILE *err)
 {
@@ -605,6 +1192,8 @@ int zq_ctl_run(const zq_cli_t *cli, FILE *out, FILE *err)
 
 int zq_ctl_main(int argc, char *argv[])
 {
+    if (zq_flower_wanted(argc, argv)) /* a server with options of its own */
+        return zq_flower_main(argc, argv);
     /* the client library's notices are not for a CLI user; its warnings are */
     zq_log_set_level(ZQ_LOG_WARNING);
     zq_cli_t cli;

@@ -152,7 +152,7 @@ static zq_task_status_t sleep_(zq_task_t *self, const cJSON *args, const cJSON *
     }
     for (;;) {
         if (zq_task_soft_limit_exceeded(self))
-            return zq_task_fail(self, "SoftTimeLimitExceeded", "SoftTimeLimitExceeded()");
+            return zq_task_fail(self, "SoftTimeLimitExceeded", "soft time limit exceeded");
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
             break;

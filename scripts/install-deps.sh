@@ -3,9 +3,14 @@
 # Usage: scripts/install-deps.sh [--with-test-tools]
 set -euo pipefail
 pkgs=(build-essential autoconf automake libtool pkg-config
-      libzmq3-dev libcjson-dev libsqlite3-dev check libedit-dev iproute2)
+      libzmq3-dev libcjson-dev libsqlite3-dev check libedit-dev iproute2
+      libmicrohttpd-dev)
 if [ "${1:-}" = "--with-test-tools" ]; then
     pkgs+=(valgrind)
+    # the web monitor's tests: curl for the shell test, headless Chromium driven by
+    # playwright-core (tests/browser, installed there with npm ci) for the browser test
+    pkgs+=(curl chromium)
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

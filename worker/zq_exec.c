@@ -155,8 +155,9 @@ void zq_outcome_clear(zq_outcome_t *out)
     memset(out, 0, sizeof *out);
 }
 
-/* {"id":..,"state":..,"worker":..,"timestamp":.. (no closing brace) */
-static void s_head(zq_sb_t *sb, const char *id, const char *state, const char *worker)
+/* {"id":..,"state":..,"worker":..,"timestamp":.. (no closing brace); when <= 0: now */
+static void s_head_at(zq_sb_t *sb, const char *id, const char *state, const char *worker,
+                      double when)
 {
     char ts[40];
     zq_sb_puts(sb, "{\"id\":");
@@ -166,8 +167,13 @@ static void s_head(zq_sb_t *sb, const char *id, const char *state, const char *w
     zq_sb_puts(sb, "\",\"worker\":");
     zq_sb_json_str(sb, worker);
     zq_sb_puts(sb, ",\"timestamp\":\"");
-    zq_sb_puts(sb, zq_time_iso(zq_now(), ts, sizeof ts));
+    zq_sb_puts(sb, zq_time_iso(when > 0 ? when : zq_now(), ts, sizeof ts));
     zq_sb_putc(sb, '"');
+}
+
+static void s_head(zq_sb_t *sb, const char *id, const char *state, const char *worker)
+{
+    s_head_at(sb, id, state, worker, 0);
 }
 
 static void s_exception(zq_sb_t *sb, const char *type, const char *message)
@@ -189,11 +195,11 @@ char *zq_exec_state_received(const char *id, const char *worker, size_t *len)
 }
 
 char *zq_exec_state_started(const char *id, const char *worker, long pid, int acks_late,
-                            size_t *len)
+                            double when, size_t *len)
 {
     zq_sb_t sb;
     zq_sb_init(&sb);
-    s_head(&sb, id, ZQ_STATE_STARTED, worker);
+    s_head_at(&sb, id, ZQ_STATE_STARTED, worker, when);
     zq_sb_printf(&sb, ",\"pid\":%ld,\"acks_late\":%s}", pid, acks_late ? "true" : "false");
     return zq_sb_steal(&sb, len);
 }

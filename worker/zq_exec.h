@@ -60,9 +60,10 @@ void zq_outcome_clear(zq_outcome_t *out);
  * length in *len, or NULL on ENOMEM. */
 /* {"id","state":"RECEIVED","worker","timestamp"} */
 char *zq_exec_state_received(const char *id, const char *worker, size_t *len);
-/* {"id","state":"STARTED","worker","timestamp","pid","acks_late"} */
+/* {"id","state":"STARTED","worker","timestamp","pid","acks_late"}; when: the start time
+ * (zq_now() seconds; <= 0: now). */
 char *zq_exec_state_started(const char *id, const char *worker, long pid, int acks_late,
-                            size_t *len);
+                            double when, size_t *len);
 /* A FAILURE or REVOKED decided by the worker: exception {type, message}, traceback (NULL =
  * null), runtime (< 0 = not run, omitted). extra is appended verbatim inside the object
  * (e.g. "\"expired\":true"), or NULL. */

@@ -1,18 +1,28 @@
 /*
  * zq_pool - prefork, threads and solo pools behind one interface (see zq_pool.h).
  *
- * Prefork pipe records (native byte order: both ends are the same binary):
- *   parent -> child   [s_task_hdr_t: len, 'T', hard, soft][len bytes: TASK body as received]
- *   child -> parent   [s_rec_hdr_t: len, 'D' | 'U', state][len bytes: STATE | SUBMIT body]
- * The parent reads children's pipes non-blocking into a per-slot buffer, so a child writing
- * a big result never stalls the main loop; a child blocks writing until the parent reads,
- * which is fine: it has nothing else to do. A child is idle whenever the parent hands it a
- * job, so the parent's blocking write drains at once.
+ * Prefork, the shared job queue: the parent writes jobs into one pipe; an idle child takes
+ * the read lock (a process-shared robust mutex in shared memory), reads exactly one record
+ * and lets go, so jobs are served in order by whichever child is free. Each job also has a
+ * state word in shared memory, (seq << 2) | QUEUED / STARTED / CANCELLED, that the child
+ * and the parent compare-and-swap: a job taken back by the parent (revoke, shutdown) is
+ * skipped by the child that reads it, and one a child has started cannot be taken back.
+ * Shared memory also says which job each child runs, so signals for soft and hard limits
+ * only hit the job they are meant for.
+ *
+ * Records (native byte order: both ends are the same binary):
+ *   parent -> children  [s_task_hdr_t: magic, len, seq, hard, soft, 'T'][len bytes: TASK body]
+ *   child -> parent     [s_rec_hdr_t: magic, len, seq, type, state][len bytes]
+ *                       'S' started, 'E' expired (not run), 'D' done (STATE body),
+ *                       'U' sub-task (SUBMIT body), 'B' the job queue is broken
+ * The parent writes the job pipe non-blocking (what does not fit waits in a buffer) and
+ * reads children's pipes non-blocking, so no child can stall the main loop.
  */
 #include "config.h"
 #include "zq_pool.h"
 #include "zq_log.h"
 #include "zq_proto.h"
+#include "zq_time.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,37 +33,78 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define MAGIC 0x31305a51u    /* "QZ01" */
 #define REC_TASK 'T'
+#define REC_STARTED 'S'
+#define REC_EXPIRED 'E'
 #define REC_DONE 'D'
 #define REC_SUBMIT 'U'
-/* Read chunk from a child's pipe (bytes); a pipe holds 64 KiB by default. */
-#define READ_CHUNK 65536
-/* A child's input buffer larger than this is shrunk back once empty (bytes). */
-#define BUF_KEEP (1024 * 1024)
+#define REC_BROKEN 'B'
+#define RING 16384           /* job state words; more than jobs ever held by the pool */
+#define QUEUE_MIN 64         /* queued jobs the pool takes at least (beyond running ones) */
+#define READ_CHUNK 65536     /* bytes read from a child's pipe at a time */
+#define BUF_KEEP (1 << 20)   /* a buffer larger than this is freed once empty (bytes) */
+#define JOB_PIPE_SIZE (1 << 20) /* requested job pipe capacity (bytes; best effort) */
+
+enum { J_QUEUED = 0, J_STARTED = 1, J_CANCELLED = 2 };
+#define JW(seq_, st_) (((uint64_t)(seq_) << 2) | (uint64_t)(st_))
 
 typedef struct {
+    uint32_t magic;
     uint32_t len;   /* payload bytes */
-    uint8_t type;   /* REC_DONE or REC_SUBMIT */
+    uint64_t seq;
+    double time;    /* REC_STARTED: when the child started it (zq_now) */
+    uint8_t type;
     uint8_t state;  /* REC_DONE: zq_outcome_state_t */
-    uint8_t pad[2];
+    uint8_t pad[6];
 } s_rec_hdr_t;
 
 typedef struct {
+    uint32_t magic;
     uint32_t len;   /* payload bytes */
-    uint8_t type;   /* REC_TASK */
-    uint8_t pad[3];
+    uint64_t seq;
     double hard;    /* effective limits, seconds; 0 = none */
     double soft;
+    uint8_t type;   /* REC_TASK */
+    uint8_t pad[7];
 } s_task_hdr_t;
 
-/* A queued event (threads pool). */
+/* Shared between the parent and every child (MAP_SHARED, created before the first fork). */
+typedef struct {
+    pthread_mutex_t rlock;        /* held by the child reading the job pipe */
+    uint64_t ring[RING];          /* job state words, index seq % RING */
+    struct {
+        uint64_t running;         /* seq the child took (0: none) */
+        uint64_t soft;            /* seq whose soft limit passed */
+    } child[];                    /* per slot */
+} s_shm_t;
+
+/* A job the prefork parent handed out, index seq % RING. */
+typedef struct {
+    uint64_t seq;
+    void *ctx;                    /* NULL: free entry */
+    int started;                  /* 'S' seen */
+} s_pjob_t;
+
+/* A job waiting in the threads pool's queue. */
+typedef struct s_tjob {
+    void *ctx;
+    const cJSON *body;
+    double hard, soft, expires;
+    struct s_tjob *next;
+} s_tjob_t;
+
+/* An event queued by a pool thread for the main loop. */
 typedef struct s_event {
     zq_pool_ev_kind_t kind;
     int slot;
+    void *ctx;
+    double time;
     zq_outcome_state_t state;
     char *json; /* owned */
     size_t len;
@@ -63,38 +114,50 @@ typedef struct s_event {
 typedef struct {
     struct zq_pool *pool;
     int index;
-    int busy;                         /* main thread's view: a job was submitted, no end yet */
     /* prefork */
-    pid_t pid;                        /* 0: no child (fork failed; retried by dispatch) */
-    int to_child;                     /* write end of the child's job pipe, or -1 */
-    int from_child;                   /* read end of the child's result pipe (O_NONBLOCK) */
-    char *in;                         /* partial records read from the child */
+    pid_t pid;                        /* 0: no child (fork failed; dispatch retries) */
+    int from_child;                   /* read end of its result pipe (O_NONBLOCK), or -1 */
+    char *in;                         /* partial records read from it */
     size_t in_len, in_cap;
+    uint64_t running;                 /* seq it reported started, 0 when idle */
     /* threads */
     pthread_t thread;
     int started;                      /* 1 once the thread runs */
-    pthread_cond_t cv;                /* signalled when a job or stop arrives */
-    int has_job;                      /* under pool->mu */
-    const cJSON *body;                /* the job (under pool->mu) */
-    double hard, soft;
-    volatile sig_atomic_t soft_flag;  /* the task's soft-limit flag */
+    void *running_ctx;                /* under pool->mu */
+    volatile sig_atomic_t soft_flag;  /* the running task's soft-limit flag */
 } s_slot_t;
 
 struct zq_pool {
     zq_pool_config_t cfg;
     int n;
     s_slot_t *slots;
-    int stopping;                     /* 1: do not replace children */
+    int stopping;                     /* 1: do not replace children, take no jobs */
+    int qmax;                         /* queued jobs taken at most */
+    int nqueued;                      /* handed in, not started / ended / taken back */
+    /* prefork */
+    s_shm_t *shm;
+    size_t shm_size;
+    int jobq[2];                      /* job pipe: [0] for the children, [1] ours (O_NONBLOCK) */
+    char *out;                        /* job bytes not yet in the pipe */
+    size_t out_off, out_len, out_cap;
+    uint64_t seq;                     /* last job sequence number */
+    s_pjob_t *jobs;                   /* RING entries */
+    int broken;                       /* a child found the job pipe misaligned */
     /* threads */
     pthread_mutex_t mu;
+    pthread_cond_t work_cv;           /* a job arrived, or stop */
     int stop;                         /* under mu */
+    s_tjob_t *t_head, *t_tail;        /* queued jobs, under mu */
     s_event_t *q_head, *q_tail;       /* events from threads, under mu */
-    int wake[2];                      /* written when the queue becomes non-empty */
+    int wake[2];                      /* written when the event queue becomes non-empty */
     int sync_init;                    /* 1: mu/cv initialised */
 };
 
-/* Soft-limit flag of a prefork child (one task at a time per process). */
+/* The child's view (one task at a time per process). */
 static volatile sig_atomic_t s_child_soft;
+static s_shm_t *s_child_shm;
+static int s_child_slot;
+static uint64_t s_child_seq;
 
 const char *zq_pool_kind_name(zq_pool_kind_t kind)
 {
@@ -163,20 +226,62 @@ static int s_read_all(int fd, void *buf, size_t len)
     return 0;
 }
 
+static void s_close(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static int s_cas(uint64_t *word, uint64_t from, uint64_t to)
+{
+    return __atomic_compare_exchange_n(word, &from, to, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+static void s_emit_at(zq_pool_t *p, zq_pool_ev_kind_t kind, int slot, void *ctx, int state,
+                      const char *json, size_t len, long pid, int status, double time)
+{
+    zq_pool_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.time = time;
+    ev.kind = kind;
+    ev.slot = slot;
+    ev.ctx = ctx;
+    ev.state = (zq_outcome_state_t)state;
+    ev.json = json;
+    ev.len = len;
+    ev.pid = pid;
+    ev.status = status;
+    p->cfg.on_event(p->cfg.arg, &ev);
+}
+
+static void s_emit(zq_pool_t *p, zq_pool_ev_kind_t kind, int slot, void *ctx, int state,
+                   const char *json, size_t len, long pid, int status)
+{
+    s_emit_at(p, kind, slot, ctx, state, json, len, pid, status, 0);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Prefork: the child side
  */
 static void s_on_usr1(int sig)
 {
     (void)sig;
-    s_child_soft = 1;
+    /* only for the task it was meant for: the child may have moved on already */
+    if (s_child_shm && s_child_seq &&
+        __atomic_load_n(&s_child_shm->child[s_child_slot].soft, __ATOMIC_SEQ_CST) == s_child_seq)
+        s_child_soft = 1;
 }
 
-static int s_child_send(int fd, uint8_t type, uint8_t state, const char *json, size_t len)
+static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, const char *json,
+                        size_t len)
 {
     s_rec_hdr_t h;
     memset(&h, 0, sizeof h);
+    h.magic = MAGIC;
+    h.time = type == REC_STARTED ? zq_now() : 0;
     h.len = (uint32_t)len;
+    h.seq = seq;
     h.type = type;
     h.state = state;
     struct iovec iov[2] = {{&h, sizeof h}, {(void *)json, len}};
@@ -185,11 +290,9 @@ static int s_child_send(int fd, uint8_t type, uint8_t state, const char *json, s
 
 static int s_child_emit(void *arg, const char *cmd, const char *json, size_t len)
 {
-    if (strcmp(cmd, ZQ_CMD_SUBMIT) != 0)
+    if (strcmp(cmd, ZQ_CMD_SUBMIT) != 0 || len > ZQ_MAX_MSG_SIZE)
         return ZQ_EINVAL;
-    if (len > ZQ_MAX_MSG_SIZE)
-        return ZQ_EINVAL;
-    return s_child_send(*(int *)arg, REC_SUBMIT, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
+    return s_child_send(*(int *)arg, REC_SUBMIT, s_child_seq, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
 }
 
 static void s_child_signals(void)
@@ -213,44 +316,89 @@ static void s_child_signals(void)
     pthread_sigmask(SIG_SETMASK, &none, NULL);
 }
 
+/* Say the queue is broken and leave (the parent rebuilds it). */
+__attribute__((noreturn)) static void s_child_broken(int out_fd)
+{
+    s_child_send(out_fd, REC_BROKEN, 0, 0, NULL, 0);
+    _exit(3);
+}
+
 __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int in_fd, int out_fd)
 {
     char name[48];
     snprintf(name, sizeof name, "ForkPoolWorker-%d", slot + 1);
     zq_log_set_process_name(name);
+    s_shm_t *shm = p->shm;
+    s_child_shm = shm;
+    s_child_slot = slot;
     s_child_signals();
     zq_exec_env_t env = {p->cfg.worker, s_child_emit, &out_fd, &s_child_soft};
+    uint64_t *running = &shm->child[slot].running;
     for (;;) {
-        s_task_hdr_t h;
-        int rc = s_read_all(in_fd, &h, sizeof h);
-        if (rc != 0)
-            _exit(0); /* the parent closed our pipe: shutdown */
-        if (h.type != REC_TASK || h.len > ZQ_MAX_MSG_SIZE)
-            _exit(3); /* cannot happen with our own parent; the parent reports us lost */
-        char *buf = malloc((size_t)h.len + 1);
-        if (!buf || s_read_all(in_fd, buf, h.len) != 0)
+        int rc = pthread_mutex_lock(&shm->rlock);
+        if (rc == EOWNERDEAD) {
+            /* its holder died, maybe halfway through a record: the stream may be misaligned */
+            pthread_mutex_consistent(&shm->rlock);
+            pthread_mutex_unlock(&shm->rlock);
+            s_child_broken(out_fd);
+        } else if (rc != 0) {
             _exit(4);
+        }
+        s_task_hdr_t h;
+        rc = s_read_all(in_fd, &h, sizeof h);
+        if (rc == 1) {
+            pthread_mutex_unlock(&shm->rlock);
+            _exit(0); /* the parent closed the queue: shutdown or rebuild */
+        }
+        if (rc != 0 || h.magic != MAGIC || h.type != REC_TASK || h.len > ZQ_MAX_MSG_SIZE) {
+            pthread_mutex_unlock(&shm->rlock);
+            s_child_broken(out_fd);
+        }
+        /* from here on the parent can tell which job died with us */
+        __atomic_store_n(running, h.seq, __ATOMIC_SEQ_CST);
+        char *buf = malloc((size_t)h.len + 1);
+        if (!buf || s_read_all(in_fd, buf, h.len) != 0) {
+            pthread_mutex_unlock(&shm->rlock);
+            s_child_broken(out_fd);
+        }
+        pthread_mutex_unlock(&shm->rlock);
+        if (!s_cas(&shm->ring[h.seq % RING], JW(h.seq, J_QUEUED), JW(h.seq, J_STARTED))) {
+            /* taken back by the parent (revoked, returned): not ours to run */
+            __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
+            free(buf);
+            continue;
+        }
         cJSON *body = cJSON_ParseWithLength(buf, h.len);
         free(buf);
         zq_request_t r;
-        zq_outcome_t out;
-        memset(&out, 0, sizeof out);
+        memset(&r, 0, sizeof r);
         char err[256];
         const zq_task_entry_t *t = NULL;
-        memset(&r, 0, sizeof r);
         if (body && zq_exec_decode(&r, body, err, sizeof err) == ZQ_OK)
             t = zq_loader_find(p->cfg.loader, r.task);
-        if (t) {
-            r.hostname = p->cfg.worker;
-            r.hard = h.hard;
-            r.soft = h.soft;
+        if (r.expires_t > 0 && r.expires_t <= zq_now()) {
+            s_child_send(out_fd, REC_EXPIRED, h.seq, 0, NULL, 0);
+        } else {
+            s_child_seq = h.seq;
             s_child_soft = 0;
-            zq_exec_run(t, &r, &env, &out);
+            zq_outcome_t out;
+            memset(&out, 0, sizeof out);
+            if (s_child_send(out_fd, REC_STARTED, h.seq, 0, NULL, 0) != 0)
+                _exit(0); /* the parent is gone */
+            if (t) {
+                r.hostname = p->cfg.worker;
+                r.hard = h.hard;
+                r.soft = h.soft;
+                zq_exec_run(t, &r, &env, &out);
+            }
+            /* an empty DONE tells the parent to report the failure itself */
+            if (s_child_send(out_fd, REC_DONE, h.seq, (uint8_t)out.state, out.json,
+                             out.json ? out.len : 0) != 0)
+                _exit(0);
+            zq_outcome_clear(&out);
+            s_child_seq = 0;
         }
-        /* an empty DONE tells the parent that it must report the failure itself */
-        if (s_child_send(out_fd, REC_DONE, (uint8_t)out.state, out.json, out.json ? out.len : 0))
-            _exit(0); /* the parent is gone */
-        zq_outcome_clear(&out);
+        __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
         zq_request_clear(&r);
         cJSON_Delete(body);
     }
@@ -259,26 +407,51 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
 /* ---------------------------------------------------------------------------------------
  * Prefork: the parent side
  */
-static void s_close(int *fd)
+static s_pjob_t *s_pjob(zq_pool_t *p, uint64_t seq)
 {
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
+    s_pjob_t *j = &p->jobs[seq % RING];
+    return seq && j->ctx && j->seq == seq ? j : NULL;
+}
+
+static s_pjob_t *s_pjob_by_ctx(zq_pool_t *p, void *ctx)
+{
+    /* live jobs have the newest sequence numbers; revokes are rare enough for a scan */
+    for (uint64_t k = 0; k < RING && k < p->seq; k++) {
+        s_pjob_t *j = s_pjob(p, p->seq - k);
+        if (j && j->ctx == ctx)
+            return j;
+    }
+    return NULL;
+}
+
+static void s_pjob_forget(zq_pool_t *p, s_pjob_t *j)
+{
+    if (!j->started)
+        p->nqueued--;
+    j->ctx = NULL;
+    j->seq = 0;
+    j->started = 0;
+}
+
+static int s_job_pipe_open(zq_pool_t *p)
+{
+    if (pipe2(p->jobq, O_CLOEXEC) != 0) {
+        ZQ_ERROR("pool: cannot create the job pipe: %s", strerror(errno));
+        p->jobq[0] = p->jobq[1] = -1;
+        return ZQ_EIO;
+    }
+    fcntl(p->jobq[1], F_SETPIPE_SZ, JOB_PIPE_SIZE); /* fewer partial writes; fine if refused */
+    fcntl(p->jobq[1], F_SETFL, fcntl(p->jobq[1], F_GETFL) | O_NONBLOCK);
+    p->out_off = p->out_len = 0;
+    return ZQ_OK;
 }
 
 static int s_spawn(zq_pool_t *p, s_slot_t *s)
 {
-    int down[2], up[2];
-    if (pipe2(down, O_CLOEXEC) != 0) {
+    int up[2];
+    if (p->jobq[0] < 0 || pipe2(up, O_CLOEXEC) != 0) {
         ZQ_ERROR("pool: cannot create a pipe for ForkPoolWorker-%d: %s", s->index + 1,
                  strerror(errno));
-        return ZQ_EIO;
-    }
-    if (pipe2(up, O_CLOEXEC) != 0) {
-        ZQ_ERROR("pool: cannot create a pipe for ForkPoolWorker-%d: %s", s->index + 1,
-                 strerror(errno));
-        close(down[0]);
-        close(down[1]);
         return ZQ_EIO;
     }
     /* no signal handler may run in the child before it resets them */
@@ -289,74 +462,182 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-        close(down[1]);
         close(up[0]);
+        close(p->jobq[1]);
         /* siblings' pipes: holding them would hide their deaths (no EOF) */
-        for (int i = 0; i < p->n; i++) {
-            if (&p->slots[i] == s)
-                continue;
-            if (p->slots[i].to_child >= 0)
-                close(p->slots[i].to_child);
+        for (int i = 0; i < p->n; i++)
             if (p->slots[i].from_child >= 0)
                 close(p->slots[i].from_child);
-        }
-        s_child_main(p, s->index, down[0], up[1]);
+        s_child_main(p, s->index, p->jobq[0], up[1]);
     }
     int e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(down[0]);
     close(up[1]);
     if (pid < 0) {
         ZQ_ERROR("pool: cannot fork ForkPoolWorker-%d: %s", s->index + 1, strerror(e));
-        close(down[1]);
         close(up[0]);
         return ZQ_EIO;
     }
     fcntl(up[0], F_SETFL, fcntl(up[0], F_GETFL) | O_NONBLOCK);
     s->pid = pid;
-    s->to_child = down[1];
     s->from_child = up[0];
-    s->busy = 0;
     s->in_len = 0;
+    s->running = 0;
     ZQ_DEBUG("pool: started ForkPoolWorker-%d (pid %ld)", s->index + 1, (long)pid);
     return ZQ_OK;
 }
 
-static void s_emit_event(zq_pool_t *p, zq_pool_ev_kind_t kind, int slot, int state,
-                         const char *json, size_t len)
+/* Write what waits in p->out; 0 when all is out, 1 when some remains, -1 on error. */
+static int s_flush_out(zq_pool_t *p)
 {
-    zq_pool_event_t ev;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = kind;
-    ev.slot = slot;
-    ev.state = (zq_outcome_state_t)state;
-    ev.json = json;
-    ev.len = len;
-    p->cfg.on_event(p->cfg.arg, &ev);
+    while (p->out_off < p->out_len) {
+        ssize_t n = write(p->jobq[1], p->out + p->out_off, p->out_len - p->out_off);
+        if (n > 0) {
+            p->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        ZQ_ERROR("pool: cannot write to the job pipe: %s", strerror(errno));
+        return -1;
+    }
+    p->out_off = p->out_len = 0;
+    if (p->out_cap > BUF_KEEP) {
+        free(p->out);
+        p->out = NULL;
+        p->out_cap = 0;
+    }
+    return 0;
+}
+
+static int s_out_append(zq_pool_t *p, const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (p->out_off > 0 && p->out_off == p->out_len)
+        p->out_off = p->out_len = 0;
+    size_t need = p->out_len + alen + blen;
+    if (need > p->out_cap) {
+        size_t cap = p->out_cap ? p->out_cap : 65536;
+        while (cap < need)
+            cap *= 2;
+        char *nb = realloc(p->out, cap);
+        if (!nb)
+            return ZQ_ENOMEM;
+        p->out = nb;
+        p->out_cap = cap;
+    }
+    memcpy(p->out + p->out_len, a, alen);
+    memcpy(p->out + p->out_len + alen, b, blen);
+    p->out_len += alen + blen;
+    return ZQ_OK;
+}
+
+static int s_prefork_submit(zq_pool_t *p, const zq_pool_job_t *job)
+{
+    if (!job->raw || job->rawlen > ZQ_MAX_MSG_SIZE)
+        return ZQ_EINVAL;
+    uint64_t seq = p->seq + 1;
+    s_pjob_t *j = &p->jobs[seq % RING];
+    if (j->ctx)
+        return ZQ_ESTATE; /* cannot happen: fewer than RING jobs are ever held */
+    /* published before the bytes: a child may read them the moment they are written */
+    p->seq = seq;
+    j->seq = seq;
+    j->ctx = job->ctx;
+    j->started = 0;
+    p->nqueued++;
+    __atomic_store_n(&p->shm->ring[seq % RING], JW(seq, J_QUEUED), __ATOMIC_SEQ_CST);
+    s_task_hdr_t h;
+    memset(&h, 0, sizeof h);
+    h.magic = MAGIC;
+    h.len = (uint32_t)job->rawlen;
+    h.seq = seq;
+    h.hard = job->hard;
+    h.soft = job->soft;
+    h.type = REC_TASK;
+    size_t written = 0;
+    if (p->out_off == p->out_len) {
+        /* nothing waiting: straight into the pipe, copying only what does not fit */
+        struct iovec iov[2] = {{&h, sizeof h}, {(void *)job->raw, job->rawlen}};
+        ssize_t n;
+        do
+            n = writev(p->jobq[1], iov, 2);
+        while (n < 0 && errno == EINTR);
+        if (n > 0)
+            written = (size_t)n;
+    }
+    if (written < sizeof h + job->rawlen) {
+        size_t hpart = written < sizeof h ? sizeof h - written : 0;
+        size_t roff = written > sizeof h ? written - sizeof h : 0;
+        if (s_out_append(p, (const char *)&h + (sizeof h - hpart), hpart, job->raw + roff,
+                         job->rawlen - roff) != ZQ_OK) {
+            if (written) {
+                p->broken = 1; /* half a record in the pipe: rebuild (which returns it) */
+                return ZQ_OK;
+            }
+            __atomic_store_n(&p->shm->ring[seq % RING], JW(seq, J_CANCELLED), __ATOMIC_SEQ_CST);
+            s_pjob_forget(p, j);
+            return ZQ_ENOMEM;
+        }
+    }
+    return ZQ_OK;
+}
+
+/* The job queue was left half-read: hand every queued job back and start a new pipe.
+ * Children on the old one read EOF and exit; they are replaced with the new one. */
+static void s_rebuild(zq_pool_t *p)
+{
+    ZQ_ERROR("pool: a child died while reading the job queue; rebuilding it (queued tasks are "
+             "queued again)");
+    p->broken = 0;
+    s_close(&p->jobq[1]);
+    s_close(&p->jobq[0]);
+    for (uint64_t k = 0; k < RING && k < p->seq; k++) {
+        uint64_t seq = p->seq - k;
+        s_pjob_t *j = s_pjob(p, seq);
+        if (!j || j->started)
+            continue;
+        if (s_cas(&p->shm->ring[seq % RING], JW(seq, J_QUEUED), JW(seq, J_CANCELLED))) {
+            void *ctx = j->ctx;
+            s_pjob_forget(p, j);
+            s_emit(p, ZQ_POOL_EV_RETURNED, -1, ctx, 0, NULL, 0, 0, 0);
+        }
+    }
+    if (s_job_pipe_open(p) != ZQ_OK)
+        p->stopping = 1; /* nothing can run any more; the worker reports the rest lost */
 }
 
 static void s_child_lost(zq_pool_t *p, s_slot_t *s)
 {
     pid_t pid = s->pid;
     int status = 0;
-    s_close(&s->to_child);
     s_close(&s->from_child);
     /* EOF means it is exiting, or it broke its pipe: either way it is done for */
     kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    int busy = s->busy;
-    s->busy = 0;
+    uint64_t seq = __atomic_exchange_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].soft, 0, __ATOMIC_SEQ_CST);
     s->pid = 0;
     s->in_len = 0;
-    zq_pool_event_t ev;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = ZQ_POOL_EV_LOST;
-    ev.slot = s->index;
-    ev.pid = (long)pid;
-    ev.status = status;
-    ev.busy = busy;
-    p->cfg.on_event(p->cfg.arg, &ev);
+    s->running = 0;
+    void *ctx = NULL;
+    s_pjob_t *j = s_pjob(p, seq);
+    if (j) {
+        ctx = j->ctx;
+        if (s_cas(&p->shm->ring[seq % RING], JW(seq, J_QUEUED), JW(seq, J_CANCELLED))) {
+            /* it died after taking the job and before starting it: nobody else will */
+            s_pjob_forget(p, j);
+            s_emit(p, ZQ_POOL_EV_RETURNED, -1, ctx, 0, NULL, 0, 0, 0);
+            ctx = NULL;
+        } else {
+            s_pjob_forget(p, j);
+        }
+    }
+    /* an idle child leaving cleanly (shutdown, queue rebuilt) is no news */
+    if (ctx || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        s_emit(p, ZQ_POOL_EV_LOST, s->index, ctx, 0, NULL, 0, (long)pid, status);
     if (!p->stopping)
         s_spawn(p, s); /* on failure dispatch retries */
 }
@@ -369,7 +650,7 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
     while (s->in_len - off >= sizeof(s_rec_hdr_t)) {
         s_rec_hdr_t h;
         memcpy(&h, s->in + off, sizeof h);
-        if ((h.type != REC_DONE && h.type != REC_SUBMIT) || h.len > ZQ_MAX_MSG_SIZE) {
+        if (h.magic != MAGIC || h.len > ZQ_MAX_MSG_SIZE) {
             rc = -1;
             break;
         }
@@ -379,13 +660,46 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
         /* NUL-terminate in place for the callback; the byte is restored after */
         char saved = json[h.len];
         json[h.len] = '\0';
-        if (h.type == REC_DONE) {
-            s->busy = 0;
-            s_emit_event(p, ZQ_POOL_EV_DONE, s->index, h.state, h.len ? json : NULL, h.len);
-        } else {
-            s_emit_event(p, ZQ_POOL_EV_SUBMIT, s->index, 0, json, h.len);
+        s_pjob_t *j = s_pjob(p, h.seq);
+        switch (h.type) {
+        case REC_STARTED:
+            if (j && !j->started) {
+                j->started = 1;
+                p->nqueued--;
+                s->running = h.seq;
+                s_emit_at(p, ZQ_POOL_EV_STARTED, s->index, j->ctx, 0, NULL, 0, (long)s->pid, 0,
+                          h.time);
+            }
+            break;
+        case REC_EXPIRED:
+            if (j) {
+                void *ctx = j->ctx;
+                s_pjob_forget(p, j);
+                s_emit(p, ZQ_POOL_EV_EXPIRED, -1, ctx, 0, NULL, 0, 0, 0);
+            }
+            break;
+        case REC_DONE:
+            s->running = 0;
+            if (j) {
+                void *ctx = j->ctx;
+                s_pjob_forget(p, j);
+                s_emit(p, ZQ_POOL_EV_DONE, s->index, ctx, h.state, h.len ? json : NULL, h.len,
+                       (long)s->pid, 0);
+            }
+            break;
+        case REC_SUBMIT:
+            s_emit(p, ZQ_POOL_EV_SUBMIT, s->index, j ? j->ctx : NULL, 0, json, h.len,
+                   (long)s->pid, 0);
+            break;
+        case REC_BROKEN:
+            p->broken = 1;
+            break;
+        default:
+            rc = -1;
         }
         json[h.len] = saved;
+        if (rc)
+            break;
         off += sizeof h + h.len;
     }
     if (off > 0) {
@@ -443,8 +757,38 @@ static void s_read_child(zq_pool_t *p, s_slot_t *s)
         s_child_lost(p, s);
 }
 
+static int s_prefork_init(zq_pool_t *p)
+{
+    p->jobq[0] = p->jobq[1] = -1;
+    p->jobs = calloc(RING, sizeof *p->jobs);
+    p->shm_size = sizeof(s_shm_t) + (size_t)p->n * sizeof p->shm->child[0];
+    void *m = mmap(NULL, p->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (!p->jobs || m == MAP_FAILED) {
+        ZQ_ERROR("pool: cannot set up shared memory: %s", strerror(errno));
+        return ZQ_ENOMEM;
+    }
+    p->shm = m; /* zero-filled */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    /* robust: a child killed while holding it does not block the others forever */
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    int rc = pthread_mutex_init(&p->shm->rlock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    if (rc != 0) {
+        ZQ_ERROR("pool: cannot create the job queue lock: %s", strerror(rc));
+        return ZQ_EIO;
+    }
+    if (s_job_pipe_open(p) != ZQ_OK)
+        return ZQ_EIO;
+    for (int i = 0; i < p->n; i++)
+        if (s_spawn(p, &p->slots[i]) != ZQ_OK)
+            return ZQ_EIO;
+    return ZQ_OK;
+}
+
 /* ---------------------------------------------------------------------------------------
- * Threads: event queue
+ * Threads
  */
 static void s_queue_push(zq_pool_t *p, s_event_t *ev)
 {
@@ -465,17 +809,26 @@ static void s_queue_push(zq_pool_t *p, s_event_t *ev)
     }
 }
 
-static s_event_t *s_event_new(zq_pool_ev_kind_t kind, int slot, int state, char *json, size_t len)
+/* Queue an event from a pool thread; takes ownership of json. */
+static void s_thread_event(zq_pool_t *p, zq_pool_ev_kind_t kind, int slot, void *ctx, int state,
+                           char *json, size_t len)
 {
     s_event_t *ev = calloc(1, sizeof *ev);
-    if (!ev)
-        return NULL;
+    if (ev)
+        ev->time = kind == ZQ_POOL_EV_STARTED ? zq_now() : 0;
+    if (!ev) {
+        /* the worker never learns of it: say so where someone will see it */
+        ZQ_ERROR("pool: out of memory: an event about a task was lost");
+        free(json);
+        return;
+    }
     ev->kind = kind;
     ev->slot = slot;
+    ev->ctx = ctx;
     ev->state = (zq_outcome_state_t)state;
     ev->json = json;
     ev->len = len;
-    return ev;
+    s_queue_push(p, ev);
 }
 
 static int s_thread_emit(void *arg, const char *cmd, const char *json, size_t len)
@@ -488,12 +841,7 @@ static int s_thread_emit(void *arg, const char *cmd, const char *json, size_t le
         return ZQ_ENOMEM;
     memcpy(copy, json, len);
     copy[len] = '\0';
-    s_event_t *ev = s_event_new(ZQ_POOL_EV_SUBMIT, s->index, 0, copy, len);
-    if (!ev) {
-        free(copy);
-        return ZQ_ENOMEM;
-    }
-    s_queue_push(s->pool, ev);
+    s_thread_event(s->pool, ZQ_POOL_EV_SUBMIT, s->index, NULL, 0, copy, len);
     return ZQ_OK;
 }
 
@@ -511,7 +859,6 @@ static void s_run_body(zq_pool_t *p, s_slot_t *s, const cJSON *body, double hard
             r.hostname = p->cfg.worker;
             r.hard = hard;
             r.soft = soft;
-            __atomic_store_n(&s->soft_flag, 0, __ATOMIC_SEQ_CST);
             zq_exec_env_t env = {p->cfg.worker, emit, emit_arg, &s->soft_flag};
             zq_exec_run(t, &r, &env, out);
         }
@@ -528,29 +875,60 @@ static void *s_thread_main(void *arg)
     zq_log_set_process_name(name);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && !s->has_job)
-            pthread_cond_wait(&s->cv, &p->mu);
-        if (!s->has_job)
+        while (!p->stop && !p->t_head)
+            pthread_cond_wait(&p->work_cv, &p->mu);
+        if (p->stop)
             break;
-        const cJSON *body = s->body;
-        double hard = s->hard, soft = s->soft;
+        s_tjob_t *job = p->t_head;
+        p->t_head = job->next;
+        if (!p->t_head)
+            p->t_tail = NULL;
+        __atomic_fetch_sub(&p->nqueued, 1, __ATOMIC_RELAXED);
+        s->running_ctx = job->ctx;
+        __atomic_store_n(&s->soft_flag, 0, __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&p->mu);
-        zq_outcome_t out;
-        s_run_body(p, s, body, hard, soft, s_thread_emit, s, &out);
-        s_event_t *ev = s_event_new(ZQ_POOL_EV_DONE, s->index, out.state, out.json, out.len);
-        if (ev) {
-            s_queue_push(p, ev);
+        if (job->expires > 0 && job->expires <= zq_now()) {
+            s_thread_event(p, ZQ_POOL_EV_EXPIRED, -1, job->ctx, 0, NULL, 0);
         } else {
-            /* cannot even say it ended: the slot stays busy; say why in the log */
-            ZQ_ERROR("pool: out of memory reporting the end of a task on %s", name);
-            free(out.json);
+            s_thread_event(p, ZQ_POOL_EV_STARTED, s->index, job->ctx, 0, NULL, 0);
+            zq_outcome_t out;
+            s_run_body(p, s, job->body, job->hard, job->soft, s_thread_emit, s, &out);
+            pthread_mutex_lock(&p->mu);
+            s->running_ctx = NULL;
+            pthread_mutex_unlock(&p->mu);
+            s_thread_event(p, ZQ_POOL_EV_DONE, s->index, job->ctx, out.state, out.json, out.len);
         }
+        free(job);
         pthread_mutex_lock(&p->mu);
-        s->has_job = 0;
-        s->body = NULL;
+        s->running_ctx = NULL;
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+static int s_threads_init(zq_pool_t *p)
+{
+    if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        ZQ_ERROR("pool: cannot create the wake-up pipe: %s", strerror(errno));
+        return ZQ_EIO;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work_cv, NULL);
+    p->sync_init = 1;
+    /* signals belong to the main loop: pool threads block them all */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = 0;
+    for (int i = 0; i < p->n && rc == 0; i++) {
+        rc = pthread_create(&p->slots[i].thread, NULL, s_thread_main, &p->slots[i]);
+        if (rc == 0)
+            p->slots[i].started = 1;
+        else
+            ZQ_ERROR("pool: cannot start ThreadPoolWorker-%d: %s", i + 1, strerror(rc));
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc == 0 ? ZQ_OK : ZQ_EIO;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -561,7 +939,25 @@ static int s_solo_emit(void *arg, const char *cmd, const char *json, size_t len)
     s_slot_t *s = arg;
     if (strcmp(cmd, ZQ_CMD_SUBMIT) != 0)
         return ZQ_EINVAL;
-    s_emit_event(s->pool, ZQ_POOL_EV_SUBMIT, s->index, 0, json, len);
+    s_emit(s->pool, ZQ_POOL_EV_SUBMIT, s->index, NULL, 0, json, len, (long)getpid(), 0);
+    return ZQ_OK;
+}
+
+static int s_solo_submit(zq_pool_t *p, const zq_pool_job_t *job)
+{
+    if (!job->body)
+        return ZQ_EINVAL;
+    long pid = (long)getpid();
+    if (job->expires > 0 && job->expires <= zq_now()) {
+        s_emit(p, ZQ_POOL_EV_EXPIRED, -1, job->ctx, 0, NULL, 0, 0, 0);
+        return ZQ_OK;
+    }
+    s_slot_t *s = &p->slots[0];
+    s_emit_at(p, ZQ_POOL_EV_STARTED, 0, job->ctx, 0, NULL, 0, pid, 0, zq_now());
+    zq_outcome_t out;
+    s_run_body(p, s, job->body, job->hard, job->soft, s_solo_emit, s, &out);
+    s_emit(p, ZQ_POOL_EV_DONE, 0, job->ctx, out.state, out.json, out.len, pid, 0);
+    zq_outcome_clear(&out);
     return ZQ_OK;
 }
 
@@ -577,7 +973,11 @@ zq_pool_t *zq_pool_new(const zq_pool_config_t *cfg)
         return NULL;
     p->cfg = *cfg;
     p->n = cfg->kind == ZQ_POOL_SOLO ? 1 : cfg->concurrency;
+    p->qmax = p->n * 4 > QUEUE_MIN ? p->n * 4 : QUEUE_MIN;
+    if (p->qmax > RING / 4)
+        p->qmax = RING / 4;
     p->wake[0] = p->wake[1] = -1;
+    p->jobq[0] = p->jobq[1] = -1;
     p->slots = calloc((size_t)p->n, sizeof *p->slots);
     if (!p->slots) {
         free(p);
@@ -586,39 +986,16 @@ zq_pool_t *zq_pool_new(const zq_pool_config_t *cfg)
     for (int i = 0; i < p->n; i++) {
         p->slots[i].pool = p;
         p->slots[i].index = i;
-        p->slots[i].to_child = p->slots[i].from_child = -1;
+        p->slots[i].from_child = -1;
     }
-    if (cfg->kind == ZQ_POOL_PREFORK) {
-        for (int i = 0; i < p->n; i++)
-            if (s_spawn(p, &p->slots[i]) != ZQ_OK) {
-                zq_pool_destroy(&p, 1);
-                return NULL;
-            }
-    } else if (cfg->kind == ZQ_POOL_THREADS) {
-        if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-            ZQ_ERROR("pool: cannot create the wake-up pipe: %s", strerror(errno));
-            zq_pool_destroy(&p, 1);
-            return NULL;
-        }
-        pthread_mutex_init(&p->mu, NULL);
-        for (int i = 0; i < p->n; i++)
-            pthread_cond_init(&p->slots[i].cv, NULL);
-        p->sync_init = 1;
-        /* signals belong to the main loop: pool threads block them all */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        for (int i = 0; i < p->n; i++) {
-            int rc = pthread_create(&p->slots[i].thread, NULL, s_thread_main, &p->slots[i]);
-            if (rc != 0) {
-                pthread_sigmask(SIG_SETMASK, &old, NULL);
-                ZQ_ERROR("pool: cannot start ThreadPoolWorker-%d: %s", i + 1, strerror(rc));
-                zq_pool_destroy(&p, 0);
-                return NULL;
-            }
-            p->slots[i].started = 1;
-        }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = ZQ_OK;
+    if (cfg->kind == ZQ_POOL_PREFORK)
+        rc = s_prefork_init(p);
+    else if (cfg->kind == ZQ_POOL_THREADS)
+        rc = s_threads_init(p);
+    if (rc != ZQ_OK) {
+        zq_pool_destroy(&p, 1);
+        return NULL;
     }
     return p;
 }
@@ -630,16 +1007,18 @@ void zq_pool_destroy(zq_pool_t **self_p, int cold)
     zq_pool_t *p = *self_p;
     p->stopping = 1;
     if (p->cfg.kind == ZQ_POOL_PREFORK) {
-        /* EOF on its job pipe makes an idle child exit */
+        /* EOF on the job pipe makes idle children exit */
+        s_close(&p->jobq[1]);
+        s_close(&p->jobq[0]);
         for (int i = 0; i < p->n; i++) {
-            s_close(&p->slots[i].to_child);
-            if (cold && p->slots[i].pid > 0)
-                kill(p->slots[i].pid, SIGKILL);
+            s_slot_t *s = &p->slots[i];
+            if (cold && s->pid > 0)
+                kill(s->pid, SIGKILL);
+            /* close first: a child still writing a result gets EPIPE instead of blocking */
+            s_close(&s->from_child);
         }
         for (int i = 0; i < p->n; i++) {
             s_slot_t *s = &p->slots[i];
-            /* close first: a child still writing a result gets EPIPE instead of blocking */
-            s_close(&s->from_child);
             if (s->pid > 0) {
                 int status;
                 while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
@@ -647,14 +1026,17 @@ void zq_pool_destroy(zq_pool_t **self_p, int cold)
             }
             free(s->in);
         }
+        if (p->shm)
+            munmap(p->shm, p->shm_size);
+        free(p->jobs);
+        free(p->out);
     } else if (p->cfg.kind == ZQ_POOL_THREADS && p->sync_init) {
         pthread_mutex_lock(&p->mu);
         p->stop = 1;
         int busy = 0;
-        for (int i = 0; i < p->n; i++) {
-            busy |= p->slots[i].has_job;
-            pthread_cond_signal(&p->slots[i].cv);
-        }
+        for (int i = 0; i < p->n; i++)
+            busy |= p->slots[i].running_ctx != NULL;
+        pthread_cond_broadcast(&p->work_cv);
         pthread_mutex_unlock(&p->mu);
         if (cold && busy) {
             /* a running task cannot be stopped: leave the threads to the process exit */
@@ -664,13 +1046,16 @@ void zq_pool_destroy(zq_pool_t **self_p, int cold)
         for (int i = 0; i < p->n; i++)
             if (p->slots[i].started)
                 pthread_join(p->slots[i].thread, NULL);
+        for (s_tjob_t *j = p->t_head, *next; j; j = next) {
+            next = j->next;
+            free(j);
+        }
         for (s_event_t *ev = p->q_head, *next; ev; ev = next) {
             next = ev->next;
             free(ev->json);
             free(ev);
         }
-        for (int i = 0; i < p->n; i++)
-            pthread_cond_destroy(&p->slots[i].cv);
+        pthread_cond_destroy(&p->work_cv);
         pthread_mutex_destroy(&p->mu);
     }
     s_close(&p->wake[0]);
@@ -690,70 +1075,84 @@ int zq_pool_size(const zq_pool_t *self)
     return self ? self->n : 0;
 }
 
-int zq_pool_free_slot(const zq_pool_t *self)
+int zq_pool_room(const zq_pool_t *self)
 {
-    if (!self || self->stopping)
-        return -1;
-    for (int i = 0; i < self->n; i++) {
-        const s_slot_t *s = &self->slots[i];
-        if (!s->busy && (self->cfg.kind != ZQ_POOL_PREFORK || s->pid > 0))
-            return i;
-    }
-    return -1;
+    if (!self || self->stopping || self->broken)
+        return 0;
+    if (self->cfg.kind == ZQ_POOL_SOLO)
+        return 1;
+    /* pool threads decrement it under the lock; a stale read only delays a submit */
+    int room = self->qmax - __atomic_load_n(&self->nqueued, __ATOMIC_RELAXED);
+    return room > 0 ? room : 0;
 }
 
-int zq_pool_submit(zq_pool_t *self, int slot, const zq_pool_job_t *job)
+int zq_pool_submit(zq_pool_t *self, const zq_pool_job_t *job)
 {
-    if (!self || !job || slot < 0 || slot >= self->n)
+    if (!self || !job)
         return ZQ_EINVAL;
-    s_slot_t *s = &self->slots[slot];
-    if (s->busy)
+    if (zq_pool_room(self) <= 0)
         return ZQ_ESTATE;
     switch (self->cfg.kind) {
-    case ZQ_POOL_PREFORK: {
-        if (s->pid <= 0 || !job->raw || job->rawlen > ZQ_MAX_MSG_SIZE)
-            return ZQ_ESTATE;
-        s_task_hdr_t h;
-        memset(&h, 0, sizeof h);
-        h.len = (uint32_t)job->rawlen;
-        h.type = REC_TASK;
-        h.hard = job->hard;
-        h.soft = job->soft;
-        struct iovec iov[2] = {{&h, sizeof h}, {(void *)job->raw, job->rawlen}};
-        s->busy = 1;
-        if (s_write_all(s->to_child, iov, 2) != 0) {
-            /* the child is dying: its EOF reports the job lost */
-            ZQ_WARN("pool: cannot hand a task to ForkPoolWorker-%d (pid %ld): %s", slot + 1,
-                    (long)s->pid, strerror(errno));
-            return ZQ_EIO;
-        }
-        return ZQ_OK;
-    }
-    case ZQ_POOL_THREADS:
+    case ZQ_POOL_PREFORK:
+        return s_prefork_submit(self, job);
+    case ZQ_POOL_THREADS: {
         if (!job->body)
             return ZQ_EINVAL;
-        s->busy = 1;
+        s_tjob_t *t = calloc(1, sizeof *t);
+        if (!t)
+            return ZQ_ENOMEM;
+        t->ctx = job->ctx;
+        t->body = job->body;
+        t->hard = job->hard;
+        t->soft = job->soft;
+        t->expires = job->expires;
         pthread_mutex_lock(&self->mu);
-        s->body = job->body;
-        s->hard = job->hard;
-        s->soft = job->soft;
-        s->has_job = 1;
-        pthread_cond_signal(&s->cv);
+        if (self->t_tail)
+            self->t_tail->next = t;
+        else
+            self->t_head = t;
+        self->t_tail = t;
+        __atomic_fetch_add(&self->nqueued, 1, __ATOMIC_RELAXED);
+        pthread_cond_signal(&self->work_cv);
         pthread_mutex_unlock(&self->mu);
         return ZQ_OK;
-    case ZQ_POOL_SOLO: {
-        if (!job->body)
-            return ZQ_EINVAL;
-        s->busy = 1;
-        zq_outcome_t out;
-        s_run_body(self, s, job->body, job->hard, job->soft, s_solo_emit, s, &out);
-        s->busy = 0;
-        s_emit_event(self, ZQ_POOL_EV_DONE, slot, out.state, out.json, out.len);
-        zq_outcome_clear(&out);
-        return ZQ_OK;
     }
+    case ZQ_POOL_SOLO:
+        return s_solo_submit(self, job);
     }
     return ZQ_EINVAL;
+}
+
+int zq_pool_cancel(zq_pool_t *self, void *ctx)
+{
+    if (!self)
+        return ZQ_EINVAL;
+    if (self->cfg.kind == ZQ_POOL_PREFORK) {
+        s_pjob_t *j = s_pjob_by_ctx(self, ctx);
+        if (!j || j->started ||
+            !s_cas(&self->shm->ring[j->seq % RING], JW(j->seq, J_QUEUED), JW(j->seq, J_CANCELLED)))
+            return ZQ_ESTATE;
+        s_pjob_forget(self, j); /* its bytes stay in the pipe; the child that reads them skips */
+        return ZQ_OK;
+    }
+    if (self->cfg.kind == ZQ_POOL_THREADS) {
+        int rc = ZQ_ESTATE;
+        pthread_mutex_lock(&self->mu);
+        for (s_tjob_t **pp = &self->t_head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next)
+            if ((*pp)->ctx == ctx) {
+                s_tjob_t *t = *pp;
+                *pp = t->next;
+                if (self->t_tail == t)
+                    self->t_tail = prev;
+                __atomic_fetch_sub(&self->nqueued, 1, __ATOMIC_RELAXED);
+                free(t);
+                rc = ZQ_OK;
+                break;
+            }
+        pthread_mutex_unlock(&self->mu);
+        return rc;
+    }
+    return ZQ_ESTATE; /* solo never holds a job */
 }
 
 long zq_pool_pid(const zq_pool_t *self, int slot)
@@ -780,28 +1179,51 @@ int zq_pool_pids(const zq_pool_t *self, long *pids, int max)
     return n;
 }
 
-int zq_pool_soft_limit(zq_pool_t *self, int slot)
+/* The seq slot runs, if it is ctx's (prefork). */
+static uint64_t s_running_seq(zq_pool_t *p, int slot, void *ctx)
+{
+    s_slot_t *s = &p->slots[slot];
+    s_pjob_t *j = s_pjob(p, s->running);
+    if (s->pid <= 0 || !j || j->ctx != ctx ||
+        __atomic_load_n(&p->shm->child[slot].running, __ATOMIC_SEQ_CST) != s->running)
+        return 0;
+    return s->running;
+}
+
+int zq_pool_soft_limit(zq_pool_t *self, int slot, void *ctx)
 {
     if (!self || slot < 0 || slot >= self->n)
         return ZQ_EINVAL;
     s_slot_t *s = &self->slots[slot];
     switch (self->cfg.kind) {
-    case ZQ_POOL_PREFORK:
-        return s->pid > 0 && kill(s->pid, SIGUSR1) == 0 ? ZQ_OK : ZQ_ESTATE;
-    case ZQ_POOL_THREADS:
-        __atomic_store_n(&s->soft_flag, 1, __ATOMIC_SEQ_CST);
-        return ZQ_OK;
+    case ZQ_POOL_PREFORK: {
+        uint64_t seq = s_running_seq(self, slot, ctx);
+        if (!seq)
+            return ZQ_ESTATE;
+        __atomic_store_n(&self->shm->child[slot].soft, seq, __ATOMIC_SEQ_CST);
+        return kill(s->pid, SIGUSR1) == 0 ? ZQ_OK : ZQ_ESTATE;
+    }
+    case ZQ_POOL_THREADS: {
+        int rc = ZQ_ESTATE;
+        pthread_mutex_lock(&self->mu);
+        if (s->running_ctx == ctx) {
+            __atomic_store_n(&s->soft_flag, 1, __ATOMIC_SEQ_CST);
+            rc = ZQ_OK;
+        }
+        pthread_mutex_unlock(&self->mu);
+        return rc;
+    }
     case ZQ_POOL_SOLO:
         break;
     }
     return ZQ_ESTATE;
 }
 
-int zq_pool_kill(zq_pool_t *self, int slot, int signum)
+int zq_pool_kill(zq_pool_t *self, int slot, void *ctx, int signum)
 {
     if (!self || slot < 0 || slot >= self->n)
         return ZQ_EINVAL;
-    if (self->cfg.kind != ZQ_POOL_PREFORK || self->slots[slot].pid <= 0)
+    if (self->cfg.kind != ZQ_POOL_PREFORK || !s_running_seq(self, slot, ctx))
         return ZQ_ESTATE;
     return kill(self->slots[slot].pid, signum) == 0 ? ZQ_OK : ZQ_EIO;
 }
@@ -817,6 +1239,12 @@ int zq_pool_pollitems(const zq_pool_t *self, zmq_pollitem_t *items, int max)
     if (!self)
         return 0;
     if (self->cfg.kind == ZQ_POOL_PREFORK) {
+        if (self->out_off < self->out_len && self->jobq[1] >= 0 && n < max) {
+            memset(&items[n], 0, sizeof items[n]);
+            items[n].fd = self->jobq[1];
+            items[n].events = ZMQ_POLLOUT;
+            n++;
+        }
         for (int i = 0; i < self->n && n < max; i++)
             if (self->slots[i].from_child >= 0) {
                 memset(&items[n], 0, sizeof items[n]);
@@ -839,14 +1267,24 @@ void zq_pool_dispatch(zq_pool_t *self, const zmq_pollitem_t *items, int n)
         return;
     if (self->cfg.kind == ZQ_POOL_PREFORK) {
         for (int k = 0; k < n; k++) {
-            if (!(items[k].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+            if (!items[k].revents)
                 continue;
+            if (items[k].fd == self->jobq[1]) {
+                if (s_flush_out(self) < 0)
+                    self->broken = 1;
+                continue;
+            }
             for (int i = 0; i < self->n; i++)
                 if (self->slots[i].from_child == items[k].fd) {
                     s_read_child(self, &self->slots[i]);
                     break;
                 }
         }
+        /* jobs appended while the pipe was full go out as soon as it drains */
+        if (self->out_off < self->out_len && !self->broken && s_flush_out(self) < 0)
+            self->broken = 1;
+        if (self->broken && !self->stopping)
+            s_rebuild(self);
         if (!self->stopping)
             for (int i = 0; i < self->n; i++)
                 if (self->slots[i].pid <= 0)
@@ -859,11 +1297,11 @@ void zq_pool_dispatch(zq_pool_t *self, const zmq_pollitem_t *items, int n)
         s_event_t *ev = self->q_head;
         self->q_head = self->q_tail = NULL;
         pthread_mutex_unlock(&self->mu);
+        long pid = (long)getpid();
         while (ev) {
             s_event_t *next = ev->next;
-            if (ev->kind == ZQ_POOL_EV_DONE)
-                self->slots[ev->slot].busy = 0;
-            s_emit_event(self, ev->kind, ev->slot, ev->state, ev->json, ev->len);
+            s_emit_at(self, ev->kind, ev->slot, ev->ctx, ev->state, ev->json, ev->len, pid, 0,
+                      ev->time);
             free(ev->json);
             free(ev);
             ev = next;

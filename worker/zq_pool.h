@@ -1,21 +1,27 @@
 /*
  * zq_pool - where tasks run. One interface, three implementations (Celery's -P):
  *
- *   prefork (default)  -c forked children, each running one task at a time; the parent
- *                      talks to each over two pipes (length-prefixed records). A task that
- *                      crashes kills only its child: the pool reports the slot LOST and forks
- *                      a replacement. Hard time limits and terminate are signals to the child.
- *                      Children never touch ZeroMQ and leave with _exit().
- *   threads            -c threads in the worker process. Cheaper, but a crashing task takes
- *                      the whole worker down, and there is no hard time limit or terminate
- *                      (a thread cannot be killed safely); the soft limit is a flag.
+ *   prefork (default)  -c forked children. Jobs go into one shared job queue (a pipe that
+ *                      idle children read in turn, like billiard's), so a job never waits
+ *                      behind a busy child while another is idle, and under load nobody
+ *                      sleeps between tasks. A task that crashes kills only its child: the
+ *                      pool reports it LOST and forks a replacement. Hard time limits and
+ *                      terminate are signals to the child. Children never touch ZeroMQ and
+ *                      leave with _exit().
+ *   threads            -c threads in the worker process, fed from a shared in-memory queue.
+ *                      Cheaper, but a crashing task takes the whole worker down, and there is
+ *                      no hard time limit or terminate (a thread cannot be killed safely); the
+ *                      soft limit is a flag the task polls.
  *   solo               runs the task inline, in the main loop, when it is submitted: no time
- *                      limits at all, and heartbeats wait until the task returns (a long
- *                      task makes the broker think the worker is dead after 3 intervals).
+ *                      limits at all, and heartbeats wait until the task returns (a long task
+ *                      makes the broker think the worker is dead after 3 intervals).
  *
- * The pool does not know about the broker: it reports what happened through one callback
- * (a job ended, a task sent a sub-task, a child died), always from the thread that calls
- * zq_pool_dispatch() / zq_pool_submit() (the worker's main loop).
+ * A job handed to the pool is queued (it may still be taken back with zq_pool_cancel), then
+ * STARTED by some slot, then DONE; or it is EXPIRED (its expiry passed before it could
+ * start); or LOST with its process. The pool does not know about the broker: it reports
+ * through one callback, always from the thread that calls zq_pool_submit() /
+ * zq_pool_dispatch() (the worker's main loop). The callback must not call zq_pool_submit,
+ * zq_pool_cancel or zq_pool_dispatch.
  */
 #ifndef ZQ_POOL_H
 #define ZQ_POOL_H
@@ -36,20 +42,26 @@ int zq_pool_kind_parse(const char *s, zq_pool_kind_t *out);
 
 /* What the pool reports. */
 typedef enum {
-    ZQ_POOL_EV_DONE = 1,   /* the job of `slot` ended; json is its STATE body; slot is free */
-    ZQ_POOL_EV_SUBMIT = 2, /* a running task sent a sub-task; json is the SUBMIT body */
-    ZQ_POOL_EV_LOST = 3    /* the child of `slot` died (prefork); a replacement is on its way */
+    ZQ_POOL_EV_STARTED = 1,  /* ctx began running in `slot` (process `pid`) */
+    ZQ_POOL_EV_DONE = 2,     /* ctx ended; json is its STATE body (NULL: it could not be run) */
+    ZQ_POOL_EV_EXPIRED = 3,  /* ctx's expiry passed before it could start: it did not run */
+    ZQ_POOL_EV_SUBMIT = 4,   /* a running task sent a sub-task; json is the SUBMIT body */
+    ZQ_POOL_EV_LOST = 5,     /* the process of `slot` died (prefork): ctx is the job it was
+                              * running (NULL when idle); a replacement is on its way */
+    ZQ_POOL_EV_RETURNED = 6  /* ctx was taken back without running (the job queue had to be
+                              * rebuilt after a child died reading it): queue it again */
 } zq_pool_ev_kind_t;
 
 typedef struct {
     zq_pool_ev_kind_t kind;
-    int slot;                 /* 0 .. size-1 */
+    int slot;                 /* STARTED, DONE, LOST: 0 .. size-1; else -1 */
+    void *ctx;                /* the job's zq_pool_job_t.ctx (LOST: may be NULL) */
     zq_outcome_state_t state; /* DONE: how the run ended */
     const char *json;         /* DONE, SUBMIT: borrowed for the duration of the callback */
     size_t len;
-    long pid;                 /* LOST: the process that died */
+    long pid;                 /* STARTED, LOST: the process */
+    double time;              /* STARTED: when it started (zq_now(), taken where it runs) */
     int status;               /* LOST: its wait status (WIFSIGNALED / WEXITSTATUS) */
-    int busy;                 /* LOST: 1 when it died running a job (that job is over) */
 } zq_pool_event_t;
 
 typedef void(zq_pool_event_fn)(void *arg, const zq_pool_event_t *ev);
@@ -63,48 +75,55 @@ typedef struct {
     void *arg;
 } zq_pool_config_t;
 
-/* A job handed to a slot. */
+/* A job. */
 typedef struct {
-    const char *raw;    /* TASK body text as received (prefork ships it to the child as is) */
+    void *ctx;          /* the caller's handle, given back in every event about this job */
+    const char *raw;    /* TASK body text as received (prefork ships it as is); copied */
     size_t rawlen;
     const cJSON *body;  /* the same, parsed (threads/solo run from it); must stay valid and
-                         * unchanged until the job's DONE or LOST event */
+                         * unchanged until the job's DONE, EXPIRED, LOST or RETURNED event,
+                         * or a successful zq_pool_cancel */
     double hard, soft;  /* effective limits for request.timelimit; 0 = none */
+    double expires;     /* epoch seconds, 0 = none: checked again when it starts */
 } zq_pool_job_t;
 
 /* Start the pool: fork the children / start the threads. Caller owns return value and must
  * destroy it. NULL on error (logged). */
 zq_pool_t *zq_pool_new(const zq_pool_config_t *cfg);
-/* Stop and free. Warm (cold == 0): lets running jobs finish (their events are no longer
- * reported), then reaps children / joins threads. Cold: SIGKILLs children; busy threads are
- * abandoned (the process is about to exit). NULL-safe; clears *self_p. */
+/* Stop and free. Warm (cold == 0): running jobs finish (their events are no longer
+ * reported), then children are reaped / threads joined. Cold: children are SIGKILLed; busy
+ * threads are abandoned (the process is about to exit). NULL-safe; clears *self_p. */
 void zq_pool_destroy(zq_pool_t **self_p, int cold);
 
 zq_pool_kind_t zq_pool_kind(const zq_pool_t *self);
 /* Number of slots. */
 int zq_pool_size(const zq_pool_t *self);
-/* An idle slot, or -1 when all are busy (or being replaced). */
-int zq_pool_free_slot(const zq_pool_t *self);
-/* Run job in slot (which must be idle). Solo runs it right here and reports DONE before
- * returning. ZQ_OK, or ZQ_EIO when the child could not be reached (it is dying: its LOST
- * event follows and ends the job), ZQ_ESTATE for a busy slot. */
-int zq_pool_submit(zq_pool_t *self, int slot, const zq_pool_job_t *job);
+/* How many more jobs zq_pool_submit() takes now (queued jobs are capped so that revoking
+ * or returning them stays cheap). */
+int zq_pool_room(const zq_pool_t *self);
+/* Queue a job (copies what it needs). Solo runs it here and reports STARTED and DONE (or
+ * EXPIRED) before returning. ZQ_OK; ZQ_ESTATE when there is no room; ZQ_ENOMEM. */
+int zq_pool_submit(zq_pool_t *self, const zq_pool_job_t *job);
+/* Take back a queued job: ZQ_OK when it will not run (no event about it follows);
+ * ZQ_ESTATE when it is starting or started (STARTED, then DONE or LOST, will tell). */
+int zq_pool_cancel(zq_pool_t *self, void *ctx);
 /* The pid running slot (threads and solo: the worker's own pid); 0 if none. */
 long zq_pool_pid(const zq_pool_t *self, int slot);
 /* The pids of all children (prefork) or the worker's pid; returns how many were written. */
 int zq_pool_pids(const zq_pool_t *self, long *pids, int max);
 
-/* Tell the task in slot that its soft limit passed (prefork: SIGUSR1 to the child, which
- * sets the flag; threads: the flag). ZQ_ESTATE for solo. */
-int zq_pool_soft_limit(zq_pool_t *self, int slot);
-/* Send signum to the child running slot (hard limit, terminate). Prefork only: ZQ_ESTATE
- * otherwise. The death is reported as a LOST event. */
-int zq_pool_kill(zq_pool_t *self, int slot, int signum);
+/* Tell the task ctx, running in slot, that its soft limit passed (prefork: the child's flag,
+ * plus SIGUSR1 to cut its sleeps short; threads: the flag). Nothing happens when slot runs
+ * something else by now. ZQ_ESTATE for solo. */
+int zq_pool_soft_limit(zq_pool_t *self, int slot, void *ctx);
+/* Send signum to the child of slot if it still runs ctx (hard limit, terminate). Prefork
+ * only (ZQ_ESTATE otherwise); the death is reported as a LOST event. */
+int zq_pool_kill(zq_pool_t *self, int slot, void *ctx, int signum);
 /* 1 when the pool can enforce hard limits and terminate tasks (prefork). */
 int zq_pool_can_kill(const zq_pool_t *self);
 
 /* Poll items (raw fds) the main loop must add to its zmq_poll; returns how many were
- * written (at most max). */
+ * written (at most max; zq_pool_size() + 2 is always enough). */
 int zq_pool_pollitems(const zq_pool_t *self, zmq_pollitem_t *items, int max);
 /* After zmq_poll: handle the pool's items (the n written by zq_pool_pollitems, with their
  * revents) and report events through the callback. Also restarts children that could not

@@ -6,9 +6,10 @@
  * SUBMIT). Pool events (a task ended, a task sent a sub-task, a child died) come back into
  * this loop, so STATE messages of one task always leave in order on one socket.
  *
- * A job (a TASK we hold) is in exactly one place: the ready FIFO (waiting for a slot), the
- * ETA heap (scheduled, waiting for its eta) or a pool slot (active). All of them are in the
- * id table, which is what HELLO's `holding` and REVOKED look at.
+ * A job (a TASK we hold) is in exactly one place: the ready FIFO (waiting for room in the
+ * pool), the ETA heap (scheduled, waiting for its eta), the pool's queue (pooled: the next
+ * free slot takes it; it can still be taken back) or a pool slot (active). All of them are
+ * in the id table, which is what HELLO's `holding` and REVOKED look at.
  *
  * Reconnection is the lazy-pirate pattern: at most one HELLO is in flight; when it is not
  * answered in time the DEALER is closed (dropping the queued request) and a new one sends
@@ -16,6 +17,7 @@
  */
 #include "config.h"
 #include "zq_worker.h"
+#include "zq_control.h"
 #include "zq_exec.h"
 #include "zq_log.h"
 #include "zq_proto.h"
@@ -42,7 +44,7 @@
 /* Longest message body quoted in the "unregistered task" error (bytes). */
 #define QUOTE_MAX 1024
 
-enum { J_READY = 1, J_SCHEDULED, J_ACTIVE };
+enum { J_READY = 1, J_SCHEDULED, J_POOLED, J_ACTIVE };
 enum { KILL_NONE = 0, KILL_HARD, KILL_TERMINATE };
 
 typedef struct s_job {
@@ -51,7 +53,8 @@ typedef struct s_job {
     cJSON *body;              /* parsed TASK body, owned; the request points into it */
     zq_request_t req;         /* decoded; hostname and limits filled in */
     const zq_task_entry_t *entry;
-    int where;                /* J_READY, J_SCHEDULED, J_ACTIVE, or 0 (not placed yet) */
+    int where;                /* J_READY, J_SCHEDULED, J_POOLED (queued in the pool),
+                               * J_ACTIVE (running), or 0 (not placed yet) */
     int in_table;             /* 1: in the id table */
     double hard, soft;        /* effective limits, seconds; 0 = none */
     int slot;                 /* J_ACTIVE: pool slot */
@@ -60,6 +63,7 @@ typedef struct s_job {
     int soft_sent;            /* the soft limit was signalled */
     int killed;               /* KILL_*: why we signalled its child */
     int term_signal;          /* KILL_TERMINATE: the signal sent */
+    int term_pending;         /* J_POOLED: terminate with this signal once it starts */
     struct s_job *prev, *next; /* J_READY: FIFO links */
     size_t heap_idx;          /* J_SCHEDULED: position in the ETA heap */
     struct s_job *hnext;      /* id table chain */
@@ -112,6 +116,7 @@ struct zq_worker {
     size_t nheap, heap_cap;
     s_job_t **active;         /* by slot */
     int nslots, nactive;
+    int npooled;              /* jobs queued in the pool, not started yet */
     /* revoked ids: hash set + FIFO ring for eviction */
     s_revoked_t **rv;
     size_t rv_cap;
@@ -123,6 +128,7 @@ struct zq_worker {
     int exit_code;
     int stop;                 /* leave the loop */
     int threads_abandoned;    /* cold shutdown left busy threads running plugin code */
+    zq_control_t *ctl;        /* the control socket (zq-ctl inspect), NULL until run */
 };
 
 /* Signals: counted in the handler, noticed by the loop through a self-pipe. */
@@ -569,26 +575,52 @@ static void s_describe_status(int status, char *buf, size_t len)
  */
 static void s_release_slot(zq_worker_t *w, s_job_t *job)
 {
-    w->active[job->slot] = NULL;
-    w->nactive--;
+    if (job->where == J_ACTIVE) {
+        if (w->active[job->slot] == job)
+            w->active[job->slot] = NULL;
+        w->nactive--;
+    } else if (job->where == J_POOLED) {
+        w->npooled--;
+    }
     job->where = 0;
+}
+
+static void s_on_started(zq_worker_t *w, s_job_t *job, int slot, long pid, double when)
+{
+    w->npooled--;
+    job->where = J_ACTIVE;
+    job->slot = slot;
+    w->active[slot] = job;
+    w->nactive++;
+    double m = zq_mono();
+    job->started = m;
+    job->soft_at = job->soft > 0 && w->pool_kind != ZQ_POOL_SOLO ? m + job->soft : 0;
+    job->hard_at = job->hard > 0 && zq_pool_can_kill(w->pool) ? m + job->hard : 0;
+    size_t len;
+    char *started =
+        zq_exec_state_started(job->req.id, w->name, pid, job->entry->acks_late, when, &len);
+    s_send_state(w, started, len);
+    zq_control_task_started(w->ctl, job->entry);
+    if (job->term_pending) {
+        /* revoked with terminate while it was being picked up */
+        job->killed = KILL_TERMINATE;
+        job->term_signal = job->term_pending;
+        zq_pool_kill(w->pool, slot, job, job->term_pending);
+    }
 }
 
 static void s_on_lost(zq_worker_t *w, const zq_pool_event_t *ev)
 {
     char why[64];
     s_describe_status(ev->status, why, sizeof why);
-    s_job_t *job = w->active[ev->slot];
-    if (!ev->busy || !job) {
+    s_job_t *job = ev->ctx;
+    if (!job || job->killed != KILL_TERMINATE)
         ZQ_ERROR("Process 'ForkPoolWorker-%d' pid:%ld exited with '%s'", ev->slot + 1, ev->pid,
                  why);
+    if (!job)
         return;
-    }
-    if (job->killed != KILL_TERMINATE)
-        ZQ_ERROR("Process 'ForkPoolWorker-%d' pid:%ld exited with '%s'", ev->slot + 1, ev->pid,
-                 why);
+    double runtime = job->where == J_ACTIVE ? zq_mono() - job->started : 0;
     s_release_slot(w, job);
-    double runtime = zq_mono() - job->started;
     char msg[128];
     if (job->killed == KILL_HARD) {
         zq_sb_t sb;
@@ -610,6 +642,8 @@ static void s_on_lost(zq_worker_t *w, const zq_pool_event_t *ev)
         snprintf(msg, sizeof msg, "Worker exited prematurely: %s.", why);
         s_finish_error(w, job, ZQ_STATE_FAILURE, "WorkerLostError", msg, runtime, NULL, 1);
     }
+    zq_control_task_done(w->ctl,
+                         job->killed == KILL_TERMINATE ? ZQ_OUT_REVOKED : ZQ_OUT_FAILURE);
     w->processed++;
     s_job_drop(w, job);
 }
@@ -617,29 +651,38 @@ static void s_on_lost(zq_worker_t *w, const zq_pool_event_t *ev)
 static void s_on_pool_event(void *arg, const zq_pool_event_t *ev)
 {
     zq_worker_t *w = arg;
+    s_job_t *job = ev->ctx;
     switch (ev->kind) {
+    case ZQ_POOL_EV_STARTED:
+        s_on_started(w, job, ev->slot, ev->pid, ev->time);
+        break;
     case ZQ_POOL_EV_DONE: {
-        s_job_t *job = w->active[ev->slot];
-        if (!job) {
-            ZQ_WARN("pool: an outcome for idle slot %d was dropped", ev->slot);
-            return;
-        }
+        double runtime = job->where == J_ACTIVE ? zq_mono() - job->started : 0;
         s_release_slot(w, job);
         if (ev->json)
             s_up_send(w, ZQ_CMD_STATE, ev->json, ev->len);
         else
             s_finish_error(w, job, ZQ_STATE_FAILURE, "WorkerLostError",
-                           "the pool could not run the task (out of memory?)",
-                           zq_mono() - job->started, NULL, 1);
+                           "the pool could not run the task (out of memory?)", runtime, NULL, 1);
+        zq_control_task_done(w->ctl, ev->json ? ev->state : ZQ_OUT_FAILURE);
         w->processed++;
         s_job_drop(w, job);
         break;
     }
+    case ZQ_POOL_EV_EXPIRED:
+        s_release_slot(w, job);
+        s_discard(w, job, 1);
+        break;
     case ZQ_POOL_EV_SUBMIT:
         s_up_send(w, ZQ_CMD_SUBMIT, ev->json, ev->len);
         break;
     case ZQ_POOL_EV_LOST:
         s_on_lost(w, ev);
+        break;
+    case ZQ_POOL_EV_RETURNED:
+        /* never started: first in line again */
+        s_release_slot(w, job);
+        s_ready_push(w, job, NULL);
         break;
     }
 }
@@ -647,48 +690,39 @@ static void s_on_pool_event(void *arg, const zq_pool_event_t *ev)
 /* ---------------------------------------------------------------------------------------
  * Running
  */
-static void s_start(zq_worker_t *w, s_job_t *job, int slot)
-{
-    job->where = J_ACTIVE;
-    job->slot = slot;
-    w->active[slot] = job;
-    w->nactive++;
-    double m = zq_mono();
-    job->started = m;
-    job->soft_at = job->soft > 0 && w->pool_kind != ZQ_POOL_SOLO ? m + job->soft : 0;
-    job->hard_at = job->hard > 0 && zq_pool_can_kill(w->pool) ? m + job->hard : 0;
-    size_t len;
-    char *started = zq_exec_state_started(job->req.id, w->name, zq_pool_pid(w->pool, slot),
-                                          job->entry->acks_late, &len);
-    s_send_state(w, started, len);
-    zq_pool_job_t pj = {job->raw, job->rawlen, job->body, job->hard, job->soft};
-    s_inline_running = w->pool_kind == ZQ_POOL_SOLO;
-    int rc = zq_pool_submit(w->pool, slot, &pj);
-    s_inline_running = 0;
-    /* from here on `job` may be gone (solo reports DONE inside submit) */
-    if (rc != ZQ_OK && rc != ZQ_EIO && w->active[slot] == job) {
-        s_release_slot(w, job);
-        s_finish_error(w, job, ZQ_STATE_FAILURE, "WorkerLostError",
-                       "the pool could not take the task", 0, NULL, 1);
-        s_job_drop(w, job);
-    }
-}
-
+/* Feed the pool from the ready FIFO while it has room. */
 static void s_dispatch_ready(zq_worker_t *w)
 {
     if (w->draining)
         return;
-    int slot;
-    while (w->ready_head && (slot = zq_pool_free_slot(w->pool)) >= 0) {
+    while (w->ready_head && zq_pool_room(w->pool) > 0) {
         s_job_t *job = w->ready_head;
         s_ready_unlink(w, job);
         /* revoked or expired while it waited: never starts */
-        if (s_revoked_has(w, job->req.id))
+        if (s_revoked_has(w, job->req.id)) {
             s_discard(w, job, 0);
-        else if (job->req.expires_t > 0 && job->req.expires_t <= zq_now())
+            continue;
+        }
+        if (job->req.expires_t > 0 && job->req.expires_t <= zq_now()) {
             s_discard(w, job, 1);
-        else
-            s_start(w, job, slot);
+            continue;
+        }
+        job->where = J_POOLED;
+        w->npooled++;
+        zq_pool_job_t pj = {job,      job->raw,  job->rawlen,         job->body,
+                            job->hard, job->soft, job->req.expires_t};
+        s_inline_running = w->pool_kind == ZQ_POOL_SOLO;
+        int rc = zq_pool_submit(w->pool, &pj);
+        s_inline_running = 0;
+        /* from here on `job` may be gone (solo reports DONE inside submit) */
+        if (rc != ZQ_OK) {
+            w->npooled--;
+            s_ready_push(w, job, NULL);
+            if (rc != ZQ_ESTATE)
+                ZQ_ERROR("pool: cannot queue %s[%s]: %s", s_name(job), job->req.id,
+                         rc == ZQ_ENOMEM ? "out of memory" : "refused");
+            break;
+        }
     }
 }
 
@@ -719,7 +753,7 @@ static double s_check_limits(zq_worker_t *w, double m)
                 ZQ_WARN("Soft time limit (%gs) exceeded for %s[%s]", job->soft, s_name(job),
                         job->req.id);
                 job->soft_sent = 1;
-                zq_pool_soft_limit(w->pool, i);
+                zq_pool_soft_limit(w->pool, i, job);
             } else if (!next || job->soft_at < next) {
                 next = job->soft_at;
             }
@@ -729,7 +763,7 @@ static double s_check_limits(zq_worker_t *w, double m)
                 ZQ_ERROR("Hard time limit (%gs) exceeded for %s[%s]", job->hard, s_name(job),
                          job->req.id);
                 job->killed = KILL_HARD;
-                zq_pool_kill(w->pool, i, SIGKILL);
+                zq_pool_kill(w->pool, i, job, SIGKILL);
             } else if (!next || job->hard_at < next) {
                 next = job->hard_at;
             }
@@ -870,6 +904,14 @@ static void s_revoke_one(zq_worker_t *w, const char *id, int terminate, int sig)
         s_heap_remove(w, job);
         s_discard(w, job, 0);
         break;
+    case J_POOLED:
+        if (zq_pool_cancel(w->pool, job) == ZQ_OK) {
+            s_release_slot(w, job);
+            s_discard(w, job, 0);
+        } else if (terminate && zq_pool_can_kill(w->pool)) {
+            job->term_pending = sig; /* a slot is picking it up right now */
+        }
+        break;
     case J_ACTIVE:
         if (!terminate)
             break; /* Celery: revoke without terminate does not stop a running task */
@@ -883,7 +925,7 @@ static void s_revoke_one(zq_worker_t *w, const char *id, int terminate, int sig)
             ZQ_INFO("Terminating %s (SIG%s)", id, abbrev ? abbrev : "?");
             job->killed = KILL_TERMINATE;
             job->term_signal = sig;
-            zq_pool_kill(w->pool, job->slot, sig);
+            zq_pool_kill(w->pool, job->slot, job, sig);
         }
         break;
     }
@@ -1024,7 +1066,7 @@ static cJSON *s_hello_body(zq_worker_t *w)
     cJSON_AddNumberToObject(o, "concurrency", w->concurrency);
     cJSON_AddNumberToObject(o, "prefetch", w->prefetch);
     cJSON_AddStringToObject(o, "pool", zq_pool_kind_name(w->pool_kind));
-    cJSON_AddStringToObject(o, "control", ""); /* the control socket comes with issue 4 */
+    cJSON_AddStringToObject(o, "control", zq_control_endpoint(w->ctl));
     cJSON *t = cJSON_AddArrayToObject(o, "tasks");
     for (size_t i = 0; t && i < zq_loader_task_count(w->loader); i++)
         cJSON_AddItemToArray(t, cJSON_CreateString(zq_loader_task(w->loader, i)->name));
@@ -1248,38 +1290,73 @@ static void s_bye(zq_worker_t *w)
 /* ---------------------------------------------------------------------------------------
  * Shutdown
  */
-/* RETURN every held job that has not started, and forget them. */
-static void s_return_unstarted(zq_worker_t *w)
+/* The jobs in place `where` (J_POOLED, J_ACTIVE); caller frees the array. */
+static s_job_t **s_collect(zq_worker_t *w, int where, size_t *n)
 {
+    *n = 0;
+    s_job_t **v = malloc((w->njobs ? w->njobs : 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    for (size_t b = 0; b < w->table_cap; b++)
+        for (s_job_t *j = w->table[b]; j; j = j->hnext)
+            if (j->where == where)
+                v[(*n)++] = j;
+    return v;
+}
+
+static void s_send_return(zq_worker_t *w, zq_sb_t *ids, size_t n)
+{
+    if (!n)
+        return;
     zq_sb_t sb;
     zq_sb_init(&sb);
     zq_sb_puts(&sb, "{\"worker\":");
     zq_sb_json_str(&sb, w->name);
-    zq_sb_puts(&sb, ",\"ids\":[");
+    zq_sb_printf(&sb, ",\"ids\":[%s]}", ids->buf ? ids->buf : "");
+    size_t len;
+    char *json = zq_sb_steal(&sb, &len);
+    s_up_send(w, ZQ_CMD_RETURN, json, len);
+    free(json);
+}
+
+static void s_add_id(zq_sb_t *ids, size_t *n, const s_job_t *job)
+{
+    zq_sb_puts(ids, (*n)++ ? "," : "");
+    zq_sb_json_str(ids, job->req.id);
+}
+
+/* RETURN every held job that has not started (ready, scheduled, and those the pool gives
+ * back), and forget them. Pooled ones a slot is picking up right now will run. */
+static void s_return_unstarted(zq_worker_t *w)
+{
+    zq_sb_t ids;
+    zq_sb_init(&ids);
     size_t n = 0;
     while (w->ready_head) {
         s_job_t *job = w->ready_head;
         s_ready_unlink(w, job);
-        zq_sb_puts(&sb, n++ ? "," : "");
-        zq_sb_json_str(&sb, job->req.id);
+        s_add_id(&ids, &n, job);
         s_job_drop(w, job);
     }
     while (w->nheap) {
         s_job_t *job = w->heap[0];
         s_heap_remove(w, job);
-        zq_sb_puts(&sb, n++ ? "," : "");
-        zq_sb_json_str(&sb, job->req.id);
+        s_add_id(&ids, &n, job);
         s_job_drop(w, job);
     }
-    zq_sb_puts(&sb, "]}");
-    if (n) {
+    size_t np;
+    s_job_t **pooled = s_collect(w, J_POOLED, &np);
+    for (size_t i = 0; pooled && i < np; i++)
+        if (zq_pool_cancel(w->pool, pooled[i]) == ZQ_OK) {
+            s_release_slot(w, pooled[i]);
+            s_add_id(&ids, &n, pooled[i]);
+            s_job_drop(w, pooled[i]);
+        }
+    free(pooled);
+    if (n)
         ZQ_INFO("Returning %zu unstarted task(s) to the broker", n);
-        size_t len;
-        char *json = zq_sb_steal(&sb, &len);
-        s_up_send(w, ZQ_CMD_RETURN, json, len);
-        free(json);
-    }
-    zq_sb_free(&sb);
+    s_send_return(w, &ids, n);
+    zq_sb_free(&ids);
 }
 
 static void s_warm_shutdown(zq_worker_t *w)
@@ -1288,10 +1365,11 @@ static void s_warm_shutdown(zq_worker_t *w)
     fflush(stdout);
     w->draining = 1;
     s_close_socket(&w->dispatch); /* take no more tasks */
+    w->dispatch_ep[0] = '\0';
     s_return_unstarted(w);
-    if (w->nactive)
+    if (w->nactive + w->npooled)
         ZQ_INFO("Waiting for %d running task(s) to finish (send the signal again for a cold "
-                "shutdown)", w->nactive);
+                "shutdown)", w->nactive + w->npooled);
 }
 
 static void s_cold_shutdown(zq_worker_t *w)
@@ -1301,45 +1379,41 @@ static void s_cold_shutdown(zq_worker_t *w)
     if (!w->draining) {
         w->draining = 1;
         s_close_socket(&w->dispatch);
+        w->dispatch_ep[0] = '\0';
         s_return_unstarted(w);
     }
     int prefork = w->pool_kind == ZQ_POOL_PREFORK;
-    if (w->nactive && !prefork)
+    if ((w->nactive || w->npooled) && !prefork)
         w->threads_abandoned = 1;
     zq_pool_destroy(&w->pool, 1); /* kills the children */
-    zq_sb_t ret;
-    zq_sb_init(&ret);
+    zq_sb_t ids;
+    zq_sb_init(&ids);
     size_t nret = 0;
-    for (int i = 0; i < w->nslots; i++) {
-        s_job_t *job = w->active[i];
-        if (!job)
-            continue;
-        s_release_slot(w, job);
-        if (job->entry->acks_late) {
-            /* acks_late: it must run again somewhere, not fail */
-            zq_sb_puts(&ret, nret++ ? "," : "");
-            zq_sb_json_str(&ret, job->req.id);
-        } else {
-            s_finish_error(w, job, ZQ_STATE_FAILURE, "WorkerLostError",
-                           prefork ? "Worker exited prematurely: signal 9 (SIGKILL)."
-                                   : "Worker exited prematurely: cold shutdown.",
-                           zq_mono() - job->started, NULL, 1);
+    /* running, or being picked up (a slot claimed it): lost with the pool */
+    static const int places[] = {J_ACTIVE, J_POOLED};
+    for (size_t k = 0; k < 2; k++) {
+        size_t n;
+        s_job_t **lost = s_collect(w, places[k], &n);
+        for (size_t i = 0; lost && i < n; i++) {
+            s_job_t *job = lost[i];
+            double runtime = job->where == J_ACTIVE ? zq_mono() - job->started : 0;
+            s_release_slot(w, job);
+            if (job->entry->acks_late) {
+                /* acks_late: it must run again somewhere, not fail */
+                s_add_id(&ids, &nret, job);
+            } else {
+                s_finish_error(w, job, ZQ_STATE_FAILURE, "WorkerLostError",
+                               prefork ? "Worker exited prematurely: signal 9 (SIGKILL)."
+                                       : "Worker exited prematurely: cold shutdown.",
+                               runtime, NULL, 1);
+            }
+            if (!w->threads_abandoned)
+                s_job_drop(w, job);
         }
-        if (!w->threads_abandoned)
-            s_job_drop(w, job);
+        free(lost);
     }
-    if (nret) {
-        zq_sb_t sb;
-        zq_sb_init(&sb);
-        zq_sb_puts(&sb, "{\"worker\":");
-        zq_sb_json_str(&sb, w->name);
-        zq_sb_printf(&sb, ",\"ids\":[%s]}", ret.buf);
-        size_t len;
-        char *json = zq_sb_steal(&sb, &len);
-        s_up_send(w, ZQ_CMD_RETURN, json, len);
-        free(json);
-    }
-    zq_sb_free(&ret);
+    s_send_return(w, &ids, nret);
+    zq_sb_free(&ids);
     w->exit_code = 1;
     w->stop = 1;
 }
@@ -1523,6 +1597,105 @@ void zq_worker_banner(const zq_worker_t *w, FILE *fp)
     fflush(fp);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * What the control socket sees (worker/zq_control.h): held jobs, revoked ids, live values
+ */
+static void s_ctl_describe(const zq_worker_t *w, const s_job_t *j, zq_control_job_t *out)
+{
+    out->req = &j->req;
+    out->acks_late = j->entry ? j->entry->acks_late : 0;
+    out->place = j->where == J_ACTIVE      ? ZQ_CONTROL_ACTIVE
+                 : j->where == J_SCHEDULED ? ZQ_CONTROL_SCHEDULED
+                                           : ZQ_CONTROL_RESERVED;
+    out->time_start = j->where == J_ACTIVE ? zq_now() - (zq_mono() - j->started) : 0;
+    out->pid = j->where == J_ACTIVE ? zq_pool_pid(w->pool, j->slot) : 0;
+}
+
+/* Active by slot, then reserved in the order they will run (the pool's queue, then the
+ * ready FIFO), then scheduled. */
+static void s_ctl_each_job(void *src, zq_control_job_fn *fn, void *arg)
+{
+    zq_worker_t *w = src;
+    zq_control_job_t cj;
+    for (int i = 0; i < w->nslots; i++)
+        if (w->active[i] && w->active[i]->where == J_ACTIVE) {
+            s_ctl_describe(w, w->active[i], &cj);
+            fn(arg, &cj);
+        }
+    for (size_t b = 0; b < w->table_cap; b++)
+        for (s_job_t *j = w->table[b]; j; j = j->hnext)
+            if (j->where == J_POOLED) {
+                s_ctl_describe(w, j, &cj);
+                fn(arg, &cj);
+            }
+    for (s_job_t *j = w->ready_head; j; j = j->next) {
+        s_ctl_describe(w, j, &cj);
+        fn(arg, &cj);
+    }
+    for (size_t i = 0; i < w->nheap; i++) {
+        s_ctl_describe(w, w->heap[i], &cj);
+        fn(arg, &cj);
+    }
+}
+
+static int s_ctl_find_job(void *src, const char *id, zq_control_job_t *out)
+{
+    zq_worker_t *w = src;
+    s_job_t *j = s_job_find(w, id);
+    if (!j || !j->where)
+        return 0;
+    s_ctl_describe(w, j, out);
+    return 1;
+}
+
+static void s_ctl_each_revoked(void *src, zq_control_id_fn *fn, void *arg)
+{
+    zq_worker_t *w = src;
+    for (size_t i = 0; i < w->rv_count; i++)
+        fn(arg, w->rv_ring[(w->rv_head + i) % ZQ_WORKER_REVOKES_MAX]->id);
+}
+
+static void s_ctl_live(void *src, zq_control_live_t *out)
+{
+    zq_worker_t *w = src;
+    out->registered = w->registered;
+    out->heartbeat = w->hb_interval;
+    out->processed = w->processed;
+    out->broker_id = w->broker_id;
+    out->pool = w->pool;
+}
+
+/* Bind the control socket (before HELLO, which announces it). */
+static int s_control_open(zq_worker_t *w)
+{
+    zq_control_config_t cc = {
+        .name = w->name,
+        .broker_url = w->broker_url,
+        .plugins_dir = w->plugins_dir,
+        .queues = (const char *const *)w->queues,
+        .nqueues = w->nqueues,
+        .pool_kind = w->pool_kind,
+        .concurrency = w->concurrency,
+        .prefetch = w->prefetch,
+        .heartbeat = w->heartbeat,
+        .time_limit = w->time_limit,
+        .soft_time_limit = w->soft_time_limit,
+        .endpoint = w->control,
+        .started = w->started,
+        .loader = w->loader,
+        .revokes_max = ZQ_WORKER_REVOKES_MAX,
+        .each_job = s_ctl_each_job,
+        .find_job = s_ctl_find_job,
+        .each_revoked = s_ctl_each_revoked,
+        .live = s_ctl_live,
+        .src = w,
+    };
+    w->ctl = zq_control_new(&cc);
+    if (!w->ctl)
+        return ZQ_ENOMEM;
+    return zq_control_bind(w->ctl, w->ctx);
+}
+
 static int s_install_signals(void)
 {
     if (s_sig_pipe[0] < 0 && pipe2(s_sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -1573,14 +1746,15 @@ int zq_worker_run(zq_worker_t *w)
     w->active = calloc((size_t)w->nslots, sizeof *w->active);
     w->ctx = zmq_ctx_new();
     w->up_ctx = zmq_ctx_new();
-    if (!w->active || !w->ctx || !w->up_ctx || s_front_open(w) != ZQ_OK) {
+    if (!w->active || !w->ctx || !w->up_ctx || s_control_open(w) != ZQ_OK ||
+        s_front_open(w) != ZQ_OK) {
         w->exit_code = 1;
         w->stop = 1;
     } else {
         s_send_hello(w);
     }
-    int npool_max = w->nslots + 1;
-    zmq_pollitem_t *items = calloc((size_t)npool_max + 3, sizeof *items);
+    int npool_max = w->nslots + 2;
+    zmq_pollitem_t *items = calloc((size_t)npool_max + 4, sizeof *items);
     if (!items) {
         w->exit_code = 1;
         w->stop = 1;
@@ -1588,7 +1762,7 @@ int zq_worker_run(zq_worker_t *w)
     while (!w->stop) {
         if (s_sig_count && s_handle_signals(w))
             break;
-        if (w->draining && w->nactive == 0)
+        if (w->draining && w->nactive == 0 && w->npooled == 0)
             break;
         double m = zq_mono(), now = zq_now();
         s_session_tick(w, m);
@@ -1613,7 +1787,11 @@ int zq_worker_run(zq_worker_t *w)
 
         int n = 0;
         items[n++] = (zmq_pollitem_t){NULL, s_sig_pipe[0], ZMQ_POLLIN, 0};
-        int i_front = -1, i_disp = -1;
+        int i_front = -1, i_disp = -1, i_ctl = -1;
+        if (zq_control_socket(w->ctl)) {
+            i_ctl = n;
+            items[n++] = (zmq_pollitem_t){zq_control_socket(w->ctl), 0, ZMQ_POLLIN, 0};
+        }
         if (w->front) {
             i_front = n;
             items[n++] = (zmq_pollitem_t){w->front, 0, ZMQ_POLLIN, 0};
@@ -1637,6 +1815,8 @@ int zq_worker_run(zq_worker_t *w)
         if (i_disp >= 0 && (items[i_disp].revents & ZMQ_POLLIN))
             s_read_dispatch(w);
         zq_pool_dispatch(w->pool, items + i_pool, n - i_pool);
+        if (i_ctl >= 0 && (items[i_ctl].revents & ZMQ_POLLIN))
+            zq_control_serve(w->ctl);
     }
     free(items);
     zq_pool_destroy(&w->pool, 0);
@@ -1649,6 +1829,7 @@ int zq_worker_run(zq_worker_t *w)
     w->up_ctx = NULL;
     s_bye(w);
     s_close_socket(&w->front);
+    zq_control_destroy(&w->ctl);
     if (w->ctx)
         zmq_ctx_term(w->ctx);
     w->ctx = NULL;

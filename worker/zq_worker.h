@@ -41,7 +41,8 @@ typedef struct {
     double heartbeat;           /* seconds; <= 0: ZQ_WORKER_HEARTBEAT */
     double time_limit;          /* worker default hard limit, seconds; 0 = none */
     double soft_time_limit;     /* worker default soft limit, seconds; 0 = none */
-    const char *control;        /* --control: reserved for the control socket (issue 4) */
+    const char *control;        /* --control: endpoint of the control socket that zq-ctl
+                                 * inspect queries; NULL: tcp://127.0.0.1:* (zq_control.h) */
     int allow_insecure_plugins; /* load world-writable plugins (logged) */
 } zq_worker_config_t;
 

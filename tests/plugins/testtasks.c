@@ -93,7 +93,7 @@ static zq_task_status_t limited(zq_task_t *self, const cJSON *args, const cJSON 
     double secs = cJSON_IsNumber(s) && s->valuedouble > 0 ? s->valuedouble : 0;
     for (double slept = 0; slept < secs; slept += 0.01) {
         if (zq_task_soft_limit_exceeded(self))
-            return zq_task_fail(self, "SoftTimeLimitExceeded", "SoftTimeLimitExceeded()");
+            return zq_task_fail(self, "SoftTimeLimitExceeded", "soft time limit exceeded");
         s_nap(0.01);
     }
     *result = cJSON_CreateNumber(secs);

@@ -1239,6 +1239,102 @@ START_TEST(test_store_full)
 }
 END_TEST
 
+/* ---- monitor requests ---- */
+
+START_TEST(test_tasks_and_stats)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "mon@h", 4, 0, ""));
+    fw_wait_connected(&w);
+    s_submit("{\"id\":\"m1\",\"task\":\"tasks.add\",\"args\":[1,1]}");
+    s_submit("{\"id\":\"m2\",\"task\":\"tasks.mul\",\"args\":[2,3],\"kwargs\":{\"tag\":\"Blue\"}}");
+    s_submit("{\"id\":\"m3\",\"task\":\"tasks.add\",\"args\":[5,5],\"countdown\":3600}");
+    for (int i = 0; i < 2; i++) {
+        cJSON *t = fw_task(&w, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        const char *id = zq_json_str(t, "id", "");
+        if (!strcmp(id, "m1"))
+            fw_succeed(&w, id, "2");
+        else
+            fw_state(&w, id, "FAILURE", "\"exception\":{\"type\":\"E\",\"message\":\"boom\"}");
+        cJSON_Delete(t);
+    }
+    s_assert_state("m1", "SUCCESS");
+    s_assert_state("m2", "FAILURE");
+
+    /* TASKS: newest first, filters, total */
+    cJSON *r = s_call(s_cli, "TASKS", "{\"req\":5}");
+    ck_assert_msg(!s_errcode(r), "%s", s_errmsg(r));
+    ck_assert_int_eq(zq_json_num(r, "req", 0), 5);
+    ck_assert_int_eq(zq_json_num(r, "total", -1), 3);
+    cJSON *tasks = cJSON_GetObjectItem(r, "tasks");
+    ck_assert_int_eq(cJSON_GetArraySize(tasks), 3);
+    ck_assert_str_eq(zq_json_str(cJSON_GetArrayItem(tasks, 0), "id", ""), "m3");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "truncated")));
+    cJSON_Delete(r);
+    r = s_call(s_cli, "TASKS", "{\"taskname\":\"tasks.add\",\"sort_by\":\"id\",\"limit\":1}");
+    ck_assert_int_eq(zq_json_num(r, "total", -1), 2);
+    tasks = cJSON_GetObjectItem(r, "tasks");
+    ck_assert_int_eq(cJSON_GetArraySize(tasks), 1);
+    ck_assert_str_eq(zq_json_str(cJSON_GetArrayItem(tasks, 0), "id", ""), "m1");
+    ck_assert_str_eq(zq_json_str(cJSON_GetArrayItem(tasks, 0), "worker", ""), "mon@h");
+    cJSON_Delete(r);
+    r = s_call(s_cli, "TASKS", "{\"search\":\"blue\",\"workername\":\"mon@h\"}");
+    ck_assert_int_eq(zq_json_num(r, "total", -1), 1);
+    cJSON_Delete(r);
+    r = s_call(s_cli, "TASKS", "{\"state\":\"SUCCESS,FAILURE\"}");
+    ck_assert_int_eq(zq_json_num(r, "total", -1), 2);
+    cJSON_Delete(r);
+    /* bad fields: EINVAL naming the field */
+    static const char *const bad[][2] = {
+        {"{\"limit\":0}", "limit"},          {"{\"limit\":5000}", "limit"},
+        {"{\"offset\":-1}", "offset"},       {"{\"sort_by\":\"rid\"}", "sort_by"},
+        {"{\"state\":\"DONE\"}", "state"},   {"{\"taskname\":\"a b\"}", "taskname"},
+        {"{\"search\":7}", "search"},        {"{\"received_start\":\"yesterday\"}", "received"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = s_call(s_cli, "TASKS", bad[i][0]);
+        ck_assert_msg(s_errcode(r) && !strcmp(s_errcode(r), "EINVAL"), "%s accepted", bad[i][0]);
+        ck_assert_msg(strstr(s_errmsg(r), bad[i][1]) != NULL, "%s: %s", bad[i][0], s_errmsg(r));
+        cJSON_Delete(r);
+    }
+
+    /* STATS: by state, per worker (store counts + live fields) */
+    r = s_call(s_cli, "STATS", "{}");
+    ck_assert_msg(!s_errcode(r), "%s", s_errmsg(r));
+    cJSON *by = cJSON_GetObjectItem(r, "tasks");
+    ck_assert_int_eq(zq_json_num(by, "SUCCESS", -1), 1);
+    ck_assert_int_eq(zq_json_num(by, "FAILURE", -1), 1);
+    ck_assert_int_eq(zq_json_num(by, "PENDING", -1), 1);
+    ck_assert_int_eq(zq_json_num(by, "total", -1), 3);
+    cJSON *ws = cJSON_GetObjectItem(r, "workers");
+    ck_assert_int_eq(cJSON_GetArraySize(ws), 1);
+    cJSON *w0 = cJSON_GetArrayItem(ws, 0);
+    ck_assert_str_eq(zq_json_str(w0, "name", ""), "mon@h");
+    ck_assert_int_eq(zq_json_num(w0, "succeeded", -1), 1);
+    ck_assert_int_eq(zq_json_num(w0, "failed", -1), 1);
+    ck_assert_int_eq(zq_json_num(w0, "processed", -1), 2);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(w0, "online")));
+    ck_assert_int_eq(zq_json_num(w0, "concurrency", -1), 4);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(r, "events")));
+    cJSON_Delete(r);
+    fw_close(&w);
+
+    /* after a restart the counts are the same (they come from the store) */
+    s_stop();
+    s_start_with(2.0, 20000, 1.0);
+    r = s_call(s_cli, "STATS", "{}");
+    by = cJSON_GetObjectItem(r, "tasks");
+    ck_assert_int_eq(zq_json_num(by, "SUCCESS", -1), 1);
+    ck_assert_int_eq(zq_json_num(by, "FAILURE", -1), 1);
+    ck_assert_int_eq(zq_json_num(by, "total", -1), 3);
+    w0 = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "workers"), 0);
+    ck_assert_str_eq(zq_json_str(w0, "name", ""), "mon@h");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(w0, "online")));
+    cJSON_Delete(r);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -1250,6 +1346,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_malformed);
     tcase_add_test(tc, test_bad_upstream_dropped);
     tcase_add_test(tc, test_events);
+    tcase_add_test(tc, test_tasks_and_stats);
     suite_add_tcase(s, tc);
     tc = tcase_create("dispatch");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -501,11 +501,12 @@ START_TEST(test_invalid_arguments_and_unknown_task)
     cJSON_Delete(st);
     free(json);
 
-    json = zq_exec_state_started("s", WORKER, 1234, 1, &len);
+    json = zq_exec_state_started("s", WORKER, 1234, 1, 1795697322.25, &len);
     st = cJSON_Parse(json);
     ck_assert_str_eq(s_str(st, "state", NULL), "STARTED");
     ck_assert_int_eq((int)s_num(st, "pid"), 1234);
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(st, "acks_late")));
+    ck_assert_str_eq(s_str(st, "timestamp", NULL), "2026-11-26T12:48:42.250000Z");
     cJSON_Delete(st);
     free(json);
     json = zq_exec_state_received("s", WORKER, &len);

@@ -629,6 +629,303 @@ START_TEST(test_created_mode)
 }
 END_TEST
 
+/* ---- monitor queries: counts and listings (TASKS, STATS) ---- */
+
+typedef struct {
+    char names[8][64];
+    long succ[8], fail[8], retr[8];
+    int n;
+} s_wc_t;
+
+static int s_wc_collect(void *arg, const char *worker, long succeeded, long failed, long retried)
+{
+    s_wc_t *w = arg;
+    ck_assert_int_lt(w->n, 8);
+    snprintf(w->names[w->n], sizeof w->names[0], "%s", worker);
+    w->succ[w->n] = succeeded;
+    w->fail[w->n] = failed;
+    w->retr[w->n] = retried;
+    w->n++;
+    return 0;
+}
+
+static int s_wc_find(const s_wc_t *w, const char *name)
+{
+    for (int i = 0; i < w->n; i++)
+        if (!strcmp(w->names[i], name))
+            return i;
+    return -1;
+}
+
+/* A mix of every state: p1 p2 PENDING, e1 scheduled, r1 RECEIVED, s1 STARTED, d1 d2
+ * SUCCESS (w1, w2), f1 FAILURE (w1), y1 RETRY (w2, then due again), v1 REVOKED (queued). */
+static void s_mix(void)
+{
+    s_add("p1", "celery", 0, 0);
+    s_add("p2", "other", 0, 0);
+    s_add("e1", "celery", zq_now() + 3600, 0);
+    s_add("r1", "celery", 0, 0);
+    ck_assert_int_eq(s_set("r1", "RECEIVED", "w1"), ZQ_OK);
+    s_add("s1", "celery", 0, 0);
+    ck_assert_int_eq(s_set("s1", "STARTED", "w2"), ZQ_OK);
+    s_add("d1", "celery", 0, 0);
+    ck_assert_int_eq(s_set("d1", "SUCCESS", "w1"), ZQ_OK);
+    s_add("d2", "celery", 0, 0);
+    ck_assert_int_eq(s_set("d2", "SUCCESS", "w2"), ZQ_OK);
+    s_add("f1", "celery", 0, 0);
+    ck_assert_int_eq(s_set("f1", "FAILURE", "w1"), ZQ_OK);
+    s_add("y1", "celery", 0, 0);
+    ck_assert_int_eq(s_set("y1", "RETRY", "w2"), ZQ_OK);
+    s_add("v1", "celery", 0, 0);
+    ck_assert_int_eq(zq_store_revoke_queued(s_st, "v1", 0, "revoked", zq_now(), NULL), ZQ_OK);
+}
+
+static void s_check_mix_counts(void)
+{
+    zq_store_counts_t c;
+    ck_assert_int_eq(zq_store_counts(s_st, &c), ZQ_OK);
+    ck_assert_int_eq(c.pending, 3); /* p1 p2 e1 */
+    ck_assert_int_eq(c.received, 1);
+    ck_assert_int_eq(c.started, 1);
+    ck_assert_int_eq(c.retry, 1);
+    ck_assert_int_eq(c.success, 2);
+    ck_assert_int_eq(c.failure, 1);
+    ck_assert_int_eq(c.revoked, 1);
+    ck_assert_int_eq(c.total, 10);
+    ck_assert_int_eq(c.retried, 1);
+    s_wc_t w = {0};
+    ck_assert_int_eq(zq_store_worker_counts(s_st, s_wc_collect, &w), ZQ_OK);
+    ck_assert_int_eq(w.n, 2);
+    int i1 = s_wc_find(&w, "w1"), i2 = s_wc_find(&w, "w2");
+    ck_assert_int_ge(i1, 0);
+    ck_assert_int_ge(i2, 0);
+    ck_assert_int_eq(w.succ[i1], 1);
+    ck_assert_int_eq(w.fail[i1], 1);
+    ck_assert_int_eq(w.retr[i1], 0);
+    ck_assert_int_eq(w.succ[i2], 1);
+    ck_assert_int_eq(w.fail[i2], 0);
+    ck_assert_int_eq(w.retr[i2], 1);
+}
+
+START_TEST(test_counts_scan_and_incremental)
+{
+    /* counted by the first scan */
+    s_mix();
+    s_check_mix_counts();
+    /* then by the writes: y1 runs again on w1 and succeeds; a lost task fails on w2 */
+    ck_assert_int_eq(s_set("y1", "SUCCESS", "w1"), ZQ_OK);
+    ck_assert_int_eq(s_set("s1", "FAILURE", NULL), ZQ_OK); /* worker from the row: w2 */
+    ck_assert_int_eq(s_set("d1", "FAILURE", "w1"), ZQ_ESTATE); /* terminal: not counted */
+    zq_store_counts_t c;
+    ck_assert_int_eq(zq_store_counts(s_st, &c), ZQ_OK);
+    ck_assert_int_eq(c.success, 3);
+    ck_assert_int_eq(c.failure, 2);
+    ck_assert_int_eq(c.retry, 0);
+    ck_assert_int_eq(c.started, 0);
+    ck_assert_int_eq(c.total, 10);
+    s_wc_t w = {0};
+    ck_assert_int_eq(zq_store_worker_counts(s_st, s_wc_collect, &w), ZQ_OK);
+    int i1 = s_wc_find(&w, "w1"), i2 = s_wc_find(&w, "w2");
+    ck_assert_int_eq(w.succ[i1], 2);
+    ck_assert_int_eq(w.fail[i2], 1);
+    /* a purge counts as revoked */
+    long n = 0;
+    ck_assert_int_eq(zq_store_purge_disk(s_st, "celery", 0, -INFINITY, 0, zq_now(), &n), ZQ_OK);
+    ck_assert_int_eq(n, 2); /* p1, e1 */
+    ck_assert_int_eq(zq_store_counts(s_st, &c), ZQ_OK);
+    ck_assert_int_eq(c.revoked, 3);
+    ck_assert_int_eq(c.pending, 1);
+    /* what a restart's scan finds is what the writes counted */
+    zq_store_counts_t before = c;
+    s_reopen();
+    ck_assert_int_eq(zq_store_counts(s_st, &c), ZQ_OK);
+    ck_assert_int_eq(memcmp(&before, &c, sizeof c), 0);
+}
+END_TEST
+
+START_TEST(test_counts_rollback_rescans)
+{
+    s_mix();
+    s_check_mix_counts();
+    ck_assert_int_eq(zq_store_begin(s_st), ZQ_OK);
+    ck_assert_int_eq(s_set("r1", "SUCCESS", "w1"), ZQ_OK);
+    zq_store_counts_t c;
+    ck_assert_int_eq(zq_store_counts(s_st, &c), ZQ_OK);
+    ck_assert_int_eq(c.success, 3); /* the open transaction sees its own write */
+    zq_store_rollback(s_st);
+    s_check_mix_counts(); /* the counters forgot it */
+}
+END_TEST
+
+/* Ids of a listing, in order, into ids[] (at most 16). */
+static int s_list(const zq_store_query_t *q, char ids[16][16], long *total)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int trunc = 0;
+    int rc = zq_store_list_tasks(s_st, q, &text, &len, total, &trunc);
+    if (rc != ZQ_OK)
+        return -rc * 1000;
+    ck_assert_uint_eq(strlen(text), len);
+    cJSON *arr = cJSON_Parse(text);
+    free(text);
+    ck_assert(cJSON_IsArray(arr));
+    int n = 0;
+    const cJSON *rec;
+    cJSON_ArrayForEach(rec, arr)
+    {
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(rec, "known")));
+        ck_assert_int_lt(n, 16);
+        snprintf(ids[n++], 16, "%s", cJSON_GetObjectItem(rec, "id")->valuestring);
+    }
+    cJSON_Delete(arr);
+    return n;
+}
+
+START_TEST(test_list_filters)
+{
+    s_mix();
+    char ids[16][16];
+    long total;
+    zq_store_query_t q = {0};
+    /* default: newest first, total from the counters */
+    ck_assert_int_eq(s_list(&q, ids, &total), 10);
+    ck_assert_int_eq(total, 10);
+    ck_assert_str_eq(ids[0], "v1");
+    ck_assert_str_eq(ids[9], "p1");
+    /* paging */
+    q.limit = 3;
+    q.offset = 2;
+    ck_assert_int_eq(s_list(&q, ids, &total), 3);
+    ck_assert_int_eq(total, 10);
+    ck_assert_str_eq(ids[0], "f1");
+    /* by state, one and several */
+    zq_store_query_t qs = {.state = "SUCCESS"};
+    ck_assert_int_eq(s_list(&qs, ids, &total), 2);
+    ck_assert_int_eq(total, 2);
+    qs.state = "PENDING,RETRY";
+    ck_assert_int_eq(s_list(&qs, ids, &total), 4);
+    ck_assert_int_eq(total, 4);
+    /* worker, name, search */
+    zq_store_query_t qw = {.worker = "w1", .sort_by = "id"};
+    ck_assert_int_eq(s_list(&qw, ids, &total), 3);
+    ck_assert_int_eq(total, 3);
+    ck_assert_str_eq(ids[0], "d1");
+    ck_assert_str_eq(ids[1], "f1");
+    ck_assert_str_eq(ids[2], "r1");
+    zq_store_query_t qn = {.task = "tasks.nope"};
+    ck_assert_int_eq(s_list(&qn, ids, &total), 0);
+    ck_assert_int_eq(total, 0);
+    zq_store_query_t qf = {.search = "W2", .state = "SUCCESS"};
+    ck_assert_int_eq(s_list(&qf, ids, &total), 1);
+    ck_assert_str_eq(ids[0], "d2");
+    qf.state = NULL;
+    qf.search = "\"K\":\"V\""; /* kwargs, case-insensitive */
+    ck_assert_int_eq(s_list(&qf, ids, &total), 10);
+    qf.search = "%"; /* no LIKE wildcards */
+    ck_assert_int_eq(s_list(&qf, ids, &total), 0);
+    /* received time range: only r1 d1 ... have a date_received? set one explicitly */
+    zq_store_state_t st = {.id = "p2", .state = "RECEIVED", .worker = "w3",
+                           .timestamp = 1000000000.0, .runtime = -1};
+    ck_assert_int_eq(zq_store_set_state(s_st, &st, NULL), ZQ_OK);
+    zq_store_query_t qt = {.received_start = 999999999.0, .received_end = 1000000001.0};
+    ck_assert_int_eq(s_list(&qt, ids, &total), 1);
+    ck_assert_str_eq(ids[0], "p2");
+    /* sort ascending with NULLs last */
+    zq_store_query_t qr = {.sort_by = "received", .limit = 2};
+    ck_assert_int_eq(s_list(&qr, ids, &total), 2);
+    ck_assert_str_eq(ids[0], "p2");
+}
+END_TEST
+
+START_TEST(test_list_errors_and_cap)
+{
+    s_mix();
+    char ids[16][16];
+    long total;
+    zq_store_query_t q = {.sort_by = "bogus"};
+    ck_assert_int_eq(s_list(&q, ids, &total), -ZQ_EINVAL * 1000);
+    ck_assert_msg(strstr(zq_store_errmsg(s_st), "sort") != NULL, "%s", zq_store_errmsg(s_st));
+    q.sort_by = "-runtime";
+    ck_assert_int_eq(s_list(&q, ids, &total), 10);
+    zq_store_query_t qs = {.state = "DONE"};
+    ck_assert_int_eq(s_list(&qs, ids, &total), -ZQ_EINVAL * 1000);
+    qs.state = "SUCCESS,";
+    ck_assert_int_eq(s_list(&qs, ids, &total), -ZQ_EINVAL * 1000);
+    ck_assert(zq_store_states_valid("PENDING,STARTED"));
+    ck_assert(!zq_store_states_valid(""));
+    ck_assert(zq_store_sort_valid("-received"));
+    ck_assert(!zq_store_sort_valid("rid"));
+    /* a byte cap cuts the page, always after at least one record */
+    zq_store_query_t qc = {.max_bytes = 1};
+    char *text = NULL;
+    int trunc = 0;
+    ck_assert_int_eq(zq_store_list_tasks(s_st, &qc, &text, NULL, &total, &trunc), ZQ_OK);
+    ck_assert_int_eq(trunc, 1);
+    ck_assert_int_eq(total, 10);
+    cJSON *arr = cJSON_Parse(text);
+    ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+    cJSON_Delete(arr);
+    free(text);
+}
+END_TEST
+
+START_TEST(test_list_children)
+{
+    s_add("root", "celery", 0, 0);
+    for (int i = 0; i < 3; i++) {
+        char id[16], msg[128];
+        snprintf(id, sizeof id, "c%d", i);
+        snprintf(msg, sizeof msg, "{\"id\":\"%s\",\"task\":\"tasks.add\",\"args\":[]}", id);
+        zq_store_task_t t = {.id = id, .task = "tasks.add", .queue = "celery", .msg = msg,
+                             .msglen = strlen(msg), .sent = zq_now(), .parent_id = "root",
+                             .root_id = "root"};
+        ck_assert_int_eq(zq_store_enqueue(s_st, &t, NULL), ZQ_OK);
+    }
+    char ids[16][16];
+    long total;
+    zq_store_query_t q = {.parent_id = "root", .sort_by = "sent"};
+    ck_assert_int_eq(s_list(&q, ids, &total), 3);
+    ck_assert_int_eq(total, 3);
+    ck_assert_str_eq(ids[0], "c0");
+    zq_store_query_t qr = {.root_id = "root"};
+    ck_assert_int_eq(s_list(&qr, ids, &total), 4);
+}
+END_TEST
+
+START_TEST(test_migrate_v1)
+{
+    /* a version-1 database (no tasks_parent index) is brought to the current version */
+    zq_store_destroy(&s_st);
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", s_dir, ZQ_STORE_FILE);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DROP INDEX tasks_parent; PRAGMA user_version=1", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char err[256] = "";
+    s_st = zq_store_open(s_dir, ZQ_STORE_SYNC_OFF, err, sizeof err);
+    ck_assert_msg(s_st != NULL, "%s", err);
+    zq_store_destroy(&s_st);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT count(*) FROM sqlite_master WHERE "
+                                        "name='tasks_parent'), (SELECT user_version FROM "
+                                        "pragma_user_version)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(st, 0), 1);
+    ck_assert_int_eq(sqlite3_column_int(st, 1), ZQ_STORE_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    s_reopen();
+}
+END_TEST
+
 START_TEST(test_schema_too_new)
 {
     zq_store_destroy(&s_st);
@@ -746,6 +1043,16 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_created_mode);
     tcase_add_test(tc, test_schema_too_new);
     tcase_add_test(tc, test_sync_names);
+    tcase_add_test(tc, test_migrate_v1);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("monitor");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_counts_scan_and_incremental);
+    tcase_add_test(tc, test_counts_rollback_rescans);
+    tcase_add_test(tc, test_list_filters);
+    tcase_add_test(tc, test_list_errors_and_cap);
+    tcase_add_test(tc, test_list_children);
     suite_add_tcase(s, tc);
     return s;
 }
