@@ -133,22 +133,46 @@ BROKER_PID="" WORKER_PID="" SEQ=0
 # Children of a process (prefork pool processes), by parent PID.
 child_pids() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
 
+# A PID leaves the list once it has been waited for, so that a recycled PID is never signalled.
+untrack() {
+    local p keep=()
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
 # stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL; the same for children it leaves behind.
 stop_pid() {
     local p=$1 kids k
-    kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
-    kids=$(child_pids "$p")
-    kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && { log "pid $p did not stop in 15 s: SIGKILL"; kill -KILL "$p" 2>/dev/null; }
+    if kill -0 "$p" 2>/dev/null; then
+        kids=$(child_pids "$p")
+        kill -TERM "$p" 2>/dev/null
+        for _ in $(seq 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$p" 2>/dev/null && { log "pid $p did not stop in 15 s: SIGKILL"; kill -KILL "$p" 2>/dev/null; }
+        for k in $kids; do kill -0 "$k" 2>/dev/null && kill -KILL "$k" 2>/dev/null; done
+    fi
     wait "$p" 2>/dev/null
-    for k in $kids; do kill -0 "$k" 2>/dev/null && kill -KILL "$k" 2>/dev/null; done
+    untrack "$p"
     return 0
+}
+
+# fg CMD...: run CMD in the background and wait for it. bash runs a trap only after the
+# foreground command has finished, but `wait` returns at once on a signal, so Ctrl-C or a
+# SIGTERM to this script stops a long measurement right away (cleanup stops CMD by PID).
+fg() {
+    local p rc
+    "$@" &
+    p=$!
+    PIDS+=("$p")
+    wait "$p"
+    rc=$?
+    untrack "$p"
+    return $rc
 }
 
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    PIDS=()
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -211,6 +235,7 @@ zq_broker_up() { # [--sync MODE]
             sleep 0.05
         done
         kill -0 "$BROKER_PID" 2>/dev/null && break # alive but never ready
+        stop_pid "$BROKER_PID"
         log "broker did not start (try $try): $(tail -n 2 "$log")"
     done
     die "zq-broker did not start: $(tail -n 5 "$log")"
@@ -270,8 +295,9 @@ measure() {
     local limit=$1 out rc
     shift
     "${SYS}_cmd"
-    out=$(timeout "$limit" "${CMD[@]}" "$@" --rep "$REP")
+    fg timeout "$limit" "${CMD[@]}" "$@" --rep "$REP" >"$T/out"
     rc=$?
+    out=$(cat "$T/out")
     [ -n "$out" ] && [ "${RECORD:-1}" = 1 ] && printf '%s\n' "$out" | grep '^{' >>"$RES"
     if [ $rc -ne 0 ]; then
         FAILS=$((FAILS + 1))
@@ -300,7 +326,7 @@ cpu_end() {
 
 ready() { # a worker serves the broker: one real round trip
     "${SYS}_cmd"
-    timeout 90 "${CMD[@]}" ping --timeout 60 >/dev/null || die "$SYS worker did not come up (logs in $T)"
+    fg timeout 90 "${CMD[@]}" ping --timeout 60 >/dev/null || die "$SYS worker did not come up (logs in $T)"
 }
 
 up() { # POOL [broker args]
@@ -327,7 +353,7 @@ perf_start() {
 }
 perf_stop() {
     local p
-    for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; wait "$p" 2>/dev/null; untrack "$p"; done
     for p in broker worker; do
         [ -f "$RESDIR/perf-$p.data" ] && [ ${#PERF_PIDS[@]} -gt 0 ] &&
             perf report --stdio --no-children -i "$RESDIR/perf-$p.data" 2>/dev/null |
@@ -382,8 +408,8 @@ drain() {
     local sampler2=$!
     measure 7200 drain --scenario scale --case "$case" --state "$state" --t0 "$t0"
     figure scale "$case" worker_rss_mib "$(mib "$(rss_kib "$WORKER_PID")")"
-    kill "$sampler" "$sampler2" 2>/dev/null
-    wait "$sampler" "$sampler2" 2>/dev/null
+    stop_pid "$sampler"
+    stop_pid "$sampler2"
     figure scale "$case" broker_rss_peak_mib "$(mib "$(cat "$T/peak-broker" 2>/dev/null || echo 0)")"
     figure scale "$case" worker_rss_peak_mib "$(mib "$(cat "$T/peak-worker" 2>/dev/null || echo 0)")"
     rm -f "$T/peak-broker" "$T/peak-worker" "$state"

@@ -30,7 +30,8 @@
 
 #define S_TAIL_MAX 1000          /* tasks: completion of a big batch is detected on its last ones */
 #define S_SAMPLES 1000           /* tasks: how many of a big batch are checked afterwards */
-#define S_GET_TIMEOUT 300.0      /* seconds: one result may take this long before we give up */
+#define S_GET_TIMEOUT 86400.0    /* seconds: the broker-side wait of a GET; stalls are caught by
+                                    the client's own --stall check instead */
 #define S_FLUSH_TIMEOUT 600.0    /* seconds: acknowledgement of a whole pre-fill */
 #define S_WINDOW 10000           /* GETs in flight at once while collecting results */
 
@@ -151,7 +152,7 @@ typedef struct {
     const char *state_file;   /* prefill writes it, drain reads it */
     const char *meta_file;    /* report: run metadata to embed */
     const char *out_file;     /* report: JSON output */
-    double timeout;           /* ping: seconds; drain: the whole wait */
+    double timeout;           /* ping: seconds */
     double stall;             /* give up when no result arrives for this long (seconds) */
     const char *task;         /* task name (default tasks.add) */
 } s_opts_t;
@@ -268,7 +269,7 @@ static int s_collect(zq_client_t *c, const char *const *ids, size_t n, double st
     int rc = ZQ_OK;
     while (got < n && rc == ZQ_OK) {
         while (sent < n && sent - got < S_WINDOW) {
-            rc = zq_client_get_async(c, ids[sent], stall > S_GET_TIMEOUT ? stall : S_GET_TIMEOUT);
+            rc = zq_client_get_async(c, ids[sent], S_GET_TIMEOUT);
             if (rc != ZQ_OK) {
                 snprintf(err, errlen, "get_async %s: %s (%s)", ids[sent], zq_strerror(rc),
                          zq_client_errmsg(c));
@@ -429,22 +430,43 @@ static int s_cmd_throughput(const s_opts_t *o)
     if (rc != ZQ_OK)
         s_line_error(line, "flush: %s (%s)", zq_strerror(rc), zq_client_errmsg(s.client));
 
-    size_t from = 0;
-    if (o->ignore_result)
-        from = n > S_TAIL_MAX ? n - S_TAIL_MAX : 0;
-    rc = s_collect(s.client, ids + from, n - from, o->stall, out + from, err, sizeof err);
+    /* With ignore_result the clock stops when the last S_TAIL_MAX tasks are terminal. A
+     * sample spread over the batch is awaited too, so that results keep arriving while the
+     * batch is processed and a stuck system is noticed after o->stall seconds. */
+    size_t nwait = n;
+    const char **wait_ids = ids;
+    s_outcome_t *wait_out = out;
+    if (o->ignore_result && n > S_TAIL_MAX) {
+        size_t from = n - S_TAIL_MAX, every = from / S_SAMPLES > 0 ? from / S_SAMPLES : 1;
+        wait_ids = calloc(from / every + S_TAIL_MAX + 1, sizeof *wait_ids);
+        wait_out = calloc(from / every + S_TAIL_MAX + 1, sizeof *wait_out);
+        nwait = 0;
+        for (size_t i = 0; wait_ids && i < n; i++)
+            if (i >= from || i % every == 0)
+                wait_ids[nwait++] = ids[i];
+    }
+    if (!wait_ids || !wait_out) {
+        rc = ZQ_ENOMEM;
+        snprintf(err, sizeof err, "out of memory");
+    } else {
+        rc = s_collect(s.client, wait_ids, nwait, o->stall, wait_out, err, sizeof err);
+    }
     double t_end = s_mono(), w_end = s_wall(), cpu_end = s_cpu();
     if (rc != ZQ_OK)
         s_line_error(line, "collecting results: %s", err);
+    if (wait_ids != ids) {
+        free(wait_ids);
+        free(wait_out);
+        /* untimed: every task of the batch must have ended by the time the clock stopped */
+        if (rc == ZQ_OK) {
+            rc = s_collect(s.client, ids, n, o->stall, out, err, sizeof err);
+            if (rc != ZQ_OK)
+                s_line_error(line, "verifying: %s", err);
+        }
+    }
 
     size_t bad = 0, failed = 0, late = 0;
     double last_done = 0;
-    if (o->ignore_result && from > 0 && rc == ZQ_OK) {
-        /* untimed: every task of the batch must have ended by the time we stopped the clock */
-        rc = s_collect(s.client, ids, from, o->stall, out, err, sizeof err);
-        if (rc != ZQ_OK)
-            s_line_error(line, "verifying: %s", err);
-    }
     for (size_t i = 0; i < n; i++) {
         if (!out[i].success)
             failed++;
@@ -686,7 +708,6 @@ static int s_cmd_drain(const s_opts_t *o)
     size_t n = 0, cap = S_TAIL_MAX + S_SAMPLES + 16, nt = 0, ns = 0;
     char **tail = calloc(cap, sizeof *tail), **samp = calloc(cap, sizeof *samp);
     long *tail_i = calloc(cap, sizeof *tail_i);
-    s_outcome_t *out = calloc(cap, sizeof *out);
     char kind[16], id[300], err[300] = "";
     size_t idx;
     if (fscanf(f, "n %zu\n", &n) != 1)
@@ -700,33 +721,37 @@ static int s_cmd_drain(const s_opts_t *o)
         }
     }
     fclose(f);
-    zq_client_t *c = NULL, *c2 = NULL;
-    if (!out || !tail || !samp || !tail_i || nt == 0) {
+    zq_client_t *c = NULL;
+    if (!tail || !samp || !tail_i || nt == 0) {
         s_line_error(line, "%s: no task ids", o->state_file);
-    } else if (!(c = zq_client_new(o->broker)) || !(c2 = zq_client_new(o->broker))) {
+    } else if (!(c = zq_client_new(o->broker))) {
         s_line_error(line, "cannot create a client");
     } else {
-        int rc = s_collect(c, (const char *const *)tail, nt, o->timeout, out, err, sizeof err);
+        /* samples first: spread over the batch, their results arrive during the drain, so a
+         * stuck system is noticed after o->stall seconds; the clock stops with the tail */
+        const char **all = calloc(ns + nt, sizeof *all);
+        s_outcome_t *aout = calloc(ns + nt, sizeof *aout);
+        int rc = ZQ_ENOMEM;
+        snprintf(err, sizeof err, "out of memory");
+        if (all && aout) {
+            memcpy(all, samp, ns * sizeof *all);
+            memcpy(all + ns, tail, nt * sizeof *all);
+            rc = s_collect(c, all, ns + nt, o->stall, aout, err, sizeof err);
+        }
         double w_end = s_wall();
         if (rc != ZQ_OK)
-            s_line_error(line, "waiting for the tail: %s", err);
+            s_line_error(line, "waiting for the batch: %s", err);
         size_t bad = 0, late = 0, failed = 0;
-        for (size_t i = 0; i < nt; i++) {
-            if (!out[i].success)
+        for (size_t i = 0; aout && i < ns + nt; i++) {
+            if (!aout[i].success)
                 failed++;
-            else if (out[i].value != 2.0 * (double)tail_i[i])
+            else if (i >= ns && aout[i].value != 2.0 * (double)tail_i[i - ns])
                 bad++;
-        }
-        /* a second client: nothing left over from the first collection can reach it */
-        rc = s_collect(c2, (const char *const *)samp, ns, o->stall, out, err, sizeof err);
-        if (rc != ZQ_OK)
-            s_line_error(line, "checking samples: %s", err);
-        for (size_t i = 0; i < ns; i++) {
-            if (!out[i].success)
-                failed++;
-            else if (out[i].date_done > w_end + 0.001)
+            else if (i < ns && aout[i].date_done > w_end + 0.001)
                 late++;
         }
+        free(all);
+        free(aout);
         if (bad || failed)
             s_line_error(line, "%zu tasks did not succeed, %zu wrong results", failed, bad);
         cJSON_AddNumberToObject(fig, "drain_per_s", (double)n / (w_end - o->t0));
@@ -737,12 +762,11 @@ static int s_cmd_drain(const s_opts_t *o)
         cJSON_AddNumberToObject(det, "samples_done_after_clock_stopped", (double)late);
     }
     zq_client_destroy(&c);
-    zq_client_destroy(&c2);
     for (size_t i = 0; i < nt; i++)
         free(tail[i]);
     for (size_t i = 0; i < ns; i++)
         free(samp[i]);
-    free(tail), free(samp), free(tail_i), free(out);
+    free(tail), free(samp), free(tail_i);
     return s_line_emit(line);
 }
 
@@ -1104,8 +1128,7 @@ static void s_usage(FILE *f)
             "                                         lateness of countdown tasks (default 1000, 1 s, 0)\n"
             "  prefill --state FILE [--n N] [--countdown S]\n"
             "                                         send N tasks (usually with no worker running)\n"
-            "  drain --state FILE --t0 EPOCH [--timeout S]\n"
-            "                                         wait for a prefill to be processed (3600 s)\n"
+            "  drain --state FILE --t0 EPOCH          wait for a prefill to be processed\n"
             "  ping [--timeout S]                     one add(1, 1) round trip (readiness)\n"
             "Labels: --scenario NAME --case TEXT --rep N (copied into the JSON line).\n"
             "Other:  --task NAME (default tasks.add); --stall S: fail when no result arrives for S\n"
@@ -1261,8 +1284,6 @@ int main(int argc, char **argv)
             o.n = 1000000;
         if (!strcmp(cmd, "prefill"))
             return s_cmd_prefill(&o);
-        if (o.timeout < 0)
-            o.timeout = 3600;
         if (o.t0 <= 0) {
             fprintf(stderr, "zq-bench: drain needs --t0 EPOCH (when the workers were started)\n");
             return 2;

@@ -809,7 +809,7 @@ static int s_cmd_inspect(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *e
                 o = NULL;
             }
         }
-        if (o && (ok || has_broker))
+        if (o && (g.n || has_broker))
             s_print_json(out, o);
         cJSON_Delete(o);
     } else {
@@ -901,11 +901,8 @@ static int s_cmd_purge(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err
 {
     double t = s_timeout(cli);
     if (!cli->force) {
-        if (!isatty(STDIN_FILENO)) {
-            fprintf(err, "Error: purge asks for confirmation but stdin is not a terminal; "
-                         "use -f to purge without asking\n");
-            return ZQ_EXIT_USAGE;
-        }
+        /* as Celery (click) does, the answer is read from stdin even when it is a pipe:
+         * `echo y | zq-ctl purge` confirms, end of input aborts */
         char names[2048];
         int nq;
         if (cli->queues) {

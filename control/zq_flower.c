@@ -1498,24 +1498,11 @@ static int s_is_terminal(const char *state)
            !strcmp(state, ZQ_STATE_REVOKED);
 }
 
-/* GET /api/task/result/<id>?timeout=S: waits (a parked GET, in 1 s slices so that a
- * shutdown is not held up) at most S seconds for the task to end. */
-static MHD_Result_t s_api_task_result(zq_flower_t *self, struct MHD_Connection *conn,
-                                      const char *id)
+/* {"task-id", "state", "result"...} of id, after waiting (a parked GET, in 1 s slices so
+ * that a shutdown is not held up) at most timeout seconds for the task to end. */
+static MHD_Result_t s_result_reply(zq_flower_t *self, struct MHD_Connection *conn,
+                                   const char *id, double timeout)
 {
-    if (!zq_valid_token(id))
-        return s_error(conn, MHD_HTTP_BAD_REQUEST,
-                       "not a task id: ids are 1-255 printable characters without spaces");
-    double timeout = 0;
-    const char *v = s_arg(conn, "timeout");
-    if (v) {
-        char *end;
-        timeout = strtod(v, &end);
-        if (*end || !(timeout >= 0) || timeout > S_RESULT_WAIT_MAX)
-            return s_error(conn, MHD_HTTP_BAD_REQUEST,
-                           "timeout: must be a number of seconds from 0 to %g, got '%.40s'",
-                           S_RESULT_WAIT_MAX, v);
-    }
     char err[S_ERRLEN];
     cJSON *rec = NULL;
     int rc = s_record(self, id, &rec, err, sizeof err);
@@ -1576,6 +1563,26 @@ static MHD_Result_t s_api_task_result(zq_flower_t *self, struct MHD_Connection *
     cJSON_Delete(o);
     cJSON_Delete(rec);
     return ret;
+}
+
+/* GET /api/task/result/<id>?timeout=S */
+static MHD_Result_t s_api_task_result(zq_flower_t *self, struct MHD_Connection *conn,
+                                      const char *id)
+{
+    if (!zq_valid_token(id))
+        return s_error(conn, MHD_HTTP_BAD_REQUEST,
+                       "not a task id: ids are 1-255 printable characters without spaces");
+    double timeout = 0;
+    const char *v = s_arg(conn, "timeout");
+    if (v) {
+        char *end;
+        timeout = strtod(v, &end);
+        if (*end || !(timeout >= 0) || timeout > S_RESULT_WAIT_MAX)
+            return s_error(conn, MHD_HTTP_BAD_REQUEST,
+                           "timeout: must be a number of seconds from 0 to %g, got '%.40s'",
+                           S_RESULT_WAIT_MAX, v);
+    }
+    return s_result_reply(self, conn, id, timeout);
 }
 
 /* Names: live workers' registered tasks plus those seen in events. Caller owns. */
@@ -1933,10 +1940,17 @@ static cJSON *s_body_object(struct MHD_Connection *conn, const s_req_t *rq, MHD_
     return o;
 }
 
-/* POST /api/task/async-apply/<name>: {args, kwargs, countdown, eta, expires, queue,
- * task_id, priority}, all optional. */
+/* How a task is sent: Flower's three routes. */
+typedef enum {
+    S_ASYNC_APPLY, /* async-apply: a registered name; answers at once */
+    S_SEND_TASK,   /* send-task: any name (no registry check); answers at once */
+    S_APPLY        /* apply: a registered name; answers with the result */
+} s_send_kind_t;
+
+/* POST /api/task/{async-apply,send-task,apply}/<name>: {args, kwargs, countdown, eta,
+ * expires, queue, task_id, priority}, all optional. */
 static MHD_Result_t s_api_apply(zq_flower_t *self, struct MHD_Connection *conn, const s_req_t *rq,
-                                const char *name)
+                                const char *name, s_send_kind_t kind)
 {
     if (!zq_valid_token(name))
         return s_error(conn, MHD_HTTP_BAD_REQUEST,
@@ -2013,13 +2027,15 @@ static MHD_Result_t s_api_apply(zq_flower_t *self, struct MHD_Connection *conn, 
      * registered (with no worker online, any name is accepted: one may come later) */
     cJSON *wr = NULL;
     char err[S_ERRLEN];
-    int rc = s_request(self, ZQ_CMD_WORKERS, NULL, self->cfg.timeout, &wr, err, sizeof err);
+    int rc = kind == S_SEND_TASK ? ZQ_OK
+                                 : s_request(self, ZQ_CMD_WORKERS, NULL, self->cfg.timeout, &wr,
+                                             err, sizeof err);
     if (rc != ZQ_OK) {
         cJSON_Delete(b);
         return s_error(conn, s_broker_status(rc), "%s", err);
     }
     const cJSON *ws = cJSON_GetObjectItemCaseSensitive(wr, "workers");
-    int known = cJSON_GetArraySize(ws) == 0;
+    int known = kind == S_SEND_TASK || cJSON_GetArraySize(ws) == 0;
     const cJSON *w, *t;
     cJSON_ArrayForEach(w, ws)
     {
@@ -2048,17 +2064,24 @@ static MHD_Result_t s_api_apply(zq_flower_t *self, struct MHD_Connection *conn, 
         ret = s_error(conn, rc == ZQ_EINVAL ? MHD_HTTP_BAD_REQUEST : s_broker_status(rc), "%s",
                       rc == ZQ_ETIMEOUT ? "the broker did not acknowledge the task in time"
                                         : zq_client_errmsg(c));
-    } else {
-        cJSON *out = cJSON_CreateObject();
-        cJSON_AddStringToObject(out, "task-id", zq_result_id(r));
-        cJSON_AddStringToObject(out, "state", "PENDING");
-        ret = s_json(conn, MHD_HTTP_OK, out);
-        cJSON_Delete(out);
-        ZQ_INFO("flower: sent task %s[%s]", name, zq_result_id(r));
+        zq_result_destroy(&r);
+        s_client_put(self, c);
+        cJSON_Delete(b);
+        return ret;
     }
+    char id[300];
+    snprintf(id, sizeof id, "%s", zq_result_id(r));
     zq_result_destroy(&r);
-    s_client_put(self, c);
+    s_client_put(self, c); /* before waiting: the wait borrows a client of its own */
     cJSON_Delete(b);
+    ZQ_INFO("flower: sent task %s[%s]", name, id);
+    if (kind == S_APPLY)
+        return s_result_reply(self, conn, id, S_RESULT_WAIT_MAX);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "task-id", id);
+    cJSON_AddStringToObject(out, "state", "PENDING");
+    ret = s_json(conn, MHD_HTTP_OK, out);
+    cJSON_Delete(out);
     return ret;
 }
 
@@ -2540,8 +2563,8 @@ static MHD_Result_t s_dispatch(zq_flower_t *self, struct MHD_Connection *conn, c
     static const struct {
         const char *prefix;
         int kind;
-    } posts[] = {{"/api/task/async-apply/", 1},  {"/api/task/apply/", 1},
-                 {"/api/task/send-task/", 1},    {"/api/task/revoke/", 2},
+    } posts[] = {{"/api/task/async-apply/", 1},  {"/api/task/apply/", 6},
+                 {"/api/task/send-task/", 7},    {"/api/task/revoke/", 2},
                  {"/api/worker/shutdown/", 3},   {"/api/worker/pool/grow/", 4},
                  {"/api/worker/pool/shrink/", 5}, {NULL, 0}};
     for (int i = 0; posts[i].prefix; i++) {
@@ -2562,7 +2585,11 @@ static MHD_Result_t s_dispatch(zq_flower_t *self, struct MHD_Connection *conn, c
                            posts[i].prefix);
         switch (posts[i].kind) {
         case 1:
-            return s_api_apply(self, conn, rq, rest);
+            return s_api_apply(self, conn, rq, rest, S_ASYNC_APPLY);
+        case 6:
+            return s_api_apply(self, conn, rq, rest, S_APPLY);
+        case 7:
+            return s_api_apply(self, conn, rq, rest, S_SEND_TASK);
         case 2:
             return s_api_revoke(self, conn, rest);
         case 3:

@@ -51,7 +51,8 @@ int zq_flower_auth_ok(const zq_flower_config_t *cfg, const char *header);
  * the decoded length, or -1 for bad input or when out (outlen bytes) is too small. */
 long zq_flower_base64_decode(const char *in, char *out, size_t outlen);
 
-/* A file of control/web/, compiled in (zq_flower_assets.c is generated at build time). */
+/* A file of control/web/, compiled in: control/web/zq_flower_assets.c is generated at build
+ * time by control/web/embed.sh. */
 typedef struct {
     const char *path; /* "index.html", "app.js", ... */
     const char *type; /* Content-Type */

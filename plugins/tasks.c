@@ -42,8 +42,9 @@ static zq_task_status_t s_bind(zq_task_t *self, const char *fn, const cJSON *arg
 {
     int npos = cJSON_GetArraySize(args);
     if (npos > nparams)
-        return zq_task_fail(self, "TypeError", "%s() takes %d positional argument%s but %d %s given",
-                            fn, nparams, nparams == 1 ? "" : "s", npos, npos == 1 ? "was" : "were");
+        return zq_task_fail(self, "TypeError",
+                            "%s() takes %d positional argument%s but %d %s given", fn, nparams,
+                            nparams == 1 ? "" : "s", npos, npos == 1 ? "was" : "were");
     for (const cJSON *k = kwargs ? kwargs->child : NULL; k; k = k->next) {
         int found = -1;
         for (int i = 0; i < nparams; i++)

@@ -1025,8 +1025,9 @@ int zq_client_request(zq_client_t *self, const char *cmd, const cJSON *body, dou
         return ZQ_ENOMEM;
     }
     /* a second PURGE could drop tasks sent in between: only idempotent requests repeat */
-    static const char *const safe[] = {ZQ_CMD_QUERY, ZQ_CMD_INFO,   ZQ_CMD_WORKERS,
-                                       ZQ_CMD_QUEUES, ZQ_CMD_REVOKE, ZQ_CMD_SCHEDULED, NULL};
+    static const char *const safe[] = {ZQ_CMD_QUERY,  ZQ_CMD_INFO,   ZQ_CMD_WORKERS,
+                                       ZQ_CMD_QUEUES, ZQ_CMD_REVOKE, ZQ_CMD_SCHEDULED,
+                                       ZQ_CMD_TASKS,  ZQ_CMD_STATS,  NULL};
     e->resend = 0;
     for (size_t i = 0; safe[i]; i++)
         if (!strcmp(cmd, safe[i]))

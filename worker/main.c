@@ -90,7 +90,9 @@ static int s_parse_int(const char *opt, const char *s, int min, int *out)
     if (!*s || *end || v < min || v > 100000) {
         char want[64];
         snprintf(want, sizeof want, "an integer >= %d", min);
-        fprintf(stderr, "zq-worker: %s: expected %s, got '%s'\n", opt, want, s);
+        fprintf(stderr,
+                "zq-worker: %s: expected %s, got '%s'\nTry 'zq-worker --help' for help.\n",
+                opt, want, s);
         return -1;
     }
     *out = (int)v;
@@ -102,7 +104,10 @@ static int s_parse_seconds(const char *opt, const char *s, double *out)
     char *end;
     double v = strtod(s, &end);
     if (!*s || *end || !isfinite(v) || v < 0 || v > 1e7) {
-        fprintf(stderr, "zq-worker: %s: expected a number of seconds >= 0, got '%s'\n", opt, s);
+        fprintf(stderr,
+                "zq-worker: %s: expected a number of seconds >= 0, got '%s'\n"
+                "Try 'zq-worker --help' for help.\n",
+                opt, s);
         return -1;
     }
     *out = v;

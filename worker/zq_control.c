@@ -409,9 +409,10 @@ static int s_queues_reply(zq_control_t *self, cJSON **reply)
     for (size_t i = 0; ok && i < self->cfg.nqueues; i++) {
         const char *q = self->cfg.queues[i];
         cJSON *o = cJSON_CreateObject();
-        cJSON *ex = o ? cJSON_AddObjectToObject(o, "exchange") : NULL;
-        ok = o && ex && cJSON_AddStringToObject(o, "name", q) &&
-             cJSON_AddStringToObject(ex, "name", q) &&
+        cJSON *ex = o && cJSON_AddStringToObject(o, "name", q)
+                        ? cJSON_AddObjectToObject(o, "exchange")
+                        : NULL;
+        ok = ex && cJSON_AddStringToObject(ex, "name", q) &&
              cJSON_AddStringToObject(ex, "type", "direct") &&
              cJSON_AddStringToObject(o, "routing_key", q) && cJSON_AddItemToArray(a, o);
         if (!ok)

@@ -310,7 +310,12 @@ static int s_success(const zq_task_entry_t *t, const zq_request_t *r, const zq_e
     if (ZQ_LOG_INFO >= zq_log_get_level()) {
         zq_sb_t rs;
         zq_sb_init(&rs);
-        zq_sb_pyfloat(&rs, runtime);
+        /* fixed point, ns precision, trailing zeros trimmed: "0.000123s", never "1.2e-07s" */
+        char secs[48];
+        int n = snprintf(secs, sizeof secs, "%.9f", runtime > 0 ? runtime : 0);
+        while (n > 2 && secs[n - 1] == '0' && secs[n - 2] != '.')
+            secs[--n] = '\0';
+        zq_sb_puts(&rs, secs);
         zq_sb_puts(&rs, "s: ");
         size_t from = rs.len;
         zq_sb_pyrepr(&rs, result);

@@ -197,7 +197,8 @@ static int s_check_table(const char *path, const zq_plugin_info_t *info)
     return ZQ_OK;
 }
 
-int zq_loader_load_file(zq_loader_t *self, const char *path)
+/* check_dir: 0 when the caller (load_dir) has already checked the directory. */
+static int s_load_file(zq_loader_t *self, const char *path, int check_dir)
 {
     if (!self || !path || !*path)
         return ZQ_EINVAL;
@@ -221,7 +222,7 @@ int zq_loader_load_file(zq_loader_t *self, const char *path)
     else
         snprintf(dir, sizeof dir, ".");
     struct stat dst;
-    if (stat(dir, &dst) == 0 && s_check_mode(self, dir, &dst, "directory") != ZQ_OK)
+    if (check_dir && stat(dir, &dst) == 0 && s_check_mode(self, dir, &dst, "directory") != ZQ_OK)
         return ZQ_EINVAL;
 
     if (self->nplugins == self->cap_plugins) {
@@ -347,6 +348,11 @@ int zq_loader_load_file(zq_loader_t *self, const char *path)
     return rc;
 }
 
+int zq_loader_load_file(zq_loader_t *self, const char *path)
+{
+    return s_load_file(self, path, 1);
+}
+
 static int s_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -406,7 +412,7 @@ int zq_loader_load_dir(zq_loader_t *self, const char *dir)
                                dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
             if (len > 0 && (size_t)len < sizeof path) {
                 size_t before = self->nplugins;
-                zq_loader_load_file(self, path);
+                s_load_file(self, path, 0);
                 if (self->nplugins > before)
                     loaded++;
             } else {

@@ -81,6 +81,7 @@ typedef struct {
     struct {
         uint64_t running;         /* seq the child took (0: none) */
         uint64_t soft;            /* seq whose soft limit passed */
+        uint64_t term;            /* seq the parent asked to terminate */
     } child[];                    /* per slot */
 } s_shm_t;
 
@@ -264,6 +265,18 @@ static void s_emit(zq_pool_t *p, zq_pool_ev_kind_t kind, int slot, void *ctx, in
 /* ---------------------------------------------------------------------------------------
  * Prefork: the child side
  */
+/* SIGTERM, SIGINT, SIGHUP: a signal sent to the whole process group (Ctrl-C, `timeout`,
+ * systemd) is the parent's to handle: warm shutdown lets the running task finish. The child
+ * only dies of it when the parent asked to terminate the job it runs. */
+static void s_on_term(int sig)
+{
+    if (s_child_shm && s_child_seq &&
+        __atomic_load_n(&s_child_shm->child[s_child_slot].term, __ATOMIC_SEQ_CST) == s_child_seq) {
+        signal(sig, SIG_DFL);
+        raise(sig); /* delivered when this handler returns: we die of sig */
+    }
+}
+
 static void s_on_usr1(int sig)
 {
     (void)sig;
@@ -301,15 +314,16 @@ static void s_child_signals(void)
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
     sa.sa_handler = SIG_DFL;
-    sigaction(SIGTERM, &sa, NULL); /* terminate / cold shutdown kill us */
     sigaction(SIGQUIT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGCHLD, &sa, NULL);
     sa.sa_handler = SIG_IGN;
-    sigaction(SIGINT, &sa, NULL);  /* Ctrl-C hits the whole group: the parent decides */
     sigaction(SIGPIPE, &sa, NULL); /* a dead parent shows up as EPIPE */
-    sa.sa_handler = s_on_usr1;
     sa.sa_flags = SA_RESTART;
+    sa.sa_handler = s_on_term;     /* the parent decides (cold shutdown is SIGKILL) */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = s_on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
@@ -619,6 +633,7 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
         ;
     uint64_t seq = __atomic_exchange_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].soft, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].term, 0, __ATOMIC_SEQ_CST);
     s->pid = 0;
     s->in_len = 0;
     s->running = 0;
@@ -1223,8 +1238,11 @@ int zq_pool_kill(zq_pool_t *self, int slot, void *ctx, int signum)
 {
     if (!self || slot < 0 || slot >= self->n)
         return ZQ_EINVAL;
-    if (self->cfg.kind != ZQ_POOL_PREFORK || !s_running_seq(self, slot, ctx))
+    uint64_t seq = self->cfg.kind == ZQ_POOL_PREFORK ? s_running_seq(self, slot, ctx) : 0;
+    if (!seq)
         return ZQ_ESTATE;
+    /* children ignore catchable termination signals unless they are meant for their job */
+    __atomic_store_n(&self->shm->child[slot].term, seq, __ATOMIC_SEQ_CST);
     return kill(self->slots[slot].pid, signum) == 0 ? ZQ_OK : ZQ_EIO;
 }
 

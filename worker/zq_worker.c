@@ -1473,6 +1473,10 @@ zq_worker_t *zq_worker_new(const zq_worker_config_t *cfg)
     w->control = strdup(cfg->control ? cfg->control : "");
     if (!w->broker_url || !w->plugins_dir || !w->control)
         goto fail;
+    if (strncmp(w->broker_url, "tcp://", 6) != 0 && strncmp(w->broker_url, "ipc://", 6) != 0) {
+        ZQ_ERROR("invalid broker URL '%s' (expected tcp://HOST:PORT or ipc://PATH)", w->broker_url);
+        goto fail;
+    }
     if (zq_worker_expand_name(cfg->nodename ? cfg->nodename : "zq@%h", w->name, sizeof w->name) !=
         ZQ_OK) {
         ZQ_ERROR("invalid worker name '%s' (after expanding %%h, %%n, %%d: 1-255 printable "

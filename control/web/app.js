@@ -263,8 +263,8 @@ function workerRows(workers) {
       h('td', {}, link('/worker/' + encodeURIComponent(name), name)),
       h('td', {}, h('span', { class: 'badge ' + (w.online ? 'online' : 'offline') },
         w.online ? 'Online' : 'Offline')),
-      h('td', { title: w.last_heartbeat || '' }, ago(w.last_heartbeat)),
-      h('td', { class: 'num' }, w.online ? active : ''),
+      h('td', { class: 'hb', 'data-hb': w.last_heartbeat || '' }, ago(w.last_heartbeat)),
+      h('td', { class: 'num active' }, w.online ? active : ''),
       h('td', { class: 'num' }, st.processed || 0),
       h('td', { class: 'num' }, st.succeeded || 0),
       h('td', { class: 'num' }, st.failed || 0),
@@ -352,12 +352,20 @@ function dashboardView(main) {
     if (type === 'tick') {
       chart.tick(d);
       if (d.succeeded || d.failed) refresh();
-    } else if (type !== 'hello' && type !== 'worker-heartbeat') {
+    } else if (type === 'worker-heartbeat') {
+      /* a heartbeat only moves its row: no request */
+      const tr = wbody.querySelector(`tr[data-worker="${CSS.escape(d.hostname || '')}"]`);
+      if (!tr) { refresh(); return; }
+      tr.querySelector('.hb').dataset.hb = d.timestamp;
+      if (typeof d.active === 'number') tr.querySelector('.active').textContent = d.active;
+    } else if (type !== 'hello') {
       refresh();
     }
   });
-  /* heartbeats only move "last heartbeat": redraw that every few seconds */
-  const hb = setInterval(refresh, 5000);
+  /* "last heartbeat" ages in place */
+  const hb = setInterval(() => {
+    for (const td of wbody.querySelectorAll('td.hb')) td.textContent = ago(td.dataset.hb);
+  }, 1000);
   load();
   return { stop() { off(); chart.stop(); clearInterval(hb); } };
 }

@@ -15,8 +15,9 @@ fi
 start_flower() {
     local name=$1
     shift
-    "$ZQ_CTL_BIN" flower --broker "$URL" --port 0 "$@" >"$T/$name.log" 2>&1 &
+    $ZQ_WRAP "$ZQ_CTL_BIN" flower --broker "$URL" --port 0 "$@" >"$T/$name.log" 2>&1 &
     FLOWER_PID=$!
+    FLOWER_LOG=$T/$name.log
     PIDS+=("$FLOWER_PID")
     if ! wait_for 20 grep -q "Visit me at" "$T/$name.log"; then
         bad "flower $name did not start"
@@ -24,6 +25,17 @@ start_flower() {
     fi
     FPORT=$(grep -o 'Visit me at http://127.0.0.1:[0-9]*' "$T/$name.log" | grep -o '[0-9]*$')
     FURL=http://127.0.0.1:$FPORT
+}
+
+# stop_flower: SIGTERM by PID; its log must show a clean exit (no sanitizer or valgrind
+# report: the ASan pass and ZQ_WRAP=valgrind runs check the server's threads this way)
+stop_flower() {
+    stop_pid "$FLOWER_PID"
+    if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|ERROR SUMMARY: [1-9]|definitely lost: [1-9]" "$FLOWER_LOG"; then
+        bad "$(basename "$FLOWER_LOG" .log): memory errors reported"
+    else
+        ok "$(basename "$FLOWER_LOG" .log) stopped cleanly"
+    fi
 }
 
 # run_api MODE ARGS...: tests/e2e/flower_api's checks, counted here
@@ -75,7 +87,7 @@ wait_for 20 sh -c "curl -s '$FURL/api/stats' | grep -q '\"STARTED\":0,\"RETRY\":
 before=$(counts)
 wbefore=$(worker_counts)
 assert_contains "counts read" '"SUCCESS":' "$before"
-stop_pid "$FLOWER_PID"
+stop_flower
 start_flower f2 || exit 1
 assert_eq "same task counts after the monitor restarted" "$before" "$(counts)"
 assert_eq "same worker counts after the monitor restarted" "$wbefore" "$(worker_counts)"
@@ -94,24 +106,24 @@ wait_for 20 sh -c "curl -s '$FURL/api/task/result/$id?timeout=5' | grep -q '\"re
     ok "its result is 42" || bad "no result for $id"
 wait_for 20 sh -c "curl -s '$FURL/metrics' | grep 'zq_events_total{worker=\"fl@test\",type=\"task-succeeded\",task=\"tasks.add\"}' | grep -qv ' 0$'" &&
     ok "events are counted again after the broker restart" || bad "no events after the broker restart"
-stop_pid "$FLOWER_PID"
+stop_flower
 
 section "authentication"
 start_flower f3 --basic-auth alice:s3cret --basic-auth bob:hunter2 || exit 1
 assert_file_contains "logs the auth mode" "Authentication: HTTP basic, 2 users" "$T/f3.log"
 run_api auth 127.0.0.1 "$FPORT" alice:s3cret bob:hunter2
-stop_pid "$FLOWER_PID"
+stop_flower
 
 section "read-only"
 start_flower f4 --read-only || exit 1
 run_api readonly 127.0.0.1 "$FPORT"
-stop_pid "$FLOWER_PID"
+stop_flower
 
 section "url prefix"
 start_flower f5 --url-prefix /flower/ || exit 1
 assert_file_contains "logs the prefixed URL" "Visit me at http://127.0.0.1:$FPORT/flower/" "$T/f5.log"
 run_api prefix 127.0.0.1 "$FPORT" /flower
-stop_pid "$FLOWER_PID"
+stop_flower
 assert_file_contains "the monitor shut down cleanly" "flower: shutting down" "$T/f5.log"
 
 e2e_finish

@@ -361,6 +361,25 @@ static void t_tasks(const char *worker)
         cJSON_Delete(j);
     }
 
+    j = s_post_json("/api/task/apply/tasks.add", "{\"args\":[40,2]}", &st);
+    res = cJSON_GetObjectItem(j, "result");
+    s_check(st == 200 && !strcmp(s_str(j, "state"), "SUCCESS") && cJSON_IsNumber(res) &&
+                res->valueint == 42,
+            "POST /api/task/apply/tasks.add waits -> SUCCESS 42");
+    cJSON_Delete(j);
+    j = s_post_json("/api/task/send-task/tasks.unheard_of", "{}", &st);
+    char *nr = st == 200 ? strdup(s_str(j, "task-id")) : NULL;
+    cJSON_Delete(j);
+    s_check(nr && s_wait_state(nr, "FAILURE", 15),
+            "POST /api/task/send-task/ skips the registry check: NotRegistered FAILURE");
+    if (nr) {
+        snprintf(path, sizeof path, "/api/task/result/%s", nr);
+        j = s_get_json(path, &st);
+        s_check(st == 200 && strstr(s_str(cJSON_GetObjectItem(j, "exception"), "type"), "NotRegistered"),
+                "... its result says NotRegistered");
+        cJSON_Delete(j);
+        free(nr);
+    }
     j = s_get_json("/api/task/types", &st);
     found = 0;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "task-types")) found |=
