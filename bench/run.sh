@@ -11,6 +11,9 @@
 # temp dir with --ipc), stops every one of them by PID on exit (also on failure or Ctrl-C),
 # prints a table (median [min-max] of the repetitions) and writes bench/results/latest.json.
 # What each figure means: bench/README.md.
+# The whole script is one { } block: bash parses it completely before running any of it, so
+# editing this file during a run cannot change the run.
+{
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -324,9 +327,11 @@ cpu_end() {
     figure "$1" "$2" worker_cpu_us_per_task "$(awk -v t="$w" -v n="$3" -v hz="$HZ" 'BEGIN{printf "%.2f", t * 1e6 / hz / n}')"
 }
 
-ready() { # a worker serves the broker: one real round trip
+ready() { # [SECONDS]: a worker serves the broker: one real round trip
+    local limit=${1:-60}
     "${SYS}_cmd"
-    fg timeout 90 "${CMD[@]}" ping --timeout 60 >/dev/null || die "$SYS worker did not come up (logs in $T)"
+    fg timeout $((limit + 30)) "${CMD[@]}" ping --timeout "$limit" >/dev/null ||
+        die "$SYS worker did not come up within ${limit}s (KEEP_TMP=1 keeps the logs)"
 }
 
 up() { # POOL [broker args]
@@ -430,7 +435,7 @@ sc_scale() {
     "${SYS}_broker_up"
     measure 3600 prefill --scenario scale --case "$case" --n "$SCALE_N" --countdown 86400 --state "$T/eta.state"
     "${SYS}_worker_up" prefork
-    ready
+    ready 3600 # Celery's worker first loads every ETA message into its memory
     measure 3600 throughput --scenario scale --case "$case" --n "$N"
     figure scale "$case" broker_rss_mib "$(mib "$(rss_kib "$BROKER_PID")")"
     figure scale "$case" worker_rss_mib "$(mib "$(rss_kib "$WORKER_PID")")"
@@ -519,3 +524,5 @@ SYS=zq REP=0
 
 report
 [ $FAILS -eq 0 ] || { log "$FAILS measurement(s) failed; worker and broker logs: KEEP_TMP=1 keeps $T"; exit 1; }
+exit $?
+}

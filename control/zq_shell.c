@@ -1427,11 +1427,13 @@ static char **s_complete(const char *text, int start, int end)
             s_cand(text, *m, " ");
     } else {
         if ((size_t)start <= lead) {
-            static const char *const words[] = {"call",    "events", "inspect", "purge",
-                                                "queues",  "result", "revoke",  "status",
-                                                "get ",    "help",   "exit",    NULL};
+            static const char *const words[] = {"call",   "events", "inspect", "purge",
+                                                "queues", "result", "revoke",  "status",
+                                                "get",    NULL};
             for (const char *const *w = words; *w; w++)
-                s_cand(text, *w, "");
+                s_cand(text, *w, " ");
+            s_cand(text, "help", "");
+            s_cand(text, "exit", "");
         }
         for (size_t i = 0; i < sh->ntasks; i++) {
             s_cand(text, sh->tasks[i], "(");

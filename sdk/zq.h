@@ -164,7 +164,8 @@ const char *zq_request_hostname(const zq_request_t *r); /* the worker's node nam
 const char *zq_request_origin(const zq_request_t *r);   /* who sent it: "gen<pid>@<host>" */
 const char *zq_request_queue(const zq_request_t *r);    /* delivery_info.routing_key */
 int zq_request_redelivered(const zq_request_t *r);
-/* Hard and soft limits in seconds; 0 when none. */
+/* Hard and soft limits in seconds; 0 when none. These are the effective limits: the
+ * message's timelimit, else the task's option, else the worker's --time-limit. */
 void zq_request_timelimit(const zq_request_t *r, double *hard, double *soft);
 int zq_request_is_eager(const zq_request_t *r);
 int zq_request_called_directly(const zq_request_t *r);
@@ -224,7 +225,10 @@ typedef struct {
 
 /* Send a sub-task from inside a running task: parent_id is this task's id and root_id
  * this task's root_id. args (array or NULL) and kwargs (object or NULL) are borrowed.
- * id_out (37 bytes, may be NULL) receives the new task's id. */
+ * id_out (37 bytes, may be NULL) receives the new task's id. The worker forwards it to the
+ * broker without waiting (no acknowledgement reaches the task). ZQ_OK; ZQ_EINVAL for a bad
+ * name, args, kwargs or option (also an opts->task_id longer than 36 characters when
+ * id_out is given); ZQ_ESTATE outside a worker; ZQ_ENOMEM. */
 int zq_task_send(zq_task_t *self, const char *name, const cJSON *args, const cJSON *kwargs,
                  const zq_send_opts_t *opts, char id_out[37]);
 

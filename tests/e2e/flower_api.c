@@ -414,6 +414,24 @@ static void t_workers(const char *worker)
     j = s_get_json(path, &st);
     s_check(st == 200 && cJSON_GetArraySize(j) == 1 && cJSON_GetObjectItem(j, worker),
             "GET /api/workers?workername=NAME&refresh=1 -> that worker");
+    cJSON *insp = cJSON_GetObjectItem(cJSON_GetObjectItem(j, worker), "inspect");
+    s_check(cJSON_IsObject(cJSON_GetObjectItem(insp, "stats")) &&
+                cJSON_IsArray(cJSON_GetObjectItem(insp, "active")) &&
+                cJSON_IsObject(cJSON_GetObjectItem(insp, "conf")),
+            "... with its control socket's stats, active, conf (inspect)");
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, "/api/worker/shutdown/%s", worker);
+    j = s_post_json(path, NULL, &st);
+    s_check(st == 501 && strstr(s_errtext(j), "unknown method"),
+            "POST /api/worker/shutdown/NAME -> 501: the worker does not offer it (%s)",
+            s_errtext(j));
+    cJSON_Delete(j);
+    j = s_post_json("/api/worker/pool/grow/nobody@nowhere?n=2", NULL, &st);
+    s_check(st == 404, "POST /api/worker/pool/grow/unknown -> 404");
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, "/api/worker/pool/shrink/%s?n=0", worker);
+    j = s_post_json(path, NULL, &st);
+    s_check(st == 400 && strstr(s_errtext(j), "n:"), "pool/shrink?n=0 -> 400");
     cJSON_Delete(j);
     j = s_get_json("/api/workers?workername=nobody@nowhere", &st);
     s_check(st == 404, "GET /api/workers?workername=unknown -> 404");
