@@ -189,7 +189,8 @@ outcomes=$(($(jsum succeeded "$after") + $(jsum failed "$after") + $(jsum retrie
 assert_eq "every run started has ended" "$total" "$outcomes"
 
 section "events"
-ctl events >"$T/events.txt" 2>&1 &
+# the binary itself in the background (not the ctl function: $! would be a subshell)
+"$ZQ_CTL_BIN" --broker "$URL" events >"$T/events.txt" 2>&1 &
 ev=$!
 PIDS+=("$ev")
 wait_for 10 grep -q "worker-heartbeat" "$T/events.txt" || bad "no events arrive"
@@ -198,7 +199,7 @@ wait_for 10 grep -q "task-succeeded uuid=$eid" "$T/events.txt" && ok "events: ta
 assert_file_contains "events: task-sent" "task-sent uuid=$eid name=tasks.add" "$T/events.txt"
 assert_file_contains "events: result" "result=14" "$T/events.txt"
 stop_pid "$ev"
-ctl events --json --limit 200 >"$T/events.json" 2>&1 &
+"$ZQ_CTL_BIN" --broker "$URL" events --json --limit 200 >"$T/events.json" 2>&1 &
 ev=$!
 PIDS+=("$ev")
 wait_for 10 grep -q '"type":"worker-heartbeat"' "$T/events.json" || bad "no json events arrive"
