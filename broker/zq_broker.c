@@ -33,6 +33,7 @@
 #include "zq.h"
 #include "zq_log.h"
 #include "zq_proto.h"
+#include "zq_sb.h"
 #include "zq_time.h"
 #include "zq_util.h"
 #include "zq_uuid.h"
@@ -66,138 +67,30 @@
  * said, as a crash with them still in the socket would */
 #define S_COMMIT_DELAY 0.02
 
-/* ---------------------------------------------------------------------------------------
- * Growable text buffer
- */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} s_buf_t;
-
-static void s_buf_reserve(s_buf_t *b, size_t more)
-{
-    if (b->oom || b->len + more + 1 <= b->cap)
-        return;
-    size_t nc = b->cap ? b->cap : 1024;
-    while (nc < b->len + more + 1)
-        nc *= 2;
-    char *np = realloc(b->p, nc);
-    if (!np) {
-        b->oom = 1;
-        return;
-    }
-    b->p = np;
-    b->cap = nc;
-}
-
-static void s_put(s_buf_t *b, const char *s, size_t n)
-{
-    s_buf_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void s_puts(s_buf_t *b, const char *s)
-{
-    s_put(b, s, strlen(s));
-}
-
-static void s_printf(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_printf(s_buf_t *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        s_put(b, tmp, (size_t)n);
-        return;
-    }
-    s_buf_reserve(b, (size_t)n);
-    if (b->oom)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-/* A JSON string literal (NULL -> null). */
-static void s_jstr(s_buf_t *b, const char *s)
-{
-    if (!s) {
-        s_put(b, "null", 4);
-        return;
-    }
-    s_put(b, "\"", 1);
-    const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\')
-            continue;
-        s_put(b, run, (size_t)((const char *)p - run));
-        char esc[8];
-        switch (*p) {
-        case '"': s_put(b, "\\\"", 2); break;
-        case '\\': s_put(b, "\\\\", 2); break;
-        case '\n': s_put(b, "\\n", 2); break;
-        case '\r': s_put(b, "\\r", 2); break;
-        case '\t': s_put(b, "\\t", 2); break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            s_put(b, esc, 6);
-        }
-        run = (const char *)p + 1;
-    }
-    s_puts(b, run);
-    s_put(b, "\"", 1);
-}
-
 /* A timestamp as a JSON string, or null for 0. */
-static void s_jtime(s_buf_t *b, double t)
+static void s_jtime(zq_sb_t *b, double t)
 {
     if (t <= 0) {
-        s_put(b, "null", 4);
+        zq_sb_putn(b, "null", 4);
         return;
     }
     char iso[40];
     zq_time_iso(t, iso, sizeof iso);
-    s_put(b, "\"", 1);
-    s_puts(b, iso);
-    s_put(b, "\"", 1);
+    zq_sb_putn(b, "\"", 1);
+    zq_sb_puts(b, iso);
+    zq_sb_putn(b, "\"", 1);
 }
 
-/* A JSON number: integers without a fraction. */
-static void s_jnum(s_buf_t *b, double v)
+/* A JSON number: integers without a fraction (exact up to 2^53), others as %.17g. Not
+ * zq_sb_json_num (1e15 limit, shortest form): kept so the broker's bytes do not change. */
+static void s_jnum(zq_sb_t *b, double v)
 {
     if (!isfinite(v))
-        s_put(b, "null", 4);
+        zq_sb_putn(b, "null", 4);
     else if (v == floor(v) && fabs(v) < 9007199254740992.0)
-        s_printf(b, "%.0f", v);
+        zq_sb_printf(b, "%.0f", v);
     else
-        s_printf(b, "%.17g", v);
-}
-
-/* Any cJSON value (NULL -> null). */
-static void s_jval(s_buf_t *b, const cJSON *v)
-{
-    if (!v) {
-        s_put(b, "null", 4);
-        return;
-    }
-    char *txt = cJSON_PrintUnformatted(v);
-    if (!txt) {
-        b->oom = 1;
-        return;
-    }
-    s_puts(b, txt);
-    cJSON_free(txt);
+        zq_sb_printf(b, "%.17g", v);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -649,8 +542,8 @@ struct zq_broker {
     int recheck_waits;         /* a purge ended tasks we cannot name: look at every GET */
     s_out_t *out;
     size_t nout, out_cap;
-    s_buf_t arena;             /* bytes of the outbox */
-    s_buf_t scratch;           /* TASK messages, records */
+    zq_sb_t arena;             /* bytes of the outbox */
+    zq_sb_t scratch;           /* TASK messages, records */
     /* events */
     char **subs;               /* XPUB subscriptions (topic prefixes) */
     size_t *sublens;
@@ -926,29 +819,29 @@ static s_out_t *s_reply_begin(zq_broker_t *self, const zq_msg_t *m, int durable)
     }
     o->id_off = self->arena.len;
     o->idlen = m->identity_len;
-    s_put(&self->arena, (const char *)m->identity, m->identity_len);
+    zq_sb_putn(&self->arena, (const char *)m->identity, m->identity_len);
     o->text_off = self->arena.len;
-    s_put(&self->arena, "{", 1);
+    zq_sb_putn(&self->arena, "{", 1);
     return o;
 }
 
 /* Separator before the next member of the object being written. */
-static void s_member(s_buf_t *b, const char *key)
+static void s_member(zq_sb_t *b, const char *key)
 {
-    if (b->len && b->p[b->len - 1] != '{')
-        s_put(b, ",", 1);
-    s_jstr(b, key);
-    s_put(b, ":", 1);
+    if (b->len && b->buf[b->len - 1] != '{')
+        zq_sb_putn(b, ",", 1);
+    zq_sb_json_str(b, key);
+    zq_sb_putn(b, ":", 1);
 }
 
 static void s_reply_end(zq_broker_t *self, s_out_t *o)
 {
-    s_buf_t *b = &self->arena;
+    zq_sb_t *b = &self->arena;
     if (o->has_req) {
         s_member(b, "req");
         s_jnum(b, o->req);
     }
-    s_put(b, "}", 1);
+    zq_sb_putn(b, "}", 1);
     o->len = b->len - o->text_off;
 }
 
@@ -961,11 +854,11 @@ static void s_reply_object(zq_broker_t *self, const zq_msg_t *m, int durable, co
         return;
     /* text is "{...}": copy the members */
     if (len >= 2) {
-        s_put(&self->arena, text + 1, len - 2);
+        zq_sb_putn(&self->arena, text + 1, len - 2);
     }
     if (timed_out) {
         s_member(&self->arena, "timeout");
-        s_puts(&self->arena, "true");
+        zq_sb_puts(&self->arena, "true");
     }
     s_reply_end(self, o);
 }
@@ -983,12 +876,12 @@ static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code
     s_out_t *o = s_reply_begin(self, m, 0);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
-    s_puts(b, "\"error\":{\"code\":");
-    s_jstr(b, code);
-    s_puts(b, ",\"message\":");
-    s_jstr(b, msg);
-    s_puts(b, "}");
+    zq_sb_t *b = &self->arena;
+    zq_sb_puts(b, "\"error\":{\"code\":");
+    zq_sb_json_str(b, code);
+    zq_sb_puts(b, ",\"message\":");
+    zq_sb_json_str(b, msg);
+    zq_sb_puts(b, "}");
     s_reply_end(self, o);
 }
 
@@ -1004,21 +897,21 @@ static s_out_t *s_event_begin(zq_broker_t *self, int ev)
     s_out_t *o = s_out_new(self, OB_EVENT);
     if (!o)
         return NULL;
-    s_buf_t *b = &self->arena;
+    zq_sb_t *b = &self->arena;
     o->id_off = b->len;
     o->idlen = strlen(s_ev_names[ev]);
-    s_puts(b, s_ev_names[ev]);
+    zq_sb_puts(b, s_ev_names[ev]);
     o->text_off = b->len;
-    s_puts(b, "{\"type\":");
-    s_jstr(b, s_ev_names[ev]);
-    s_puts(b, ",\"timestamp\":");
+    zq_sb_puts(b, "{\"type\":");
+    zq_sb_json_str(b, s_ev_names[ev]);
+    zq_sb_puts(b, ",\"timestamp\":");
     s_jtime(b, zq_now());
     return o;
 }
 
 static void s_event_end(zq_broker_t *self, s_out_t *o)
 {
-    s_put(&self->arena, "}", 1);
+    zq_sb_putn(&self->arena, "}", 1);
     o->len = self->arena.len - o->text_off;
     self->stats.events++;
 }
@@ -1031,11 +924,11 @@ static void s_event_revoked(zq_broker_t *self, const char *id, int expired)
     s_out_t *o = s_event_begin(self, EV_TASK_REVOKED);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
+    zq_sb_t *b = &self->arena;
     s_member(b, "uuid");
-    s_jstr(b, id);
-    s_puts(b, ",\"terminated\":false,\"signum\":null,\"expired\":");
-    s_puts(b, expired ? "true" : "false");
+    zq_sb_json_str(b, id);
+    zq_sb_puts(b, ",\"terminated\":false,\"signum\":null,\"expired\":");
+    zq_sb_puts(b, expired ? "true" : "false");
     s_event_end(self, o);
 }
 
@@ -1046,13 +939,13 @@ static void s_event_worker(zq_broker_t *self, int ev, const s_worker_t *w)
     s_out_t *o = s_event_begin(self, ev);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
+    zq_sb_t *b = &self->arena;
     s_member(b, "hostname");
-    s_jstr(b, w->name);
-    s_printf(b, ",\"active\":%ld,\"processed\":%ld,\"pid\":%ld,\"freq\":", w->active,
-             w->processed, w->pid);
+    zq_sb_json_str(b, w->name);
+    zq_sb_printf(b, ",\"active\":%ld,\"processed\":%ld,\"pid\":%ld,\"freq\":", w->active,
+                 w->processed, w->pid);
     s_jnum(b, self->heartbeat);
-    s_puts(b, ",\"held\":");
+    zq_sb_puts(b, ",\"held\":");
     s_jnum(b, w->held + w->held_eta);
     s_event_end(self, o);
 }
@@ -1061,8 +954,8 @@ static void s_event_worker(zq_broker_t *self, int ev, const s_worker_t *w)
  * commit yet (it was deferred): only the replies that promise nothing go now. */
 static void s_flush(zq_broker_t *self, int ok)
 {
-    const char *base = self->arena.p;
-    s_buf_t *err = &self->scratch;
+    const char *base = self->arena.buf;
+    zq_sb_t *err = &self->scratch;
     for (size_t i = 0; i < self->nout && base; i++) {
         s_out_t *o = &self->out[i];
         const char *text = base + o->text_off;
@@ -1096,20 +989,20 @@ static void s_flush(zq_broker_t *self, int ok)
         }
         if (!ok && o->durable) {
             err->len = 0;
-            s_puts(err, "{\"error\":{\"code\":\"" ZQ_WERR_STORE "\",\"message\":");
+            zq_sb_puts(err, "{\"error\":{\"code\":\"" ZQ_WERR_STORE "\",\"message\":");
             char msg[600];
             snprintf(msg, sizeof msg, "the store could not commit: %s",
                      zq_store_errmsg(self->store));
-            s_jstr(err, msg);
-            s_puts(err, "}");
+            zq_sb_json_str(err, msg);
+            zq_sb_puts(err, "}");
             if (o->has_req) {
-                s_puts(err, ",\"req\":");
+                zq_sb_puts(err, ",\"req\":");
                 s_jnum(err, o->req);
             }
-            s_puts(err, "}");
+            zq_sb_puts(err, "}");
             if (err->oom)
                 continue;
-            text = err->p;
+            text = err->buf;
             len = err->len;
         }
         if (zq_msg_send_raw(self->frontend, base + o->id_off, o->idlen, ZQ_CMD_REPLY, text, len,
@@ -1238,18 +1131,18 @@ oom:
 static void s_answer_waiter(zq_broker_t *self, s_waiter_t *w, const char *rec, size_t len,
                             int timed_out)
 {
-    s_buf_t *b = &self->scratch;
+    zq_sb_t *b = &self->scratch;
     b->len = 0;
-    s_put(b, rec, len - 1);
+    zq_sb_putn(b, rec, len - 1);
     if (timed_out)
-        s_puts(b, ",\"timeout\":true");
+        zq_sb_puts(b, ",\"timeout\":true");
     if (w->has_req) {
-        s_puts(b, ",\"req\":");
+        zq_sb_puts(b, ",\"req\":");
         s_jnum(b, w->req);
     }
-    s_puts(b, "}");
+    zq_sb_puts(b, "}");
     if (!b->oom &&
-        zq_msg_send_raw(self->frontend, w->identity, w->idlen, ZQ_CMD_REPLY, b->p, b->len,
+        zq_msg_send_raw(self->frontend, w->identity, w->idlen, ZQ_CMD_REPLY, b->buf, b->len,
                         ZMQ_DONTWAIT) != ZQ_OK &&
         zmq_errno() != EHOSTUNREACH)
         ZQ_WARN("broker: GET reply not sent: %s", zmq_strerror(zmq_errno()));
@@ -1523,14 +1416,14 @@ static void s_fail_lost(zq_broker_t *self, const char *id, const char *worker, c
     if (s_wants(self, EV_TASK_FAILED)) {
         s_out_t *o = s_event_begin(self, EV_TASK_FAILED);
         if (o) {
-            s_buf_t *b = &self->arena;
+            zq_sb_t *b = &self->arena;
             s_member(b, "uuid");
-            s_jstr(b, id);
+            zq_sb_json_str(b, id);
             s_member(b, "hostname");
-            s_jstr(b, worker);
-            s_puts(b, ",\"exception\":{\"type\":\"WorkerLostError\",\"message\":");
-            s_jstr(b, msg);
-            s_puts(b, "},\"traceback\":null");
+            zq_sb_json_str(b, worker);
+            zq_sb_puts(b, ",\"exception\":{\"type\":\"WorkerLostError\",\"message\":");
+            zq_sb_json_str(b, msg);
+            zq_sb_puts(b, "},\"traceback\":null");
             s_event_end(self, o);
         }
     }
@@ -1647,13 +1540,13 @@ static int s_send_task(zq_broker_t *self, s_worker_t *w, s_task_t *t, int is_eta
 {
     if (s_is_out(self, t->id))
         return -1;
-    s_buf_t *b = &self->scratch;
+    zq_sb_t *b = &self->scratch;
     b->len = 0;
-    s_put(b, t->msg, t->msglen - 1); /* the stored object without its closing brace */
-    s_puts(b, t->redelivered ? ",\"redelivered\":true}" : ",\"redelivered\":false}");
+    zq_sb_putn(b, t->msg, t->msglen - 1); /* the stored object without its closing brace */
+    zq_sb_puts(b, t->redelivered ? ",\"redelivered\":true}" : ",\"redelivered\":false}");
     if (b->oom)
         return 0;
-    if (zq_msg_send_raw(w->push, NULL, 0, ZQ_CMD_TASK, b->p, b->len, ZMQ_DONTWAIT) != ZQ_OK) {
+    if (zq_msg_send_raw(w->push, NULL, 0, ZQ_CMD_TASK, b->buf, b->len, ZMQ_DONTWAIT) != ZQ_OK) {
         int e = zmq_errno();
         if (e != EAGAIN)
             ZQ_WARN("broker: cannot send to worker %s: %s", w->name, zmq_strerror(e));
@@ -1943,26 +1836,26 @@ static void s_event_sent(zq_broker_t *self, const cJSON *body, const s_sub_t *s)
     s_out_t *o = s_event_begin(self, EV_TASK_SENT);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
+    zq_sb_t *b = &self->arena;
     s_member(b, "uuid");
-    s_jstr(b, s->id);
+    zq_sb_json_str(b, s->id);
     s_member(b, "name");
-    s_jstr(b, s->task);
+    zq_sb_json_str(b, s->task);
     s_member(b, "args");
-    s_jval(b, cJSON_GetObjectItemCaseSensitive(body, "args"));
+    zq_sb_json(b, cJSON_GetObjectItemCaseSensitive(body, "args"));
     s_member(b, "kwargs");
-    s_jval(b, cJSON_GetObjectItemCaseSensitive(body, "kwargs"));
+    zq_sb_json(b, cJSON_GetObjectItemCaseSensitive(body, "kwargs"));
     s_member(b, "queue");
-    s_jstr(b, s->queue);
+    zq_sb_json_str(b, s->queue);
     s_member(b, "eta");
     s_jtime(b, s->eta);
     s_member(b, "expires");
     s_jtime(b, s->expires);
-    s_printf(b, ",\"retries\":%d", s->retries);
+    zq_sb_printf(b, ",\"retries\":%d", s->retries);
     s_member(b, "root_id");
-    s_jstr(b, s->root_id);
+    zq_sb_json_str(b, s->root_id);
     s_member(b, "parent_id");
-    s_jstr(b, s->parent_id);
+    zq_sb_json_str(b, s->parent_id);
     s_event_end(self, o);
 }
 
@@ -2059,7 +1952,7 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
         s_out_t *o = s_reply_begin(self, m, 1);
         if (o) {
             s_member(&self->arena, "id");
-            s_jstr(&self->arena, s.id);
+            zq_sb_json_str(&self->arena, s.id);
             s_reply_end(self, o);
         }
     }
@@ -2085,13 +1978,13 @@ static void s_bad_upstream(zq_broker_t *self, const char *fmt, ...)
 }
 
 /* The exception object of a STATE as {"type","message"} text. */
-static void s_exc_json(s_buf_t *b, const char *type, const char *message)
+static void s_exc_json(zq_sb_t *b, const char *type, const char *message)
 {
-    s_puts(b, "{\"type\":");
-    s_jstr(b, type);
-    s_puts(b, ",\"message\":");
-    s_jstr(b, message ? message : "");
-    s_puts(b, "}");
+    zq_sb_puts(b, "{\"type\":");
+    zq_sb_json_str(b, type);
+    zq_sb_puts(b, ",\"message\":");
+    zq_sb_json_str(b, message ? message : "");
+    zq_sb_puts(b, "}");
 }
 
 static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_state_t *st,
@@ -2109,11 +2002,11 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
     s_out_t *o = s_event_begin(self, ev);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
+    zq_sb_t *b = &self->arena;
     s_member(b, "uuid");
-    s_jstr(b, st->id);
+    zq_sb_json_str(b, st->id);
     s_member(b, "hostname");
-    s_jstr(b, st->worker);
+    zq_sb_json_str(b, st->worker);
     switch (ev) {
     case EV_TASK_STARTED:
         s_member(b, "pid");
@@ -2121,7 +2014,7 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
         break;
     case EV_TASK_SUCCEEDED:
         s_member(b, "result");
-        s_puts(b, result ? result : "null");
+        zq_sb_puts(b, result ? result : "null");
         s_member(b, "runtime");
         s_jnum(b, st->runtime >= 0 ? st->runtime : 0);
         break;
@@ -2129,7 +2022,7 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
         s_member(b, "exception");
         s_exc_json(b, st->exc_type, st->exc_message);
         s_member(b, "traceback");
-        s_jstr(b, st->traceback);
+        zq_sb_json_str(b, st->traceback);
         break;
     case EV_TASK_RETRIED:
         s_member(b, "exception");
@@ -2139,11 +2032,11 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
         break;
     case EV_TASK_REVOKED: {
         const char *why = st->exc_message ? st->exc_message : "";
-        s_printf(b, ",\"terminated\":%s,\"signum\":",
-                 !strcmp(why, "terminated") ? "true" : "false");
+        zq_sb_printf(b, ",\"terminated\":%s,\"signum\":",
+                     !strcmp(why, "terminated") ? "true" : "false");
         const cJSON *sig = cJSON_GetObjectItemCaseSensitive(body, "signum");
-        s_jval(b, cJSON_IsNumber(sig) || cJSON_IsString(sig) ? sig : NULL);
-        s_printf(b, ",\"expired\":%s", !strcmp(why, "expired") ? "true" : "false");
+        zq_sb_json(b, cJSON_IsNumber(sig) || cJSON_IsString(sig) ? sig : NULL);
+        zq_sb_printf(b, ",\"expired\":%s", !strcmp(why, "expired") ? "true" : "false");
         break;
     }
     default:
@@ -2484,20 +2377,20 @@ static void s_on_query(zq_broker_t *self, zq_msg_t *m)
     s_out_t *o = s_reply_begin(self, m, 1);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
-    s_puts(b, "\"records\":[");
+    zq_sb_t *b = &self->arena;
+    zq_sb_puts(b, "\"records\":[");
     int first = 1;
     cJSON_ArrayForEach(e, ids)
     {
         if (zq_store_record_text(self->store, e->valuestring, &rec, &len) != ZQ_OK)
             continue;
         if (!first)
-            s_put(b, ",", 1);
+            zq_sb_putn(b, ",", 1);
         first = 0;
-        s_put(b, rec, len);
+        zq_sb_putn(b, rec, len);
         free(rec);
     }
-    s_puts(b, "]");
+    zq_sb_puts(b, "]");
     s_reply_end(self, o);
 }
 
@@ -2506,36 +2399,36 @@ static void s_on_info(zq_broker_t *self, zq_msg_t *m)
     s_out_t *o = s_reply_begin(self, m, 0);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
+    zq_sb_t *b = &self->arena;
     s_member(b, "broker_id");
-    s_jstr(b, self->broker_id);
+    zq_sb_json_str(b, self->broker_id);
     s_member(b, "version");
-    s_jstr(b, PACKAGE_VERSION);
+    zq_sb_json_str(b, PACKAGE_VERSION);
     s_member(b, "frontend");
-    s_jstr(b, self->frontend_ep);
+    zq_sb_json_str(b, self->frontend_ep);
     s_member(b, "upstream");
-    s_jstr(b, self->upstream_ep);
+    zq_sb_json_str(b, self->upstream_ep);
     s_member(b, "events");
-    s_jstr(b, self->events_ep);
+    zq_sb_json_str(b, self->events_ep);
     s_member(b, "started");
-    s_jstr(b, self->started_iso);
+    zq_sb_json_str(b, self->started_iso);
     s_member(b, "data_dir");
-    s_jstr(b, self->data_dir);
+    zq_sb_json_str(b, self->data_dir);
     s_member(b, "sync");
-    s_jstr(b, zq_store_sync_name(self->sync));
+    zq_sb_json_str(b, zq_store_sync_name(self->sync));
     s_member(b, "heartbeat");
     s_jnum(b, self->heartbeat);
     s_member(b, "lookahead");
     s_jnum(b, self->lookahead);
     const zq_broker_stats_t *s = &self->stats;
-    s_printf(b,
-             ",\"stats\":{\"submitted\":%ld,\"duplicates\":%ld,\"dispatched\":%ld,"
-             "\"succeeded\":%ld,\"failed\":%ld,\"revoked\":%ld,\"retried\":%ld,"
-             "\"bad_messages\":%ld,\"commits\":%ld,\"commit_failures\":%ld,\"recovered\":%ld,"
-             "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu,\"events\":%ld}",
-             s->submitted, s->duplicates, s->dispatched, s->succeeded, s->failed, s->revoked,
-             s->retried, s->bad_messages, s->commits, s->commit_failures, s->recovered,
-             self->nworkers, self->held.n, self->nwaiters, s->events);
+    zq_sb_printf(b,
+                 ",\"stats\":{\"submitted\":%ld,\"duplicates\":%ld,\"dispatched\":%ld,"
+                 "\"succeeded\":%ld,\"failed\":%ld,\"revoked\":%ld,\"retried\":%ld,"
+                 "\"bad_messages\":%ld,\"commits\":%ld,\"commit_failures\":%ld,\"recovered\":%ld,"
+                 "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu,\"events\":%ld}",
+                 s->submitted, s->duplicates, s->dispatched, s->succeeded, s->failed, s->revoked,
+                 s->retried, s->bad_messages, s->commits, s->commit_failures, s->recovered,
+                 self->nworkers, self->held.n, self->nwaiters, s->events);
     s_reply_end(self, o);
 }
 
@@ -2544,25 +2437,25 @@ static void s_on_workers(zq_broker_t *self, zq_msg_t *m)
     s_out_t *o = s_reply_begin(self, m, 0);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
-    s_puts(b, "\"workers\":[");
+    zq_sb_t *b = &self->arena;
+    zq_sb_puts(b, "\"workers\":[");
     for (s_worker_t *w = self->workers; w; w = w->next) {
         char *info = cJSON_PrintUnformatted(w->info);
         if (!info)
             continue;
         size_t n = strlen(info);
-        s_put(b, info, n - 1); /* without "}" */
+        zq_sb_putn(b, info, n - 1); /* without "}" */
         cJSON_free(info);
         s_member(b, "last_heartbeat");
         s_jtime(b, w->hb_wall);
-        s_printf(b,
-                 ",\"held\":%d,\"held_eta\":%d,\"processed\":%ld,\"active\":%ld,"
-                 "\"connected\":%s,\"dispatch\":",
-                 w->held, w->held_eta, w->processed, w->active, w->blocked ? "false" : "true");
-        s_jstr(b, w->endpoint);
-        s_puts(b, w->next ? "}," : "}");
+        zq_sb_printf(b,
+                     ",\"held\":%d,\"held_eta\":%d,\"processed\":%ld,\"active\":%ld,"
+                     "\"connected\":%s,\"dispatch\":",
+                     w->held, w->held_eta, w->processed, w->active, w->blocked ? "false" : "true");
+        zq_sb_json_str(b, w->endpoint);
+        zq_sb_puts(b, w->next ? "}," : "}");
     }
-    s_puts(b, "]");
+    zq_sb_puts(b, "]");
     s_reply_end(self, o);
 }
 
@@ -2620,10 +2513,10 @@ static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
 
 static int s_revoked_row(void *arg, const char *id)
 {
-    s_buf_t *b = arg;
-    if (b->len && b->p[b->len - 1] != '[')
-        s_put(b, ",", 1);
-    s_jstr(b, id);
+    zq_sb_t *b = arg;
+    if (b->len && b->buf[b->len - 1] != '[')
+        zq_sb_putn(b, ",", 1);
+    zq_sb_json_str(b, id);
     return 0;
 }
 
@@ -2784,21 +2677,21 @@ static void s_on_hello(zq_broker_t *self, zq_msg_t *m)
                 claimed == 1 ? "" : "s");
     s_out_t *o = s_reply_begin(self, m, 0);
     if (o) {
-        s_buf_t *b = &self->arena;
+        zq_sb_t *b = &self->arena;
         s_member(b, "broker_id");
-        s_jstr(b, self->broker_id);
+        zq_sb_json_str(b, self->broker_id);
         s_member(b, "dispatch");
-        s_jstr(b, w->endpoint);
+        zq_sb_json_str(b, w->endpoint);
         s_member(b, "upstream");
-        s_jstr(b, self->upstream_ep);
+        zq_sb_json_str(b, self->upstream_ep);
         s_member(b, "events");
-        s_jstr(b, self->events_ep);
+        zq_sb_json_str(b, self->events_ep);
         s_member(b, "heartbeat");
         s_jnum(b, self->heartbeat);
-        s_puts(b, ",\"revoked\":[");
+        zq_sb_puts(b, ",\"revoked\":[");
         if (zq_store_revoked_list(self->store, ZQ_BROKER_REVOKED_IN_HELLO, s_revoked_row, b) < 0)
             s_store_failed(self, "revoked list", NULL);
-        s_puts(b, "]");
+        zq_sb_puts(b, "]");
         s_reply_end(self, o);
     }
     /* keep the worker object for WORKERS (without request-only fields) */
@@ -2837,7 +2730,7 @@ static void s_on_heartbeat(zq_broker_t *self, zq_msg_t *m)
     s_out_t *o = s_reply_begin(self, m, 0);
     if (o) {
         s_member(&self->arena, "broker_id");
-        s_jstr(&self->arena, self->broker_id);
+        zq_sb_json_str(&self->arena, self->broker_id);
         s_reply_end(self, o);
     }
 }
@@ -2938,8 +2831,8 @@ static void s_on_purge(zq_broker_t *self, zq_msg_t *m)
     s_out_t *o = s_reply_begin(self, m, 1);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
-    s_puts(b, "\"queues\":[");
+    zq_sb_t *b = &self->arena;
+    zq_sb_puts(b, "\"queues\":[");
     int first = 1;
     size_t n = 0;
     s_queue_t **all = NULL;
@@ -2960,12 +2853,12 @@ static void s_on_purge(zq_broker_t *self, zq_msg_t *m)
         }
         total += k;
         if (!first)
-            s_put(b, ",", 1);
+            zq_sb_putn(b, ",", 1);
         first = 0;
-        s_jstr(b, name);
+        zq_sb_json_str(b, name);
     }
     free(all);
-    s_printf(b, "],\"purged\":%ld", total);
+    zq_sb_printf(b, "],\"purged\":%ld", total);
     s_reply_end(self, o);
     self->stats.revoked += total;
     if (self->waits.n)
@@ -3040,19 +2933,19 @@ static void s_on_revoke(zq_broker_t *self, zq_msg_t *m)
     char *ids_txt = cJSON_PrintUnformatted(ids);
     s_out_t *bc = ids_txt ? s_out_new(self, OB_BROADCAST) : NULL;
     if (bc) {
-        s_buf_t *b = &self->arena;
+        zq_sb_t *b = &self->arena;
         bc->text_off = b->len;
-        s_puts(b, "{\"ids\":");
-        s_puts(b, ids_txt);
-        s_printf(b, ",\"terminate\":%s,\"signal\":", cJSON_IsTrue(term) ? "true" : "false");
-        s_jstr(b, signame);
-        s_puts(b, "}");
+        zq_sb_puts(b, "{\"ids\":");
+        zq_sb_puts(b, ids_txt);
+        zq_sb_printf(b, ",\"terminate\":%s,\"signal\":", cJSON_IsTrue(term) ? "true" : "false");
+        zq_sb_json_str(b, signame);
+        zq_sb_puts(b, "}");
         bc->len = b->len - bc->text_off;
     }
     s_out_t *o = s_reply_begin(self, m, 1);
     if (o) {
         s_member(&self->arena, "revoked");
-        s_puts(&self->arena, ids_txt ? ids_txt : "[]");
+        zq_sb_puts(&self->arena, ids_txt ? ids_txt : "[]");
         s_reply_end(self, o);
     }
     cJSON_free(ids_txt);
@@ -3069,24 +2962,24 @@ static void s_on_queues(zq_broker_t *self, zq_msg_t *m)
         free(all);
         return;
     }
-    s_buf_t *b = &self->arena;
-    s_puts(b, "\"queues\":[");
+    zq_sb_t *b = &self->arena;
+    zq_sb_puts(b, "\"queues\":[");
     for (size_t i = 0; i < n; i++) {
         s_queue_t *q = all[i];
-        s_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        s_jstr(b, q->name);
-        s_printf(b, ",\"ready\":%ld,\"scheduled\":%ld,\"reserved\":%ld,\"consumers\":%d}",
-                 q->n_ready > 0 ? q->n_ready : 0, q->n_sched > 0 ? q->n_sched : 0,
-                 q->n_reserved, q->consumers);
+        zq_sb_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        zq_sb_json_str(b, q->name);
+        zq_sb_printf(b, ",\"ready\":%ld,\"scheduled\":%ld,\"reserved\":%ld,\"consumers\":%d}",
+                     q->n_ready > 0 ? q->n_ready : 0, q->n_sched > 0 ? q->n_sched : 0,
+                     q->n_reserved, q->consumers);
     }
-    s_puts(b, "]");
+    zq_sb_puts(b, "]");
     s_reply_end(self, o);
     free(all);
 }
 
 typedef struct {
     zq_broker_t *self;
-    s_buf_t *b;
+    zq_sb_t *b;
     int first;
 } s_sched_list_t;
 
@@ -3095,26 +2988,26 @@ static int s_sched_row(void *arg, const zq_store_row_t *row)
     s_sched_list_t *l = arg;
     if (s_is_out(l->self, row->id))
         return 0; /* a worker holds it: the worker lists it */
-    s_buf_t *b = l->b;
+    zq_sb_t *b = l->b;
     cJSON *msg = cJSON_ParseWithLength(row->msg, row->msglen);
-    s_puts(b, l->first ? "{\"id\":" : ",{\"id\":");
+    zq_sb_puts(b, l->first ? "{\"id\":" : ",{\"id\":");
     l->first = 0;
-    s_jstr(b, row->id);
+    zq_sb_json_str(b, row->id);
     s_member(b, "task");
-    s_jstr(b, row->task);
+    zq_sb_json_str(b, row->task);
     s_member(b, "eta");
     s_jtime(b, row->eta);
     s_member(b, "queue");
-    s_jstr(b, row->queue);
+    zq_sb_json_str(b, row->queue);
     s_member(b, "args");
-    s_jval(b, cJSON_GetObjectItemCaseSensitive(msg, "args"));
+    zq_sb_json(b, cJSON_GetObjectItemCaseSensitive(msg, "args"));
     s_member(b, "kwargs");
-    s_jval(b, cJSON_GetObjectItemCaseSensitive(msg, "kwargs"));
+    zq_sb_json(b, cJSON_GetObjectItemCaseSensitive(msg, "kwargs"));
     s_member(b, "priority");
     s_jnum(b, zq_json_num(msg, "priority", 0));
     s_member(b, "retries");
     s_jnum(b, row->retries);
-    s_put(b, "}", 1);
+    zq_sb_putn(b, "}", 1);
     cJSON_Delete(msg);
     return 0;
 }
@@ -3124,16 +3017,16 @@ static void s_on_scheduled(zq_broker_t *self, zq_msg_t *m)
     s_out_t *o = s_reply_begin(self, m, 0);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
-    s_puts(b, "\"scheduled\":[");
+    zq_sb_t *b = &self->arena;
+    zq_sb_puts(b, "\"scheduled\":[");
     s_sched_list_t l = {self, b, 1};
     int n = zq_store_load_scheduled(self->store, NULL, -INFINITY, 0, INFINITY, S_LIST_MAX,
                                     s_sched_row, &l);
-    s_puts(b, "]");
+    zq_sb_puts(b, "]");
     if (n < 0)
         s_store_failed(self, "scheduled list", NULL);
     else if (n == S_LIST_MAX)
-        s_puts(b, ",\"truncated\":true");
+        zq_sb_puts(b, ",\"truncated\":true");
     s_reply_end(self, o);
 }
 
@@ -3244,11 +3137,11 @@ static void s_on_tasks(zq_broker_t *self, zq_msg_t *m)
     }
     s_out_t *o = s_reply_begin(self, m, 0);
     if (o) {
-        s_buf_t *a = &self->arena;
+        zq_sb_t *a = &self->arena;
         s_member(a, "tasks");
-        s_put(a, text, len);
-        s_printf(a, ",\"total\":%ld,\"limit\":%ld,\"offset\":%ld,\"truncated\":%s", total, q.limit,
-                 q.offset, truncated ? "true" : "false");
+        zq_sb_putn(a, text, len);
+        zq_sb_printf(a, ",\"total\":%ld,\"limit\":%ld,\"offset\":%ld,\"truncated\":%s", total,
+                     q.limit, q.offset, truncated ? "true" : "false");
         s_reply_end(self, o);
     }
     free(text);
@@ -3256,16 +3149,17 @@ static void s_on_tasks(zq_broker_t *self, zq_msg_t *m)
 
 typedef struct {
     zq_broker_t *self;
-    s_buf_t *b;
+    zq_sb_t *b;
     int first;
     const s_worker_t **seen; /* live workers already listed (from the store's counts) */
     int nseen, cap;
 } s_wstats_t;
 
-static void s_wstats_live(s_buf_t *b, const s_worker_t *w)
+static void s_wstats_live(zq_sb_t *b, const s_worker_t *w)
 {
-    s_printf(b, ",\"online\":%s,\"active\":%ld,\"held\":%d,\"concurrency\":%d", w ? "true" : "false",
-             w ? w->active : 0, w ? w->held + w->held_eta : 0, w ? w->concurrency : 0);
+    zq_sb_printf(b, ",\"online\":%s,\"active\":%ld,\"held\":%d,\"concurrency\":%d",
+                 w ? "true" : "false", w ? w->active : 0, w ? w->held + w->held_eta : 0,
+                 w ? w->concurrency : 0);
     s_member(b, "last_heartbeat");
     s_jtime(b, w ? w->hb_wall : 0);
 }
@@ -3273,15 +3167,15 @@ static void s_wstats_live(s_buf_t *b, const s_worker_t *w)
 static int s_wstats_row(void *arg, const char *worker, long succeeded, long failed, long retried)
 {
     s_wstats_t *l = arg;
-    s_buf_t *b = l->b;
-    s_puts(b, l->first ? "{\"name\":" : ",{\"name\":");
+    zq_sb_t *b = l->b;
+    zq_sb_puts(b, l->first ? "{\"name\":" : ",{\"name\":");
     l->first = 0;
-    s_jstr(b, worker);
-    s_printf(b, ",\"processed\":%ld,\"succeeded\":%ld,\"failed\":%ld,\"retried\":%ld",
-             succeeded + failed + retried, succeeded, failed, retried);
+    zq_sb_json_str(b, worker);
+    zq_sb_printf(b, ",\"processed\":%ld,\"succeeded\":%ld,\"failed\":%ld,\"retried\":%ld",
+                 succeeded + failed + retried, succeeded, failed, retried);
     s_worker_t *w = s_worker_find(l->self, worker);
     s_wstats_live(b, w);
-    s_put(b, "}", 1);
+    zq_sb_putn(b, "}", 1);
     if (w && l->nseen < l->cap)
         l->seen[l->nseen++] = w;
     return 0;
@@ -3298,13 +3192,13 @@ static void s_on_stats(zq_broker_t *self, zq_msg_t *m)
     s_out_t *o = s_reply_begin(self, m, 0);
     if (!o)
         return;
-    s_buf_t *b = &self->arena;
-    s_printf(b,
-             "\"tasks\":{\"PENDING\":%ld,\"RECEIVED\":%ld,\"STARTED\":%ld,\"RETRY\":%ld,"
-             "\"SUCCESS\":%ld,\"FAILURE\":%ld,\"REVOKED\":%ld,\"total\":%ld},\"retried\":%ld",
-             c.pending, c.received, c.started, c.retry, c.success, c.failure, c.revoked, c.total,
-             c.retried);
-    s_puts(b, ",\"workers\":[");
+    zq_sb_t *b = &self->arena;
+    zq_sb_printf(b,
+                 "\"tasks\":{\"PENDING\":%ld,\"RECEIVED\":%ld,\"STARTED\":%ld,\"RETRY\":%ld,"
+                 "\"SUCCESS\":%ld,\"FAILURE\":%ld,\"REVOKED\":%ld,\"total\":%ld},\"retried\":%ld",
+                 c.pending, c.received, c.started, c.retry, c.success, c.failure, c.revoked,
+                 c.total, c.retried);
+    zq_sb_puts(b, ",\"workers\":[");
     s_wstats_t l = {self, b, 1, NULL, 0, self->nworkers};
     l.seen = calloc((size_t)self->nworkers + 1, sizeof *l.seen);
     if (!l.seen)
@@ -3318,18 +3212,18 @@ static void s_on_stats(zq_broker_t *self, zq_msg_t *m)
             listed = l.seen[i] == w;
         if (listed)
             continue;
-        s_puts(b, l.first ? "{\"name\":" : ",{\"name\":");
+        zq_sb_puts(b, l.first ? "{\"name\":" : ",{\"name\":");
         l.first = 0;
-        s_jstr(b, w->name);
-        s_puts(b, ",\"processed\":0,\"succeeded\":0,\"failed\":0,\"retried\":0");
+        zq_sb_json_str(b, w->name);
+        zq_sb_puts(b, ",\"processed\":0,\"succeeded\":0,\"failed\":0,\"retried\":0");
         s_wstats_live(b, w);
-        s_put(b, "}", 1);
+        zq_sb_putn(b, "}", 1);
     }
     free(l.seen);
-    s_puts(b, "]");
-    s_printf(b, ",\"events\":%ld,\"workers_online\":%d", self->stats.events, self->nworkers);
+    zq_sb_puts(b, "]");
+    zq_sb_printf(b, ",\"events\":%ld,\"workers_online\":%d", self->stats.events, self->nworkers);
     s_member(b, "started");
-    s_jstr(b, self->started_iso);
+    zq_sb_json_str(b, self->started_iso);
     s_reply_end(self, o);
 }
 
@@ -4027,9 +3921,9 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
         !(self->events = s_bind(self, ZMQ_XPUB, "events", ev, &self->events_ep)))
         goto fail;
     /* the revoked set only matters to SUBMIT when it is not empty */
-    s_buf_t probe = {0};
+    zq_sb_t probe = {0};
     int nrev = zq_store_revoked_list(self->store, 1, s_revoked_row, &probe);
-    free(probe.p);
+    free(probe.buf);
     self->n_revoked = nrev > 0 ? nrev : 0;
     if (s_resync(self) != ZQ_OK) {
         *err = ZQ_ESTORE;
@@ -4114,8 +4008,8 @@ void zq_broker_destroy(zq_broker_t **self_p)
         free(self->notify[i]);
     free(self->notify);
     free(self->out);
-    free(self->arena.p);
-    free(self->scratch.p);
+    free(self->arena.buf);
+    free(self->scratch.buf);
     for (size_t i = 0; i < self->nsubs; i++)
         free(self->subs[i]);
     free(self->subs);

@@ -22,6 +22,7 @@
 #include "zq_store.h"
 #include "zq.h"
 #include "zq_log.h"
+#include "zq_sb.h"
 #include "zq_time.h"
 
 #include <errno.h>
@@ -1053,83 +1054,22 @@ int zq_store_revoked_list(zq_store_t *self, int limit, zq_store_id_fn fn, void *
 /* ---- the task record, written as JSON text directly from the columns (no cJSON round
  * trip on the GET hot path) ---- */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} s_buf_t;
-
-static void s_put(s_buf_t *b, const char *s, size_t n)
+static void s_put_col_str(zq_sb_t *b, sqlite3_stmt *st, int i)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 512;
-        while (nc < b->len + n + 1)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    zq_sb_json_str(b, (const char *)sqlite3_column_text(st, i));
 }
 
-static void s_puts(s_buf_t *b, const char *s)
-{
-    s_put(b, s, strlen(s));
-}
-
-static void s_put_jstr(s_buf_t *b, const char *s)
-{
-    if (!s) {
-        s_put(b, "null", 4);
-        return;
-    }
-    s_put(b, "\"", 1);
-    const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\')
-            continue;
-        s_put(b, run, (size_t)((const char *)p - run));
-        char esc[8];
-        switch (*p) {
-        case '"': s_put(b, "\\\"", 2); break;
-        case '\\': s_put(b, "\\\\", 2); break;
-        case '\n': s_put(b, "\\n", 2); break;
-        case '\r': s_put(b, "\\r", 2); break;
-        case '\t': s_put(b, "\\t", 2); break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            s_put(b, esc, 6);
-        }
-        run = (const char *)p + 1;
-    }
-    s_puts(b, run);
-    s_put(b, "\"", 1);
-}
-
-static void s_put_col_str(s_buf_t *b, sqlite3_stmt *st, int i)
-{
-    s_put_jstr(b, (const char *)sqlite3_column_text(st, i));
-}
-
-static void s_put_col_time(s_buf_t *b, sqlite3_stmt *st, int i)
+static void s_put_col_time(zq_sb_t *b, sqlite3_stmt *st, int i)
 {
     if (sqlite3_column_type(st, i) == SQLITE_NULL) {
-        s_put(b, "null", 4);
+        zq_sb_putn(b, "null", 4);
         return;
     }
     char iso[40];
     zq_time_iso(sqlite3_column_double(st, i), iso, sizeof iso);
-    s_put(b, "\"", 1);
-    s_puts(b, iso);
-    s_put(b, "\"", 1);
+    zq_sb_putn(b, "\"", 1);
+    zq_sb_puts(b, iso);
+    zq_sb_putn(b, "\"", 1);
 }
 
 /* Skip one JSON value starting at p (< end); returns the first byte after it or NULL.
@@ -1206,113 +1146,113 @@ static int s_find_member(const char *text, size_t len, const char *key, const ch
     return 0;
 }
 
-static void s_put_member_raw(s_buf_t *b, const char *msg, size_t len, const char *key,
+static void s_put_member_raw(zq_sb_t *b, const char *msg, size_t len, const char *key,
                              const char *fallback)
 {
     const char *v;
     size_t vlen;
     if (msg && s_find_member(msg, len, key, &v, &vlen))
-        s_put(b, v, vlen);
+        zq_sb_putn(b, v, vlen);
     else
-        s_puts(b, fallback);
+        zq_sb_puts(b, fallback);
 }
 
 /* The record (docs/protocol.md §9) of the current row of st, whose first columns are
  * RECORD_COLS. */
-static void s_put_record(s_buf_t *b, sqlite3_stmt *st)
+static void s_put_record(zq_sb_t *b, sqlite3_stmt *st)
 {
     const char *msg = (const char *)sqlite3_column_text(st, 3);
     size_t msglen = (size_t)sqlite3_column_bytes(st, 3);
-    s_puts(b, "{\"id\":");
+    zq_sb_puts(b, "{\"id\":");
     s_put_col_str(b, st, 0);
-    s_puts(b, ",\"task\":");
+    zq_sb_puts(b, ",\"task\":");
     s_put_col_str(b, st, 1);
-    s_puts(b, ",\"state\":");
+    zq_sb_puts(b, ",\"state\":");
     s_put_col_str(b, st, 4);
-    s_puts(b, ",\"result\":");
+    zq_sb_puts(b, ",\"result\":");
     const char *result = (const char *)sqlite3_column_text(st, 5);
-    s_puts(b, result ? result : "null"); /* stored as JSON text */
-    s_puts(b, ",\"exception\":");
+    zq_sb_puts(b, result ? result : "null"); /* stored as JSON text */
+    zq_sb_puts(b, ",\"exception\":");
     if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-        s_puts(b, "{\"type\":");
+        zq_sb_puts(b, "{\"type\":");
         s_put_col_str(b, st, 6);
-        s_puts(b, ",\"message\":");
+        zq_sb_puts(b, ",\"message\":");
         if (sqlite3_column_type(st, 7) == SQLITE_NULL)
-            s_puts(b, "\"\"");
+            zq_sb_puts(b, "\"\"");
         else
             s_put_col_str(b, st, 7);
-        s_puts(b, "}");
+        zq_sb_puts(b, "}");
     } else {
-        s_puts(b, "null");
+        zq_sb_puts(b, "null");
     }
-    s_puts(b, ",\"traceback\":");
+    zq_sb_puts(b, ",\"traceback\":");
     s_put_col_str(b, st, 8);
     char num[64];
     snprintf(num, sizeof num, ",\"retries\":%d", sqlite3_column_int(st, 9));
-    s_puts(b, num);
-    s_puts(b, ",\"worker\":");
+    zq_sb_puts(b, num);
+    zq_sb_puts(b, ",\"worker\":");
     s_put_col_str(b, st, 10);
-    s_puts(b, ",\"queue\":");
+    zq_sb_puts(b, ",\"queue\":");
     s_put_col_str(b, st, 2);
-    s_puts(b, ",\"args\":");
+    zq_sb_puts(b, ",\"args\":");
     s_put_member_raw(b, msg, msglen, "args", "[]");
-    s_puts(b, ",\"kwargs\":");
+    zq_sb_puts(b, ",\"kwargs\":");
     s_put_member_raw(b, msg, msglen, "kwargs", "{}");
-    s_puts(b, ",\"eta\":");
+    zq_sb_puts(b, ",\"eta\":");
     s_put_col_time(b, st, 11);
-    s_puts(b, ",\"expires\":");
+    zq_sb_puts(b, ",\"expires\":");
     s_put_col_time(b, st, 12);
-    s_puts(b, ",\"parent_id\":");
+    zq_sb_puts(b, ",\"parent_id\":");
     s_put_col_str(b, st, 13);
-    s_puts(b, ",\"root_id\":");
+    zq_sb_puts(b, ",\"root_id\":");
     s_put_col_str(b, st, 14);
     static const char *const dates[] = {"date_sent", "date_received", "date_started",
                                         "date_done"};
     for (int i = 0; i < 4; i++) {
-        s_puts(b, ",\"");
-        s_puts(b, dates[i]);
-        s_puts(b, "\":");
+        zq_sb_puts(b, ",\"");
+        zq_sb_puts(b, dates[i]);
+        zq_sb_puts(b, "\":");
         s_put_col_time(b, st, 15 + i);
     }
-    s_puts(b, ",\"runtime\":");
+    zq_sb_puts(b, ",\"runtime\":");
     if (sqlite3_column_type(st, 19) == SQLITE_NULL)
         snprintf(num, sizeof num, "null");
     else
         snprintf(num, sizeof num, "%.6f", sqlite3_column_double(st, 19));
-    s_puts(b, num);
-    s_puts(b, ",\"known\":true}");
+    zq_sb_puts(b, num);
+    zq_sb_puts(b, ",\"known\":true}");
 }
 
 int zq_store_record_text(zq_store_t *self, const char *id, char **text_out, size_t *len_out)
 {
     sqlite3_stmt *st = self->st[ST_RECORD];
     s_bind_text(st, 1, id);
-    s_buf_t b = {0};
+    zq_sb_t b = {0};
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         s_put_record(&b, st);
     } else if (rc == SQLITE_DONE) {
-        s_puts(&b, "{\"id\":");
-        s_put_jstr(&b, id);
-        s_puts(&b, ",\"known\":false,\"state\":\"PENDING\",\"task\":null,\"result\":null,"
-                   "\"exception\":null,\"traceback\":null,\"retries\":null,\"worker\":null,"
-                   "\"queue\":null,\"args\":null,\"kwargs\":null,\"eta\":null,"
-                   "\"expires\":null,\"parent_id\":null,\"root_id\":null,"
-                   "\"date_sent\":null,\"date_received\":null,\"date_started\":null,"
-                   "\"date_done\":null,\"runtime\":null}");
+        zq_sb_puts(&b, "{\"id\":");
+        zq_sb_json_str(&b, id);
+        zq_sb_puts(&b, ",\"known\":false,\"state\":\"PENDING\",\"task\":null,\"result\":null,"
+                       "\"exception\":null,\"traceback\":null,\"retries\":null,\"worker\":null,"
+                       "\"queue\":null,\"args\":null,\"kwargs\":null,\"eta\":null,"
+                       "\"expires\":null,\"parent_id\":null,\"root_id\":null,"
+                       "\"date_sent\":null,\"date_received\":null,\"date_started\":null,"
+                       "\"date_done\":null,\"runtime\":null}");
     } else {
         s_seterr(self, "record");
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        free(b.p);
+        free(b.buf);
         return ZQ_ESTORE;
     }
     if (b.oom) {
-        free(b.p);
+        free(b.buf);
         return ZQ_ENOMEM;
     }
-    *text_out = b.p;
+    *text_out = b.buf;
     if (len_out)
         *len_out = b.len;
     return ZQ_OK;
@@ -1503,7 +1443,7 @@ int zq_store_states_valid(const char *s)
 
 /* A WHERE clause being built: plain "?" placeholders, parameters in the same order. */
 typedef struct {
-    s_buf_t *sql;
+    zq_sb_t *sql;
     int where; /* "WHERE" written */
     const char *text[16];
     double num[16];
@@ -1521,9 +1461,9 @@ static void s_state_bit(void *arg, const char *state)
 
 static void s_cond(s_filter_t *f, const char *cond)
 {
-    s_puts(f->sql, f->where ? " AND " : " WHERE ");
+    zq_sb_puts(f->sql, f->where ? " AND " : " WHERE ");
     f->where = 1;
-    s_puts(f->sql, cond);
+    zq_sb_puts(f->sql, cond);
 }
 
 static void s_param_text(s_filter_t *f, const char *v)
@@ -1545,12 +1485,12 @@ static void s_build_filter(const zq_store_query_t *q, s_filter_t *f, const char 
         for (unsigned i = 0; i < sizeof s_states / sizeof s_states[0]; i++) {
             if (!(f->mask & (1u << i)))
                 continue;
-            s_puts(f->sql, first ? "'" : ",'");
-            s_puts(f->sql, s_states[i]); /* static names: nothing from the caller */
-            s_puts(f->sql, "'");
+            zq_sb_puts(f->sql, first ? "'" : ",'");
+            zq_sb_puts(f->sql, s_states[i]); /* static names: nothing from the caller */
+            zq_sb_puts(f->sql, "'");
             first = 0;
         }
-        s_puts(f->sql, ")");
+        zq_sb_puts(f->sql, ")");
     }
     static const char *const conds[] = {"task=?", "worker=?", "parent_id=?", "root_id=?"};
     const char *vals[] = {q->task, q->worker, q->parent_id, q->root_id};
@@ -1601,7 +1541,7 @@ int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text
         snprintf(self->errbuf, sizeof self->errbuf, "unknown sort key '%.64s'", q->sort_by);
         return ZQ_EINVAL;
     }
-    s_buf_t where = {0};
+    zq_sb_t where = {0};
     s_filter_t f = {.sql = &where};
     if (q->state && !s_each_state(q->state, s_state_bit, &f)) {
         snprintf(self->errbuf, sizeof self->errbuf, "not a state (or list of states): '%.64s'",
@@ -1620,7 +1560,7 @@ int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text
     s_build_filter(q, &f, search_lc);
     long limit = q->limit <= 0 ? 100 : q->limit > ZQ_STORE_LIST_MAX ? ZQ_STORE_LIST_MAX : q->limit;
     long offset = q->offset > 0 ? q->offset : 0;
-    s_buf_t sql = {0}, out = {0};
+    zq_sb_t sql = {0}, out = {0};
     int rc = ZQ_OK;
     sqlite3_stmt *st = NULL;
 
@@ -1638,9 +1578,9 @@ int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text
             if (!f.mask || (f.mask & (1u << i)))
                 *total += by[i];
     } else {
-        s_puts(&sql, "SELECT count(*) FROM tasks");
-        s_puts(&sql, where.p ? where.p : "");
-        if (sql.oom || sqlite3_prepare_v2(self->db, sql.p, -1, &st, NULL) != SQLITE_OK) {
+        zq_sb_puts(&sql, "SELECT count(*) FROM tasks");
+        zq_sb_puts(&sql, where.buf ? where.buf : "");
+        if (sql.oom || sqlite3_prepare_v2(self->db, sql.buf, -1, &st, NULL) != SQLITE_OK) {
             rc = sql.oom ? ZQ_ENOMEM : ZQ_ESTORE;
             if (!sql.oom)
                 s_seterr(self, "list tasks");
@@ -1659,8 +1599,8 @@ int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text
         sql.len = 0;
     }
 
-    s_puts(&sql, "SELECT " RECORD_COLS " FROM tasks");
-    s_puts(&sql, where.p ? where.p : "");
+    zq_sb_puts(&sql, "SELECT " RECORD_COLS " FROM tasks");
+    zq_sb_puts(&sql, where.buf ? where.buf : "");
     char tail[160];
     snprintf(tail, sizeof tail, " ORDER BY %s %s%s, rid %s LIMIT %ld OFFSET %ld", col,
              desc ? "DESC" : "ASC", strcmp(col, "rid") ? " NULLS LAST" : "",
@@ -1668,15 +1608,15 @@ int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text
     if (!strcmp(col, "rid")) /* "rid DESC, rid DESC": harmless, but say it once */
         snprintf(tail, sizeof tail, " ORDER BY rid %s LIMIT %ld OFFSET %ld",
                  desc ? "DESC" : "ASC", limit, offset);
-    s_puts(&sql, tail);
-    if (sql.oom || sqlite3_prepare_v2(self->db, sql.p, -1, &st, NULL) != SQLITE_OK) {
+    zq_sb_puts(&sql, tail);
+    if (sql.oom || sqlite3_prepare_v2(self->db, sql.buf, -1, &st, NULL) != SQLITE_OK) {
         rc = sql.oom ? ZQ_ENOMEM : ZQ_ESTORE;
         if (!sql.oom)
             s_seterr(self, "list tasks");
         goto done;
     }
     s_bind_filter(st, &f);
-    s_put(&out, "[", 1);
+    zq_sb_putn(&out, "[", 1);
     int n = 0, step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (q->max_bytes && n > 0 && out.len >= q->max_bytes) {
@@ -1685,10 +1625,10 @@ int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text
             break;
         }
         if (n++)
-            s_put(&out, ",", 1);
+            zq_sb_putn(&out, ",", 1);
         s_put_record(&out, st);
     }
-    s_put(&out, "]", 1);
+    zq_sb_putn(&out, "]", 1);
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
         s_seterr(self, "list tasks");
         rc = ZQ_ESTORE;
@@ -1697,14 +1637,14 @@ int zq_store_list_tasks(zq_store_t *self, const zq_store_query_t *q, char **text
     }
 done:
     sqlite3_finalize(st);
-    free(sql.p);
-    free(where.p);
+    free(sql.buf);
+    free(where.buf);
     free(search_lc);
     if (rc != ZQ_OK) {
-        free(out.p);
+        free(out.buf);
         return rc;
     }
-    *text_out = out.p;
+    *text_out = out.buf;
     if (len_out)
         *len_out = out.len;
     return ZQ_OK;

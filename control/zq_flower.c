@@ -19,6 +19,7 @@
 #include "zq.h"
 #include "zq_log.h"
 #include "zq_proto.h"
+#include "zq_sb.h"
 #include "zq_time.h"
 #include "zq_util.h"
 
@@ -375,77 +376,16 @@ int zq_flower_wanted(int argc, char *const argv[])
     return 0;
 }
 
-/* ---------------------------------------------------------------------------------------
- * Growable text buffer
- */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} s_buf_t;
-
-static void s_put(s_buf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 1024;
-        while (nc < b->len + n + 1)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void s_puts(s_buf_t *b, const char *s)
-{
-    s_put(b, s, strlen(s));
-}
-
-static void s_printf(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_printf(s_buf_t *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        s_put(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = 1;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    s_put(b, big, (size_t)n);
-    free(big);
-}
-
 /* A Prometheus label value: backslash, quote and newline escaped. */
-static void s_put_label(s_buf_t *b, const char *s)
+static void s_put_label(zq_sb_t *b, const char *s)
 {
     for (; s && *s; s++) {
         if (*s == '\\' || *s == '"')
-            s_put(b, "\\", 1);
+            zq_sb_putn(b, "\\", 1);
         if (*s == '\n')
-            s_put(b, "\\n", 2);
+            zq_sb_putn(b, "\\n", 2);
         else
-            s_put(b, s, 1);
+            zq_sb_putn(b, s, 1);
     }
 }
 
@@ -1111,7 +1051,7 @@ out:
  * HTTP: responses
  */
 typedef struct {
-    s_buf_t body;   /* POST body */
+    zq_sb_t body;   /* POST body */
     int too_large;  /* the body passed S_BODY_MAX */
     double t0;      /* monotonic, for the access log */
 } s_req_t;
@@ -1926,9 +1866,9 @@ static cJSON *s_body_object(struct MHD_Connection *conn, const s_req_t *rq, MHD_
     if (!rq->body.len)
         return cJSON_CreateObject();
     const char *end = NULL;
-    cJSON *o = cJSON_ParseWithLengthOpts(rq->body.p, rq->body.len, &end, 0);
+    cJSON *o = cJSON_ParseWithLengthOpts(rq->body.buf, rq->body.len, &end, 0);
     if (!o) {
-        size_t at = end && end >= rq->body.p ? (size_t)(end - rq->body.p) : 0;
+        size_t at = end && end >= rq->body.buf ? (size_t)(end - rq->body.buf) : 0;
         *ret = s_error(conn, MHD_HTTP_BAD_REQUEST, "body: not valid JSON (near byte %zu)", at);
         return NULL;
     }
@@ -2203,75 +2143,75 @@ static MHD_Result_t s_api_worker_control(zq_flower_t *self, struct MHD_Connectio
  * GET /metrics: Prometheus text format. Flower's metric names with zq's prefix (from the
  * events this monitor received), plus gauges read from the broker at each scrape.
  */
-static void s_help(s_buf_t *b, const char *name, const char *type, const char *help)
+static void s_help(zq_sb_t *b, const char *name, const char *type, const char *help)
 {
-    s_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    zq_sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void s_labels(s_buf_t *b, const s_series_t *s, int with_type, const char *le)
+static void s_labels(zq_sb_t *b, const s_series_t *s, int with_type, const char *le)
 {
-    s_puts(b, "{worker=\"");
+    zq_sb_puts(b, "{worker=\"");
     s_put_label(b, s->worker);
     if (with_type) {
-        s_puts(b, "\",type=\"");
+        zq_sb_puts(b, "\",type=\"");
         s_put_label(b, s->type);
     }
-    s_puts(b, "\",task=\"");
+    zq_sb_puts(b, "\",task=\"");
     s_put_label(b, s->task);
     if (le) {
-        s_puts(b, "\",le=\"");
-        s_puts(b, le);
+        zq_sb_puts(b, "\",le=\"");
+        zq_sb_puts(b, le);
     }
-    s_puts(b, "\"}");
+    zq_sb_puts(b, "\"}");
 }
 
 static MHD_Result_t s_metrics(zq_flower_t *self, struct MHD_Connection *conn)
 {
-    s_buf_t b = {0};
+    zq_sb_t b = {0};
     pthread_mutex_lock(&self->mu);
     s_help(&b, "zq_events_total", "counter", "Number of events");
     for (const s_series_t *s = self->fam[M_EVENTS]; s; s = s->next) {
-        s_puts(&b, "zq_events_total");
+        zq_sb_puts(&b, "zq_events_total");
         s_labels(&b, s, 1, NULL);
-        s_printf(&b, " %.0f\n", s->value);
+        zq_sb_printf(&b, " %.0f\n", s->value);
     }
     s_help(&b, "zq_task_runtime_seconds", "histogram", "Task runtime");
     for (const s_series_t *s = self->fam[M_RUNTIME]; s; s = s->next) {
         for (size_t i = 0; i < S_NBUCKETS; i++) {
             char le[32];
             snprintf(le, sizeof le, "%g", s_buckets[i]);
-            s_puts(&b, "zq_task_runtime_seconds_bucket");
+            zq_sb_puts(&b, "zq_task_runtime_seconds_bucket");
             s_labels(&b, s, 0, le);
-            s_printf(&b, " %lu\n", s->buckets[i]);
+            zq_sb_printf(&b, " %lu\n", s->buckets[i]);
         }
-        s_puts(&b, "zq_task_runtime_seconds_bucket");
+        zq_sb_puts(&b, "zq_task_runtime_seconds_bucket");
         s_labels(&b, s, 0, "+Inf");
-        s_printf(&b, " %lu\nzq_task_runtime_seconds_sum", s->count);
+        zq_sb_printf(&b, " %lu\nzq_task_runtime_seconds_sum", s->count);
         s_labels(&b, s, 0, NULL);
-        s_printf(&b, " %.6f\nzq_task_runtime_seconds_count", s->value);
+        zq_sb_printf(&b, " %.6f\nzq_task_runtime_seconds_count", s->value);
         s_labels(&b, s, 0, NULL);
-        s_printf(&b, " %lu\n", s->count);
+        zq_sb_printf(&b, " %lu\n", s->count);
     }
     s_help(&b, "zq_task_prefetch_time_seconds", "gauge",
            "The time the task spent waiting at the worker to be executed.");
     for (const s_series_t *s = self->fam[M_PREFETCH_TIME]; s; s = s->next) {
-        s_puts(&b, "zq_task_prefetch_time_seconds");
+        zq_sb_puts(&b, "zq_task_prefetch_time_seconds");
         s_labels(&b, s, 0, NULL);
-        s_printf(&b, " %.6f\n", s->value);
+        zq_sb_printf(&b, " %.6f\n", s->value);
     }
     s_help(&b, "zq_worker_prefetched_tasks", "gauge",
            "Number of tasks of given type prefetched at a worker");
     for (const s_series_t *s = self->fam[M_PREFETCHED]; s; s = s->next) {
-        s_puts(&b, "zq_worker_prefetched_tasks");
+        zq_sb_puts(&b, "zq_worker_prefetched_tasks");
         s_labels(&b, s, 0, NULL);
-        s_printf(&b, " %.0f\n", s->value);
+        zq_sb_printf(&b, " %.0f\n", s->value);
     }
     s_help(&b, "zq_monitor_events_connected", "gauge",
            "1 when the monitor is subscribed to the broker's events");
-    s_printf(&b, "zq_monitor_events_connected %d\n", self->events_connected);
+    zq_sb_printf(&b, "zq_monitor_events_connected %d\n", self->events_connected);
     s_help(&b, "zq_monitor_events_dropped_total", "counter",
            "Task events not forwarded to browsers (over the per-second cap)");
-    s_printf(&b, "zq_monitor_events_dropped_total %lu\n", self->events_dropped_sse);
+    zq_sb_printf(&b, "zq_monitor_events_dropped_total %lu\n", self->events_dropped_sse);
     pthread_mutex_unlock(&self->mu);
 
     /* the broker's authoritative view */
@@ -2284,24 +2224,24 @@ static MHD_Result_t s_metrics(zq_flower_t *self, struct MHD_Connection *conn)
              s_request(self, ZQ_CMD_QUEUES, NULL, self->cfg.timeout, &qr, err, sizeof err) ==
                  ZQ_OK;
     s_help(&b, "zq_broker_up", "gauge", "1 when the broker answered this scrape");
-    s_printf(&b, "zq_broker_up %d\n", up);
+    zq_sb_printf(&b, "zq_broker_up %d\n", up);
     if (up) {
         cJSON *view = s_workers_view(wr, sr);
         const cJSON *e;
         s_help(&b, "zq_worker_online", "gauge", "Worker online status");
         cJSON_ArrayForEach(e, view)
         {
-            s_puts(&b, "zq_worker_online{worker=\"");
+            zq_sb_puts(&b, "zq_worker_online{worker=\"");
             s_put_label(&b, e->string);
-            s_printf(&b, "\"} %d\n", cJSON_IsTrue(cJSON_GetObjectItem(e, "online")));
+            zq_sb_printf(&b, "\"} %d\n", cJSON_IsTrue(cJSON_GetObjectItem(e, "online")));
         }
         s_help(&b, "zq_worker_number_of_currently_executing_tasks", "gauge",
                "Number of tasks currently executing at a worker");
         cJSON_ArrayForEach(e, view)
         {
-            s_puts(&b, "zq_worker_number_of_currently_executing_tasks{worker=\"");
+            zq_sb_puts(&b, "zq_worker_number_of_currently_executing_tasks{worker=\"");
             s_put_label(&b, e->string);
-            s_printf(&b, "\"} %.0f\n", zq_json_num(e, "active", 0));
+            zq_sb_printf(&b, "\"} %.0f\n", zq_json_num(e, "active", 0));
         }
         cJSON_Delete(view);
         static const char *const qkeys[][2] = {
@@ -2318,16 +2258,16 @@ static MHD_Result_t s_metrics(zq_flower_t *self, struct MHD_Connection *conn)
             s_help(&b, qkeys[k][1], "gauge", qhelp[k]);
             cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(qr, "queues"))
             {
-                s_printf(&b, "%s{queue=\"", qkeys[k][1]);
+                zq_sb_printf(&b, "%s{queue=\"", qkeys[k][1]);
                 s_put_label(&b, zq_json_str(e, "name", ""));
-                s_printf(&b, "\"} %.0f\n", zq_json_num(e, qkeys[k][0], 0));
+                zq_sb_printf(&b, "\"} %.0f\n", zq_json_num(e, qkeys[k][0], 0));
             }
         }
         s_help(&b, "zq_tasks", "gauge", "Tasks in the broker's store, by state");
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(sr, "tasks"))
         {
             if (strcmp(e->string, "total"))
-                s_printf(&b, "zq_tasks{state=\"%s\"} %.0f\n", e->string, e->valuedouble);
+                zq_sb_printf(&b, "zq_tasks{state=\"%s\"} %.0f\n", e->string, e->valuedouble);
         }
     }
     cJSON_Delete(wr);
@@ -2335,8 +2275,8 @@ static MHD_Result_t s_metrics(zq_flower_t *self, struct MHD_Connection *conn)
     cJSON_Delete(qr);
     MHD_Result_t ret = b.oom ? s_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory")
                              : s_send(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                                      b.p, b.len, 0);
-    free(b.p);
+                                      b.buf, b.len, 0);
+    free(b.buf);
     return ret;
 }
 
@@ -2348,7 +2288,7 @@ static MHD_Result_t s_metrics(zq_flower_t *self, struct MHD_Connection *conn)
 typedef struct {
     zq_flower_t *self;
     uint64_t last; /* last sequence number sent */
-    s_buf_t out;   /* formatted, not yet handed to MHD */
+    zq_sb_t out;   /* formatted, not yet handed to MHD */
     size_t pos;
     int hello;
 } s_sse_t;
@@ -2360,12 +2300,12 @@ static ssize_t s_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     zq_flower_t *self = c->self;
     if (c->pos == c->out.len) {
         c->out.len = c->pos = 0;
-        if (c->out.p)
-            c->out.p[0] = '\0';
+        if (c->out.buf)
+            c->out.buf[0] = '\0';
         if (!c->hello) {
             c->hello = 1;
-            s_printf(&c->out, "retry: 2000\nevent: hello\ndata: {\"seq\":%llu}\n\n",
-                     (unsigned long long)c->last);
+            zq_sb_printf(&c->out, "retry: 2000\nevent: hello\ndata: {\"seq\":%llu}\n\n",
+                         (unsigned long long)c->last);
         } else {
             pthread_mutex_lock(&self->mu);
             if (self->seq == c->last && !self->stop) {
@@ -2379,7 +2319,7 @@ static ssize_t s_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                 return MHD_CONTENT_READER_END_OF_STREAM;
             }
             if (self->seq == c->last) {
-                s_puts(&c->out, ": keepalive\n\n");
+                zq_sb_puts(&c->out, ": keepalive\n\n");
             } else {
                 uint64_t from = c->last + 1;
                 if (self->seq - from >= S_RING) /* this client fell behind: skip ahead */
@@ -2388,8 +2328,8 @@ static ssize_t s_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                     const s_ring_t *r = &self->ring[q % S_RING];
                     if (r->seq != q || !r->data)
                         continue;
-                    s_printf(&c->out, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)q,
-                             r->type, r->data);
+                    zq_sb_printf(&c->out, "id: %llu\nevent: %s\ndata: %s\n\n",
+                                 (unsigned long long)q, r->type, r->data);
                 }
                 c->last = self->seq;
             }
@@ -2401,7 +2341,7 @@ static ssize_t s_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     size_t n = c->out.len - c->pos;
     if (n > max)
         n = max;
-    memcpy(buf, c->out.p + c->pos, n);
+    memcpy(buf, c->out.buf + c->pos, n);
     c->pos += n;
     return (ssize_t)n;
 }
@@ -2412,7 +2352,7 @@ static void s_sse_free(void *cls)
     pthread_mutex_lock(&c->self->mu);
     c->self->sse_clients--;
     pthread_mutex_unlock(&c->self->mu);
-    free(c->out.p);
+    free(c->out.buf);
     free(c);
 }
 
@@ -2465,34 +2405,34 @@ static MHD_Result_t s_page(zq_flower_t *self, struct MHD_Connection *conn)
     const zq_flower_asset_t *a = s_asset("index.html");
     if (!a)
         return s_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "index.html is not built in");
-    s_buf_t b = {0};
+    zq_sb_t b = {0};
     const char *p = (const char *)a->data, *end = p + a->len;
     while (p < end) {
         const char *open = memmem(p, (size_t)(end - p), "{{", 2);
         if (!open) {
-            s_put(&b, p, (size_t)(end - p));
+            zq_sb_putn(&b, p, (size_t)(end - p));
             break;
         }
-        s_put(&b, p, (size_t)(open - p));
+        zq_sb_putn(&b, p, (size_t)(open - p));
         const char *close = memmem(open, (size_t)(end - open), "}}", 2);
         if (!close) {
-            s_put(&b, open, (size_t)(end - open));
+            zq_sb_putn(&b, open, (size_t)(end - open));
             break;
         }
         size_t n = (size_t)(close - open - 2);
         if (n == 6 && !memcmp(open + 2, "prefix", 6))
-            s_puts(&b, self->cfg.url_prefix); /* letters, digits and -_.~/ only */
+            zq_sb_puts(&b, self->cfg.url_prefix); /* letters, digits and -_.~/ only */
         else if (n == 8 && !memcmp(open + 2, "readonly", 8))
-            s_puts(&b, self->cfg.read_only ? "true" : "false");
+            zq_sb_puts(&b, self->cfg.read_only ? "true" : "false");
         else if (n == 7 && !memcmp(open + 2, "version", 7))
-            s_puts(&b, PACKAGE_VERSION);
+            zq_sb_puts(&b, PACKAGE_VERSION);
         else
-            s_put(&b, open, (size_t)(close + 2 - open));
+            zq_sb_putn(&b, open, (size_t)(close + 2 - open));
         p = close + 2;
     }
     MHD_Result_t ret = b.oom ? s_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory")
-                             : s_send(conn, MHD_HTTP_OK, a->type, b.p, b.len, 0);
-    free(b.p);
+                             : s_send(conn, MHD_HTTP_OK, a->type, b.buf, b.len, 0);
+    free(b.buf);
     return ret;
 }
 
@@ -2653,7 +2593,7 @@ static MHD_Result_t s_access(void *cls, struct MHD_Connection *conn, const char 
         if (rq->body.len + *upload_size > S_BODY_MAX)
             rq->too_large = 1; /* read and drop the rest; answer 413 at the end */
         else
-            s_put(&rq->body, upload, *upload_size);
+            zq_sb_putn(&rq->body, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
@@ -2672,7 +2612,7 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     s_req_t *rq = *con_cls;
     if (rq) {
-        free(rq->body.p);
+        free(rq->body.buf);
         free(rq);
         *con_cls = NULL;
     }

@@ -1,0 +1,45 @@
+/*
+ * zq_sb - the small string builder used to write outgoing JSON and Python-style reprs
+ * without a cJSON build + print round trip on the hot path (broker, store, worker, flower).
+ */
+#ifndef ZQ_SB_H
+#define ZQ_SB_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+/* Appends never fail loudly: on ENOMEM the builder is marked (oom) and further appends are
+ * ignored, so a caller checks once at the end. A zeroed zq_sb_t is an empty builder. */
+typedef struct {
+    char *buf;  /* NUL-terminated when len > 0 */
+    size_t len; /* bytes used, without the NUL */
+    size_t cap; /* bytes allocated */
+    int oom;    /* 1 once an allocation failed */
+} zq_sb_t;
+
+void zq_sb_init(zq_sb_t *sb);
+/* Free the buffer and reset. */
+void zq_sb_free(zq_sb_t *sb);
+/* Detach the text: caller owns return value and must free() it (NULL on ENOMEM). */
+char *zq_sb_steal(zq_sb_t *sb, size_t *len);
+void zq_sb_putn(zq_sb_t *sb, const char *s, size_t n);
+void zq_sb_puts(zq_sb_t *sb, const char *s);
+void zq_sb_putc(zq_sb_t *sb, char c);
+void zq_sb_printf(zq_sb_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A JSON string literal with escapes, or null when s is NULL. */
+void zq_sb_json_str(zq_sb_t *sb, const char *s);
+/* A JSON number: integral values without a fraction, others in shortest round-trip form;
+ * null for NaN/inf (JSON has neither). */
+void zq_sb_json_num(zq_sb_t *sb, double v);
+/* Compact JSON of v (borrowed); null when v is NULL. */
+void zq_sb_json(zq_sb_t *sb, const cJSON *v);
+/* Python repr() of a JSON value: 'str', None, True, [1, 2], {'k': 'v'}. */
+void zq_sb_pyrepr(zq_sb_t *sb, const cJSON *v);
+/* Python repr of a str. */
+void zq_sb_pystr(zq_sb_t *sb, const char *s);
+/* Python repr of a float: 5.0, 0.25. */
+void zq_sb_pyfloat(zq_sb_t *sb, double v);
+/* A JSON array as a Python tuple: (), (4,), (4, 0). */
+void zq_sb_pytuple(zq_sb_t *sb, const cJSON *array);
+
+#endif
