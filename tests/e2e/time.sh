@@ -35,6 +35,9 @@ j=$(ctl call testtasks.limited 3 --wait --timeout 10 --json 2>/dev/null)
 assert_contains "soft limit seen" "SoftTimeLimitExceeded" "$j"
 
 section "revoke"
+# a worker without --time-limit, so that only the revoke can end the long task below
+stop_pid "$WORKER_PID"
+start_worker w1b@time --plugins "$T/plugins" -c 2 || exit 1
 rid=$(ctl call tasks.add 5 5 --countdown 3)
 ctl revoke "$rid" >/dev/null; rc=$?
 assert_eq "revoke exits 0" 0 "$rc"
