@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh - the zq benchmark (issue 7), optionally side by side with Celery + Redis.
 #
-#   bench/run.sh                     # build, every scenario, 3 repetitions (about 5-10 min)
+#   bench/run.sh                     # build, every scenario, 3 repetitions (see bench/README.md)
 #   bench/run.sh --quick             # smoke run: small N, 1 repetition (< 2 min)
 #   bench/run.sh --scenario latency  # one scenario (repeatable, or a comma list)
 #   bench/run.sh --compare celery    # the same scenarios through Celery 5 + Redis too (apt-get
@@ -360,9 +360,13 @@ perf_stop() {
     local p
     for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; wait "$p" 2>/dev/null; untrack "$p"; done
     for p in broker worker; do
-        [ -f "$RESDIR/perf-$p.data" ] && [ ${#PERF_PIDS[@]} -gt 0 ] &&
-            perf report --stdio --no-children -i "$RESDIR/perf-$p.data" 2>/dev/null |
-            grep -v '^$' | head -n 150 >"$RESDIR/perf-$p.txt"
+        [ -f "$RESDIR/perf-$p.data" ] && [ ${#PERF_PIDS[@]} -gt 0 ] || continue
+        { # flat (self time), then inclusive as far as frame pointers allow
+            perf report --stdio --no-children -g none --percent-limit 0.5 \
+                --sort comm,dso,sym -i "$RESDIR/perf-$p.data"
+            perf report --stdio --children -g none --percent-limit 2 --sort sym \
+                -i "$RESDIR/perf-$p.data"
+        } 2>/dev/null | grep -v '^$' >"$RESDIR/perf-$p.txt"
     done
     PERF_PIDS=()
 }
