@@ -1735,7 +1735,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     v = cJSON_GetObjectItemCaseSensitive(body, "id");
     if (S_ABSENT(v)) {
         char id[37];
-        zq_uuid4(id);
+        zq_uuid7(id);
         if (s_set(body, "id", cJSON_CreateString(id)) != ZQ_OK)
             return ZQ_ENOMEM;
     } else if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {

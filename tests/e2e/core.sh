@@ -12,7 +12,7 @@ assert_file_contains "worker ready line" "w1@e2e ready." "$T/w1@e2e.log"
 section "call / result"
 id=$(ctl call tasks.add 2 2); rc=$?
 assert_eq "call exits 0" 0 "$rc"
-if [[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]; then ok "call prints a uuid4"; else bad "call printed '$id'"; fi
+if [[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]; then ok "call prints a task id (uuid7)"; else bad "call printed '$id'"; fi
 assert_eq "result prints 4" "4" "$(ctl --timeout 10 result "$id")"
 assert_eq "call --wait prints 4" "4" "$(ctl call tasks.add 2 2 --wait --timeout 10)"
 j=$(ctl --json result "$id")
