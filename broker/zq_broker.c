@@ -4058,14 +4058,14 @@ void zq_broker_destroy(zq_broker_t **self_p)
     free(self->subs);
     free(self->sublens);
     zq_store_destroy(&self->store); /* commits what is pending */
-    zq_auth_destroy(&self->auth);    /* before its context is terminated */
-    memset(&self->curve, 0, sizeof self->curve);
     if (self->frontend)
         zmq_close(self->frontend);
     if (self->upstream)
         zmq_close(self->upstream);
     if (self->events)
         zmq_close(self->events);
+    zq_auth_destroy(&self->auth); /* after the sockets it guards, before their context */
+    memset(&self->curve, 0, sizeof self->curve);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     if (self->stop_pipe[0] >= 0)

@@ -454,6 +454,39 @@ START_TEST(test_zap_loop)
 }
 END_TEST
 
+/* A CURVE server whose context has no ZAP handler lets nobody in (fail closed). */
+START_TEST(test_no_handler_fails_closed)
+{
+    void *ctx = zmq_ctx_new();
+    zq_curve_pair_t srv = s_pair(), cli = s_pair();
+    void *s = zmq_socket(ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zq_curve_server_apply(s, &srv), ZQ_OK);
+    int one = 1;
+    if (zmq_setsockopt(s, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0) {
+        printf("this libzmq has no ZMQ_ZAP_ENFORCE_DOMAIN: not checked\n");
+        zmq_close(s);
+        zmq_ctx_term(ctx);
+        return;
+    }
+    ck_assert_int_eq(zmq_bind(s, "tcp://127.0.0.1:*"), 0);
+    s_srv_t fake;
+    memset(&fake, 0, sizeof fake);
+    size_t len = sizeof fake.endpoint;
+    zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, fake.endpoint, &len);
+    fake.server = s;
+    void *mon, *c = s_client(&fake, ctx, &cli, srv.public_key, &mon);
+    char why[600];
+    ck_assert(s_client_failed(&fake, mon, 1, why, sizeof why));
+    ck_assert_int_eq(s_srv_pump(&fake, 0.3, 1, 0), 0);
+    zmq_close(c);
+    zmq_close(mon);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+}
+END_TEST
+
 START_TEST(test_auth_new_errors)
 {
     void *ctx = zmq_ctx_new();
@@ -491,6 +524,7 @@ static Suite *zq_auth_suite(void)
     tcase_add_test(zap, test_authorized_dir);
     tcase_add_test(zap, test_zap_thread);
     tcase_add_test(zap, test_zap_loop);
+    tcase_add_test(zap, test_no_handler_fails_closed);
     suite_add_tcase(s, zap);
     return s;
 }
