@@ -484,8 +484,8 @@ int zq_curve_describe_event(uint16_t event, uint32_t value, int curve_on, const 
         if (!curve_on)
             return 0; /* a plain connection cut mid-greeting: a restart, not a refusal */
         s_fmt(why, len,
-              "%s closed the connection during the CURVE handshake: is the server key (%s) "
-              "really the server's public key?",
+              "%s closed the connection during the CURVE handshake: does it use CURVE, and is "
+              "the server key (%s) its public key?",
               peer, ZQ_CURVE_ENV_SERVER);
         return 1;
     default:
