@@ -53,7 +53,7 @@ out=$(env -u ZQ_CURVE_SECRET -u ZQ_CURVE_SERVER_KEY "$ZQ_CTL_BIN" --broker "$URL
     --curve-secret "$K/client.key_secret" --curve-server-key "$K/broker.key" call tasks.add 1 1 --wait --timeout 20)
 assert_eq "--curve-secret/--curve-server-key work too" 2 "$out"
 # the events socket is a CURVE server too
-ctl events --json --limit 1 >"$T/events.out" 2>&1 &
+timeout 20 "$ZQ_CTL_BIN" --broker "$URL" events --json --limit 1 >"$T/events.out" 2>&1 &
 EV=$!
 PIDS+=("$EV")
 wait_for 10 sh -c "'$ZQ_CTL_BIN' --broker '$URL' call tasks.add 0 0 >/dev/null; test -s '$T/events.out'" ||
