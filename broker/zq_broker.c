@@ -61,6 +61,9 @@
 #define S_LIST_MAX 10000        /* entries in one QUERY / SCHEDULED / REVOKE */
 #define S_SCHED_MIN 64          /* ETA tasks per queue in memory, at least */
 #define S_RATE_SLOTS 64         /* peers tracked for rate-limited logs */
+#define S_WINDOW_TIME 0.02      /* s of work an adaptive credit window holds */
+#define S_WINDOW_FLOOR 0.00005  /* s: shorter runtimes count as this (per-task overhead) */
+#define S_WINDOW_MAX 500        /* tasks: the widest adaptive window */
 #define S_INTERNAL "EINTERNAL"  /* wire error: the broker failed on its own (docs §7) */
 /* seconds a turn's writes may wait for the next commit when nothing depends on them yet
  * (state changes nobody waits for: no reply, no parked GET, nothing to dispatch): fewer
@@ -414,6 +417,10 @@ struct s_worker {
     s_queue_t **queues;
     int nqueues;
     int concurrency, prefetch;
+    int prefetch_adaptive; /* widen the window for short tasks (docs §8 Credits) */
+    double runtime_avg;    /* moving average of its tasks' runtimes (s); < 0: none yet */
+    uint64_t *acks;        /* upstream batches applied this turn: ACKed after the commit */
+    size_t nacks, acks_cap;
     void *push;
     char endpoint[S_ENDPOINT_MAX];
     int blocked;         /* the last send found no connected peer: poll for POLLOUT */
@@ -1452,6 +1459,23 @@ static int s_worker_consumes(const s_worker_t *w, const s_queue_t *q)
     return 0;
 }
 
+/* Tasks w may hold beyond the running ones. With an adaptive prefetch and short tasks the
+ * window holds about S_WINDOW_TIME of work, so that one round trip between broker and worker
+ * carries many tasks (docs/protocol.md §8 Credits); long tasks keep the worker's own. */
+static long s_window(const s_worker_t *w)
+{
+    long window = (long)w->concurrency + w->prefetch;
+    if (w->prefetch_adaptive && w->runtime_avg >= 0) {
+        double per = w->runtime_avg > S_WINDOW_FLOOR ? w->runtime_avg : S_WINDOW_FLOOR;
+        double wide = w->concurrency * S_WINDOW_TIME / per;
+        if (wide > S_WINDOW_MAX)
+            wide = S_WINDOW_MAX;
+        if (wide > window)
+            window = (long)wide;
+    }
+    return window;
+}
+
 /* The worker to give a task of q: most free slots (docs/protocol.md §8). */
 static s_worker_t *s_best_worker(zq_broker_t *self, const s_queue_t *q, int eta)
 {
@@ -1460,7 +1484,7 @@ static s_worker_t *s_best_worker(zq_broker_t *self, const s_queue_t *q, int eta)
     for (s_worker_t *w = self->workers; w; w = w->next) {
         if (w->blocked || !s_worker_consumes(w, q))
             continue;
-        if (eta ? w->held_eta >= ZQ_BROKER_ETA_CAP : w->held >= w->concurrency + w->prefetch)
+        if (eta ? w->held_eta >= ZQ_BROKER_ETA_CAP : w->held >= s_window(w))
             continue;
         long free_slots = (long)w->concurrency - w->held;
         if (eta)
@@ -1480,6 +1504,7 @@ static void s_worker_free(s_worker_t *w)
     if (w->push)
         zmq_close(w->push);
     cJSON_Delete(w->info);
+    free(w->acks);
     free(w->queues);
     free(w->hostname);
     free(w->name);
@@ -1714,7 +1739,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     v = cJSON_GetObjectItemCaseSensitive(body, "id");
     if (S_ABSENT(v)) {
         char id[37];
-        zq_uuid4(id);
+        zq_uuid7(id);
         if (s_set(body, "id", cJSON_CreateString(id)) != ZQ_OK)
             return ZQ_ENOMEM;
     } else if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
@@ -2094,6 +2119,13 @@ static int s_state_fields(const cJSON *body, zq_store_state_t *st, char **result
         st->eta = eta > 0 ? eta : st->timestamp;
     }
     st->acks_late = !strcmp(state, ZQ_STATE_STARTED) && zq_json_bool(body, "acks_late", 0);
+    /* RECEIVED / STARTED the worker folded into this state (docs §8) */
+    const char *folded = zq_json_str(body, "received", NULL);
+    if (folded && zq_time_parse(folded, &st->received_at) != ZQ_OK)
+        st->received_at = 0;
+    folded = zq_json_str(body, "started", NULL);
+    if (folded && zq_time_parse(folded, &st->started_at) != ZQ_OK)
+        st->started_at = 0;
     return ZQ_OK;
 }
 
@@ -2140,6 +2172,16 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                 s_state_fields(earlier[i], &ev, &none) == ZQ_OK)
                 s_state_event(self, earlier[i], &ev, NULL);
             cJSON_free(none);
+        }
+        /* and of the states the worker folded into this one */
+        static const char *const folded[2] = {ZQ_STATE_RECEIVED, ZQ_STATE_STARTED};
+        double at[2] = {st.received_at, st.started_at};
+        for (int i = 0; i < 2; i++) {
+            if (earlier[i] || at[i] <= 0 || !strcmp(st.state, folded[i]))
+                continue;
+            zq_store_state_t ev = st;
+            ev.state = folded[i];
+            s_state_event(self, p->final, &ev, NULL);
         }
         s_state_event(self, p->final, &st, result);
         const char *state = st.state;
@@ -2217,8 +2259,15 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
             h->acks_late = zq_json_bool(body, "acks_late", 0);
         }
         /* a credit comes back; not to a worker that lost the task to another one */
-        if (rank == 3 && (!worker || !strcmp(worker, h->w->name)))
+        if (rank == 3 && (!worker || !strcmp(worker, h->w->name))) {
+            const cJSON *rt = cJSON_GetObjectItemCaseSensitive(body, "runtime");
+            if (cJSON_IsNumber(rt) && rt->valuedouble >= 0 && isfinite(rt->valuedouble)) {
+                s_worker_t *w = h->w;
+                w->runtime_avg = w->runtime_avg < 0 ? rt->valuedouble
+                                                    : 0.9 * w->runtime_avg + 0.1 * rt->valuedouble;
+            }
             s_held_release(self, h, 0);
+        }
     }
     s_pend_t *p = (s_pend_t *)s_map_get(&self->pend, id);
     if (!p) {
@@ -2277,9 +2326,94 @@ static void s_on_return(zq_broker_t *self, const cJSON *body)
                 n == 1 ? "" : "s");
 }
 
+static void s_on_upstream(zq_broker_t *self, zq_msg_t *m);
+
+/* Confirm batch seq of w once this turn is committed (s_send_acks). */
+static void s_ack_later(s_worker_t *w, uint64_t seq)
+{
+    if (w->nacks == w->acks_cap) {
+        size_t nc = w->acks_cap ? w->acks_cap * 2 : 16;
+        uint64_t *v = realloc(w->acks, nc * sizeof *v);
+        if (!v)
+            return; /* not confirmed: the worker sends it again later */
+        w->acks = v;
+        w->acks_cap = nc;
+    }
+    w->acks[w->nacks++] = seq;
+}
+
+/* After a commit: ACK {"seqs": [...]} to every worker whose batches it holds. A lost ACK
+ * only makes the worker send the batch again, which is applied idempotently. */
+static void s_send_acks(zq_broker_t *self)
+{
+    zq_sb_t *b = &self->scratch;
+    for (s_worker_t *w = self->workers; w; w = w->next) {
+        if (!w->nacks)
+            continue;
+        b->len = 0;
+        zq_sb_puts(b, "{\"seqs\":[");
+        for (size_t i = 0; i < w->nacks; i++)
+            zq_sb_printf(b, i ? ",%llu" : "%llu", (unsigned long long)w->acks[i]);
+        zq_sb_puts(b, "]}");
+        w->nacks = 0;
+        if (b->oom) {
+            b->oom = 0;
+            continue;
+        }
+        if (zq_msg_send_raw(w->push, NULL, 0, ZQ_CMD_ACK, b->buf, b->len, ZMQ_DONTWAIT) != ZQ_OK)
+            ZQ_DEBUG("broker: ACK not sent to %s: %s", w->name, zmq_strerror(zmq_errno()));
+    }
+}
+
+/* The turn's commit failed: its upstream messages are applied again later, and
+ * confirmed then. */
+static void s_drop_acks(zq_broker_t *self)
+{
+    for (s_worker_t *w = self->workers; w; w = w->next)
+        w->nacks = 0;
+}
+
+/* BATCH {"worker","seq","messages":[[command, body], ...]} (docs §8): each message is applied
+ * as if it had come alone; seq is confirmed with ACK after the commit. */
+static void s_on_batch(zq_broker_t *self, zq_msg_t *m)
+{
+    const char *worker = zq_json_str(m->body, "worker", NULL);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(m->body, "seq");
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(m->body, "messages");
+    if (!zq_valid_token(worker) || !cJSON_IsNumber(seq) || seq->valuedouble < 1 ||
+        seq->valuedouble >= 9007199254740992.0 || seq->valuedouble != floor(seq->valuedouble) ||
+        !cJSON_IsArray(msgs)) {
+        s_bad_upstream(self, "BATCH: needs worker (a worker name), seq (an integer >= 1) and "
+                             "messages (an array)");
+        return;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, msgs)
+    {
+        const cJSON *cmd = cJSON_GetArrayItem(e, 0), *body = cJSON_GetArrayItem(e, 1);
+        if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsString(cmd) ||
+            !cJSON_IsObject(body) || strlen(cmd->valuestring) > ZQ_MAX_CMD ||
+            !strcmp(cmd->valuestring, ZQ_CMD_BATCH)) {
+            s_bad_upstream(self, "BATCH %s/%.0f: each message must be [command, object]",
+                           worker, seq->valuedouble);
+            continue;
+        }
+        zq_msg_t one;
+        memset(&one, 0, sizeof one);
+        snprintf(one.cmd, sizeof one.cmd, "%s", cmd->valuestring);
+        one.body = (cJSON *)body; /* borrowed: the batch stays in the turn's upkeep */
+        s_on_upstream(self, &one);
+    }
+    s_worker_t *w = s_worker_find(self, worker);
+    if (w)
+        s_ack_later(w, (uint64_t)seq->valuedouble);
+}
+
 static void s_on_upstream(zq_broker_t *self, zq_msg_t *m)
 {
-    if (!strcmp(m->cmd, ZQ_CMD_STATE))
+    if (!strcmp(m->cmd, ZQ_CMD_BATCH))
+        s_on_batch(self, m);
+    else if (!strcmp(m->cmd, ZQ_CMD_STATE))
         s_on_state(self, m->body);
     else if (!strcmp(m->cmd, ZQ_CMD_SUBMIT))
         s_submit(self, m, 0);
@@ -2585,6 +2719,8 @@ static s_worker_t *s_worker_new(zq_broker_t *self, const cJSON *body, char *err,
     w->pid = (long)zq_json_num(body, "pid", 0);
     w->concurrency = (int)zq_json_num(body, "concurrency", 1);
     w->prefetch = (int)zq_json_num(body, "prefetch", 0);
+    w->prefetch_adaptive = zq_json_bool(body, "prefetch_adaptive", 0);
+    w->runtime_avg = -1;
     const cJSON *qs = cJSON_GetObjectItemCaseSensitive(body, "queues");
     int nq = cJSON_IsArray(qs) ? cJSON_GetArraySize(qs) : 1;
     w->queues = calloc((size_t)nq, sizeof *w->queues);
@@ -3702,6 +3838,7 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
             }
         }
         self->nupkeep = 0;
+        s_drop_acks(self);
         self->retry_after = s_mono() + 0.5;
         for (size_t i = 0; i < self->nnotify; i++)
             free(self->notify[i]);
@@ -3715,6 +3852,7 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
         zq_msg_clear(&self->upkeep[i]);
     self->nupkeep = 0;
     s_flush(self, 1);
+    s_send_acks(self);
 }
 
 /* One turn of the loop. ZQ_OK, or ZQ_EIO on a fatal socket error. */

@@ -81,7 +81,7 @@ static const s_opt_t s_call_opts[] = {
     {"eta", 0, O_ETA, F(eta), "ISO-8601", "scheduled time."},
     {"countdown", 0, O_SECONDS, F(countdown), "FLOAT", "eta in seconds from now."},
     {"expires", 0, O_EXPIRES, F(expires), "ISO-8601 OR FLOAT", "expiry time."},
-    {"task-id", 0, O_TOKEN, F(task_id), "ID", "task id to use instead of a new uuid4."},
+    {"task-id", 0, O_TOKEN, F(task_id), "ID", "task id to use instead of a new uuid7."},
     {NULL, 0, 0, 0, NULL, NULL}};
 static const s_opt_t s_call_routing[] = {
     {"queue", 'Q', O_TOKEN, F(queue), "TEXT", "custom queue name (default: " ZQ_DEFAULT_QUEUE ")."},

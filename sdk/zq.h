@@ -219,7 +219,7 @@ typedef struct {
     double expires_in;     /* seconds after publish; 0 = none */
     const char *expires;   /* ISO 8601; NULL = none (wins over expires_in) */
     const char *queue;     /* NULL = "celery" */
-    const char *task_id;   /* NULL = a fresh uuid4 */
+    const char *task_id;   /* NULL = a fresh uuid7 (time-ordered) */
     int ignore_result;     /* 1: do not store the value */
     int priority;          /* 0-9, informational */
 } zq_send_opts_t;

@@ -854,7 +854,7 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
     char idbuf[37];
     const char *id = o->task_id;
     if (!id) {
-        zq_uuid4(idbuf);
+        zq_uuid7(idbuf);
         id = idbuf;
     }
     uint64_t req = c->next_req++;

@@ -29,6 +29,7 @@ typedef struct zq_worker zq_worker_t;
 #define ZQ_WORKER_BYE_WAIT 2.0         /* seconds to wait for the BYE reply */
 #define ZQ_WORKER_UPSTREAM_LINGER 5000 /* ms: results still queued are flushed this long */
 #define ZQ_WORKER_UPSTREAM_HWM 1000000 /* messages queued while the broker is away */
+#define ZQ_WORKER_STATE_HOLD 0.01      /* s a RECEIVED/STARTED waits to be folded (§8) */
 
 typedef struct {
     const char *plugins_dir;    /* required: every *.so in it is loaded */

@@ -331,7 +331,7 @@ START_TEST(test_submit_body)
     cJSON_Delete(b);
     zq_result_destroy(&r);
 
-    /* defaults: a minted uuid4 as id and root_id, [] and {}, queue celery, no eta;
+    /* defaults: a minted uuid7 as id and root_id, [] and {}, queue celery, no eta;
      * an ISO expires wins over expires_in */
     zq_send_opts_t o2 = {0};
     o2.expires = "2031-05-06T07:08:09Z";
