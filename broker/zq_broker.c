@@ -31,6 +31,7 @@
 #include "config.h"
 #include "zq_broker.h"
 #include "zq.h"
+#include "zq_auth.h"
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_sb.h"
@@ -514,6 +515,9 @@ struct zq_broker {
     int stop_pipe[2];
     volatile sig_atomic_t stop;
     unsigned dispatch_seq; /* ipc dispatch endpoints: <frontend>.d<N> */
+    /* CurveZMQ (docs/protocol.md §13): curve.secret_key[0] == 0 when off */
+    zq_curve_pair_t curve;
+    zq_auth_t *auth;       /* the ZAP handler thread, NULL when CURVE is off */
     /* store */
     zq_store_t *store;
     long n_revoked; /* size of the durable revoked set (skip lookups while 0) */
@@ -2554,15 +2558,22 @@ static void s_on_info(zq_broker_t *self, zq_msg_t *m)
     s_jnum(b, self->heartbeat);
     s_member(b, "lookahead");
     s_jnum(b, self->lookahead);
+    s_member(b, "curve_key"); /* docs/protocol.md §13: null without CURVE */
+    if (self->auth)
+        zq_sb_json_str(b, self->curve.public_key);
+    else
+        zq_sb_puts(b, "null");
     const zq_broker_stats_t *s = &self->stats;
     zq_sb_printf(b,
                  ",\"stats\":{\"submitted\":%ld,\"duplicates\":%ld,\"dispatched\":%ld,"
                  "\"succeeded\":%ld,\"failed\":%ld,\"revoked\":%ld,\"retried\":%ld,"
                  "\"bad_messages\":%ld,\"commits\":%ld,\"commit_failures\":%ld,\"recovered\":%ld,"
-                 "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu,\"events\":%ld}",
+                 "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu,\"events\":%ld,"
+                 "\"auth_rejected\":%ld}",
                  s->submitted, s->duplicates, s->dispatched, s->succeeded, s->failed, s->revoked,
                  s->retried, s->bad_messages, s->commits, s->commit_failures, s->recovered,
-                 self->nworkers, self->held.n, self->nwaiters, s->events);
+                 self->nworkers, self->held.n, self->nwaiters, s->events,
+                 zq_auth_rejected(self->auth));
     s_reply_end(self, o);
 }
 
@@ -2745,6 +2756,10 @@ static s_worker_t *s_worker_new(zq_broker_t *self, const cJSON *body, char *err,
         goto fail;
     }
     zq_socket_defaults(w->push);
+    if (self->auth && zq_curve_server_apply(w->push, &self->curve) != ZQ_OK) {
+        snprintf(err, errlen, "cannot make the dispatch channel a CURVE server");
+        goto fail;
+    }
     int hwm = S_DISPATCH_HWM;
     zmq_setsockopt(w->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
     size_t eplen = sizeof w->endpoint;
@@ -3960,6 +3975,17 @@ static void *s_bind(zq_broker_t *self, int type, const char *what, const char *e
     zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     if (type == ZMQ_ROUTER)
         zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (self->auth && (zq_curve_server_apply(s, &self->curve) != ZQ_OK ||
+                       zq_auth_watch(self->auth, s, what) != ZQ_OK)) {
+        ZQ_ERROR("zq-broker: cannot make the %s socket a CURVE server", what);
+        zmq_close(s);
+        return NULL;
+    }
+    /* said before binding, so that the warning stands even when the bind then fails */
+    if (zq_endpoint_is_public(ep) && !self->auth)
+        ZQ_WARN("zq-broker: the %s endpoint %s is reachable from other hosts and has no "
+                "authentication: anyone who can connect can submit, read and revoke tasks "
+                "(configure CURVE keys: --curve-secret and --curve-authorized)", what, ep);
     if (s_ipc_in_use(ep)) {
         ZQ_ERROR("zq-broker: cannot bind %s %s: another process is listening there", what, ep);
         zmq_close(s);
@@ -3976,9 +4002,6 @@ static void *s_bind(zq_broker_t *self, int type, const char *what, const char *e
         zmq_close(s);
         return NULL;
     }
-    if (zq_endpoint_is_public(buf))
-        ZQ_WARN("zq-broker: the %s endpoint %s is reachable from other hosts and has no "
-                "authentication", what, buf);
     return s;
 }
 
@@ -4054,9 +4077,27 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
     self->ctx = zmq_ctx_new();
     if (!self->ctx)
         goto fail;
+    if (cfg->curve_secret || cfg->curve_authorized) {
+        /* the ZAP handler first: a CURVE server bound without one lets every key in */
+        *err = ZQ_EINVAL;
+        if (!cfg->curve_secret || !cfg->curve_authorized) {
+            ZQ_ERROR("zq-broker: CURVE needs both --curve-secret FILE and --curve-authorized "
+                     "DIR");
+            goto fail;
+        }
+        if (zq_curve_read_secret(cfg->curve_secret, &self->curve, why, sizeof why) != ZQ_OK) {
+            ZQ_ERROR("zq-broker: --curve-secret: %s", why);
+            goto fail;
+        }
+        if (!(self->auth = zq_auth_new(self->ctx, cfg->curve_authorized, "zq-broker")))
+            goto fail;
+        *err = ZQ_EIO;
+    }
     if (!(self->frontend = s_bind(self, ZMQ_ROUTER, "frontend", frontend, &self->frontend_ep)) ||
         !(self->upstream = s_bind(self, ZMQ_PULL, "upstream", up, &self->upstream_ep)) ||
         !(self->events = s_bind(self, ZMQ_XPUB, "events", ev, &self->events_ep)))
+        goto fail;
+    if (self->auth && zq_auth_start(self->auth) != ZQ_OK)
         goto fail;
     /* the revoked set only matters to SUBMIT when it is not empty */
     zq_sb_t probe = {0};
@@ -4070,6 +4111,8 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
     long unfinished = zq_store_count_unfinished(self->store);
     self->stats.recovered = unfinished > 0 ? unfinished : 0;
     *err = ZQ_OK;
+    if (self->auth)
+        ZQ_INFO("zq-broker: CURVE on, public key %s", self->curve.public_key);
     ZQ_INFO("zq-broker %s ready: frontend %s, upstream %s, events %s, data %s (sync=%s), %ld "
             "task%s recovered",
             PACKAGE_VERSION, self->frontend_ep, self->upstream_ep, self->events_ep,
@@ -4159,6 +4202,8 @@ void zq_broker_destroy(zq_broker_t **self_p)
         zmq_close(self->upstream);
     if (self->events)
         zmq_close(self->events);
+    zq_auth_destroy(&self->auth); /* after the sockets it guards, before their context */
+    memset(&self->curve, 0, sizeof self->curve);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     if (self->stop_pipe[0] >= 0)
@@ -4220,4 +4265,5 @@ const char *zq_broker_events(const zq_broker_t *self)
 void zq_broker_stats(const zq_broker_t *self, zq_broker_stats_t *out)
 {
     *out = self->stats;
+    out->auth_rejected = zq_auth_rejected(self->auth);
 }

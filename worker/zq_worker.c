@@ -97,6 +97,10 @@ struct zq_worker {
     zq_pool_kind_t pool_kind;
     double heartbeat, time_limit, soft_time_limit;
     char *control;
+    zq_curve_client_t curve;  /* CurveZMQ keys; curve.enabled = 0 when plain */
+    char *curve_authorized;   /* who may query the control socket (CURVE only) */
+    void *front_mon;          /* handshake outcomes of w->front (zq_curve_monitor) */
+    int auth_logged;          /* a refused handshake was logged in this outage */
     double started;           /* zq_now() at creation */
     zq_loader_t *loader;
     zq_pool_t *pool;
@@ -1202,12 +1206,17 @@ static void s_close_socket(void **sock)
 static int s_front_open(zq_worker_t *w)
 {
     s_close_socket(&w->front);
+    s_close_socket(&w->front_mon);
     w->front = zmq_socket(w->ctx, ZMQ_DEALER);
     if (!w->front) {
         ZQ_ERROR("cannot create a socket: %s", zmq_strerror(errno));
         return ZQ_EIO;
     }
     zq_socket_defaults(w->front);
+    /* the monitor only tells why a HELLO goes unanswered (a refused key): best effort */
+    if (zq_curve_client_apply(w->front, &w->curve, NULL) != ZQ_OK ||
+        zq_curve_monitor(w->ctx, w->front, &w->front_mon) != ZQ_OK)
+        ZQ_DEBUG("no handshake monitor on the broker connection");
     if (zmq_connect(w->front, w->broker_url) != 0) {
         ZQ_ERROR("cannot connect to the broker at %s: %s", w->broker_url, zmq_strerror(errno));
         s_close_socket(&w->front);
@@ -1238,6 +1247,8 @@ static cJSON *s_hello_body(zq_worker_t *w)
     cJSON_AddBoolToObject(o, "prefetch_adaptive", w->prefetch_adaptive);
     cJSON_AddStringToObject(o, "pool", zq_pool_kind_name(w->pool_kind));
     cJSON_AddStringToObject(o, "control", zq_control_endpoint(w->ctl));
+    if (w->curve.enabled) /* the control socket's CURVE key, for zq-ctl (§13) */
+        cJSON_AddStringToObject(o, "curve_key", w->curve.self.public_key);
     cJSON *t = cJSON_AddArrayToObject(o, "tasks");
     for (size_t i = 0; t && i < zq_loader_task_count(w->loader); i++)
         cJSON_AddItemToArray(t, cJSON_CreateString(zq_loader_task(w->loader, i)->name));
@@ -1283,6 +1294,8 @@ static int s_connect_channel(zq_worker_t *w, void **sock, int type, const char *
         if (!*sock)
             return ZQ_EIO;
         zq_socket_defaults(*sock);
+        if (zq_curve_client_apply(*sock, &w->curve, NULL) != ZQ_OK)
+            return ZQ_EINVAL;
         if (type == ZMQ_PUSH) {
             int linger = ZQ_WORKER_UPSTREAM_LINGER, hwm = ZQ_WORKER_UPSTREAM_HWM;
             zmq_setsockopt(*sock, ZMQ_LINGER, &linger, sizeof linger);
@@ -1352,6 +1365,7 @@ static void s_on_hello_reply(zq_worker_t *w, const cJSON *body)
     w->hb_next = m + w->hb_interval;
     w->heard_at = m;
     w->waiting_logged = 0;
+    w->auth_logged = 0;
     const cJSON *revoked = cJSON_GetObjectItemCaseSensitive(body, "revoked");
     const cJSON *id;
     cJSON_ArrayForEach(id, revoked)
@@ -1418,6 +1432,14 @@ static void s_session_tick(zq_worker_t *w, double m)
                 ZQ_WARN("waiting for the broker at %s to answer (retrying every %gs)",
                         w->broker_url, ZQ_WORKER_HELLO_RETRY);
                 w->waiting_logged = 1;
+            }
+            char why[600], peer[600];
+            snprintf(peer, sizeof peer, "the broker at %s", w->broker_url);
+            if (w->hello_req && zq_curve_monitor_check(w->front_mon, w->curve.enabled, peer, why,
+                                                       sizeof why) &&
+                !w->auth_logged) {
+                ZQ_ERROR("cannot join: %s", why);
+                w->auth_logged = 1;
             }
             /* lazy pirate: a fresh socket drops the unanswered HELLO */
             if (w->hello_req && s_front_open(w) != ZQ_OK)
@@ -1662,6 +1684,21 @@ zq_worker_t *zq_worker_new(const zq_worker_config_t *cfg)
     }
     if (s_parse_queues(w, cfg->queues) != ZQ_OK || !(w->outbox = zq_outbox_new(w->name)))
         goto fail;
+    if (cfg->curve_secret || cfg->curve_server_key || cfg->curve_authorized) {
+        char why[600];
+        if (!cfg->curve_secret || !cfg->curve_server_key || !cfg->curve_authorized) {
+            ZQ_ERROR("CURVE needs --curve-secret FILE, --curve-server-key FILE and "
+                     "--curve-authorized DIR (who may query the control socket)");
+            goto fail;
+        }
+        if (zq_curve_client_load(&w->curve, cfg->curve_secret, cfg->curve_server_key, why,
+                                 sizeof why) != ZQ_OK) {
+            ZQ_ERROR("%s", why);
+            goto fail;
+        }
+        if (!(w->curve_authorized = strdup(cfg->curve_authorized)))
+            goto fail;
+    }
     w->pool_kind = cfg->pool;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     w->concurrency = cfg->concurrency > 0 ? cfg->concurrency : (ncpu > 0 ? (int)ncpu : 1);
@@ -1729,6 +1766,8 @@ void zq_worker_destroy(zq_worker_t **self_p)
     free(w->plugins_dir);
     free(w->control);
     zq_outbox_destroy(&w->outbox);
+    free(w->curve_authorized);
+    memset(&w->curve, 0, sizeof w->curve);
     free(w);
     *self_p = NULL;
 }
@@ -1867,6 +1906,8 @@ static int s_control_open(zq_worker_t *w)
         .started = w->started,
         .loader = w->loader,
         .revokes_max = ZQ_WORKER_REVOKES_MAX,
+        .curve = w->curve.enabled ? &w->curve.self : NULL,
+        .curve_authorized = w->curve_authorized,
         .each_job = s_ctl_each_job,
         .find_job = s_ctl_find_job,
         .each_revoked = s_ctl_each_revoked,
@@ -1957,7 +1998,7 @@ int zq_worker_run(zq_worker_t *w)
         s_send_hello(w);
     }
     int npool_max = w->nslots + 2;
-    zmq_pollitem_t *items = calloc((size_t)npool_max + 4, sizeof *items);
+    zmq_pollitem_t *items = calloc((size_t)npool_max + 3 + ZQ_CONTROL_POLLITEMS, sizeof *items);
     if (!items) {
         w->exit_code = 1;
         w->stop = 1;
@@ -1993,11 +2034,9 @@ int zq_worker_run(zq_worker_t *w)
 
         int n = 0;
         items[n++] = (zmq_pollitem_t){NULL, s_sig_pipe[0], ZMQ_POLLIN, 0};
-        int i_front = -1, i_disp = -1, i_ctl = -1;
-        if (zq_control_socket(w->ctl)) {
-            i_ctl = n;
-            items[n++] = (zmq_pollitem_t){zq_control_socket(w->ctl), 0, ZMQ_POLLIN, 0};
-        }
+        int i_front = -1, i_disp = -1, i_ctl = n;
+        n += zq_control_pollitems(w->ctl, items + n, ZQ_CONTROL_POLLITEMS);
+        int n_ctl = n - i_ctl;
         if (w->front) {
             i_front = n;
             items[n++] = (zmq_pollitem_t){w->front, 0, ZMQ_POLLIN, 0};
@@ -2021,8 +2060,7 @@ int zq_worker_run(zq_worker_t *w)
         if (i_disp >= 0 && (items[i_disp].revents & ZMQ_POLLIN))
             s_read_dispatch(w, 0);
         zq_pool_dispatch(w->pool, items + i_pool, n - i_pool);
-        if (i_ctl >= 0 && (items[i_ctl].revents & ZMQ_POLLIN))
-            zq_control_serve(w->ctl);
+        zq_control_dispatch(w->ctl, items + i_ctl, n_ctl);
     }
     free(items);
     zq_pool_destroy(&w->pool, 0);
@@ -2037,6 +2075,7 @@ int zq_worker_run(zq_worker_t *w)
     w->up_ctx = NULL;
     s_bye(w);
     s_close_socket(&w->front);
+    s_close_socket(&w->front_mon);
     zq_control_destroy(&w->ctl);
     if (w->ctx)
         zmq_ctx_term(w->ctx);

@@ -45,6 +45,13 @@ typedef struct {
     const char *control;        /* --control: endpoint of the control socket that zq-ctl
                                  * inspect queries; NULL: tcp://127.0.0.1:* (zq_control.h) */
     int allow_insecure_plugins; /* load world-writable plugins (logged) */
+    /* CurveZMQ (docs/protocol.md §13): all three or none. The worker connects to the broker
+     * as a CURVE client with its key pair and the broker's public key; its control socket
+     * is a CURVE server with the same key pair (announced in HELLO as "curve_key") that
+     * lets in only the public keys of curve_authorized. */
+    const char *curve_secret;     /* this worker's NAME.key_secret */
+    const char *curve_server_key; /* the broker's NAME.key */
+    const char *curve_authorized; /* directory of the keys that may query the control socket */
 } zq_worker_config_t;
 
 /* Expand a -n pattern: %h host name, %n its first label, %d its domain, %% a percent sign;
