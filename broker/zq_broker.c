@@ -416,6 +416,7 @@ struct s_worker {
     void *push;
     char endpoint[S_ENDPOINT_MAX];
     int blocked;         /* the last send found no connected peer: poll for POLLOUT */
+    int retiring;        /* it sent RETURN (it shuts down): hand it nothing more */
     int held, held_eta;  /* counts of the held list, non-ETA and ETA */
     s_held_t *hl;
     double last_seen;    /* monotonic */
@@ -1454,7 +1455,7 @@ static s_worker_t *s_best_worker(zq_broker_t *self, const s_queue_t *q, int eta)
     s_worker_t *best = NULL;
     long best_free = 0;
     for (s_worker_t *w = self->workers; w; w = w->next) {
-        if (w->blocked || !s_worker_consumes(w, q))
+        if (w->blocked || w->retiring || !s_worker_consumes(w, q))
             continue;
         if (eta ? w->held_eta >= ZQ_BROKER_ETA_CAP : w->held >= w->concurrency + w->prefetch)
             continue;
@@ -2257,6 +2258,10 @@ static void s_on_return(zq_broker_t *self, const cJSON *body)
         return;
     }
     long n = 0;
+    /* only a worker that shuts down returns tasks: what it returns must go elsewhere */
+    s_worker_t *from = worker ? s_worker_find(self, worker) : NULL;
+    if (from)
+        from->retiring = 1;
     /* last first: each goes to the head, so the queue ends in the original order */
     for (int i = cJSON_GetArraySize(ids) - 1; i >= 0; i--) {
         const cJSON *e = cJSON_GetArrayItem(ids, i);

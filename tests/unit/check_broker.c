@@ -818,6 +818,8 @@ START_TEST(test_return_to_head)
     }
     fw_state(&w, "t0", "RECEIVED", "");
     s_send(w.push, "RETURN", "{\"worker\":\"ret@h\",\"ids\":[\"t0\",\"t1\"]}");
+    /* a worker that returns tasks is shutting down: it gets none back, credits or not */
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
     cJSON *r = s_call(w.fe, "BYE", "{\"name\":\"ret@h\"}");
     ck_assert_ptr_null(s_errcode(r));
     cJSON_Delete(r);
