@@ -2464,11 +2464,16 @@ static void s_on_workers(zq_broker_t *self, zq_msg_t *m)
     s_reply_end(self, o);
 }
 
-/* A worker says (HELLO "holding") that it holds id: it is its task now. */
-static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
+/* A worker says (HELLO "holding") that it holds id: it is its task now, unless the id
+ * ended, is another worker's, or is unknown. Returns 1 when w holds it, 0 when not (the
+ * HELLO reply lists it in "released": w must not start it). */
+static int s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
 {
-    if (!zq_valid_token(id) || s_held_find(self, id))
-        return;
+    if (!zq_valid_token(id))
+        return 0;
+    s_held_t *held = s_held_find(self, id);
+    if (held)
+        return held->w == w;
     s_orphan_t *o = (s_orphan_t *)s_map_get(&self->orphans, id);
     if (o) {
         s_task_t *t = o->task;
@@ -2478,20 +2483,20 @@ static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
         s_held_t *h = s_held_add(self, w, t, t->id, t->q, t->eta > 0);
         if (!h) {
             free(t);
-            return;
+            return 0;
         }
         h->received = 1;
         h->started = started;
         h->acks_late = acks_late;
-        return;
+        return 1;
     }
     s_found_t f;
     s_task_t *t = s_task_find(self, id, &f);
     if (!t)
-        return;
+        return 0;
     if (zq_state_is_terminal(f.state)) {
         free(t);
-        return;
+        return 0;
     }
     int waiting = !strcmp(f.state, ZQ_STATE_PENDING) || !strcmp(f.state, ZQ_STATE_RETRY);
     if (waiting) {
@@ -2509,11 +2514,12 @@ static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
     s_held_t *h = s_held_add(self, w, t, t->id, t->q, t->eta > 0);
     if (!h) {
         free(t);
-        return;
+        return 0;
     }
     h->received = !waiting;
     h->started = !strcmp(f.state, ZQ_STATE_STARTED);
     h->acks_late = f.acks_late;
+    return 1;
 }
 
 static int s_revoked_row(void *arg, const char *id)
@@ -2669,20 +2675,35 @@ static void s_on_hello(zq_broker_t *self, zq_msg_t *m)
     w->hb_wall = zq_now();
     const cJSON *holding = cJSON_GetObjectItemCaseSensitive(m->body, "holding");
     const cJSON *e;
-    long claimed = 0;
+    long claimed = 0, released = 0;
+    /* what it may not run (ended, or handed to another worker while it was away) */
+    zq_sb_t rel;
+    zq_sb_init(&rel);
     cJSON_ArrayForEach(e, holding)
     {
-        if (cJSON_IsString(e)) {
-            s_claim(self, w, e->valuestring);
+        if (!cJSON_IsString(e))
+            continue;
+        if (s_claim(self, w, e->valuestring)) {
             claimed++;
+        } else {
+            zq_sb_puts(&rel, released++ ? "," : "");
+            zq_sb_json_str(&rel, e->valuestring);
         }
     }
     if (claimed)
         ZQ_INFO("broker: worker %s still holds %ld task%s", w->name, claimed,
                 claimed == 1 ? "" : "s");
+    if (released)
+        ZQ_INFO("broker: worker %s holds %ld task%s that ended or went to another worker "
+                "meanwhile: released", w->name, released, released == 1 ? "" : "s");
     s_out_t *o = s_reply_begin(self, m, 0);
     if (o) {
         zq_sb_t *b = &self->arena;
+        s_member(b, "released");
+        zq_sb_putn(b, "[", 1);
+        if (rel.len)
+            zq_sb_putn(b, rel.buf, rel.len);
+        zq_sb_puts(b, "]");
         s_member(b, "broker_id");
         zq_sb_json_str(b, self->broker_id);
         s_member(b, "dispatch");
@@ -2699,6 +2720,7 @@ static void s_on_hello(zq_broker_t *self, zq_msg_t *m)
         zq_sb_puts(b, "]");
         s_reply_end(self, o);
     }
+    zq_sb_free(&rel);
     /* keep the worker object for WORKERS (without request-only fields) */
     cJSON *info = m->body;
     m->body = NULL;

@@ -776,6 +776,59 @@ START_TEST(test_dead_worker)
 }
 END_TEST
 
+START_TEST(test_released_after_dead)
+{
+    /* a worker declared dead comes back with HELLO "holding": the reply releases what ended
+     * or went to another worker meanwhile, and what the broker never knew; it keeps what is
+     * still queued */
+    fw_t w1, w2;
+    cJSON_Delete(fw_hello(&w1, "away@h", 1, 2, ""));
+    s_submit("{\"id\":\"A\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"B\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"C\",\"task\":\"t.a\"}");
+    for (int i = 0; i < 3; i++) {
+        cJSON *t = fw_task(&w1, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        cJSON_Delete(t);
+    }
+    fw_state(&w1, "A", "STARTED", "");
+    fw_state(&w1, "B", "RECEIVED", "");
+    fw_state(&w1, "C", "RECEIVED", "");
+    s_assert_state("C", "RECEIVED");
+    cJSON *r = fw_hello(&w2, "here@h", 1, 0, "");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "released")), 0);
+    cJSON_Delete(r);
+    /* w1 goes silent: A ends FAILURE WorkerLostError, B goes to w2, C waits (no credit) */
+    cJSON *t = fw_task_alive(&w2, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "B");
+    cJSON_Delete(t);
+    s_assert_state("A", "FAILURE");
+    fw_close(&w1);
+    r = fw_hello(&w1, "away@h", 1, 2, "\"holding\":[\"A\",\"B\",\"C\",\"nope\"]");
+    const cJSON *rel = cJSON_GetObjectItem(r, "released");
+    ck_assert(cJSON_IsArray(rel));
+    ck_assert_int_eq(cJSON_GetArraySize(rel), 3);
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 0)->valuestring, "A"); /* ended */
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 1)->valuestring, "B"); /* w2's now */
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 2)->valuestring, "nope");
+    cJSON_Delete(r);
+    /* C is w1's again: w2 does not get it once B is done, and w1's late word on A is
+     * ignored */
+    fw_succeed(&w2, "B", "1");
+    cJSON_Delete(s_call(w1.fe, "HEARTBEAT", "{\"name\":\"away@h\"}"));
+    ck_assert_ptr_null(fw_task_alive(&w2, QUIET_MS));
+    fw_state(&w1, "A", "SUCCESS", "\"result\":1");
+    fw_succeed(&w1, "C", "3");
+    r = s_call(s_cli, "GET", "{\"id\":\"C\",\"timeout\":5}");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    cJSON_Delete(r);
+    s_assert_state("A", "FAILURE");
+    fw_close(&w1);
+    fw_close(&w2);
+}
+END_TEST
+
 START_TEST(test_spill_order)
 {
     /* 3 in memory, the rest on disk, read back in order */
@@ -1392,6 +1445,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, setup_fast_heartbeat, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_dead_worker);
+    tcase_add_test(tc, test_released_after_dead);
     suite_add_tcase(s, tc);
     return s;
 }
