@@ -1390,6 +1390,148 @@ START_TEST(test_tasks_and_stats)
 }
 END_TEST
 
+
+/* ---- upstream batches, confirmation, folded states, adaptive window ---- */
+
+/* The next message of command cmd on w's dispatch channel within ms (NULL if none). */
+static cJSON *fw_expect(fw_t *w, const char *want, int ms)
+{
+    char cmd[32];
+    double until = zq_mono() + ms / 1000.0;
+    while (zq_mono() < until) {
+        int left = (int)((until - zq_mono()) * 1000) + 1;
+        cJSON *m = s_recv(w->pull, left, cmd);
+        if (!m)
+            return NULL;
+        if (!strcmp(cmd, want))
+            return m;
+        cJSON_Delete(m);
+    }
+    return NULL;
+}
+
+START_TEST(test_batch_acked_after_commit)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "batch@h", 2, 0, ""));
+    fw_wait_connected(&w);
+    s_submit("{\"id\":\"b1\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"b2\",\"task\":\"t.a\"}");
+    cJSON *t1 = fw_task(&w, WAIT_MS), *t2 = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t1);
+    ck_assert_ptr_nonnull(t2);
+    cJSON_Delete(t1);
+    cJSON_Delete(t2);
+    /* b1 with its RECEIVED and STARTED folded in, b2 plain, plus a sub-task: one batch */
+    char json[2048], ts[40];
+    zq_time_iso(zq_now(), ts, sizeof ts);
+    snprintf(json, sizeof json,
+             "{\"worker\":\"batch@h\",\"seq\":7,\"messages\":["
+             "[\"STATE\",{\"id\":\"b1\",\"state\":\"SUCCESS\",\"worker\":\"batch@h\","
+             "\"timestamp\":\"%s\",\"result\":3,\"runtime\":0.0001,"
+             "\"received\":\"2026-11-26T12:00:00.000001Z\",\"started\":\"2026-11-26T12:00:00.5Z\","
+             "\"pid\":77,\"acks_late\":false}],"
+             "[\"STATE\",{\"id\":\"b2\",\"state\":\"FAILURE\",\"worker\":\"batch@h\","
+             "\"timestamp\":\"%s\",\"exception\":{\"type\":\"E\",\"message\":\"m\"}}],"
+             "[\"SUBMIT\",{\"id\":\"b3\",\"task\":\"t.a\",\"parent_id\":\"b1\"}]]}",
+             ts, ts);
+    s_send(w.push, "BATCH", json);
+    cJSON *ack = fw_expect(&w, "ACK", WAIT_MS);
+    ck_assert_msg(ack != NULL, "no ACK for batch 7");
+    const cJSON *seqs = cJSON_GetObjectItem(ack, "seqs");
+    ck_assert_int_eq(cJSON_GetArraySize(seqs), 1);
+    ck_assert_int_eq((int)cJSON_GetArrayItem(seqs, 0)->valuedouble, 7);
+    cJSON_Delete(ack);
+    /* confirmed means stored: the records are there, the folded times too */
+    cJSON *r = s_query("b1");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    ck_assert_str_eq(zq_json_str(r, "date_received", ""), "2026-11-26T12:00:00.000001Z");
+    ck_assert_str_eq(zq_json_str(r, "date_started", ""), "2026-11-26T12:00:00.500000Z");
+    ck_assert_int_eq((int)zq_json_num(r, "result", 0), 3);
+    cJSON_Delete(r);
+    r = s_query("b2");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "FAILURE");
+    cJSON_Delete(r);
+    r = s_query("b3");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "known")));
+    ck_assert_str_eq(zq_json_str(r, "parent_id", ""), "b1");
+    cJSON_Delete(r);
+    /* the same batch again (the worker did not see the ACK): applied idempotently, ACKed */
+    s_send(w.push, "BATCH", json);
+    ack = fw_expect(&w, "ACK", WAIT_MS);
+    ck_assert_ptr_nonnull(ack);
+    cJSON_Delete(ack);
+    r = s_call(s_cli, "INFO", "{}");
+    const cJSON *st = cJSON_GetObjectItem(r, "stats");
+    ck_assert_int_eq((int)zq_json_num(st, "succeeded", -1), 1);
+    ck_assert_int_eq((int)zq_json_num(st, "failed", -1), 1);
+    ck_assert_int_eq((int)zq_json_num(st, "duplicates", -1), 1);
+    long bad = (long)zq_json_num(st, "bad_messages", -1);
+    cJSON_Delete(r);
+    /* a batch without a usable seq is dropped unconfirmed; one with bad messages is
+     * confirmed (sending it again would not make them better), the bad ones counted */
+    s_send(w.push, "BATCH", "{\"worker\":\"batch@h\",\"seq\":\"x\",\"messages\":[]}");
+    s_send(w.push, "BATCH", "{\"worker\":\"batch@h\",\"seq\":9,\"messages\":[[\"STATE\"],5,"
+                            "[\"BATCH\",{}]]}");
+    ack = fw_expect(&w, "ACK", WAIT_MS);
+    ck_assert_ptr_nonnull(ack);
+    seqs = cJSON_GetObjectItem(ack, "seqs");
+    ck_assert_int_eq(cJSON_GetArraySize(seqs), 1);
+    ck_assert_int_eq((int)cJSON_GetArrayItem(seqs, 0)->valuedouble, 9);
+    cJSON_Delete(ack);
+    r = s_call(s_cli, "INFO", "{}");
+    ck_assert_int_ge((long)zq_json_num(cJSON_GetObjectItem(r, "stats"), "bad_messages", -1),
+                     bad + 4);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_adaptive_window)
+{
+    /* concurrency 1, prefetch 0: a window of 1 task until the broker sees that tasks are
+     * short; then (adaptive) it sends many at once */
+    for (int i = 0; i < 40; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"id\":\"aw%d\",\"task\":\"t.a\"}", i);
+        s_submit(json);
+    }
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "adapt@h", 1, 0, "\"prefetch_adaptive\":true"));
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS)); /* no runtime known yet: the window is 1 */
+    fw_state(&w, zq_json_str(t, "id", ""), "SUCCESS", "\"result\":1,\"runtime\":0.0001");
+    cJSON_Delete(t);
+    int got = 0;
+    while ((t = fw_task(&w, QUIET_MS * 2))) {
+        got++;
+        cJSON_Delete(t);
+    }
+    /* 20 ms of 0.1 ms tasks is 200: all 39 that are left */
+    ck_assert_int_eq(got, 39);
+    fw_close(&w);
+
+    /* without prefetch_adaptive the window stays concurrency + prefetch */
+    for (int i = 0; i < 5; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"id\":\"fx%d\",\"task\":\"t.a\",\"queue\":\"fq\"}", i);
+        s_submit(json);
+    }
+    fw_t f;
+    cJSON_Delete(fw_hello(&f, "fixed@h", 1, 0, "\"queues\":[\"fq\"]"));
+    t = fw_task(&f, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    fw_state(&f, zq_json_str(t, "id", ""), "SUCCESS", "\"result\":1,\"runtime\":0.0001");
+    cJSON_Delete(t);
+    t = fw_task(&f, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_null(fw_task(&f, QUIET_MS));
+    cJSON_Delete(t);
+    fw_close(&f);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -1414,6 +1556,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_queues_routing);
     tcase_add_test(tc, test_return_to_head);
     tcase_add_test(tc, test_subtask_upstream);
+    tcase_add_test(tc, test_batch_acked_after_commit);
+    tcase_add_test(tc, test_adaptive_window);
     suite_add_tcase(s, tc);
     tc = tcase_create("memory");
     tcase_add_checked_fixture(tc, setup_small_memory, teardown);
