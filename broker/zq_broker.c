@@ -464,6 +464,7 @@ typedef struct s_pend {
     struct s_pend *next;
     const cJSON *received, *started; /* RECEIVED / STARTED bodies, if any */
     const cJSON *final;              /* the furthest state: what the store gets */
+    int unheld;                      /* final came for a task no worker held */
     char id[];
 } s_pend_t;
 
@@ -535,6 +536,7 @@ struct zq_broker {
     s_task_t **expired; /* found expired by dispatch, to end REVOKED in the next turn */
     size_t nexpired, expired_cap;
     double orphan_deadline; /* monotonic: the earliest orphan grace end */
+    double dispatch_from;   /* monotonic: after a restart, nothing is handed out before */
     double retry_after;     /* monotonic: when to apply the kept upstream messages again */
     /* the current turn */
     int in_batch;
@@ -1678,7 +1680,7 @@ static void s_collect_queue(void *arg, s_hnode_t *node)
  * does not starve another sharing the same workers. */
 static void s_dispatch(zq_broker_t *self)
 {
-    if (!self->workers)
+    if (!self->workers || s_mono() < self->dispatch_from)
         return;
     s_qlist_t l = {0};
     s_map_each(&self->queues, s_collect_queue, &l);
@@ -2136,6 +2138,21 @@ static int s_state_rank(const char *state)
     return !strcmp(state, ZQ_STATE_RECEIVED) ? 1 : !strcmp(state, ZQ_STATE_STARTED) ? 2 : 3;
 }
 
+/* Take a task out of its queue in memory, if it is there: it got a state while queued.
+ * After a restart, that is a worker's result (or start) for a task whose earlier states
+ * died with the old broker: it ran, and must not be handed out again. */
+static void s_unqueue(zq_broker_t *self, s_task_t *t)
+{
+    s_task_t *mem = s_unplace(t->q, t->rid, t->eta);
+    if (!mem)
+        return;
+    if (mem->eta > 0)
+        mem->q->n_sched--;
+    else
+        mem->q->n_ready--;
+    free(mem);
+}
+
 /* Apply the STATEs of one task gathered during the turn as one store write, then publish
  * their events and act on the outcome. */
 static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
@@ -2201,6 +2218,12 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                 }
             }
         } else if (zq_state_is_terminal(state)) {
+            if (p->unheld && !s_map_get(&self->orphans, p->id)) {
+                s_task_t *t = s_task_load(self, p->id);
+                if (t)
+                    s_unqueue(self, t);
+                free(t);
+            }
             if (!strcmp(state, ZQ_STATE_SUCCESS))
                 self->stats.succeeded++;
             else if (!strcmp(state, ZQ_STATE_FAILURE))
@@ -2297,8 +2320,10 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         p->received = body;
     if (rank == 2 && !p->started)
         p->started = body;
-    if (!p->final || rank >= s_state_rank(zq_json_str(p->final, "state", "")))
+    if (!p->final || rank >= s_state_rank(zq_json_str(p->final, "state", ""))) {
         p->final = body;
+        p->unheld = h == NULL;
+    }
 }
 
 /* RETURN {"worker","ids"}: tasks a worker will not run go back to the head of their queue. */
@@ -2644,6 +2669,8 @@ static int s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
         return 0;
     }
     int waiting = !strcmp(f.state, ZQ_STATE_PENDING) || !strcmp(f.state, ZQ_STATE_RETRY);
+    if (!waiting)
+        s_unqueue(self, t); /* started while queued (its RECEIVED came before our HELLO) */
     if (waiting) {
         /* handed out before a restart, its RECEIVED never stored: take it off the queue */
         s_task_t *mem = s_unplace(t->q, t->rid, t->eta);
@@ -3732,6 +3759,8 @@ static long s_next_timeout(zq_broker_t *self)
         t = fmin(t, w->last_seen + dead_after - mono + 0.001);
     if (self->orphans.n)
         t = fmin(t, self->orphan_deadline - mono);
+    if (self->dispatch_from > mono)
+        t = fmin(t, self->dispatch_from - mono);
     if (self->wheap_n)
         t = fmin(t, self->wheap[0]->deadline - mono);
     if (self->tx_since)
@@ -4149,6 +4178,12 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
         ZQ_INFO("broker: %zu task%s were with workers: waiting %.0fs for them to reconnect",
                 self->orphans.n, self->orphans.n == 1 ? "" : "s",
                 ZQ_BROKER_DEAD_AFTER * self->heartbeat);
+    /* A queued (PENDING) task may have been handed out just before the restart, its
+     * RECEIVED lost with the last turn, and even run (its result waiting in the worker's
+     * outbox). Its worker claims it with HELLO `holding` as soon as its next heartbeat
+     * meets EUNKNOWNWORKER: hand nothing out before every live worker had that chance. */
+    if (self->stats.recovered > 0)
+        self->dispatch_from = s_mono() + ZQ_BROKER_RESTART_HOLD * self->heartbeat;
     return self;
 fail:
     zq_broker_destroy(&self);

@@ -105,11 +105,11 @@ assert_eq "every acknowledged task ran" 0 \
     "$(comm -23 <(cut -d' ' -f1 "$T/ids3.txt" | sort) <(sort -u "$T/record3.txt") | grep -c .)"
 # ---- NEEDS RESULT ACKS --------------------------------------------------------------------
 # The true guarantee of issue 5: results reported while the broker was down (or sent just
-# before the kill, in a turn whose commit died with it) are delivered once it is back. Until
-# workers keep terminal STATEs until the broker confirms them (and list those ids in HELLO
-# "holding" so that the restarted broker neither fails them as WorkerLostError nor requeues
-# them), a result in flight at the kill is lost: its task ends FAILURE WorkerLostError, or
-# runs a second time when its RECEIVED was lost too. These two assertions fail until then.
+# before the kill, in a turn whose commit died with it) are delivered once it is back, and
+# nothing runs twice. This needs result acknowledgements (upstream BATCH/ACK: workers keep
+# results until the broker confirms the commit and list those ids in HELLO "holding"), the
+# restarted broker's dispatch hold, and a late result taking its task off the queue; without
+# them a result in flight at the kill ends FAILURE WorkerLostError or its task runs again.
 assert_eq "[needs result acks] every acknowledged task SUCCESS with its value" "$N" \
     "$(sed -n 's/^success //p' "$T/client3.log")"
 assert_eq "[needs result acks] no task ran twice" 0 "$(more_than_once "$T/record3.txt")"

@@ -727,6 +727,34 @@ START_TEST(test_restart_with_tasks_in_flight)
 }
 END_TEST
 
+START_TEST(test_restart_hold_and_late_result)
+{
+    /* queued before the restart; Q1 was in fact handed out and run, its states lost with
+     * the old broker: its worker sends the result again after the restart */
+    s_submit("{\"id\":\"Q1\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"Q2\",\"task\":\"t.a\"}");
+    s_stop();
+    s_start_with(2.0, 20000, 1.0); /* hold: 1.5 x 2 s */
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "late@h", 2, 0, ""));
+    /* nothing is handed out at once: other workers may still claim what they held */
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    fw_state(&w, "Q1", "SUCCESS", "\"result\":1,\"runtime\":0.001");
+    s_assert_state("Q1", "SUCCESS");
+    /* after the hold: Q2 only; Q1 ended, so it left the queue */
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "Q2");
+    cJSON_Delete(t);
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    cJSON *r = s_call(s_cli, "QUEUES", "{}");
+    ck_assert_int_eq(
+        zq_json_num(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "queues"), 0), "ready", -1), 0);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
 START_TEST(test_dead_worker)
 {
     fw_t w1, w2;
@@ -1583,6 +1611,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_restart_loses_none);
     tcase_add_test(tc, test_restart_with_tasks_in_flight);
+    tcase_add_test(tc, test_restart_hold_and_late_result);
     tcase_add_test(tc, test_store_full);
     suite_add_tcase(s, tc);
     tc = tcase_create("liveness");
