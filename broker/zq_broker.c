@@ -424,6 +424,7 @@ struct s_worker {
     void *push;
     char endpoint[S_ENDPOINT_MAX];
     int blocked;         /* the last send found no connected peer: poll for POLLOUT */
+    int retiring;        /* it sent RETURN (it shuts down): hand it nothing more */
     int held, held_eta;  /* counts of the held list, non-ETA and ETA */
     s_held_t *hl;
     double last_seen;    /* monotonic */
@@ -463,6 +464,7 @@ typedef struct s_pend {
     struct s_pend *next;
     const cJSON *received, *started; /* RECEIVED / STARTED bodies, if any */
     const cJSON *final;              /* the furthest state: what the store gets */
+    int unheld;                      /* final came for a task no worker held */
     char id[];
 } s_pend_t;
 
@@ -534,6 +536,7 @@ struct zq_broker {
     s_task_t **expired; /* found expired by dispatch, to end REVOKED in the next turn */
     size_t nexpired, expired_cap;
     double orphan_deadline; /* monotonic: the earliest orphan grace end */
+    double dispatch_from;   /* monotonic: after a restart, nothing is handed out before */
     double retry_after;     /* monotonic: when to apply the kept upstream messages again */
     /* the current turn */
     int in_batch;
@@ -1482,7 +1485,7 @@ static s_worker_t *s_best_worker(zq_broker_t *self, const s_queue_t *q, int eta)
     s_worker_t *best = NULL;
     long best_free = 0;
     for (s_worker_t *w = self->workers; w; w = w->next) {
-        if (w->blocked || !s_worker_consumes(w, q))
+        if (w->blocked || w->retiring || !s_worker_consumes(w, q))
             continue;
         if (eta ? w->held_eta >= ZQ_BROKER_ETA_CAP : w->held >= s_window(w))
             continue;
@@ -1677,7 +1680,7 @@ static void s_collect_queue(void *arg, s_hnode_t *node)
  * does not starve another sharing the same workers. */
 static void s_dispatch(zq_broker_t *self)
 {
-    if (!self->workers)
+    if (!self->workers || s_mono() < self->dispatch_from)
         return;
     s_qlist_t l = {0};
     s_map_each(&self->queues, s_collect_queue, &l);
@@ -2135,6 +2138,21 @@ static int s_state_rank(const char *state)
     return !strcmp(state, ZQ_STATE_RECEIVED) ? 1 : !strcmp(state, ZQ_STATE_STARTED) ? 2 : 3;
 }
 
+/* Take a task out of its queue in memory, if it is there: it got a state while queued.
+ * After a restart, that is a worker's result (or start) for a task whose earlier states
+ * died with the old broker: it ran, and must not be handed out again. */
+static void s_unqueue(zq_broker_t *self, s_task_t *t)
+{
+    s_task_t *mem = s_unplace(t->q, t->rid, t->eta);
+    if (!mem)
+        return;
+    if (mem->eta > 0)
+        mem->q->n_sched--;
+    else
+        mem->q->n_ready--;
+    free(mem);
+}
+
 /* Apply the STATEs of one task gathered during the turn as one store write, then publish
  * their events and act on the outcome. */
 static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
@@ -2200,6 +2218,12 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                 }
             }
         } else if (zq_state_is_terminal(state)) {
+            if (p->unheld && !s_map_get(&self->orphans, p->id)) {
+                s_task_t *t = s_task_load(self, p->id);
+                if (t)
+                    s_unqueue(self, t);
+                free(t);
+            }
             if (!strcmp(state, ZQ_STATE_SUCCESS))
                 self->stats.succeeded++;
             else if (!strcmp(state, ZQ_STATE_FAILURE))
@@ -2296,8 +2320,10 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         p->received = body;
     if (rank == 2 && !p->started)
         p->started = body;
-    if (!p->final || rank >= s_state_rank(zq_json_str(p->final, "state", "")))
+    if (!p->final || rank >= s_state_rank(zq_json_str(p->final, "state", ""))) {
         p->final = body;
+        p->unheld = h == NULL;
+    }
 }
 
 /* RETURN {"worker","ids"}: tasks a worker will not run go back to the head of their queue. */
@@ -2310,6 +2336,10 @@ static void s_on_return(zq_broker_t *self, const cJSON *body)
         return;
     }
     long n = 0;
+    /* only a worker that shuts down returns tasks: what it returns must go elsewhere */
+    s_worker_t *from = worker ? s_worker_find(self, worker) : NULL;
+    if (from)
+        from->retiring = 1;
     /* last first: each goes to the head, so the queue ends in the original order */
     for (int i = cJSON_GetArraySize(ids) - 1; i >= 0; i--) {
         const cJSON *e = cJSON_GetArrayItem(ids, i);
@@ -2604,11 +2634,16 @@ static void s_on_workers(zq_broker_t *self, zq_msg_t *m)
     s_reply_end(self, o);
 }
 
-/* A worker says (HELLO "holding") that it holds id: it is its task now. */
-static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
+/* A worker says (HELLO "holding") that it holds id: it is its task now, unless the id
+ * ended, is another worker's, or is unknown. Returns 1 when w holds it, 0 when not (the
+ * HELLO reply lists it in "released": w must not start it). */
+static int s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
 {
-    if (!zq_valid_token(id) || s_held_find(self, id))
-        return;
+    if (!zq_valid_token(id))
+        return 0;
+    s_held_t *held = s_held_find(self, id);
+    if (held)
+        return held->w == w;
     s_orphan_t *o = (s_orphan_t *)s_map_get(&self->orphans, id);
     if (o) {
         s_task_t *t = o->task;
@@ -2618,22 +2653,24 @@ static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
         s_held_t *h = s_held_add(self, w, t, t->id, t->q, t->eta > 0);
         if (!h) {
             free(t);
-            return;
+            return 0;
         }
         h->received = 1;
         h->started = started;
         h->acks_late = acks_late;
-        return;
+        return 1;
     }
     s_found_t f;
     s_task_t *t = s_task_find(self, id, &f);
     if (!t)
-        return;
+        return 0;
     if (zq_state_is_terminal(f.state)) {
         free(t);
-        return;
+        return 0;
     }
     int waiting = !strcmp(f.state, ZQ_STATE_PENDING) || !strcmp(f.state, ZQ_STATE_RETRY);
+    if (!waiting)
+        s_unqueue(self, t); /* started while queued (its RECEIVED came before our HELLO) */
     if (waiting) {
         /* handed out before a restart, its RECEIVED never stored: take it off the queue */
         s_task_t *mem = s_unplace(t->q, t->rid, t->eta);
@@ -2649,11 +2686,12 @@ static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
     s_held_t *h = s_held_add(self, w, t, t->id, t->q, t->eta > 0);
     if (!h) {
         free(t);
-        return;
+        return 0;
     }
     h->received = !waiting;
     h->started = !strcmp(f.state, ZQ_STATE_STARTED);
     h->acks_late = f.acks_late;
+    return 1;
 }
 
 static int s_revoked_row(void *arg, const char *id)
@@ -2815,20 +2853,35 @@ static void s_on_hello(zq_broker_t *self, zq_msg_t *m)
     w->hb_wall = zq_now();
     const cJSON *holding = cJSON_GetObjectItemCaseSensitive(m->body, "holding");
     const cJSON *e;
-    long claimed = 0;
+    long claimed = 0, released = 0;
+    /* what it may not run (ended, or handed to another worker while it was away) */
+    zq_sb_t rel;
+    zq_sb_init(&rel);
     cJSON_ArrayForEach(e, holding)
     {
-        if (cJSON_IsString(e)) {
-            s_claim(self, w, e->valuestring);
+        if (!cJSON_IsString(e))
+            continue;
+        if (s_claim(self, w, e->valuestring)) {
             claimed++;
+        } else {
+            zq_sb_puts(&rel, released++ ? "," : "");
+            zq_sb_json_str(&rel, e->valuestring);
         }
     }
     if (claimed)
         ZQ_INFO("broker: worker %s still holds %ld task%s", w->name, claimed,
                 claimed == 1 ? "" : "s");
+    if (released)
+        ZQ_INFO("broker: worker %s holds %ld task%s that ended or went to another worker "
+                "meanwhile: released", w->name, released, released == 1 ? "" : "s");
     s_out_t *o = s_reply_begin(self, m, 0);
     if (o) {
         zq_sb_t *b = &self->arena;
+        s_member(b, "released");
+        zq_sb_putn(b, "[", 1);
+        if (rel.len)
+            zq_sb_putn(b, rel.buf, rel.len);
+        zq_sb_puts(b, "]");
         s_member(b, "broker_id");
         zq_sb_json_str(b, self->broker_id);
         s_member(b, "dispatch");
@@ -2845,6 +2898,7 @@ static void s_on_hello(zq_broker_t *self, zq_msg_t *m)
         zq_sb_puts(b, "]");
         s_reply_end(self, o);
     }
+    zq_sb_free(&rel);
     /* keep the worker object for WORKERS (without request-only fields) */
     cJSON *info = m->body;
     m->body = NULL;
@@ -3705,6 +3759,8 @@ static long s_next_timeout(zq_broker_t *self)
         t = fmin(t, w->last_seen + dead_after - mono + 0.001);
     if (self->orphans.n)
         t = fmin(t, self->orphan_deadline - mono);
+    if (self->dispatch_from > mono)
+        t = fmin(t, self->dispatch_from - mono);
     if (self->wheap_n)
         t = fmin(t, self->wheap[0]->deadline - mono);
     if (self->tx_since)
@@ -4122,6 +4178,12 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
         ZQ_INFO("broker: %zu task%s were with workers: waiting %.0fs for them to reconnect",
                 self->orphans.n, self->orphans.n == 1 ? "" : "s",
                 ZQ_BROKER_DEAD_AFTER * self->heartbeat);
+    /* A queued (PENDING) task may have been handed out just before the restart, its
+     * RECEIVED lost with the last turn, and even run (its result waiting in the worker's
+     * outbox). Its worker claims it with HELLO `holding` as soon as its next heartbeat
+     * meets EUNKNOWNWORKER: hand nothing out before every live worker had that chance. */
+    if (self->stats.recovered > 0)
+        self->dispatch_from = s_mono() + ZQ_BROKER_RESTART_HOLD * self->heartbeat;
     return self;
 fail:
     zq_broker_destroy(&self);

@@ -20,6 +20,8 @@
 #define ZQ_BROKER_DEFAULT_HEARTBEAT 2.0     /* seconds between worker heartbeats */
 #define ZQ_BROKER_DEFAULT_MAX_READY 20000   /* ready tasks per queue kept in memory */
 #define ZQ_BROKER_DEAD_AFTER 3              /* missed heartbeat intervals -> worker is dead */
+#define ZQ_BROKER_RESTART_HOLD 1.5          /* heartbeat intervals without dispatch after a
+                                               restart with unfinished tasks */
 #define ZQ_BROKER_ETA_CAP 1000              /* ETA tasks one worker may hold */
 #define ZQ_BROKER_BATCH 2000                /* messages per poll iteration (one commit) */
 #define ZQ_BROKER_REVOKED_IN_HELLO 10000    /* most recent revoked ids sent to a worker */

@@ -120,7 +120,15 @@ struct zq_worker {
     int waiting_logged;       /* "waiting for the broker" said once per outage */
     double hb_interval;
     double hb_next;           /* zq_mono() of the next HEARTBEAT */
+    struct {
+        long req;
+        double at;
+    } hb_sent[8];             /* recent HEARTBEATs: req and zq_mono() sent, by req % 8 */
     double heard_at;          /* zq_mono() of the last REPLY of any kind */
+    /* zq_mono() when the last answered HELLO or HEARTBEAT left: the broker heard from us
+     * then or later, so it cannot declare us dead (docs/protocol.md §10) before lease_from
+     * + 3 intervals. Until then the tasks we hold are ours to start: our lease. */
+    double lease_from;
     long bye_req;
     int bye_answered;
     double last_bad;          /* rate limit for bad-message logs */
@@ -838,12 +846,52 @@ static void s_on_pool_event(void *arg, const zq_pool_event_t *ev)
 /* ---------------------------------------------------------------------------------------
  * Running
  */
-/* Feed the pool from the ready FIFO while it has room. */
+/* Our lease (see lease_from): while it runs, the broker cannot have handed the tasks we hold
+ * to another worker. Past it, or while we join again, we start none of them. */
+static int s_lease_ok(const zq_worker_t *w)
+{
+    return w->registered &&
+           zq_mono() < w->lease_from + ZQ_WORKER_HEARTBEAT_MISSES * w->hb_interval;
+}
+
+/* The pool's children and threads check the lease themselves, so that it holds even
+ * while this loop is stopped (SIGSTOP, a swapped-out machine). */
+static void s_lease_update(zq_worker_t *w)
+{
+    zq_pool_set_lease(w->pool, w->registered ? w->lease_from + ZQ_WORKER_HEARTBEAT_MISSES *
+                                                                   w->hb_interval
+                                             : 0);
+}
+
+/* The broker did not give id back when we joined again (HELLO "released"): it ended, or
+ * went to another worker while we were away. Never start it; one already running goes on,
+ * and the broker ignores what it reports for a task that has ended. */
+static void s_release_one(zq_worker_t *w, const char *id)
+{
+    s_job_t *job = s_job_find(w, id);
+    if (!job)
+        return;
+    switch (job->where) {
+    case J_READY: s_ready_unlink(w, job); break;
+    case J_SCHEDULED: s_heap_remove(w, job); break;
+    case J_POOLED:
+        if (zq_pool_cancel(w->pool, job) != ZQ_OK)
+            return; /* a slot is starting it: it runs, as a running one does */
+        s_release_slot(w, job);
+        break;
+    default: return;
+    }
+    ZQ_INFO("Task %s[%s] ended or went to another worker while this one was away: not "
+            "running it", s_name(job), id);
+    s_job_drop(w, job);
+}
+
+/* Feed the pool from the ready FIFO while it has room and our lease runs. */
 static void s_dispatch_ready(zq_worker_t *w)
 {
     if (w->draining)
         return;
-    while (w->ready_head && zq_pool_room(w->pool) > 0) {
+    while (w->ready_head && zq_pool_room(w->pool) > 0 && s_lease_ok(w)) {
         s_job_t *job = w->ready_head;
         s_ready_unlink(w, job);
         /* revoked or expired while it waited: never starts */
@@ -1275,6 +1323,7 @@ static void s_send_hello(zq_worker_t *w)
 static void s_reregister(zq_worker_t *w)
 {
     w->registered = 0;
+    s_lease_update(w); /* start nothing until the HELLO reply says what is still ours */
     if (s_front_open(w) == ZQ_OK)
         s_send_hello(w);
 }
@@ -1364,6 +1413,17 @@ static void s_on_hello_reply(zq_worker_t *w, const cJSON *body)
     w->registered = 1;
     w->hb_next = m + w->hb_interval;
     w->heard_at = m;
+    w->lease_from = w->hello_at;
+    /* what we listed in "holding" and the broker did not give back to us must not start;
+     * only then may the rest start again */
+    const cJSON *released = cJSON_GetObjectItemCaseSensitive(body, "released");
+    const cJSON *rid;
+    cJSON_ArrayForEach(rid, released)
+    {
+        if (cJSON_IsString(rid))
+            s_release_one(w, rid->valuestring);
+    }
+    s_lease_update(w);
     w->waiting_logged = 0;
     w->auth_logged = 0;
     const cJSON *revoked = cJSON_GetObjectItemCaseSensitive(body, "revoked");
@@ -1403,6 +1463,12 @@ static void s_read_front(zq_worker_t *w)
         long req = (long)zq_json_num(msg.body, "req", -1);
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg.body, "error");
         w->heard_at = zq_mono();
+        int hb = (int)(req & 7);
+        /* an answered HEARTBEAT extends the lease; EUNKNOWNWORKER does not */
+        if (!e && req > 0 && w->hb_sent[hb].req == req && w->hb_sent[hb].at > w->lease_from) {
+            w->lease_from = w->hb_sent[hb].at;
+            s_lease_update(w);
+        }
         if (w->hello_req && req == w->hello_req) {
             s_on_hello_reply(w, msg.body);
         } else if (w->bye_req && req == w->bye_req) {
@@ -1461,7 +1527,9 @@ static void s_session_tick(zq_worker_t *w, double m)
             cJSON_AddNumberToObject(hb, "active", w->nactive);
             cJSON_AddNumberToObject(hb, "processed", (double)w->processed);
         }
-        s_request(w, ZQ_CMD_HEARTBEAT, hb);
+        long req = s_request(w, ZQ_CMD_HEARTBEAT, hb);
+        w->hb_sent[req & 7].req = req;
+        w->hb_sent[req & 7].at = m;
         w->hb_next = m + w->hb_interval;
     }
 }

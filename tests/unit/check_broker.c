@@ -727,6 +727,34 @@ START_TEST(test_restart_with_tasks_in_flight)
 }
 END_TEST
 
+START_TEST(test_restart_hold_and_late_result)
+{
+    /* queued before the restart; Q1 was in fact handed out and run, its states lost with
+     * the old broker: its worker sends the result again after the restart */
+    s_submit("{\"id\":\"Q1\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"Q2\",\"task\":\"t.a\"}");
+    s_stop();
+    s_start_with(2.0, 20000, 1.0); /* hold: 1.5 x 2 s */
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "late@h", 2, 0, ""));
+    /* nothing is handed out at once: other workers may still claim what they held */
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    fw_state(&w, "Q1", "SUCCESS", "\"result\":1,\"runtime\":0.001");
+    s_assert_state("Q1", "SUCCESS");
+    /* after the hold: Q2 only; Q1 ended, so it left the queue */
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "Q2");
+    cJSON_Delete(t);
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    cJSON *r = s_call(s_cli, "QUEUES", "{}");
+    ck_assert_int_eq(
+        zq_json_num(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "queues"), 0), "ready", -1), 0);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
 START_TEST(test_dead_worker)
 {
     fw_t w1, w2;
@@ -776,6 +804,59 @@ START_TEST(test_dead_worker)
 }
 END_TEST
 
+START_TEST(test_released_after_dead)
+{
+    /* a worker declared dead comes back with HELLO "holding": the reply releases what ended
+     * or went to another worker meanwhile, and what the broker never knew; it keeps what is
+     * still queued */
+    fw_t w1, w2;
+    cJSON_Delete(fw_hello(&w1, "away@h", 1, 2, ""));
+    s_submit("{\"id\":\"A\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"B\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"C\",\"task\":\"t.a\"}");
+    for (int i = 0; i < 3; i++) {
+        cJSON *t = fw_task(&w1, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        cJSON_Delete(t);
+    }
+    fw_state(&w1, "A", "STARTED", "");
+    fw_state(&w1, "B", "RECEIVED", "");
+    fw_state(&w1, "C", "RECEIVED", "");
+    s_assert_state("C", "RECEIVED");
+    cJSON *r = fw_hello(&w2, "here@h", 1, 0, "");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "released")), 0);
+    cJSON_Delete(r);
+    /* w1 goes silent: A ends FAILURE WorkerLostError, B goes to w2, C waits (no credit) */
+    cJSON *t = fw_task_alive(&w2, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "B");
+    cJSON_Delete(t);
+    s_assert_state("A", "FAILURE");
+    fw_close(&w1);
+    r = fw_hello(&w1, "away@h", 1, 2, "\"holding\":[\"A\",\"B\",\"C\",\"nope\"]");
+    const cJSON *rel = cJSON_GetObjectItem(r, "released");
+    ck_assert(cJSON_IsArray(rel));
+    ck_assert_int_eq(cJSON_GetArraySize(rel), 3);
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 0)->valuestring, "A"); /* ended */
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 1)->valuestring, "B"); /* w2's now */
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 2)->valuestring, "nope");
+    cJSON_Delete(r);
+    /* C is w1's again: w2 does not get it once B is done, and w1's late word on A is
+     * ignored */
+    fw_succeed(&w2, "B", "1");
+    cJSON_Delete(s_call(w1.fe, "HEARTBEAT", "{\"name\":\"away@h\"}"));
+    ck_assert_ptr_null(fw_task_alive(&w2, QUIET_MS));
+    fw_state(&w1, "A", "SUCCESS", "\"result\":1");
+    fw_succeed(&w1, "C", "3");
+    r = s_call(s_cli, "GET", "{\"id\":\"C\",\"timeout\":5}");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    cJSON_Delete(r);
+    s_assert_state("A", "FAILURE");
+    fw_close(&w1);
+    fw_close(&w2);
+}
+END_TEST
+
 START_TEST(test_spill_order)
 {
     /* 3 in memory, the rest on disk, read back in order */
@@ -818,6 +899,8 @@ START_TEST(test_return_to_head)
     }
     fw_state(&w, "t0", "RECEIVED", "");
     s_send(w.push, "RETURN", "{\"worker\":\"ret@h\",\"ids\":[\"t0\",\"t1\"]}");
+    /* a worker that returns tasks is shutting down: it gets none back, credits or not */
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
     cJSON *r = s_call(w.fe, "BYE", "{\"name\":\"ret@h\"}");
     ck_assert_ptr_null(s_errcode(r));
     cJSON_Delete(r);
@@ -1528,12 +1611,14 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_restart_loses_none);
     tcase_add_test(tc, test_restart_with_tasks_in_flight);
+    tcase_add_test(tc, test_restart_hold_and_late_result);
     tcase_add_test(tc, test_store_full);
     suite_add_tcase(s, tc);
     tc = tcase_create("liveness");
     tcase_add_checked_fixture(tc, setup_fast_heartbeat, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_dead_worker);
+    tcase_add_test(tc, test_released_after_dead);
     suite_add_tcase(s, tc);
     return s;
 }
