@@ -17,6 +17,7 @@
  */
 #include "config.h"
 #include "zq_worker.h"
+#include "zq_worker_int.h"
 #include "zq_control.h"
 #include "zq_exec.h"
 #include "zq_log.h"
@@ -989,6 +990,37 @@ static int s_recv_frames(void *sock, zmq_msg_t *parts, size_t *n, size_t *total)
     return ZQ_OK;
 }
 
+/* One message of the dispatch channel (n frames kept of total received). */
+static void s_on_dispatch(zq_worker_t *w, const void *const *frames, const size_t *sizes,
+                          size_t n, size_t total)
+{
+    zq_msg_t msg;
+    char err[256];
+    if (total != n) {
+        s_bad_message(w, "dispatch", "too many frames");
+        return;
+    }
+    if (zq_msg_decode(frames, sizes, n, 0, &msg, err, sizeof err) != ZQ_OK) {
+        s_bad_message(w, "dispatch", err);
+    } else if (strcmp(msg.cmd, ZQ_CMD_TASK) == 0) {
+        cJSON *body = msg.body;
+        msg.body = NULL;
+        s_on_task(w, body, frames[2], sizes[2]);
+    } else if (strcmp(msg.cmd, ZQ_CMD_REVOKED) == 0) {
+        s_on_revoked(w, msg.body);
+    } else {
+        snprintf(err, sizeof err, "unexpected command %s", msg.cmd);
+        s_bad_message(w, "dispatch", err);
+    }
+    zq_msg_clear(&msg);
+}
+
+void zq_worker_feed_dispatch(zq_worker_t *w, const void *const *frames, const size_t *sizes,
+                             size_t nframes)
+{
+    s_on_dispatch(w, frames, sizes, nframes > MAX_FRAMES ? MAX_FRAMES : nframes, nframes);
+}
+
 static void s_read_dispatch(zq_worker_t *w)
 {
     for (int i = 0; i < BATCH && w->dispatch; i++) {
@@ -1002,23 +1034,7 @@ static void s_read_dispatch(zq_worker_t *w)
             frames[k] = zmq_msg_data(&parts[k]);
             sizes[k] = zmq_msg_size(&parts[k]);
         }
-        zq_msg_t msg;
-        char err[256];
-        if (total != n) {
-            s_bad_message(w, "dispatch", "too many frames");
-        } else if (zq_msg_decode(frames, sizes, n, 0, &msg, err, sizeof err) != ZQ_OK) {
-            s_bad_message(w, "dispatch", err);
-        } else if (strcmp(msg.cmd, ZQ_CMD_TASK) == 0) {
-            cJSON *body = msg.body;
-            msg.body = NULL;
-            s_on_task(w, body, frames[2], sizes[2]);
-        } else if (strcmp(msg.cmd, ZQ_CMD_REVOKED) == 0) {
-            s_on_revoked(w, msg.body);
-        } else {
-            snprintf(err, sizeof err, "unexpected command %s", msg.cmd);
-            s_bad_message(w, "dispatch", err);
-        }
-        zq_msg_clear(&msg);
+        s_on_dispatch(w, frames, sizes, n, total);
         for (size_t k = 0; k < n; k++)
             zmq_msg_close(&parts[k]);
     }
