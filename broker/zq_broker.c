@@ -4109,6 +4109,7 @@ void zq_broker_stats(const zq_broker_t *self, zq_broker_stats_t *out)
 void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
                     const size_t *sizes, size_t nframes)
 {
+    s_read_subs(self);
     if (s_batch_begin(self) != ZQ_OK)
         return;
     char err[256];
