@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2 (and what .ci/run calls): install what is missing, build, run every test
-# (Check unit suites + end-to-end tests with real processes), then the same suite again in a
-# separate AddressSanitizer+UBSan build. Prints "N passed, N failed" at the end.
+# (Check unit suites + end-to-end tests with real processes), a short fuzzing run
+# (tests/fuzz/README.md), then the same suite again in a separate AddressSanitizer+UBSan
+# build. Prints "N passed, N failed" at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -10,6 +11,15 @@ scripts/build.sh || exit 1
 
 status=0
 make -j2 check || status=1
+
+# Fuzzing, a short run: every libFuzzer target for ZQ_FUZZ_SECONDS (default 10) seconds, two
+# at a time, from its seeds and crash regressions (tests/fuzz/README.md has the long run).
+# Its "N passed, N failed" lands in tests/fuzz/fuzz-run.log, counted below.
+if [ "${ZQ_SKIP_FUZZ:-0}" != 1 ]; then
+    rm -f tests/fuzz/fuzz-run.log
+    { make -j2 -s fuzz >/dev/null && make -s fuzz-run FUZZ_SECONDS="${ZQ_FUZZ_SECONDS:-10}"; } ||
+        status=1
+fi
 
 # Sanitized pass in its own copy of the sources (an in-tree build cannot share a VPATH build).
 if [ "${ZQ_SKIP_ASAN:-0}" != 1 ]; then
