@@ -1225,7 +1225,7 @@ static void s_read_front(zq_worker_t *w)
             zq_msg_clear(&msg);
             continue;
         }
-        long req = (long)zq_json_num(msg.body, "req", -1);
+        double req = zq_json_num(msg.body, "req", -1); /* not cast: it may be 1e300 */
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg.body, "error");
         w->heard_at = zq_mono();
         if (w->hello_req && req == w->hello_req) {
@@ -1239,7 +1239,7 @@ static void s_read_front(zq_worker_t *w)
                         "again", w->broker_url);
                 s_reregister(w);
             } else if (strcmp(code, ZQ_WERR_UNKNOWN_WORKER) != 0) {
-                ZQ_WARN("the broker answered request %ld with %s: %s", req, code,
+                ZQ_WARN("the broker answered request %.0f with %s: %s", req, code,
                         zq_json_str(e, "message", ""));
             }
         }
