@@ -4132,5 +4132,11 @@ void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
     }
     s_batch_end(self);
     s_serve_waits(self);
+    /* as s_turn does: a worker whose channel had no peer or was full takes tasks again */
+    for (s_worker_t *w = self->workers; w; w = w->next) {
+        zmq_pollitem_t it = {w->push, 0, ZMQ_POLLOUT, 0};
+        if (w->blocked && zmq_poll(&it, 1, 0) == 1 && (it.revents & ZMQ_POLLOUT))
+            w->blocked = 0;
+    }
     s_dispatch(self);
 }

@@ -39,9 +39,9 @@ static void s_front(zq_broker_t *b, const char *identity, const char *cmd, const
 
 static zq_broker_t *s_b;
 static long s_uses, s_reset_every;
-/* A client (DEALER, routing id "fz") and an event subscriber (SUB, every topic): what the
- * broker sends them must be well formed. */
-static void *s_ctx, *s_dealer, *s_sub;
+/* A client (DEALER, routing id "fz"), an event subscriber (SUB, every topic) and worker
+ * w1@fuzz's dispatch channel (PULL): what the broker sends them must be well formed. */
+static void *s_ctx, *s_dealer, *s_sub, *s_pull;
 
 static void s_fail(const char *what, const char *detail)
 {
@@ -79,18 +79,40 @@ static void s_event(void *sub)
         zmq_msg_close(&f[i]);
 }
 
+/* One message on the dispatch channel: [ZQP01][TASK|REVOKED][body] (docs/protocol.md §8),
+ * a TASK carrying a task id and "redelivered". */
+static void s_dispatched(void *pull)
+{
+    zq_msg_t m;
+    char err[256];
+    if (zq_msg_recv(pull, 0, &m, ZMQ_DONTWAIT, err, sizeof err) != ZQ_OK)
+        s_fail("malformed dispatch message", err);
+    if (!strcmp(m.cmd, "TASK")) {
+        const cJSON *id = cJSON_GetObjectItem(m.body, "id");
+        if (!cJSON_IsString(id) || !cJSON_IsBool(cJSON_GetObjectItem(m.body, "redelivered")))
+            s_fail("TASK", "without an id or redelivered");
+    } else if (strcmp(m.cmd, "REVOKED") || !cJSON_IsArray(cJSON_GetObjectItem(m.body, "ids"))) {
+        s_fail("dispatch channel", m.cmd);
+    }
+    zq_msg_clear(&m);
+}
+
 /* Read what waits on sock within ms: REPLYs with a JSON object body on the DEALER, events
- * on the SUB. Returns how many came. */
-static int s_drain(void *sock, int is_sub, int ms)
+ * on the SUB, TASK / REVOKED on the PULL. Returns how many came. */
+static int s_drain(void *sock, int ms)
 {
     int n = 0;
     for (;;) {
         zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, n ? 0 : ms) <= 0)
+        if (!sock || zmq_poll(&it, 1, n ? 0 : ms) <= 0)
             return n;
         n++;
-        if (is_sub) {
+        if (sock == s_sub) {
             s_event(sock);
+            continue;
+        }
+        if (sock == s_pull) {
+            s_dispatched(sock);
             continue;
         }
         zq_msg_t m;
@@ -104,57 +126,81 @@ static int s_drain(void *sock, int is_sub, int ms)
     }
 }
 
-/* Feed `identity cmd json` until the DEALER sees an answer (it connects asynchronously). */
-static void s_until_connected(zq_broker_t *b, void *sock, int is_sub, const char *cmd,
-                              const char *json)
+/* Feed `identity cmd json` until something arrives on sock (connections are made
+ * asynchronously). */
+static void s_until(zq_broker_t *b, void *sock, const char *cmd, const char *json)
 {
     for (int i = 0; i < 400; i++) {
         s_front(b, "fz", cmd, json);
-        if (s_drain(sock, is_sub, 5) > 0)
+        if (s_drain(sock, 5) > 0)
             return;
     }
-    s_fail("set-up", is_sub ? "no event reached the subscriber" : "no REPLY reached the client");
+    s_fail("set-up", sock == s_sub   ? "no event reached the subscriber"
+                     : sock == s_pull ? "no TASK reached the worker"
+                                      : "no REPLY reached the client");
 }
 
 /* What every input starts from: queued, scheduled and held tasks, one live worker, a
- * connected client and event subscriber. */
+ * connected client, event subscriber and dispatch channel. */
 static void s_setup(zq_broker_t *b)
 {
     if (!s_ctx && !(s_ctx = zmq_ctx_new()))
         s_fail("set-up", "zmq_ctx_new");
     s_dealer = zmq_socket(s_ctx, ZMQ_DEALER);
     s_sub = zmq_socket(s_ctx, ZMQ_SUB);
-    if (!s_dealer || !s_sub)
+    s_pull = zmq_socket(s_ctx, ZMQ_PULL);
+    if (!s_dealer || !s_sub || !s_pull)
         s_fail("set-up", "zmq_socket");
     zq_socket_defaults(s_dealer);
     zq_socket_defaults(s_sub);
+    zq_socket_defaults(s_pull);
     zmq_setsockopt(s_dealer, ZMQ_ROUTING_ID, "fz", 2);
     zmq_setsockopt(s_sub, ZMQ_SUBSCRIBE, "", 0);
     if (zmq_connect(s_dealer, zq_broker_frontend(b)) || zmq_connect(s_sub, zq_broker_events(b)))
         s_fail("set-up", "zmq_connect");
-    s_until_connected(b, s_dealer, 0, "INFO", "{}");
+    s_until(b, s_dealer, "INFO", "{}");
     s_front(b, "fz", "SUBMIT", "{\"req\":1,\"id\":\"t1\",\"task\":\"tasks.add\",\"args\":[2,2]}");
     s_front(b, "fz", "SUBMIT",
             "{\"req\":2,\"id\":\"t2\",\"task\":\"tasks.add\",\"args\":[1,1],\"countdown\":60}");
     s_front(b, "fz", "SUBMIT",
             "{\"req\":3,\"id\":\"t3\",\"task\":\"tasks.mul\",\"queue\":\"q2\",\"expires\":3600}");
     s_front(b, "fz", "SUBMIT", "{\"req\":4,\"id\":\"t4\",\"task\":\"tasks.add\"}");
-    s_front(b, "fz", "GET", "{\"req\":5,\"id\":\"t4\",\"timeout\":null}");
-    s_front(b, "fz-worker", "HELLO",
-            "{\"req\":1,\"name\":\"w1@fuzz\",\"hostname\":\"fuzz\",\"pid\":4242,"
+    s_front(b, "fz", "SUBMIT", "{\"req\":5,\"id\":\"t5\",\"task\":\"tasks.add\",\"queue\":\"q3\"}");
+    s_front(b, "fz", "GET", "{\"req\":6,\"id\":\"t5\",\"timeout\":null}");
+    s_drain(s_dealer, 0);
+    s_front(b, "fz", "HELLO",
+            "{\"req\":7,\"name\":\"w1@fuzz\",\"hostname\":\"fuzz\",\"pid\":4242,"
             "\"queues\":[\"celery\",\"q2\"],\"concurrency\":2,\"prefetch\":1,"
             "\"pool\":\"prefork\",\"control\":\"\",\"tasks\":[\"tasks.add\",\"tasks.mul\"],"
             "\"sw_ver\":\"0.1.0\",\"holding\":[\"t1\",\"t3\"]}");
-    s_until_connected(b, s_sub, 1, "HEARTBEAT",
-                      "{\"name\":\"w1@fuzz\",\"active\":1,\"processed\":0}");
-    s_drain(s_dealer, 0, 0);
+    /* its dispatch channel, from the HELLO reply (after late INFO / SUBMIT replies): t4 is
+     * handed out on it */
+    for (int connected = 0; !connected;) {
+        zmq_pollitem_t it = {s_dealer, 0, ZMQ_POLLIN, 0};
+        zq_msg_t m;
+        char err[256];
+        if (zmq_poll(&it, 1, 2000) != 1 ||
+            zq_msg_recv(s_dealer, 0, &m, ZMQ_DONTWAIT, err, sizeof err) != ZQ_OK)
+            s_fail("set-up", "no HELLO reply");
+        const cJSON *ep = cJSON_GetObjectItem(m.body, "dispatch");
+        if (cJSON_IsString(ep)) {
+            if (zmq_connect(s_pull, ep->valuestring))
+                s_fail("set-up", "cannot connect to the dispatch channel");
+            connected = 1;
+        }
+        zq_msg_clear(&m);
+    }
+    s_until(b, s_pull, "HEARTBEAT", "{\"name\":\"w1@fuzz\",\"active\":1,\"processed\":0}");
+    s_until(b, s_sub, "HEARTBEAT", "{\"name\":\"w1@fuzz\",\"active\":1,\"processed\":0}");
+    s_drain(s_dealer, 0);
 }
 
 static void s_close_broker(void)
 {
     zmq_close(s_dealer);
     zmq_close(s_sub);
-    s_dealer = s_sub = NULL;
+    zmq_close(s_pull);
+    s_dealer = s_sub = s_pull = NULL;
     zq_broker_destroy(&s_b);
 }
 
@@ -202,8 +248,9 @@ void fz_broker_one(const uint8_t *data, size_t size, int upstream)
     for (size_t i = 0; i < n; i++) {
         zq_broker_feed(s_b, upstream, (const void *const *)msgs[i].frame, msgs[i].size,
                        msgs[i].n);
-        s_drain(s_dealer, 0, 0);
-        s_drain(s_sub, 1, 0);
+        s_drain(s_dealer, 0);
+        s_drain(s_sub, 0);
+        s_drain(s_pull, 0);
     }
     fz_free(msgs, n);
 }
