@@ -18,7 +18,10 @@ targets=${*:-$all}
 jobs=${FUZZ_JOBS:-2}
 out=$b/build-fuzz
 for t in $targets; do
-    [ -x "$out/fuzz-$t" ] || { echo "scripts/fuzz.sh: $out/fuzz-$t missing: run 'make fuzz'" >&2; exit 2; }
+    if [ ! -x "$out/fuzz-$t" ]; then
+        echo "scripts/fuzz.sh: $out/fuzz-$t missing: run 'make fuzz'" >&2
+        exit 2
+    fi
 done
 mkdir -p "$b/tests/fuzz"
 summary=$b/tests/fuzz/fuzz-run.log
@@ -50,30 +53,33 @@ report() { # report TARGET STATUS
     else
         {
             echo "FAIL $t (exit $rc): see $log; the input is in $out/artifacts/$t/"
-            grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|fuzz:|artifact_prefix|Test unit written)' "$log" | head -20
+            grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|fuzz:|artifact_prefix)' "$log" |
+                head -20
         } | tee -a "$summary"
     fi
 }
 
 declare -A pid_of
 passed=0 failed=0
+finish() { # finish TARGET: wait for it, report, count
+    local rc=0
+    wait "${pid_of[$1]}" || rc=$?
+    report "$1" "$rc"
+    if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    unset "pid_of[$1]"
+}
 for t in $targets; do
     while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
         wait -n || true
         for d in "${!pid_of[@]}"; do
-            if ! kill -0 "${pid_of[$d]}" 2>/dev/null; then
-                wait "${pid_of[$d]}"; rc=$?
-                report "$d" "$rc"; [ "$rc" -eq 0 ] && passed=$((passed + 1)) || failed=$((failed + 1))
-                unset "pid_of[$d]"
-            fi
+            kill -0 "${pid_of[$d]}" 2>/dev/null || finish "$d"
         done
     done
     run_one "$t" &
     pid_of[$t]=$!
 done
 for d in "${!pid_of[@]}"; do
-    wait "${pid_of[$d]}"; rc=$?
-    report "$d" "$rc"; [ "$rc" -eq 0 ] && passed=$((passed + 1)) || failed=$((failed + 1))
+    finish "$d"
 done
 echo "$passed passed, $failed failed" | tee -a "$summary"
 [ "$failed" -eq 0 ]

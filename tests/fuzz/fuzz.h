@@ -39,8 +39,10 @@ void fz_free(fz_msg_t *msgs, size_t n);
  * a copy of fallback when the message has no frame i. Caller frees. */
 char *fz_str(const fz_msg_t *m, size_t i, const char *fallback);
 
-/* Silence zq's log (ZQ_FUZZ_LOG=1 keeps it) and libzmq's SIGPIPE. */
+/* Silence zq's log (ZQ_FUZZ_LOG=1 keeps it) and libzmq's SIGPIPE; fz_loud turns the log
+ * back on (to stderr, INFO) to say why the set-up of a target failed. */
 void fz_quiet(void);
+void fz_loud(void);
 
 /* A fresh temporary directory "$TMPDIR/zq-fuzz-NAME.XXXXXX" (TMPDIR unset: /dev/shm if
  * writable, else /tmp). Caller

@@ -100,6 +100,12 @@ void fz_quiet(void)
     zq_log_set_level(ZQ_LOG_ERROR);
 }
 
+void fz_loud(void)
+{
+    zq_log_set_stream(stderr);
+    zq_log_set_level(ZQ_LOG_INFO);
+}
+
 char *fz_tmpdir(const char *name)
 {
     /* tmpfs when there is one: a broker's store fsyncs while it creates its schema */

@@ -3,6 +3,7 @@
 # docs/protocol.md (valid messages, a few malformed ones), in the encoding of
 # tests/fuzz/README.md. The corpus is committed; run this after a protocol change and commit
 # what changed.
+# shellcheck disable=SC2016 # "$REQ" in the answers is literal: the fake peer replaces it
 set -euo pipefail
 cd "$(dirname "$0")"
 pack=./pack.sh

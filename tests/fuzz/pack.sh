@@ -25,7 +25,7 @@ if [ "${1:-}" = "-d" ]; then
         for ((k = i; k < i + len; k++)); do
             c=${b[k]}
             if [ "$c" -ge 32 ] && [ "$c" -lt 127 ] && [ "$c" -ne 92 ]; then
-                out+=$(printf "\\x$(printf %02x "$c")")
+                out+=$(printf '%b' "\\x$(printf %02x "$c")")
             else
                 out+=$(printf '\\x%02x' "$c")
             fi
@@ -47,6 +47,6 @@ for a in "$@"; do
         echo "$0: a frame of $len bytes: the encoding allows 65534" >&2
         exit 1
     fi
-    printf "\\x$(printf %02x $((len >> 8)))\\x$(printf %02x $((len & 255)))"
+    printf '%b' "\\x$(printf %02x $((len >> 8)))\\x$(printf %02x $((len & 255)))"
     printf '%s' "$a"
 done
