@@ -233,7 +233,7 @@ zq_broker_up() { # [--sync MODE]
         BROKER_PID=$!
         PIDS+=("$BROKER_PID")
         for _ in $(seq 200); do
-            grep -q "ready" "$log" 2>/dev/null && return 0
+            grep -q " ready: frontend" "$log" 2>/dev/null && return 0
             kill -0 "$BROKER_PID" 2>/dev/null || break
             sleep 0.05
         done

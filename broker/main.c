@@ -2,8 +2,9 @@
  * zq-broker - the zq broker daemon: parses the command line and runs zq_broker.
  *
  * Exit codes: 0 after SIGTERM/SIGINT (everything committed), 1 a fatal error at run time,
- * 2 usage (bad option or value), 3 an endpoint cannot be bound, 4 the store cannot be
- * opened (data dir unusable, locked by another broker, database damaged or too new).
+ * 2 usage (bad option or value; CURVE key file or directory unreadable), 3 an endpoint
+ * cannot be bound, 4 the store cannot be opened (data dir unusable, locked by another
+ * broker, database damaged or too new).
  */
 #include "config.h"
 #include "zq.h"
@@ -49,6 +50,11 @@ static void s_usage(FILE *fp)
             "                              missed ones (default %g)\n"
             "  --max-ready-in-memory N     ready tasks per queue kept in memory; the rest wait\n"
             "                              on disk (default %d)\n"
+            "  --curve-secret FILE         CurveZMQ: the broker's secret key (zq-ctl keygen);\n"
+            "                              every socket then lets in only CURVE clients whose\n"
+            "                              public key is in --curve-authorized\n"
+            "  --curve-authorized DIR      the public key files (NAME.key) let in; read again at\n"
+            "                              every connection (docs/management.md \"Security\")\n"
             "  -l, --loglevel LEVEL        DEBUG, INFO (default), WARNING, ERROR\n"
             "  -h, --help                  show this help and exit\n"
             "  -V, --version               show the version and exit\n"
@@ -97,7 +103,7 @@ static int s_endpoint_ok(const char *ep)
 int main(int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_UPSTREAM, O_EVENTS, O_DATA, O_SYNC, O_LOOKAHEAD, O_HEARTBEAT,
-           O_MAXREADY };
+           O_MAXREADY, O_CURVE_SECRET, O_CURVE_AUTHORIZED };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"broker", required_argument, NULL, O_LISTEN},
@@ -108,6 +114,8 @@ int main(int argc, char **argv)
         {"lookahead", required_argument, NULL, O_LOOKAHEAD},
         {"heartbeat", required_argument, NULL, O_HEARTBEAT},
         {"max-ready-in-memory", required_argument, NULL, O_MAXREADY},
+        {"curve-secret", required_argument, NULL, O_CURVE_SECRET},
+        {"curve-authorized", required_argument, NULL, O_CURVE_AUTHORIZED},
         {"loglevel", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -159,6 +167,16 @@ int main(int argc, char **argv)
             cfg.max_ready_in_memory = v;
             break;
         }
+        case O_CURVE_SECRET:
+        case O_CURVE_AUTHORIZED:
+            if (!*optarg)
+                return s_bad("%s: must not be empty",
+                             c == O_CURVE_SECRET ? "--curve-secret" : "--curve-authorized");
+            if (c == O_CURVE_SECRET)
+                cfg.curve_secret = optarg;
+            else
+                cfg.curve_authorized = optarg;
+            break;
         case 'l': {
             zq_log_level_t level;
             if (zq_log_parse_level(optarg, &level) != ZQ_OK)
@@ -181,6 +199,8 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return s_bad("unexpected argument '%s'", argv[optind]);
+    if (!cfg.curve_secret != !cfg.curve_authorized)
+        return s_bad("CURVE needs both --curve-secret FILE and --curve-authorized DIR");
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

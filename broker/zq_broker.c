@@ -32,6 +32,7 @@
 #include "zq_broker.h"
 #include "zq_broker_int.h"
 #include "zq.h"
+#include "zq_auth.h"
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_sb.h"
@@ -61,6 +62,9 @@
 #define S_LIST_MAX 10000        /* entries in one QUERY / SCHEDULED / REVOKE */
 #define S_SCHED_MIN 64          /* ETA tasks per queue in memory, at least */
 #define S_RATE_SLOTS 64         /* peers tracked for rate-limited logs */
+#define S_WINDOW_TIME 0.02      /* s of work an adaptive credit window holds */
+#define S_WINDOW_FLOOR 0.00005  /* s: shorter runtimes count as this (per-task overhead) */
+#define S_WINDOW_MAX 500        /* tasks: the widest adaptive window */
 #define S_INTERNAL "EINTERNAL"  /* wire error: the broker failed on its own (docs §7) */
 /* seconds a turn's writes may wait for the next commit when nothing depends on them yet
  * (state changes nobody waits for: no reply, no parked GET, nothing to dispatch): fewer
@@ -414,9 +418,14 @@ struct s_worker {
     s_queue_t **queues;
     int nqueues;
     int concurrency, prefetch;
+    int prefetch_adaptive; /* widen the window for short tasks (docs §8 Credits) */
+    double runtime_avg;    /* moving average of its tasks' runtimes (s); < 0: none yet */
+    uint64_t *acks;        /* upstream batches applied this turn: ACKed after the commit */
+    size_t nacks, acks_cap;
     void *push;
     char endpoint[S_ENDPOINT_MAX];
     int blocked;         /* the last send found no connected peer: poll for POLLOUT */
+    int retiring;        /* it sent RETURN (it shuts down): hand it nothing more */
     int held, held_eta;  /* counts of the held list, non-ETA and ETA */
     s_held_t *hl;
     double last_seen;    /* monotonic */
@@ -456,6 +465,7 @@ typedef struct s_pend {
     struct s_pend *next;
     const cJSON *received, *started; /* RECEIVED / STARTED bodies, if any */
     const cJSON *final;              /* the furthest state: what the store gets */
+    int unheld;                      /* final came for a task no worker held */
     char id[];
 } s_pend_t;
 
@@ -508,6 +518,9 @@ struct zq_broker {
     int stop_pipe[2];
     volatile sig_atomic_t stop;
     unsigned dispatch_seq; /* ipc dispatch endpoints: <frontend>.d<N> */
+    /* CurveZMQ (docs/protocol.md §13): curve.secret_key[0] == 0 when off */
+    zq_curve_pair_t curve;
+    zq_auth_t *auth;       /* the ZAP handler thread, NULL when CURVE is off */
     /* store */
     zq_store_t *store;
     long n_revoked; /* size of the durable revoked set (skip lookups while 0) */
@@ -524,6 +537,7 @@ struct zq_broker {
     s_task_t **expired; /* found expired by dispatch, to end REVOKED in the next turn */
     size_t nexpired, expired_cap;
     double orphan_deadline; /* monotonic: the earliest orphan grace end */
+    double dispatch_from;   /* monotonic: after a restart, nothing is handed out before */
     double retry_after;     /* monotonic: when to apply the kept upstream messages again */
     /* the current turn */
     int in_batch;
@@ -1449,15 +1463,32 @@ static int s_worker_consumes(const s_worker_t *w, const s_queue_t *q)
     return 0;
 }
 
+/* Tasks w may hold beyond the running ones. With an adaptive prefetch and short tasks the
+ * window holds about S_WINDOW_TIME of work, so that one round trip between broker and worker
+ * carries many tasks (docs/protocol.md §8 Credits); long tasks keep the worker's own. */
+static long s_window(const s_worker_t *w)
+{
+    long window = (long)w->concurrency + w->prefetch;
+    if (w->prefetch_adaptive && w->runtime_avg >= 0) {
+        double per = w->runtime_avg > S_WINDOW_FLOOR ? w->runtime_avg : S_WINDOW_FLOOR;
+        double wide = w->concurrency * S_WINDOW_TIME / per;
+        if (wide > S_WINDOW_MAX)
+            wide = S_WINDOW_MAX;
+        if (wide > window)
+            window = (long)wide;
+    }
+    return window;
+}
+
 /* The worker to give a task of q: most free slots (docs/protocol.md §8). */
 static s_worker_t *s_best_worker(zq_broker_t *self, const s_queue_t *q, int eta)
 {
     s_worker_t *best = NULL;
     long best_free = 0;
     for (s_worker_t *w = self->workers; w; w = w->next) {
-        if (w->blocked || !s_worker_consumes(w, q))
+        if (w->blocked || w->retiring || !s_worker_consumes(w, q))
             continue;
-        if (eta ? w->held_eta >= ZQ_BROKER_ETA_CAP : w->held >= w->concurrency + w->prefetch)
+        if (eta ? w->held_eta >= ZQ_BROKER_ETA_CAP : w->held >= s_window(w))
             continue;
         long free_slots = (long)w->concurrency - w->held;
         if (eta)
@@ -1477,6 +1508,7 @@ static void s_worker_free(s_worker_t *w)
     if (w->push)
         zmq_close(w->push);
     cJSON_Delete(w->info);
+    free(w->acks);
     free(w->queues);
     free(w->hostname);
     free(w->name);
@@ -1649,7 +1681,7 @@ static void s_collect_queue(void *arg, s_hnode_t *node)
  * does not starve another sharing the same workers. */
 static void s_dispatch(zq_broker_t *self)
 {
-    if (!self->workers)
+    if (!self->workers || s_mono() < self->dispatch_from)
         return;
     s_qlist_t l = {0};
     s_map_each(&self->queues, s_collect_queue, &l);
@@ -1711,7 +1743,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     v = cJSON_GetObjectItemCaseSensitive(body, "id");
     if (S_ABSENT(v)) {
         char id[37];
-        zq_uuid4(id);
+        zq_uuid7(id);
         if (s_set(body, "id", cJSON_CreateString(id)) != ZQ_OK)
             return ZQ_ENOMEM;
     } else if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
@@ -2091,6 +2123,13 @@ static int s_state_fields(const cJSON *body, zq_store_state_t *st, char **result
         st->eta = eta > 0 ? eta : st->timestamp;
     }
     st->acks_late = !strcmp(state, ZQ_STATE_STARTED) && zq_json_bool(body, "acks_late", 0);
+    /* RECEIVED / STARTED the worker folded into this state (docs §8) */
+    const char *folded = zq_json_str(body, "received", NULL);
+    if (folded && zq_time_parse(folded, &st->received_at) != ZQ_OK)
+        st->received_at = 0;
+    folded = zq_json_str(body, "started", NULL);
+    if (folded && zq_time_parse(folded, &st->started_at) != ZQ_OK)
+        st->started_at = 0;
     return ZQ_OK;
 }
 
@@ -2098,6 +2137,21 @@ static int s_state_fields(const cJSON *body, zq_store_state_t *st, char **result
 static int s_state_rank(const char *state)
 {
     return !strcmp(state, ZQ_STATE_RECEIVED) ? 1 : !strcmp(state, ZQ_STATE_STARTED) ? 2 : 3;
+}
+
+/* Take a task out of its queue in memory, if it is there: it got a state while queued.
+ * After a restart, that is a worker's result (or start) for a task whose earlier states
+ * died with the old broker: it ran, and must not be handed out again. */
+static void s_unqueue(zq_broker_t *self, s_task_t *t)
+{
+    s_task_t *mem = s_unplace(t->q, t->rid, t->eta);
+    if (!mem)
+        return;
+    if (mem->eta > 0)
+        mem->q->n_sched--;
+    else
+        mem->q->n_ready--;
+    free(mem);
 }
 
 /* Apply the STATEs of one task gathered during the turn as one store write, then publish
@@ -2138,6 +2192,16 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                 s_state_event(self, earlier[i], &ev, NULL);
             cJSON_free(none);
         }
+        /* and of the states the worker folded into this one */
+        static const char *const folded[2] = {ZQ_STATE_RECEIVED, ZQ_STATE_STARTED};
+        double at[2] = {st.received_at, st.started_at};
+        for (int i = 0; i < 2; i++) {
+            if (earlier[i] || at[i] <= 0 || !strcmp(st.state, folded[i]))
+                continue;
+            zq_store_state_t ev = st;
+            ev.state = folded[i];
+            s_state_event(self, p->final, &ev, NULL);
+        }
         s_state_event(self, p->final, &st, result);
         const char *state = st.state;
         if (!strcmp(state, ZQ_STATE_RETRY)) {
@@ -2155,6 +2219,12 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                 }
             }
         } else if (zq_state_is_terminal(state)) {
+            if (p->unheld && !s_map_get(&self->orphans, p->id)) {
+                s_task_t *t = s_task_load(self, p->id);
+                if (t)
+                    s_unqueue(self, t);
+                free(t);
+            }
             if (!strcmp(state, ZQ_STATE_SUCCESS))
                 self->stats.succeeded++;
             else if (!strcmp(state, ZQ_STATE_FAILURE))
@@ -2214,8 +2284,15 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
             h->acks_late = zq_json_bool(body, "acks_late", 0);
         }
         /* a credit comes back; not to a worker that lost the task to another one */
-        if (rank == 3 && (!worker || !strcmp(worker, h->w->name)))
+        if (rank == 3 && (!worker || !strcmp(worker, h->w->name))) {
+            const cJSON *rt = cJSON_GetObjectItemCaseSensitive(body, "runtime");
+            if (cJSON_IsNumber(rt) && rt->valuedouble >= 0 && isfinite(rt->valuedouble)) {
+                s_worker_t *w = h->w;
+                w->runtime_avg = w->runtime_avg < 0 ? rt->valuedouble
+                                                    : 0.9 * w->runtime_avg + 0.1 * rt->valuedouble;
+            }
             s_held_release(self, h, 0);
+        }
     }
     s_pend_t *p = (s_pend_t *)s_map_get(&self->pend, id);
     if (!p) {
@@ -2244,8 +2321,10 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         p->received = body;
     if (rank == 2 && !p->started)
         p->started = body;
-    if (!p->final || rank >= s_state_rank(zq_json_str(p->final, "state", "")))
+    if (!p->final || rank >= s_state_rank(zq_json_str(p->final, "state", ""))) {
         p->final = body;
+        p->unheld = h == NULL;
+    }
 }
 
 /* RETURN {"worker","ids"}: tasks a worker will not run go back to the head of their queue. */
@@ -2258,6 +2337,10 @@ static void s_on_return(zq_broker_t *self, const cJSON *body)
         return;
     }
     long n = 0;
+    /* only a worker that shuts down returns tasks: what it returns must go elsewhere */
+    s_worker_t *from = worker ? s_worker_find(self, worker) : NULL;
+    if (from)
+        from->retiring = 1;
     /* last first: each goes to the head, so the queue ends in the original order */
     for (int i = cJSON_GetArraySize(ids) - 1; i >= 0; i--) {
         const cJSON *e = cJSON_GetArrayItem(ids, i);
@@ -2274,9 +2357,94 @@ static void s_on_return(zq_broker_t *self, const cJSON *body)
                 n == 1 ? "" : "s");
 }
 
+static void s_on_upstream(zq_broker_t *self, zq_msg_t *m);
+
+/* Confirm batch seq of w once this turn is committed (s_send_acks). */
+static void s_ack_later(s_worker_t *w, uint64_t seq)
+{
+    if (w->nacks == w->acks_cap) {
+        size_t nc = w->acks_cap ? w->acks_cap * 2 : 16;
+        uint64_t *v = realloc(w->acks, nc * sizeof *v);
+        if (!v)
+            return; /* not confirmed: the worker sends it again later */
+        w->acks = v;
+        w->acks_cap = nc;
+    }
+    w->acks[w->nacks++] = seq;
+}
+
+/* After a commit: ACK {"seqs": [...]} to every worker whose batches it holds. A lost ACK
+ * only makes the worker send the batch again, which is applied idempotently. */
+static void s_send_acks(zq_broker_t *self)
+{
+    zq_sb_t *b = &self->scratch;
+    for (s_worker_t *w = self->workers; w; w = w->next) {
+        if (!w->nacks)
+            continue;
+        b->len = 0;
+        zq_sb_puts(b, "{\"seqs\":[");
+        for (size_t i = 0; i < w->nacks; i++)
+            zq_sb_printf(b, i ? ",%llu" : "%llu", (unsigned long long)w->acks[i]);
+        zq_sb_puts(b, "]}");
+        w->nacks = 0;
+        if (b->oom) {
+            b->oom = 0;
+            continue;
+        }
+        if (zq_msg_send_raw(w->push, NULL, 0, ZQ_CMD_ACK, b->buf, b->len, ZMQ_DONTWAIT) != ZQ_OK)
+            ZQ_DEBUG("broker: ACK not sent to %s: %s", w->name, zmq_strerror(zmq_errno()));
+    }
+}
+
+/* The turn's commit failed: its upstream messages are applied again later, and
+ * confirmed then. */
+static void s_drop_acks(zq_broker_t *self)
+{
+    for (s_worker_t *w = self->workers; w; w = w->next)
+        w->nacks = 0;
+}
+
+/* BATCH {"worker","seq","messages":[[command, body], ...]} (docs §8): each message is applied
+ * as if it had come alone; seq is confirmed with ACK after the commit. */
+static void s_on_batch(zq_broker_t *self, zq_msg_t *m)
+{
+    const char *worker = zq_json_str(m->body, "worker", NULL);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(m->body, "seq");
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(m->body, "messages");
+    if (!zq_valid_token(worker) || !cJSON_IsNumber(seq) || seq->valuedouble < 1 ||
+        seq->valuedouble >= 9007199254740992.0 || seq->valuedouble != floor(seq->valuedouble) ||
+        !cJSON_IsArray(msgs)) {
+        s_bad_upstream(self, "BATCH: needs worker (a worker name), seq (an integer >= 1) and "
+                             "messages (an array)");
+        return;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, msgs)
+    {
+        const cJSON *cmd = cJSON_GetArrayItem(e, 0), *body = cJSON_GetArrayItem(e, 1);
+        if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsString(cmd) ||
+            !cJSON_IsObject(body) || strlen(cmd->valuestring) > ZQ_MAX_CMD ||
+            !strcmp(cmd->valuestring, ZQ_CMD_BATCH)) {
+            s_bad_upstream(self, "BATCH %s/%.0f: each message must be [command, object]",
+                           worker, seq->valuedouble);
+            continue;
+        }
+        zq_msg_t one;
+        memset(&one, 0, sizeof one);
+        snprintf(one.cmd, sizeof one.cmd, "%s", cmd->valuestring);
+        one.body = (cJSON *)body; /* borrowed: the batch stays in the turn's upkeep */
+        s_on_upstream(self, &one);
+    }
+    s_worker_t *w = s_worker_find(self, worker);
+    if (w)
+        s_ack_later(w, (uint64_t)seq->valuedouble);
+}
+
 static void s_on_upstream(zq_broker_t *self, zq_msg_t *m)
 {
-    if (!strcmp(m->cmd, ZQ_CMD_STATE))
+    if (!strcmp(m->cmd, ZQ_CMD_BATCH))
+        s_on_batch(self, m);
+    else if (!strcmp(m->cmd, ZQ_CMD_STATE))
         s_on_state(self, m->body);
     else if (!strcmp(m->cmd, ZQ_CMD_SUBMIT))
         s_submit(self, m, 0);
@@ -2421,15 +2589,22 @@ static void s_on_info(zq_broker_t *self, zq_msg_t *m)
     s_jnum(b, self->heartbeat);
     s_member(b, "lookahead");
     s_jnum(b, self->lookahead);
+    s_member(b, "curve_key"); /* docs/protocol.md §13: null without CURVE */
+    if (self->auth)
+        zq_sb_json_str(b, self->curve.public_key);
+    else
+        zq_sb_puts(b, "null");
     const zq_broker_stats_t *s = &self->stats;
     zq_sb_printf(b,
                  ",\"stats\":{\"submitted\":%ld,\"duplicates\":%ld,\"dispatched\":%ld,"
                  "\"succeeded\":%ld,\"failed\":%ld,\"revoked\":%ld,\"retried\":%ld,"
                  "\"bad_messages\":%ld,\"commits\":%ld,\"commit_failures\":%ld,\"recovered\":%ld,"
-                 "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu,\"events\":%ld}",
+                 "\"workers\":%d,\"held\":%zu,\"parked_gets\":%zu,\"events\":%ld,"
+                 "\"auth_rejected\":%ld}",
                  s->submitted, s->duplicates, s->dispatched, s->succeeded, s->failed, s->revoked,
                  s->retried, s->bad_messages, s->commits, s->commit_failures, s->recovered,
-                 self->nworkers, self->held.n, self->nwaiters, s->events);
+                 self->nworkers, self->held.n, self->nwaiters, s->events,
+                 zq_auth_rejected(self->auth));
     s_reply_end(self, o);
 }
 
@@ -2460,11 +2635,16 @@ static void s_on_workers(zq_broker_t *self, zq_msg_t *m)
     s_reply_end(self, o);
 }
 
-/* A worker says (HELLO "holding") that it holds id: it is its task now. */
-static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
+/* A worker says (HELLO "holding") that it holds id: it is its task now, unless the id
+ * ended, is another worker's, or is unknown. Returns 1 when w holds it, 0 when not (the
+ * HELLO reply lists it in "released": w must not start it). */
+static int s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
 {
-    if (!zq_valid_token(id) || s_held_find(self, id))
-        return;
+    if (!zq_valid_token(id))
+        return 0;
+    s_held_t *held = s_held_find(self, id);
+    if (held)
+        return held->w == w;
     s_orphan_t *o = (s_orphan_t *)s_map_get(&self->orphans, id);
     if (o) {
         s_task_t *t = o->task;
@@ -2474,22 +2654,24 @@ static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
         s_held_t *h = s_held_add(self, w, t, t->id, t->q, t->eta > 0);
         if (!h) {
             free(t);
-            return;
+            return 0;
         }
         h->received = 1;
         h->started = started;
         h->acks_late = acks_late;
-        return;
+        return 1;
     }
     s_found_t f;
     s_task_t *t = s_task_find(self, id, &f);
     if (!t)
-        return;
+        return 0;
     if (zq_state_is_terminal(f.state)) {
         free(t);
-        return;
+        return 0;
     }
     int waiting = !strcmp(f.state, ZQ_STATE_PENDING) || !strcmp(f.state, ZQ_STATE_RETRY);
+    if (!waiting)
+        s_unqueue(self, t); /* started while queued (its RECEIVED came before our HELLO) */
     if (waiting) {
         /* handed out before a restart, its RECEIVED never stored: take it off the queue */
         s_task_t *mem = s_unplace(t->q, t->rid, t->eta);
@@ -2505,11 +2687,12 @@ static void s_claim(zq_broker_t *self, s_worker_t *w, const char *id)
     s_held_t *h = s_held_add(self, w, t, t->id, t->q, t->eta > 0);
     if (!h) {
         free(t);
-        return;
+        return 0;
     }
     h->received = !waiting;
     h->started = !strcmp(f.state, ZQ_STATE_STARTED);
     h->acks_late = f.acks_late;
+    return 1;
 }
 
 static int s_revoked_row(void *arg, const char *id)
@@ -2575,6 +2758,8 @@ static s_worker_t *s_worker_new(zq_broker_t *self, const cJSON *body, char *err,
     w->pid = (long)zq_json_num(body, "pid", 0);
     w->concurrency = (int)zq_json_num(body, "concurrency", 1);
     w->prefetch = (int)zq_json_num(body, "prefetch", 0);
+    w->prefetch_adaptive = zq_json_bool(body, "prefetch_adaptive", 0);
+    w->runtime_avg = -1;
     const cJSON *qs = cJSON_GetObjectItemCaseSensitive(body, "queues");
     int nq = cJSON_IsArray(qs) ? cJSON_GetArraySize(qs) : 1;
     w->queues = calloc((size_t)nq, sizeof *w->queues);
@@ -2610,6 +2795,10 @@ static s_worker_t *s_worker_new(zq_broker_t *self, const cJSON *body, char *err,
         goto fail;
     }
     zq_socket_defaults(w->push);
+    if (self->auth && zq_curve_server_apply(w->push, &self->curve) != ZQ_OK) {
+        snprintf(err, errlen, "cannot make the dispatch channel a CURVE server");
+        goto fail;
+    }
     int hwm = S_DISPATCH_HWM;
     zmq_setsockopt(w->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
     size_t eplen = sizeof w->endpoint;
@@ -2665,20 +2854,35 @@ static void s_on_hello(zq_broker_t *self, zq_msg_t *m)
     w->hb_wall = zq_now();
     const cJSON *holding = cJSON_GetObjectItemCaseSensitive(m->body, "holding");
     const cJSON *e;
-    long claimed = 0;
+    long claimed = 0, released = 0;
+    /* what it may not run (ended, or handed to another worker while it was away) */
+    zq_sb_t rel;
+    zq_sb_init(&rel);
     cJSON_ArrayForEach(e, holding)
     {
-        if (cJSON_IsString(e)) {
-            s_claim(self, w, e->valuestring);
+        if (!cJSON_IsString(e))
+            continue;
+        if (s_claim(self, w, e->valuestring)) {
             claimed++;
+        } else {
+            zq_sb_puts(&rel, released++ ? "," : "");
+            zq_sb_json_str(&rel, e->valuestring);
         }
     }
     if (claimed)
         ZQ_INFO("broker: worker %s still holds %ld task%s", w->name, claimed,
                 claimed == 1 ? "" : "s");
+    if (released)
+        ZQ_INFO("broker: worker %s holds %ld task%s that ended or went to another worker "
+                "meanwhile: released", w->name, released, released == 1 ? "" : "s");
     s_out_t *o = s_reply_begin(self, m, 0);
     if (o) {
         zq_sb_t *b = &self->arena;
+        s_member(b, "released");
+        zq_sb_putn(b, "[", 1);
+        if (rel.len)
+            zq_sb_putn(b, rel.buf, rel.len);
+        zq_sb_puts(b, "]");
         s_member(b, "broker_id");
         zq_sb_json_str(b, self->broker_id);
         s_member(b, "dispatch");
@@ -2695,6 +2899,7 @@ static void s_on_hello(zq_broker_t *self, zq_msg_t *m)
         zq_sb_puts(b, "]");
         s_reply_end(self, o);
     }
+    zq_sb_free(&rel);
     /* keep the worker object for WORKERS (without request-only fields) */
     cJSON *info = m->body;
     m->body = NULL;
@@ -3555,6 +3760,8 @@ static long s_next_timeout(zq_broker_t *self)
         t = fmin(t, w->last_seen + dead_after - mono + 0.001);
     if (self->orphans.n)
         t = fmin(t, self->orphan_deadline - mono);
+    if (self->dispatch_from > mono)
+        t = fmin(t, self->dispatch_from - mono);
     if (self->wheap_n)
         t = fmin(t, self->wheap[0]->deadline - mono);
     if (self->tx_since)
@@ -3706,6 +3913,7 @@ static void s_batch_end(zq_broker_t *self)
             }
         }
         self->nupkeep = 0;
+        s_drop_acks(self);
         self->retry_after = s_mono() + 0.5;
         for (size_t i = 0; i < self->nnotify; i++)
             free(self->notify[i]);
@@ -3719,6 +3927,7 @@ static void s_batch_end(zq_broker_t *self)
         zq_msg_clear(&self->upkeep[i]);
     self->nupkeep = 0;
     s_flush(self, 1);
+    s_send_acks(self);
 }
 
 /* One turn of the loop. ZQ_OK, or ZQ_EIO on a fatal socket error. */
@@ -3841,6 +4050,17 @@ static void *s_bind(zq_broker_t *self, int type, const char *what, const char *e
     zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     if (type == ZMQ_ROUTER)
         zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (self->auth && (zq_curve_server_apply(s, &self->curve) != ZQ_OK ||
+                       zq_auth_watch(self->auth, s, what) != ZQ_OK)) {
+        ZQ_ERROR("zq-broker: cannot make the %s socket a CURVE server", what);
+        zmq_close(s);
+        return NULL;
+    }
+    /* said before binding, so that the warning stands even when the bind then fails */
+    if (zq_endpoint_is_public(ep) && !self->auth)
+        ZQ_WARN("zq-broker: the %s endpoint %s is reachable from other hosts and has no "
+                "authentication: anyone who can connect can submit, read and revoke tasks "
+                "(configure CURVE keys: --curve-secret and --curve-authorized)", what, ep);
     if (s_ipc_in_use(ep)) {
         ZQ_ERROR("zq-broker: cannot bind %s %s: another process is listening there", what, ep);
         zmq_close(s);
@@ -3857,9 +4077,6 @@ static void *s_bind(zq_broker_t *self, int type, const char *what, const char *e
         zmq_close(s);
         return NULL;
     }
-    if (zq_endpoint_is_public(buf))
-        ZQ_WARN("zq-broker: the %s endpoint %s is reachable from other hosts and has no "
-                "authentication", what, buf);
     return s;
 }
 
@@ -3935,9 +4152,27 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
     self->ctx = zmq_ctx_new();
     if (!self->ctx)
         goto fail;
+    if (cfg->curve_secret || cfg->curve_authorized) {
+        /* the ZAP handler first: a CURVE server bound without one lets every key in */
+        *err = ZQ_EINVAL;
+        if (!cfg->curve_secret || !cfg->curve_authorized) {
+            ZQ_ERROR("zq-broker: CURVE needs both --curve-secret FILE and --curve-authorized "
+                     "DIR");
+            goto fail;
+        }
+        if (zq_curve_read_secret(cfg->curve_secret, &self->curve, why, sizeof why) != ZQ_OK) {
+            ZQ_ERROR("zq-broker: --curve-secret: %s", why);
+            goto fail;
+        }
+        if (!(self->auth = zq_auth_new(self->ctx, cfg->curve_authorized, "zq-broker")))
+            goto fail;
+        *err = ZQ_EIO;
+    }
     if (!(self->frontend = s_bind(self, ZMQ_ROUTER, "frontend", frontend, &self->frontend_ep)) ||
         !(self->upstream = s_bind(self, ZMQ_PULL, "upstream", up, &self->upstream_ep)) ||
         !(self->events = s_bind(self, ZMQ_XPUB, "events", ev, &self->events_ep)))
+        goto fail;
+    if (self->auth && zq_auth_start(self->auth) != ZQ_OK)
         goto fail;
     /* the revoked set only matters to SUBMIT when it is not empty */
     zq_sb_t probe = {0};
@@ -3951,6 +4186,8 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
     long unfinished = zq_store_count_unfinished(self->store);
     self->stats.recovered = unfinished > 0 ? unfinished : 0;
     *err = ZQ_OK;
+    if (self->auth)
+        ZQ_INFO("zq-broker: CURVE on, public key %s", self->curve.public_key);
     ZQ_INFO("zq-broker %s ready: frontend %s, upstream %s, events %s, data %s (sync=%s), %ld "
             "task%s recovered",
             PACKAGE_VERSION, self->frontend_ep, self->upstream_ep, self->events_ep,
@@ -3960,6 +4197,12 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
         ZQ_INFO("broker: %zu task%s were with workers: waiting %.0fs for them to reconnect",
                 self->orphans.n, self->orphans.n == 1 ? "" : "s",
                 ZQ_BROKER_DEAD_AFTER * self->heartbeat);
+    /* A queued (PENDING) task may have been handed out just before the restart, its
+     * RECEIVED lost with the last turn, and even run (its result waiting in the worker's
+     * outbox). Its worker claims it with HELLO `holding` as soon as its next heartbeat
+     * meets EUNKNOWNWORKER: hand nothing out before every live worker had that chance. */
+    if (self->stats.recovered > 0)
+        self->dispatch_from = s_mono() + ZQ_BROKER_RESTART_HOLD * self->heartbeat;
     return self;
 fail:
     zq_broker_destroy(&self);
@@ -4040,6 +4283,8 @@ void zq_broker_destroy(zq_broker_t **self_p)
         zmq_close(self->upstream);
     if (self->events)
         zmq_close(self->events);
+    zq_auth_destroy(&self->auth); /* after the sockets it guards, before their context */
+    memset(&self->curve, 0, sizeof self->curve);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     if (self->stop_pipe[0] >= 0)
@@ -4101,6 +4346,7 @@ const char *zq_broker_events(const zq_broker_t *self)
 void zq_broker_stats(const zq_broker_t *self, zq_broker_stats_t *out)
 {
     *out = self->stats;
+    out->auth_rejected = zq_auth_rejected(self->auth);
 }
 
 /* ---------------------------------------------------------------------------------------

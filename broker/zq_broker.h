@@ -20,6 +20,8 @@
 #define ZQ_BROKER_DEFAULT_HEARTBEAT 2.0     /* seconds between worker heartbeats */
 #define ZQ_BROKER_DEFAULT_MAX_READY 20000   /* ready tasks per queue kept in memory */
 #define ZQ_BROKER_DEAD_AFTER 3              /* missed heartbeat intervals -> worker is dead */
+#define ZQ_BROKER_RESTART_HOLD 1.5          /* heartbeat intervals without dispatch after a
+                                               restart with unfinished tasks */
 #define ZQ_BROKER_ETA_CAP 1000              /* ETA tasks one worker may hold */
 #define ZQ_BROKER_BATCH 2000                /* messages per poll iteration (one commit) */
 #define ZQ_BROKER_REVOKED_IN_HELLO 10000    /* most recent revoked ids sent to a worker */
@@ -35,6 +37,10 @@ typedef struct {
     double lookahead;          /* seconds, >= 0 */
     double heartbeat;          /* seconds, > 0 */
     long max_ready_in_memory;  /* >= 1 */
+    /* CurveZMQ (docs/protocol.md §13): both or neither. With them every socket is a CURVE
+     * server with this key pair and lets in only the keys of curve_authorized. */
+    const char *curve_secret;     /* the broker's secret key file (NAME.key_secret) */
+    const char *curve_authorized; /* directory of the public keys (NAME.key) let in */
 } zq_broker_config_t;
 
 /* Fill in the defaults. */
@@ -72,6 +78,7 @@ typedef struct {
     long commits, commit_failures;
     long recovered;    /* unfinished tasks found at startup */
     long events;       /* events published (only while somebody subscribes) */
+    long auth_rejected; /* connections refused by CURVE/ZAP (zq_auth.h) */
 } zq_broker_stats_t;
 void zq_broker_stats(const zq_broker_t *self, zq_broker_stats_t *out);
 

@@ -22,7 +22,12 @@ void zq_log_set_stream(void *fp);
 void zq_log(zq_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void zq_vlog(zq_log_level_t level, const char *fmt, va_list ap);
 
-#define ZQ_DEBUG(...) zq_log(ZQ_LOG_DEBUG, __VA_ARGS__)
+/* DEBUG arguments are not even evaluated unless DEBUG is on (some look things up) */
+#define ZQ_DEBUG(...)                                                                          \
+    do {                                                                                       \
+        if (zq_log_get_level() <= ZQ_LOG_DEBUG)                                                \
+            zq_log(ZQ_LOG_DEBUG, __VA_ARGS__);                                                 \
+    } while (0)
 #define ZQ_INFO(...) zq_log(ZQ_LOG_INFO, __VA_ARGS__)
 #define ZQ_WARN(...) zq_log(ZQ_LOG_WARNING, __VA_ARGS__)
 #define ZQ_ERROR(...) zq_log(ZQ_LOG_ERROR, __VA_ARGS__)

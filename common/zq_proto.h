@@ -38,10 +38,12 @@
 /* Broker -> worker, on the worker's dispatch channel (PUSH -> PULL). */
 #define ZQ_CMD_TASK "TASK"
 #define ZQ_CMD_REVOKED "REVOKED"
+#define ZQ_CMD_ACK "ACK" /* upstream batches committed */
 
 /* Worker -> broker upstream (PUSH -> PULL). No reply. */
 #define ZQ_CMD_STATE "STATE"
 #define ZQ_CMD_RETURN "RETURN"
+#define ZQ_CMD_BATCH "BATCH" /* several of the above, numbered, confirmed by ACK */
 /* ZQ_CMD_SUBMIT is also valid upstream (sub-tasks sent by running tasks). */
 
 /* zq-ctl -> a worker's control socket (DEALER -> ROUTER), answered with REPLY

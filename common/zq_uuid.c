@@ -38,13 +38,9 @@ static void s_fill(uint8_t *out, size_t n)
     s_pool_left -= n;
 }
 
-void zq_uuid4(char out[37])
+static void s_format(const uint8_t b[16], char out[37])
 {
     static const char hex[] = "0123456789abcdef";
-    uint8_t b[16];
-    s_fill(b, sizeof b);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     char *p = out;
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -53,6 +49,33 @@ void zq_uuid4(char out[37])
         *p++ = hex[b[i] & 15];
     }
     *p = '\0';
+}
+
+void zq_uuid7(char out[37])
+{
+    uint8_t b[16];
+    s_fill(b, sizeof b);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    /* RFC 9562 method 3: the 12 bits after the version hold the sub-millisecond fraction,
+     * so ids minted by one process sort in minting order (to 1/4096 ms) */
+    uint64_t frac = ((uint64_t)(ts.tv_nsec % 1000000) << 12) / 1000000;
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    b[6] = (uint8_t)(0x70 | ((frac >> 8) & 0x0f));
+    b[7] = (uint8_t)(frac & 0xff);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    s_format(b, out);
+}
+
+void zq_uuid4(char out[37])
+{
+    uint8_t b[16];
+    s_fill(b, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    s_format(b, out);
 }
 
 int zq_uuid_valid(const char *s)

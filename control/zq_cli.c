@@ -68,6 +68,10 @@ static const s_opt_t s_global_opts[] = {
     {"broker", 'b', O_STR, F(broker), "URL", "Broker URL (default: $ZQ_BROKER, else " ZQ_DEFAULT_BROKER ")."},
     {"json", 'j', O_FLAG, F(json), NULL, "Use json as output format."},
     {"timeout", 0, O_SECONDS, F(timeout), "FLOAT", "Seconds to wait for the broker (default 10)."},
+    {"curve-secret", 0, O_STR, F(curve_secret), "FILE",
+     "CURVE: own secret key (default $ZQ_CURVE_SECRET)."},
+    {"curve-server-key", 0, O_STR, F(curve_server_key), "FILE",
+     "CURVE: broker's public key ($ZQ_CURVE_SERVER_KEY)."},
     {"version", 0, O_FLAG, F(version), NULL, "Show the version and exit."},
     {NULL, 0, 0, 0, NULL, NULL}};
 
@@ -77,7 +81,7 @@ static const s_opt_t s_call_opts[] = {
     {"eta", 0, O_ETA, F(eta), "ISO-8601", "scheduled time."},
     {"countdown", 0, O_SECONDS, F(countdown), "FLOAT", "eta in seconds from now."},
     {"expires", 0, O_EXPIRES, F(expires), "ISO-8601 OR FLOAT", "expiry time."},
-    {"task-id", 0, O_TOKEN, F(task_id), "ID", "task id to use instead of a new uuid4."},
+    {"task-id", 0, O_TOKEN, F(task_id), "ID", "task id to use instead of a new uuid7."},
     {NULL, 0, 0, 0, NULL, NULL}};
 static const s_opt_t s_call_routing[] = {
     {"queue", 'Q', O_TOKEN, F(queue), "TEXT", "custom queue name (default: " ZQ_DEFAULT_QUEUE ")."},
@@ -126,6 +130,13 @@ static const s_opt_t s_events_opts[] = {
     {"json", 'j', O_FLAG, F(json), NULL, "One JSON object per line."},
     {NULL, 0, 0, 0, NULL, NULL}};
 static const s_group_t s_events_groups[] = {{"Events Options", s_events_opts}, {NULL, NULL}};
+
+static const s_opt_t s_keygen_opts[] = {
+    {"dir", 'd', O_STR, F(key_dir), "DIR", "Where to write the files (default: .; made 0700)."},
+    {"name", 'n', O_STR, F(key_name), "NAME",
+     "Files NAME.key, NAME.key_secret (default " ZQ_CLI_KEY_NAME ")."},
+    {NULL, 0, 0, 0, NULL, NULL}};
+static const s_group_t s_keygen_groups[] = {{"Key Options", s_keygen_opts}, {NULL, NULL}};
 
 static const s_group_t s_no_groups[] = {{NULL, NULL}};
 
@@ -183,6 +194,13 @@ static const zq_cli_command_t s_commands[] = {
      "  scheduled      ETA/countdown tasks held by workers, then those the broker holds\n"
      "  stats          task counts, pool, prefetch, broker, rusage, uptime",
      s_status_groups, 1, SIZE_MAX, "METHOD", s_finish_inspect},
+    {"keygen", ZQ_CLI_KEYGEN, "", "Make a CurveZMQ key pair for a broker, worker or client.",
+     "Make a CurveZMQ key pair for a broker, worker or client.\n\n"
+     "Writes DIR/NAME.key (the public key: give it to the peers) and\n"
+     "DIR/NAME.key_secret (both keys, mode 0600: keep it where its owner runs), and\n"
+     "prints the public key. Existing files are never overwritten. The format and how\n"
+     "to use the keys: docs/management.md, \"Security\".",
+     s_keygen_groups, 0, 0, NULL, NULL},
     {"purge", ZQ_CLI_PURGE, "", "Erase all messages from all known task queues.",
      "Erase all messages from all known task queues.\n\n"
      "Warning:\n\n"

@@ -2,7 +2,8 @@
  * zq_cli - zq-ctl's command line: the command table, option parsing and help text.
  * Pure functions (no sockets), so that every rule is unit tested (tests/unit/check_cli.c).
  *
- *   zq-ctl [--broker URL] [--json] [--timeout S] COMMAND [ARGS]
+ *   zq-ctl [--broker URL] [--json] [--timeout S] [--curve-secret FILE
+ *          --curve-server-key FILE] COMMAND [ARGS]
  *
  * Global options may also come after the command. A command is one row of a table
  * (name, usage, help, option groups, positional arguments); adding one (inspect, shell)
@@ -34,7 +35,8 @@ typedef enum {
     ZQ_CLI_QUEUES,
     ZQ_CLI_FLOWER, /* web monitor: its options are parsed by zq_flower.c */
     ZQ_CLI_INSPECT,
-    ZQ_CLI_SHELL
+    ZQ_CLI_SHELL,
+    ZQ_CLI_KEYGEN  /* make a CURVE key pair: no broker involved */
 } zq_cli_cmd_t;
 
 /* One row of the command table (static storage). */
@@ -52,6 +54,10 @@ typedef struct {
     const char *broker; /* --broker/-b; NULL = $ZQ_BROKER or the default */
     int json;           /* --json/-j */
     double timeout;     /* --timeout seconds; < 0 when not given */
+    /* CurveZMQ key files (docs/management.md "Security"); NULL = $ZQ_CURVE_SECRET /
+     * $ZQ_CURVE_SERVER_KEY */
+    const char *curve_secret;     /* --curve-secret: zq-ctl's NAME.key_secret */
+    const char *curve_server_key; /* --curve-server-key: the broker's NAME.key */
 
     /* positional arguments after the command (borrowed pointers; the array is owned) */
     const char **pos;
@@ -91,9 +97,16 @@ typedef struct {
     /* inspect: METHOD (one of zq_cli_inspect_methods); query_task's ids are pos[1..npos) */
     const char *method;
 
+    /* keygen */
+    const char *key_dir;  /* --dir; NULL = "." */
+    const char *key_name; /* --name; NULL = ZQ_CLI_KEY_NAME */
+
     /* help */
     const zq_cli_command_t *help_for; /* `zq-ctl help CMD` */
 } zq_cli_t;
+
+/* Default NAME of `zq-ctl keygen` (NAME.key, NAME.key_secret). */
+#define ZQ_CLI_KEY_NAME "zq"
 
 /* The methods of `zq-ctl inspect`, NULL-terminated (docs/management.md). */
 extern const char *const zq_cli_inspect_methods[];

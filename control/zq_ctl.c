@@ -8,6 +8,7 @@
 #include "zq_ctl.h"
 #include "zq_flower.h"
 #include "zq.h"
+#include "zq_auth.h"
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_shell.h"
@@ -228,6 +229,7 @@ done:
 typedef struct {
     char *name;
     void *sock;
+    void *mon;        /* CURVE: reports a refused handshake (zq_curve_monitor) */
     cJSON *reply;     /* the "reply" value (owned); NULL while unanswered */
     char error[300];  /* why there is no reply ("" while waiting) */
     int truncated;    /* the worker cut its list (too large) */
@@ -237,6 +239,8 @@ typedef struct {
     s_node_t *v;
     size_t n;
     void *ctx;
+    zq_curve_client_t curve; /* zq-ctl's keys ($ZQ_CURVE_SECRET...); workers' keys come from
+                              * WORKERS ("curve_key"), announced over the broker's channel */
 } s_nodes_t;
 
 static void s_nodes_free(s_nodes_t *g)
@@ -244,13 +248,15 @@ static void s_nodes_free(s_nodes_t *g)
     for (size_t i = 0; i < g->n; i++) {
         if (g->v[i].sock)
             zmq_close(g->v[i].sock);
+        if (g->v[i].mon)
+            zmq_close(g->v[i].mon);
         free(g->v[i].name);
         cJSON_Delete(g->v[i].reply);
     }
     free(g->v);
     if (g->ctx)
         zmq_ctx_term(g->ctx);
-    memset(g, 0, sizeof *g);
+    memset(g, 0, sizeof *g); /* the keys too */
 }
 
 static double s_ctl_timeout(const zq_cli_t *cli)
@@ -311,12 +317,29 @@ static void s_node_ask(s_nodes_t *g, s_node_t *nd, const cJSON *w, const char *b
         snprintf(nd->error, sizeof nd->error, "unusable control endpoint '%.200s'", announced);
         return;
     }
+    /* a worker with CURVE announces its control socket's public key */
+    const char *key = zq_json_str(w, "curve_key", NULL);
+    if (key && !g->curve.enabled) {
+        snprintf(nd->error, sizeof nd->error,
+                 "its control socket requires CURVE: give zq-ctl --curve-secret and "
+                 "--curve-server-key (or %s and %s)", ZQ_CURVE_ENV_SECRET, ZQ_CURVE_ENV_SERVER);
+        return;
+    }
+    if (key && !zq_curve_valid_key(key)) {
+        snprintf(nd->error, sizeof nd->error, "it announced a malformed curve_key");
+        return;
+    }
     nd->sock = zmq_socket(g->ctx, ZMQ_DEALER);
     if (!nd->sock) {
         snprintf(nd->error, sizeof nd->error, "cannot create a socket: %s", zmq_strerror(errno));
         return;
     }
     zq_socket_defaults(nd->sock);
+    if (key && (zq_curve_client_apply(nd->sock, &g->curve, key) != ZQ_OK ||
+                zq_curve_monitor(g->ctx, nd->sock, &nd->mon) != ZQ_OK)) {
+        snprintf(nd->error, sizeof nd->error, "cannot set up CURVE on the control connection");
+        return;
+    }
     if (zmq_connect(nd->sock, ep) != 0) {
         snprintf(nd->error, sizeof nd->error, "cannot connect to %.200s: %s", ep,
                  zmq_strerror(errno));
@@ -388,6 +411,13 @@ static int s_gather(const zq_cli_t *cli, zq_client_t *c, const char *method,
         return ZQ_ENOMEM;
     }
     cJSON_Delete(body);
+    char why[600];
+    if (zq_curve_client_load(&g->curve, NULL, NULL, why, sizeof why) != ZQ_OK) {
+        cJSON_free(request);
+        cJSON_Delete(workers);
+        fprintf(err, "Error: %s\n", why);
+        return ZQ_EINVAL;
+    }
     size_t reqlen = strlen(request);
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(workers, "workers");
     const cJSON *w;
@@ -420,8 +450,9 @@ static int s_gather(const zq_cli_t *cli, zq_client_t *c, const char *method,
         fprintf(err, "Error: out of memory\n");
         return rc;
     }
-    zmq_pollitem_t *items = calloc(g->n ? g->n : 1, sizeof *items);
-    size_t *which = calloc(g->n ? g->n : 1, sizeof *which);
+    /* per node: its DEALER and, with CURVE, its handshake monitor */
+    zmq_pollitem_t *items = calloc(g->n ? 2 * g->n : 1, sizeof *items);
+    size_t *which = calloc(g->n ? 2 * g->n : 1, sizeof *which);
     double deadline = zq_mono() + s_ctl_timeout(cli);
     while (items && which) {
         size_t k = 0;
@@ -429,16 +460,29 @@ static int s_gather(const zq_cli_t *cli, zq_client_t *c, const char *method,
             if (!g->v[i].reply && !g->v[i].error[0] && g->v[i].sock) {
                 items[k] = (zmq_pollitem_t){g->v[i].sock, 0, ZMQ_POLLIN, 0};
                 which[k++] = i;
+                if (g->v[i].mon) {
+                    items[k] = (zmq_pollitem_t){g->v[i].mon, 0, ZMQ_POLLIN, 0};
+                    which[k++] = i;
+                }
             }
         double left = deadline - zq_mono();
         if (k == 0 || left <= 0)
             break;
         if (zmq_poll(items, (int)k, (long)(left * 1000) + 1) < 0 && errno != EINTR)
             break;
-        for (size_t j = 0; j < k; j++)
-            if (items[j].revents & ZMQ_POLLIN)
-                while (s_node_read(&g->v[which[j]]) < 0)
+        for (size_t j = 0; j < k; j++) {
+            s_node_t *nd = &g->v[which[j]];
+            if (!(items[j].revents & ZMQ_POLLIN) || nd->reply || nd->error[0])
+                continue;
+            if (items[j].socket == nd->mon) {
+                char peer[300];
+                snprintf(peer, sizeof peer, "the control socket of %s", nd->name);
+                zq_curve_monitor_check(nd->mon, 1, peer, nd->error, sizeof nd->error);
+            } else {
+                while (s_node_read(nd) < 0)
                     ;
+            }
+        }
     }
     free(items);
     free(which);
@@ -1093,6 +1137,17 @@ static int s_cmd_events(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *er
     }
     zq_socket_defaults(sub);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    /* the events socket is the broker's too: same server key as the frontend */
+    zq_curve_client_t curve;
+    char why[600];
+    if (zq_curve_client_load(&curve, NULL, NULL, why, sizeof why) != ZQ_OK ||
+        zq_curve_client_apply(sub, &curve, NULL) != ZQ_OK) {
+        fprintf(err, "Error: %s\n", why);
+        memset(&curve, 0, sizeof curve);
+        code = ZQ_EXIT_USAGE;
+        goto out;
+    }
+    memset(&curve, 0, sizeof curve);
     if (zmq_connect(sub, ep) != 0) {
         fprintf(err, "Error: cannot connect to the events endpoint %s: %s\n", ep,
                 zmq_strerror(errno));
@@ -1143,6 +1198,60 @@ static int s_cmd_shell(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err
 }
 
 /* ---------------------------------------------------------------------------------------
+ * keygen (docs/management.md "Security")
+ */
+static int s_cmd_keygen(const zq_cli_t *cli, FILE *out, FILE *err)
+{
+    const char *dir = cli->key_dir ? cli->key_dir : ".";
+    const char *name = cli->key_name ? cli->key_name : ZQ_CLI_KEY_NAME;
+    zq_curve_pair_t pair;
+    char why[600];
+    int rc = zq_curve_keygen(dir, name, &pair, why, sizeof why);
+    if (rc != ZQ_OK) {
+        fprintf(err, "Error: %s\n", why);
+        return rc == ZQ_EINVAL ? ZQ_EXIT_USAGE : ZQ_EXIT_FAIL;
+    }
+    if (cli->json) {
+        cJSON *o = cJSON_CreateObject();
+        char path[4200];
+        cJSON_AddStringToObject(o, "public_key", pair.public_key);
+        snprintf(path, sizeof path, "%s/%s%s", dir, name, ZQ_CURVE_PUBLIC_SUFFIX);
+        cJSON_AddStringToObject(o, "public_file", path);
+        snprintf(path, sizeof path, "%s/%s%s", dir, name, ZQ_CURVE_SECRET_SUFFIX);
+        cJSON_AddStringToObject(o, "secret_file", path);
+        s_print_json(out, o);
+        cJSON_Delete(o);
+    } else {
+        fprintf(out, "%s\n", pair.public_key);
+        fprintf(err, "wrote %s/%s%s (public) and %s/%s%s (secret, mode 0600)\n", dir, name,
+                ZQ_CURVE_PUBLIC_SUFFIX, dir, name, ZQ_CURVE_SECRET_SUFFIX);
+    }
+    memset(&pair, 0, sizeof pair);
+    return ZQ_EXIT_OK;
+}
+
+/* --curve-secret / --curve-server-key: passed on through the environment, so that every
+ * connection of this process (the client library, inspect's control connections, the
+ * events socket, the shell's commands) uses them. Checked here to fail with a clear
+ * message before anything connects. */
+static int s_curve_setup(const zq_cli_t *cli, FILE *err)
+{
+    if (cli->curve_secret)
+        setenv(ZQ_CURVE_ENV_SECRET, cli->curve_secret, 1);
+    if (cli->curve_server_key)
+        setenv(ZQ_CURVE_ENV_SERVER, cli->curve_server_key, 1);
+    zq_curve_client_t curve;
+    char why[600];
+    int rc = zq_curve_client_load(&curve, NULL, NULL, why, sizeof why);
+    memset(&curve, 0, sizeof curve);
+    if (rc != ZQ_OK) {
+        fprintf(err, "Error: %s\n", why);
+        return ZQ_EXIT_USAGE;
+    }
+    return ZQ_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
  * Dispatch
  */
 static const struct {
@@ -1160,6 +1269,11 @@ int zq_ctl_run(const zq_cli_t *cli, FILE *out, FILE *err)
         zq_cli_help(out, cli->help_for);
         return ZQ_EXIT_OK;
     }
+    if (cli->cmd == ZQ_CLI_KEYGEN)
+        return s_cmd_keygen(cli, out, err);
+    int curve_rc = s_curve_setup(cli, err);
+    if (curve_rc != ZQ_EXIT_OK)
+        return curve_rc;
     s_cmd_fn fn = NULL;
     for (size_t i = 0; s_table[i].fn; i++)
         if (s_table[i].id == cli->cmd)

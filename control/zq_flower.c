@@ -17,6 +17,7 @@
 #include "config.h"
 #include "zq_flower.h"
 #include "zq.h"
+#include "zq_auth.h"
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_sb.h"
@@ -201,8 +202,9 @@ int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], 
             cfg->read_only = 1;
             continue;
         }
-        static const char *const valued[] = {"broker", "address", "port", "basic-auth",
-                                             "url-prefix", "timeout", NULL};
+        static const char *const valued[] = {"broker",     "address", "port",
+                                             "basic-auth", "url-prefix", "timeout",
+                                             "curve-secret", "curve-server-key", NULL};
         int which = -1;
         if (!strcmp(a, "-b")) {
             which = 0;
@@ -273,6 +275,14 @@ int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], 
             cfg->timeout = t;
             break;
         }
+        case 6:
+        case 7:
+            if (!*v) {
+                s_fmt(err, errlen, "--%s: empty value", valued[which]);
+                return ZQ_EINVAL;
+            }
+            *(which == 6 ? &cfg->curve_secret : &cfg->curve_server_key) = v;
+            break;
         }
     }
     return ZQ_OK;
@@ -367,7 +377,8 @@ int zq_flower_wanted(int argc, char *const argv[])
             return 0;
         if (a[0] == '-') {
             /* the global options that take a separate value */
-            if (!strcmp(a, "-b") || !strcmp(a, "--broker") || !strcmp(a, "--timeout"))
+            if (!strcmp(a, "-b") || !strcmp(a, "--broker") || !strcmp(a, "--timeout") ||
+                !strcmp(a, "--curve-secret") || !strcmp(a, "--curve-server-key"))
                 i++;
             continue;
         }
@@ -979,6 +990,10 @@ static void *s_events_main(void *arg)
                     int hwm = 200000;
                     zmq_setsockopt(sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
                     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+                    zq_curve_client_t curve; /* the broker's server key, as the client's */
+                    if (zq_curve_client_load(&curve, NULL, NULL, NULL, 0) == ZQ_OK)
+                        zq_curve_client_apply(sub, &curve, NULL);
+                    memset(&curve, 0, sizeof curve);
                     if (zmq_connect(sub, ep) == 0) {
                         pthread_mutex_lock(&self->mu);
                         snprintf(self->events_ep, sizeof self->events_ep, "%s", ep);
@@ -1618,19 +1633,31 @@ typedef struct {
     int req;
 } s_ctl_t;
 
-static int s_ctl_open(zq_flower_t *self, s_ctl_t *c, const char *endpoint)
+/* curve_key: the worker's announced control key (WORKERS "curve_key"), NULL without CURVE. */
+static int s_ctl_open(zq_flower_t *self, s_ctl_t *c, const char *endpoint, const char *curve_key)
 {
     memset(c, 0, sizeof *c);
     char ep[600];
     if (!endpoint || !*endpoint ||
         zq_endpoint_resolve(endpoint, self->broker_url, ep, sizeof ep) != ZQ_OK)
         return ZQ_EINVAL;
+    zq_curve_client_t curve;
+    if (curve_key && (zq_curve_client_load(&curve, NULL, NULL, NULL, 0) != ZQ_OK ||
+                      !curve.enabled))
+        return ZQ_EINVAL; /* a CURVE worker, and we have no keys */
     c->ctx = zmq_ctx_new();
     c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
-    if (!c->sock)
-        return ZQ_EIO;
-    zq_socket_defaults(c->sock);
-    return zmq_connect(c->sock, ep) == 0 ? ZQ_OK : ZQ_EIO;
+    int rc = c->sock ? ZQ_OK : ZQ_EIO;
+    if (rc == ZQ_OK) {
+        zq_socket_defaults(c->sock);
+        if (curve_key && zq_curve_client_apply(c->sock, &curve, curve_key) != ZQ_OK)
+            rc = ZQ_EINVAL;
+        else if (zmq_connect(c->sock, ep) != 0)
+            rc = ZQ_EIO;
+    }
+    if (curve_key)
+        memset(&curve, 0, sizeof curve);
+    return rc;
 }
 
 static void s_ctl_close(s_ctl_t *c)
@@ -1770,7 +1797,8 @@ static MHD_Result_t s_api_workers(zq_flower_t *self, struct MHD_Connection *conn
         const char *ep = zq_json_str(e, "control", NULL);
         s_ctl_t ctl = {0};
         if (s_parse_bool(s_arg(conn, "refresh")) == 1 && ep && *ep &&
-            cJSON_IsTrue(cJSON_GetObjectItem(e, "online")) && s_ctl_open(self, &ctl, ep) == ZQ_OK) {
+            cJSON_IsTrue(cJSON_GetObjectItem(e, "online")) &&
+            s_ctl_open(self, &ctl, ep, zq_json_str(e, "curve_key", NULL)) == ZQ_OK) {
             cJSON *insp = cJSON_AddObjectToObject(e, "inspect");
             for (int i = 0; insp && s_inspect_methods[i]; i++) {
                 cJSON *r = NULL;
@@ -2093,12 +2121,14 @@ static MHD_Result_t s_api_worker_control(zq_flower_t *self, struct MHD_Connectio
     int rc = s_request(self, ZQ_CMD_WORKERS, NULL, self->cfg.timeout, &wr, err, sizeof err);
     if (rc != ZQ_OK)
         return s_error(conn, s_broker_status(rc), "%s", err);
-    char ep[600] = "";
+    char ep[600] = "", key[ZQ_CURVE_KEYLEN + 1] = "";
     const cJSON *w;
     cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(wr, "workers"))
     {
-        if (!strcmp(zq_json_str(w, "name", ""), name))
+        if (!strcmp(zq_json_str(w, "name", ""), name)) {
             snprintf(ep, sizeof ep, "%s", zq_json_str(w, "control", ""));
+            snprintf(key, sizeof key, "%s", zq_json_str(w, "curve_key", ""));
+        }
     }
     cJSON_Delete(wr);
     if (!*ep)
@@ -2108,7 +2138,7 @@ static MHD_Result_t s_api_worker_control(zq_flower_t *self, struct MHD_Connectio
     snprintf(args, sizeof args, "{\"n\":%ld}", n);
     cJSON *reply = NULL;
     s_ctl_t ctl;
-    rc = s_ctl_open(self, &ctl, ep);
+    rc = s_ctl_open(self, &ctl, ep, key[0] ? key : NULL);
     if (rc == ZQ_OK)
         rc = s_ctl_call(&ctl, cmd, args, self->cfg.timeout, &reply);
     s_ctl_close(&ctl);
@@ -2800,6 +2830,18 @@ int zq_flower_main(int argc, char *argv[])
         return 0;
     }
     if (zq_flower_check_config(&cfg, err, sizeof err) != ZQ_OK) {
+        fprintf(stderr, "Error: %s\n", err);
+        return 2;
+    }
+    /* passed on through the environment, as zq-ctl does (zq_ctl.c, s_curve_setup) */
+    if (cfg.curve_secret)
+        setenv(ZQ_CURVE_ENV_SECRET, cfg.curve_secret, 1);
+    if (cfg.curve_server_key)
+        setenv(ZQ_CURVE_ENV_SERVER, cfg.curve_server_key, 1);
+    zq_curve_client_t curve;
+    int crc = zq_curve_client_load(&curve, NULL, NULL, err, sizeof err);
+    memset(&curve, 0, sizeof curve);
+    if (crc != ZQ_OK) {
         fprintf(stderr, "Error: %s\n", err);
         return 2;
     }

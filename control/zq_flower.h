@@ -9,6 +9,7 @@
  *
  *   zq-ctl flower [--broker URL] [--address ADDR] [--port N] [--basic-auth USER:PASS]...
  *                 [--read-only] [--url-prefix /PATH] [--timeout S]
+ *                 [--curve-secret FILE --curve-server-key FILE]
  */
 #ifndef ZQ_FLOWER_H
 #define ZQ_FLOWER_H
@@ -30,11 +31,13 @@ typedef struct {
     const char *url_prefix; /* "" or "/path" (no trailing slash), for reverse proxies */
     char prefix_buf[128];   /* url_prefix as normalised by the parser */
     double timeout;         /* seconds to wait for the broker per request; default 5 */
+    const char *curve_secret;     /* CurveZMQ key files (zq-ctl's global options); NULL = */
+    const char *curve_server_key; /* $ZQ_CURVE_SECRET / $ZQ_CURVE_SERVER_KEY */
     int help, version;
 } zq_flower_config_t;
 
 /* Parse argv[1..argc) of `zq-ctl [GLOBAL] flower [OPTIONS]` (the word "flower" and the
- * global --broker/-b, --timeout, --json are accepted anywhere). ZQ_OK, or ZQ_EINVAL with
+ * global --broker/-b, --timeout, --json, --curve-* are accepted anywhere). ZQ_OK, or ZQ_EINVAL with
  * the reason in err. Pure: unit tested. */
 int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], char *err,
                          size_t errlen);

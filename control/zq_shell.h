@@ -55,7 +55,7 @@ typedef struct {
     char *expires;      /* SEND: ISO 8601 (validated) or NULL */
     double expires_in;  /* SEND: seconds after publish; 0 = none */
     char *queue;        /* SEND: or NULL (the default queue) */
-    char *task_id;      /* SEND: or NULL (a new uuid4) */
+    char *task_id;      /* SEND: or NULL (a new uuid7) */
     int priority;       /* SEND: 0-9 */
     int ignore_result;  /* SEND */
     int then_get;       /* SEND: followed by .get(...) */

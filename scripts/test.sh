@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # README command 2 (and what .ci/run calls): install what is missing, build, run every test
-# (Check unit suites + end-to-end tests with real processes), a short fuzzing run
-# (tests/fuzz/README.md), then the same suite again in a separate AddressSanitizer+UBSan
-# build. Prints "N passed, N failed" at the end.
+# (Check unit suites + end-to-end tests with real processes), a valgrind memcheck run of
+# broker, worker and client (make check-valgrind; ZQ_SKIP_VALGRIND=1 skips it), a short
+# fuzzing run (tests/fuzz/README.md; ZQ_SKIP_FUZZ=1 skips it), then the same suite again in
+# a separate AddressSanitizer+UBSan build (ZQ_SKIP_ASAN=1 skips it). Prints
+# "N passed, N failed" at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,11 +14,18 @@ scripts/build.sh || exit 1
 status=0
 make -j2 check || status=1
 
+# valgrind memcheck of broker, worker and client over 10,000 tasks (tests/soak/valgrind.sh,
+# well under 2 min): its log, tests/soak/check-valgrind.log, is counted in the closing line.
+rm -f tests/soak/check-valgrind.log
+if [ "${ZQ_SKIP_VALGRIND:-0}" != 1 ]; then
+    VALGRIND_N=${ZQ_VALGRIND_N:-10000} make -s check-valgrind || status=1
+fi
+
 # Fuzzing, a short run: every libFuzzer target for ZQ_FUZZ_SECONDS (default 10) seconds, two
 # at a time, from its seeds and crash regressions (tests/fuzz/README.md has the long run).
 # Its "N passed, N failed" lands in tests/fuzz/fuzz-run.log, counted below.
+rm -f tests/fuzz/fuzz-run.log
 if [ "${ZQ_SKIP_FUZZ:-0}" != 1 ]; then
-    rm -f tests/fuzz/fuzz-run.log
     { make -j2 -s fuzz >/dev/null && make -s fuzz-run FUZZ_SECONDS="${ZQ_FUZZ_SECONDS:-10}"; } ||
         status=1
 fi

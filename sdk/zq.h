@@ -51,7 +51,8 @@ typedef enum {
     ZQ_EREMOTE = -9,    /* the broker refused a request, or the task ended FAILURE/REVOKED */
     ZQ_ESTORE = -10,    /* the broker could not store the task */
     ZQ_ESTATE = -11,    /* operation not allowed in this state */
-    ZQ_EDUPLICATE = -12 /* name already in use */
+    ZQ_EDUPLICATE = -12, /* name already in use */
+    ZQ_EAUTH = -13       /* CurveZMQ: the peer refused our key, or keys are missing on one side */
 } zq_err_t;
 
 /* Human-readable text for a zq_err_t. Never NULL; static storage. */
@@ -218,7 +219,7 @@ typedef struct {
     double expires_in;     /* seconds after publish; 0 = none */
     const char *expires;   /* ISO 8601; NULL = none (wins over expires_in) */
     const char *queue;     /* NULL = "celery" */
-    const char *task_id;   /* NULL = a fresh uuid4 */
+    const char *task_id;   /* NULL = a fresh uuid7 (time-ordered) */
     int ignore_result;     /* 1: do not store the value */
     int priority;          /* 0-9, informational */
 } zq_send_opts_t;
@@ -256,11 +257,33 @@ typedef struct zq_async_result zq_async_result_t;
  * revoke); see zq_client_set_timeout(). */
 #define ZQ_CLIENT_TIMEOUT 10.0
 
-/* Connect to a broker (NULL = $ZQ_BROKER or ZQ_DEFAULT_BROKER). Returns NULL on error
- * (a malformed URL; logged). Caller owns return value and must destroy it. The
- * connection is made lazily by ZeroMQ; a broker that is down is retried until the
- * calls that wait on it time out. */
+/* Connect to a broker (NULL = $ZQ_BROKER or ZQ_DEFAULT_BROKER), with the CurveZMQ keys of
+ * the environment ($ZQ_CURVE_SECRET and $ZQ_CURVE_SERVER_KEY, see zq_client_opts_t).
+ * Returns NULL on error (a malformed URL, unreadable keys; logged). Caller owns return
+ * value and must destroy it. The connection is made lazily by ZeroMQ; a broker that is
+ * down is retried until the calls that wait on it time out. */
 zq_client_t *zq_client_new(const char *broker_url);
+
+/* Options of zq_client_new_opts(). Zero-initialise, then set what you need.
+ *
+ * CurveZMQ (docs/protocol.md §13): a broker started with --curve-secret lets in only
+ * clients that encrypt with a key pair of their own whose public key it authorised. Give
+ * the client its secret key file and the broker's public key file, both as written by
+ * `zq-ctl keygen` (NAME.key_secret and the broker's NAME.key; format in
+ * docs/management.md "Security"). Both or neither: NULL takes the environment variable
+ * ($ZQ_CURVE_SECRET, $ZQ_CURVE_SERVER_KEY), "" means none. When the broker refuses the
+ * key, or wants CURVE from a client without keys (or the reverse), the calls that wait for
+ * the broker fail at once with ZQ_EAUTH and a zq_client_errmsg() that says which. */
+typedef struct {
+    const char *broker_url;            /* NULL = $ZQ_BROKER or ZQ_DEFAULT_BROKER */
+    const char *curve_secret_file;     /* this client's NAME.key_secret; NULL = $ZQ_CURVE_SECRET */
+    const char *curve_server_key_file; /* the broker's NAME.key; NULL = $ZQ_CURVE_SERVER_KEY */
+} zq_client_opts_t;
+
+/* zq_client_new() with options (opts NULL: all defaults). Same ownership and errors. */
+zq_client_t *zq_client_new_opts(const zq_client_opts_t *opts);
+/* 1 when this client talks CURVE to its broker. */
+int zq_client_is_curve(const zq_client_t *self);
 /* Waits (up to 5 s, see zq_client_set_linger) for acknowledgements of tasks still in
  * flight, so that tasks sent just before are not lost; logs a warning naming how many
  * were not acknowledged. Then closes. NULL-safe; clears *self_p. */

@@ -14,6 +14,7 @@
  */
 #include "config.h"
 #include "zq.h"
+#include "zq_auth.h"
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_time.h"
@@ -167,6 +168,9 @@ struct zq_client {
     void *ctx;
     void *sock;              /* DEALER to the frontend */
     void *mon;               /* PAIR receiving the DEALER's connect/disconnect events */
+    zq_curve_client_t curve; /* CurveZMQ keys; curve.enabled = 0 when plain */
+    int auth_failed;         /* the last handshake failed (errmsg-ready text in auth_msg) */
+    char auth_msg[600];
     char url[512];
     char origin[300];        /* "gen<pid>@<hostname>" */
     char errmsg[1024];
@@ -224,6 +228,7 @@ const char *zq_strerror(int rc)
     case ZQ_ESTORE: return "the broker could not store the task";
     case ZQ_ESTATE: return "operation not allowed in this state";
     case ZQ_EDUPLICATE: return "name already in use";
+    case ZQ_EAUTH: return "authentication failed (CurveZMQ)";
     default: return "unknown error";
     }
 }
@@ -509,8 +514,11 @@ static void s_drain_monitor(zq_client_t *c)
             return;
         }
         uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 2)
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
             memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
+        }
         int more = zmq_msg_more(&ev);
         zmq_msg_close(&ev);
         if (more) {
@@ -524,6 +532,15 @@ static void s_drain_monitor(zq_client_t *c)
             c->connected_once = 1;
         } else if (event == ZMQ_EVENT_DISCONNECTED) {
             ZQ_DEBUG("zq client: lost the connection to %s", c->url);
+        } else {
+            char peer[600];
+            snprintf(peer, sizeof peer, "the broker at %s", c->url);
+            int r = zq_curve_describe_event(event, value, c->curve.enabled, peer, c->auth_msg,
+                                            sizeof c->auth_msg);
+            if (r > 0 && !c->auth_failed)
+                ZQ_DEBUG("zq client: %s", c->auth_msg);
+            if (r != 0)
+                c->auth_failed = r > 0;
         }
     }
 }
@@ -588,6 +605,10 @@ static int s_wait(zq_client_t *c, double deadline, s_cond_fn cond, const void *a
             s_expire_async(c);
         if (cond(c, arg))
             return ZQ_OK;
+        if (c->auth_failed) { /* fail now: waiting would only time out */
+            s_err(c, "%s", c->auth_msg);
+            return ZQ_EAUTH;
+        }
         double now = zq_mono();
         if (deadline >= 0 && now >= deadline)
             return ZQ_ETIMEOUT;
@@ -608,7 +629,21 @@ static double s_deadline(double timeout)
  */
 zq_client_t *zq_client_new(const char *broker_url)
 {
-    const char *url = zq_broker_url(broker_url);
+    zq_client_opts_t opts = {broker_url, NULL, NULL};
+    return zq_client_new_opts(&opts);
+}
+
+int zq_client_is_curve(const zq_client_t *self)
+{
+    return self && self->curve.enabled;
+}
+
+zq_client_t *zq_client_new_opts(const zq_client_opts_t *opts)
+{
+    static const zq_client_opts_t none;
+    if (!opts)
+        opts = &none;
+    const char *url = zq_broker_url(opts->broker_url);
     if (strlen(url) >= 512 || (strncmp(url, "tcp://", 6) && strncmp(url, "ipc://", 6) &&
                                strncmp(url, "inproc://", 9))) {
         ZQ_ERROR("zq client: bad broker URL '%s' (want tcp://HOST:PORT or ipc://PATH)", url);
@@ -617,6 +652,13 @@ zq_client_t *zq_client_new(const char *broker_url)
     zq_client_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    char why[600];
+    if (zq_curve_client_load(&c->curve, opts->curve_secret_file, opts->curve_server_key_file,
+                             why, sizeof why) != ZQ_OK) {
+        ZQ_ERROR("zq client: %s", why);
+        free(c);
+        return NULL;
+    }
     snprintf(c->url, sizeof c->url, "%s", url);
     snprintf(c->origin, sizeof c->origin, "gen%ld@%s", (long)getpid(), zq_hostname());
     c->timeout = ZQ_CLIENT_TIMEOUT;
@@ -635,10 +677,15 @@ zq_client_t *zq_client_new(const char *broker_url)
     int zero = 0;
     zmq_setsockopt(c->sock, ZMQ_RCVHWM, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_SNDHWM, &zero, sizeof zero);
+    if (zq_curve_client_apply(c->sock, &c->curve, NULL) != ZQ_OK)
+        goto fail;
     char monep[64];
     snprintf(monep, sizeof monep, "inproc://zq-client-monitor-%p", (void *)c);
     /* attach the monitor before connecting so that the first CONNECTED is seen */
-    if (zmq_socket_monitor(c->sock, monep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    if (zmq_socket_monitor(c->sock, monep, events) != 0)
         goto fail;
     c->mon = zmq_socket(c->ctx, ZMQ_PAIR);
     if (!c->mon || zmq_connect(c->mon, monep) != 0)
@@ -659,6 +706,7 @@ fail:
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     cJSON_Delete(c->ready);
+    memset(&c->curve, 0, sizeof c->curve);
     free(c);
     return NULL;
 }
@@ -668,10 +716,13 @@ void zq_client_destroy(zq_client_t **self_p)
     if (!self_p || !*self_p)
         return;
     zq_client_t *c = *self_p;
-    if (c->unacked && c->linger > 0 && zq_client_flush(c, c->linger) == ZQ_ETIMEOUT)
+    int frc = c->unacked && c->linger > 0 ? zq_client_flush(c, c->linger) : ZQ_OK;
+    if (frc == ZQ_ETIMEOUT)
         ZQ_WARN("zq client: %zu task(s) not acknowledged by the broker at %s within %gs: "
                 "they may be lost",
                 c->unacked, c->url, c->linger);
+    else if (frc == ZQ_EAUTH)
+        ZQ_WARN("zq client: %zu task(s) not sent: %s", c->unacked, c->errmsg);
     zmq_socket_monitor(c->sock, NULL, 0);
     zmq_close(c->mon);
     zmq_close(c->sock);
@@ -681,6 +732,7 @@ void zq_client_destroy(zq_client_t **self_p)
     free(c->ents);
     free(c->arena.p);
     free(c->scratch.p);
+    memset(&c->curve, 0, sizeof c->curve);
     free(c);
     *self_p = NULL;
 }
@@ -791,17 +843,21 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
         s_err(c, "%s: priority must be 0-9, not %d", name, o->priority);
         return ZQ_EINVAL;
     }
-    if (c->unacked >= S_WINDOW &&
-        s_wait(c, s_deadline(c->timeout), s_cond_window, NULL) != ZQ_OK) {
-        s_err(c, "the broker at %s acknowledged nothing for %gs (%zu tasks in flight)", c->url,
-              c->timeout, c->unacked);
-        return ZQ_ETIMEOUT;
+    if (c->unacked >= S_WINDOW) {
+        int wrc = s_wait(c, s_deadline(c->timeout), s_cond_window, NULL);
+        if (wrc == ZQ_EAUTH)
+            return wrc; /* errmsg says why */
+        if (wrc != ZQ_OK) {
+            s_err(c, "the broker at %s acknowledged nothing for %gs (%zu tasks in flight)",
+                  c->url, c->timeout, c->unacked);
+            return ZQ_ETIMEOUT;
+        }
     }
 
     char idbuf[37];
     const char *id = o->task_id;
     if (!id) {
-        zq_uuid4(idbuf);
+        zq_uuid7(idbuf);
         id = idbuf;
     }
     uint64_t req = c->next_req++;
@@ -906,7 +962,10 @@ int zq_client_flush(zq_client_t *self, double timeout)
     if (!self)
         return ZQ_EINVAL;
     zq_client_t *c = self;
-    if (s_wait(c, s_deadline(timeout), s_cond_acked, NULL) != ZQ_OK) {
+    int wrc = s_wait(c, s_deadline(timeout), s_cond_acked, NULL);
+    if (wrc == ZQ_EAUTH)
+        return wrc;
+    if (wrc != ZQ_OK) {
         char secs[32];
         s_fmt_secs(secs, sizeof secs, timeout);
         s_err(c, "no answer from the broker at %s within %s (%zu task(s) not acknowledged)",
@@ -1248,7 +1307,10 @@ int zq_client_poll_result(zq_client_t *self, double timeout, cJSON **record_p)
             s_err(c, "no GET outstanding");
             return ZQ_ESTATE;
         }
-        if (s_wait(c, s_deadline(timeout), s_cond_ready, NULL) != ZQ_OK || !c->ready->child) {
+        int wrc = s_wait(c, s_deadline(timeout), s_cond_ready, NULL);
+        if (wrc == ZQ_EAUTH)
+            return wrc;
+        if (wrc != ZQ_OK || !c->ready->child) {
             char secs[32];
             s_fmt_secs(secs, sizeof secs, timeout);
             s_err(c, "no result within %s (%zu outstanding)", secs, c->async_out);

@@ -435,7 +435,7 @@ int zq_task_send(zq_task_t *self, const char *name, const cJSON *args, const cJS
             return ZQ_EINVAL;
         snprintf(id, sizeof id, "%s", opts->task_id);
     } else {
-        zq_uuid4(id);
+        zq_uuid7(id);
     }
     const zq_request_t *r = self->req;
     zq_sb_t sb;

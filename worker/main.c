@@ -37,6 +37,12 @@ static const char s_usage[] =
     "                                a free port; announced to the broker).\n"
     "  --allow-insecure-plugins      Load plugins from world-writable files or directories.\n"
     "\n"
+    "Security Options (CurveZMQ; all three or none, see docs/management.md):\n"
+    "  --curve-secret FILE           This worker's secret key file (zq-ctl keygen).\n"
+    "  --curve-server-key FILE       The broker's public key file.\n"
+    "  --curve-authorized DIR        Public keys (NAME.key) allowed to query the control\n"
+    "                                socket (zq-ctl status/inspect); read at each connection.\n"
+    "\n"
     "Pool Options:\n"
     "  -c, --concurrency N           Child processes / threads (default: number of CPUs).\n"
     "  -P, --pool [prefork|threads|solo]\n"
@@ -67,6 +73,9 @@ enum {
     OPT_SOFT_TIME_LIMIT,
     OPT_CONTROL,
     OPT_INSECURE,
+    OPT_CURVE_SECRET,
+    OPT_CURVE_SERVER_KEY,
+    OPT_CURVE_AUTHORIZED,
     OPT_HELP,
     OPT_VERSION
 };
@@ -130,6 +139,9 @@ int main(int argc, char **argv)
         {"soft-time-limit", required_argument, NULL, OPT_SOFT_TIME_LIMIT},
         {"control", required_argument, NULL, OPT_CONTROL},
         {"allow-insecure-plugins", no_argument, NULL, OPT_INSECURE},
+        {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
+        {"curve-server-key", required_argument, NULL, OPT_CURVE_SERVER_KEY},
+        {"curve-authorized", required_argument, NULL, OPT_CURVE_AUTHORIZED},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -181,6 +193,9 @@ int main(int argc, char **argv)
             break;
         case OPT_CONTROL: cfg.control = optarg; break;
         case OPT_INSECURE: cfg.allow_insecure_plugins = 1; break;
+        case OPT_CURVE_SECRET: cfg.curve_secret = optarg; break;
+        case OPT_CURVE_SERVER_KEY: cfg.curve_server_key = optarg; break;
+        case OPT_CURVE_AUTHORIZED: cfg.curve_authorized = optarg; break;
         case OPT_HELP: printf(s_usage, ZQ_DEFAULT_BROKER); return 0;
         case OPT_VERSION: printf("zq-worker %s\n", PACKAGE_VERSION); return 0;
         case ':': return s_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -191,6 +206,11 @@ int main(int argc, char **argv)
         return s_usage_error("unexpected argument '%s'", argv[optind]);
     if (!cfg.plugins_dir)
         return s_usage_error("missing --plugins DIR (the directory of task plugins to load)");
+    int ncurve = !!cfg.curve_secret + !!cfg.curve_server_key + !!cfg.curve_authorized;
+    if (ncurve && ncurve < 3)
+        return s_usage_error("CURVE needs all of --curve-secret FILE, --curve-server-key FILE "
+                             "and --curve-authorized DIR (the keys that may query the control "
+                             "socket)");
     zq_log_set_level(level);
     zq_worker_t *w = zq_worker_new(&cfg);
     if (!w)

@@ -41,6 +41,7 @@ struct zq_control {
     unsigned long *total;     /* runs started, by loader index */
     unsigned long succeeded, failed, retried, revoked;
     double last_bad;          /* zq_mono() of the last bad-message log */
+    zq_auth_t *auth;          /* ZAP handler when CURVE is on */
 };
 
 const char *const zq_control_methods[] = {"active",  "active_queues", "conf",       "ping",
@@ -93,6 +94,7 @@ void zq_control_destroy(zq_control_t **self_p)
     zq_control_t *self = *self_p;
     if (self->sock)
         zmq_close(self->sock);
+    zq_auth_destroy(&self->auth);
     free(self->by_ptr);
     free(self->total);
     free(self);
@@ -107,12 +109,36 @@ int zq_control_bind(zq_control_t *self, void *zmq_ctx)
                                                                : ZQ_CONTROL_DEFAULT_ENDPOINT;
     if (self->sock)
         return ZQ_OK;
+    const zq_curve_pair_t *curve =
+        self->cfg.curve && self->cfg.curve->secret_key[0] ? self->cfg.curve : NULL;
+    if (curve && !self->cfg.curve_authorized) {
+        ZQ_ERROR("control: CURVE needs the directory of the keys it lets in "
+                 "(--curve-authorized DIR)");
+        return ZQ_EINVAL;
+    }
+    /* the ZAP handler first: a CURVE server bound without one lets every key in */
+    if (curve && !self->auth &&
+        !(self->auth = zq_auth_new(zmq_ctx, self->cfg.curve_authorized, "control")))
+        return ZQ_EINVAL;
     self->sock = zmq_socket(zmq_ctx, ZMQ_ROUTER);
     if (!self->sock) {
         ZQ_ERROR("control: cannot create a socket: %s", zmq_strerror(errno));
         return ZQ_EIO;
     }
     zq_socket_defaults(self->sock);
+    if (curve && (zq_curve_server_apply(self->sock, curve) != ZQ_OK ||
+                  zq_auth_watch(self->auth, self->sock, "the control socket") != ZQ_OK)) {
+        ZQ_ERROR("control: cannot make the control socket a CURVE server");
+        zmq_close(self->sock);
+        self->sock = NULL;
+        return ZQ_EIO;
+    }
+    /* said before binding, so that the warning stands even when the bind then fails */
+    if (zq_endpoint_is_public(ep) && !curve)
+        ZQ_WARN("the control socket %s is reachable from other hosts and has no "
+                "authentication: anyone who can connect can read this worker's tasks (their "
+                "arguments included); configure CURVE keys (--curve-secret, "
+                "--curve-server-key, --curve-authorized)", ep);
     if (zmq_bind(self->sock, ep) != 0) {
         int e = errno;
         ZQ_ERROR("cannot bind the control socket to %s: %s (choose another with --control URL)",
@@ -124,11 +150,34 @@ int zq_control_bind(zq_control_t *self, void *zmq_ctx)
     size_t len = sizeof self->endpoint;
     if (zmq_getsockopt(self->sock, ZMQ_LAST_ENDPOINT, self->endpoint, &len) != 0)
         snprintf(self->endpoint, sizeof self->endpoint, "%s", ep);
-    if (zq_endpoint_is_public(self->endpoint))
-        ZQ_WARN("the control socket %s is reachable from other hosts: anyone who can connect "
-                "can read this worker's tasks (their arguments included)", self->endpoint);
-    ZQ_INFO("control socket at %s", self->endpoint);
+    ZQ_INFO("control socket at %s%s", self->endpoint, curve ? " (CURVE)" : "");
     return ZQ_OK;
+}
+
+int zq_control_pollitems(const zq_control_t *self, zmq_pollitem_t *items, int max)
+{
+    if (!self || !self->sock || max <= 0)
+        return 0;
+    items[0] = (zmq_pollitem_t){self->sock, 0, ZMQ_POLLIN, 0};
+    return 1 + zq_auth_pollitems(self->auth, items + 1, max - 1);
+}
+
+void zq_control_dispatch(zq_control_t *self, const zmq_pollitem_t *items, int n)
+{
+    if (!self || n <= 0)
+        return;
+    int auth_ready = 0;
+    for (int i = 1; i < n; i++)
+        auth_ready |= (items[i].revents & ZMQ_POLLIN) != 0;
+    if (auth_ready) /* handshakes first: a client waits on them */
+        zq_auth_serve(self->auth);
+    if (items[0].revents & ZMQ_POLLIN)
+        zq_control_serve(self);
+}
+
+long zq_control_auth_rejected(const zq_control_t *self)
+{
+    return self ? zq_auth_rejected(self->auth) : 0;
 }
 
 const char *zq_control_endpoint(const zq_control_t *self)

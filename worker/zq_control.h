@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 #include <cjson/cJSON.h>
+#include <zmq.h>
+#include "zq_auth.h"
 #include "zq_exec.h"
 #include "zq_loader.h"
 #include "zq_pool.h"
@@ -84,6 +86,11 @@ typedef struct {
     double started;              /* worker start, epoch seconds */
     const zq_loader_t *loader;   /* registered tasks */
     int revokes_max;             /* revoked ids remembered */
+    /* CurveZMQ (docs/protocol.md §13): with a key pair, the ROUTER is a CURVE server with it
+     * (its public key is announced in HELLO as "curve_key") and lets in only the keys of
+     * curve_authorized, through a ZAP handler served by the worker's loop. NULL: plain. */
+    const zq_curve_pair_t *curve;
+    const char *curve_authorized;
     /* callbacks into the worker; src is given back to each. Any may be NULL (nothing held,
      * nothing revoked, defaults). */
     void (*each_job)(void *src, zq_control_job_fn *fn, void *arg); /* active, reserved in
@@ -110,6 +117,14 @@ const char *zq_control_endpoint(const zq_control_t *self);
 void *zq_control_socket(const zq_control_t *self);
 /* Answer the requests waiting on the socket (at most ZQ_CONTROL_BATCH). Never blocks. */
 void zq_control_serve(zq_control_t *self);
+/* Everything the worker's zmq_poll must watch for this module: the ROUTER and, with CURVE,
+ * the ZAP handler's sockets (at most ZQ_CONTROL_POLLITEMS). Returns how many were filled;
+ * after zmq_poll, zq_control_dispatch(items, n) serves those that are ready. */
+#define ZQ_CONTROL_POLLITEMS 4
+int zq_control_pollitems(const zq_control_t *self, zmq_pollitem_t *items, int max);
+void zq_control_dispatch(zq_control_t *self, const zmq_pollitem_t *items, int n);
+/* Connections the control socket refused (CURVE), 0 without CURVE. */
+long zq_control_auth_rejected(const zq_control_t *self);
 
 /* Answer one request without a socket: cmd and body as received (body borrowed, may be
  * NULL). Returns the REPLY body, with "req" echoed: {"req", "worker", "method", "reply"} or

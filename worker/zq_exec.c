@@ -194,6 +194,15 @@ char *zq_exec_state_received(const char *id, const char *worker, size_t *len)
     return zq_sb_steal(&sb, len);
 }
 
+char *zq_exec_state_received_at(const char *id, const char *worker, double when, size_t *len)
+{
+    zq_sb_t sb;
+    zq_sb_init(&sb);
+    s_head_at(&sb, id, ZQ_STATE_RECEIVED, worker, when);
+    zq_sb_putc(&sb, '}');
+    return zq_sb_steal(&sb, len);
+}
+
 char *zq_exec_state_started(const char *id, const char *worker, long pid, int acks_late,
                             double when, size_t *len)
 {

@@ -5,20 +5,30 @@
  * fails at load and not in the middle of a task; RTLD_LOCAL so that two plugins cannot
  * clash on their own symbols; abi_major must match and abi_minor must not be newer than
  * ours; init() failing unloads the plugin; a task name is registered once (the first wins).
+ * Each file is first dlopen()ed in a probe child (fork): dlopen runs the plugin's
+ * constructors before any check can happen, and one that crashes, hangs or calls exit()
+ * must cost that plugin only, not the worker.
  */
 #include "config.h"
 #include "zq_loader.h"
 #include "zq_log.h"
+#include "zq_time.h"
 #include "zq_util.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef struct {
     char *path;                     /* as given */
@@ -32,11 +42,21 @@ struct zq_loader {
     zq_task_entry_t **tasks;        /* sorted by name */
     size_t ntasks, cap_tasks;
     int allow_insecure;             /* 1: world-writable files load with a warning */
+    double probe_timeout;           /* seconds; <= 0: no probe */
 };
 
 zq_loader_t *zq_loader_new(void)
 {
-    return calloc(1, sizeof(zq_loader_t));
+    zq_loader_t *self = calloc(1, sizeof(zq_loader_t));
+    if (self)
+        self->probe_timeout = ZQ_LOADER_PROBE_TIMEOUT;
+    return self;
+}
+
+void zq_loader_set_probe_timeout(zq_loader_t *self, double seconds)
+{
+    if (self)
+        self->probe_timeout = seconds > 0 ? seconds : 0;
 }
 
 static void s_entry_free(zq_task_entry_t *e)
@@ -197,6 +217,80 @@ static int s_check_table(const char *path, const zq_plugin_info_t *info)
     return ZQ_OK;
 }
 
+/* dlopen openpath in a child first. ZQ_OK when the child got through dlopen (whether it
+ * loaded or not: a failing dlopen fails here again, with its own message) or could not be
+ * started; ZQ_EPLUGIN, logged, when loading killed the child, hung, or ended it. */
+static int s_probe(const zq_loader_t *self, const char *path, const char *openpath)
+{
+    if (self->probe_timeout <= 0)
+        return ZQ_OK;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        ZQ_WARN("cannot probe plugin %s before loading it (%s): loading it directly", path,
+                strerror(errno));
+        return ZQ_OK;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        char verdict = dlopen(openpath, RTLD_NOW | RTLD_LOCAL) ? 'y' : 'n';
+        ssize_t n = write(fds[1], &verdict, 1);
+        (void)n;
+        _exit(0); /* no destructors, no atexit handlers, no stdio flush: nothing twice */
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        ZQ_WARN("cannot probe plugin %s before loading it (fork: %s): loading it directly",
+                path, strerror(errno));
+        close(fds[0]);
+        return ZQ_OK;
+    }
+    /* one byte when dlopen returned; EOF when the child died before */
+    char verdict = 0;
+    int hung = 0;
+    double deadline = zq_mono() + self->probe_timeout;
+    for (;;) {
+        double left = deadline - zq_mono();
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        int r = left > 0 ? poll(&pfd, 1, (int)ceil(left * 1000)) : 0;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            hung = 1;
+        if (r <= 0)
+            break;
+        ssize_t n = read(fds[0], &verdict, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+    close(fds[0]);
+    if (hung)
+        kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (verdict == 'y' || verdict == 'n')
+        return ZQ_OK;
+    if (hung) {
+        ZQ_ERROR("refusing plugin %s: loading it did not finish within %gs in a probe process "
+                 "(a constructor that hangs?)", path, self->probe_timeout);
+    } else if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        const char *abbrev = sigabbrev_np(sig);
+        ZQ_ERROR("refusing plugin %s: loading it killed a probe process with signal %d (SIG%s): "
+                 "its constructor, or one in a library it needs, crashed", path, sig,
+                 abbrev ? abbrev : "?");
+    } else {
+        ZQ_ERROR("refusing plugin %s: loading it ended a probe process (exit status %d) before "
+                 "dlopen returned: its constructor calls exit()", path,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : status);
+    }
+    return ZQ_EPLUGIN;
+}
+
 /* check_dir: 0 when the caller (load_dir) has already checked the directory. */
 static int s_load_file(zq_loader_t *self, const char *path, int check_dir)
 {
@@ -236,6 +330,8 @@ static int s_load_file(zq_loader_t *self, const char *path, int check_dir)
     /* a path without a slash would make dlopen search the library path instead */
     char openpath[PATH_MAX];
     snprintf(openpath, sizeof openpath, "%s%s", strchr(path, '/') ? "" : "./", path);
+    if (s_probe(self, path, openpath) != ZQ_OK)
+        return ZQ_EPLUGIN;
     dlerror();
     void *handle = dlopen(openpath, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {

@@ -1,8 +1,10 @@
 /*
  * zq_loader - plugin loading and the task registry of a worker.
  *
- * A plugin is a shared object exporting zq_plugin_entry() (sdk/zq.h). The loader opens it
- * with dlopen(RTLD_NOW | RTLD_LOCAL), checks its ABI version, calls its init(), and
+ * A plugin is a shared object exporting zq_plugin_entry() (sdk/zq.h). The loader first
+ * dlopen()s it in a probe child (one fork per plugin), so that a constructor that crashes,
+ * hangs or exits is refused instead of taking the worker down; then opens it with
+ * dlopen(RTLD_NOW | RTLD_LOCAL), checks its ABI version, calls its init(), and
  * registers its tasks as "<module>.<name>". Every refusal is one ERROR log line naming the
  * file and the reason; the other plugins still load. Task names arrive from the wire and
  * are only ever looked up in the registry (sorted array, binary search), never dlsym'd.
@@ -31,6 +33,9 @@ typedef struct {
     int ignore_result;       /* 1: the value is not stored */
 } zq_task_entry_t;
 
+/* Seconds a probe child may take to dlopen a plugin before it is refused as hanging. */
+#define ZQ_LOADER_PROBE_TIMEOUT 10.0
+
 /* Defaults applied to zeroed zq_task_opts_t fields (Celery's). */
 #define ZQ_DEFAULT_MAX_RETRIES 3
 #define ZQ_DEFAULT_RETRY_DELAY 180.0 /* seconds */
@@ -45,12 +50,16 @@ void zq_loader_destroy(zq_loader_t **self_p);
  * anyone who can write there could make the worker run their code. */
 void zq_loader_set_allow_insecure(zq_loader_t *self, int allow);
 
+/* How long a probe child may take to dlopen a plugin (default ZQ_LOADER_PROBE_TIMEOUT);
+ * <= 0 loads plugins without a probe. */
+void zq_loader_set_probe_timeout(zq_loader_t *self, double seconds);
+
 /* Load one plugin file. Returns ZQ_OK when it loaded with all its tasks; ZQ_EDUPLICATE when
  * it loaded but some task names were already taken (those were refused, the first
  * registration wins; if none was left the plugin is unloaded); ZQ_EABI on a version
- * mismatch; ZQ_EPLUGIN when dlopen, the entry symbol, the plugin's table or its init()
- * failed; ZQ_EINVAL for a bad path or an insecure (world-writable) file. Each refusal is
- * logged at ERROR. */
+ * mismatch; ZQ_EPLUGIN when dlopen, the probe (its constructor crashed, hung or exited),
+ * the entry symbol, the plugin's table or its init() failed; ZQ_EINVAL for a bad path or
+ * an insecure (world-writable) file. Each refusal is logged at ERROR. */
 int zq_loader_load_file(zq_loader_t *self, const char *path);
 
 /* Load every "*.so" in dir, in name order (so logs are deterministic). Returns the number of

@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -77,6 +78,7 @@ typedef struct {
 /* Shared between the parent and every child (MAP_SHARED, created before the first fork). */
 typedef struct {
     pthread_mutex_t rlock;        /* held by the child reading the job pipe */
+    double lease;                 /* zq_pool_set_lease(); read and written with __atomic */
     uint64_t ring[RING];          /* job state words, index seq % RING */
     struct {
         uint64_t running;         /* seq the child took (0: none) */
@@ -135,6 +137,7 @@ struct zq_pool {
     int stopping;                     /* 1: do not replace children, take no jobs */
     int qmax;                         /* queued jobs taken at most */
     int nqueued;                      /* handed in, not started / ended / taken back */
+    double lease;                     /* threads: zq_pool_set_lease(), under mu */
     /* prefork */
     s_shm_t *shm;
     size_t shm_size;
@@ -348,6 +351,7 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
     s_child_signals();
     zq_exec_env_t env = {p->cfg.worker, s_child_emit, &out_fd, &s_child_soft};
     uint64_t *running = &shm->child[slot].running;
+    pid_t parent = getppid();
     for (;;) {
         int rc = pthread_mutex_lock(&shm->rlock);
         if (rc == EOWNERDEAD) {
@@ -376,6 +380,20 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
             s_child_broken(out_fd);
         }
         pthread_mutex_unlock(&shm->rlock);
+        /* past the worker's lease the broker may have given this job to another worker:
+         * wait until the worker knows it is still ours (lease extended) or takes it back */
+        for (;;) {
+            if (getppid() != parent)
+                _exit(0); /* the worker died: what it held is the broker's to hand out again */
+            double lease;
+            __atomic_load(&shm->lease, &lease, __ATOMIC_SEQ_CST);
+            if (zq_mono() < lease ||
+                __atomic_load_n(&shm->ring[h.seq % RING], __ATOMIC_SEQ_CST) !=
+                    JW(h.seq, J_QUEUED))
+                break;
+            struct timespec nap = {0, 20 * 1000 * 1000};
+            nanosleep(&nap, NULL);
+        }
         if (!s_cas(&shm->ring[h.seq % RING], JW(h.seq, J_QUEUED), JW(h.seq, J_STARTED))) {
             /* taken back by the parent (revoked, returned): not ours to run */
             __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
@@ -783,6 +801,8 @@ static int s_prefork_init(zq_pool_t *p)
         return ZQ_ENOMEM;
     }
     p->shm = m; /* zero-filled */
+    double none = INFINITY;
+    __atomic_store(&p->shm->lease, &none, __ATOMIC_SEQ_CST);
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
@@ -890,7 +910,8 @@ static void *s_thread_main(void *arg)
     zq_log_set_process_name(name);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && !p->t_head)
+        /* past the lease a queued job waits: see zq_pool_set_lease() */
+        while (!p->stop && (!p->t_head || zq_mono() >= p->lease))
             pthread_cond_wait(&p->work_cv, &p->mu);
         if (p->stop)
             break;
@@ -993,6 +1014,7 @@ zq_pool_t *zq_pool_new(const zq_pool_config_t *cfg)
         p->qmax = RING / 4;
     p->wake[0] = p->wake[1] = -1;
     p->jobq[0] = p->jobq[1] = -1;
+    p->lease = INFINITY;
     p->slots = calloc((size_t)p->n, sizeof *p->slots);
     if (!p->slots) {
         free(p);
@@ -1022,6 +1044,8 @@ void zq_pool_destroy(zq_pool_t **self_p, int cold)
     zq_pool_t *p = *self_p;
     p->stopping = 1;
     if (p->cfg.kind == ZQ_POOL_PREFORK) {
+        /* no child may wait on the lease for ever (what is queued runs, as before leases) */
+        zq_pool_set_lease(p, INFINITY);
         /* EOF on the job pipe makes idle children exit */
         s_close(&p->jobq[1]);
         s_close(&p->jobq[0]);
@@ -1136,6 +1160,20 @@ int zq_pool_submit(zq_pool_t *self, const zq_pool_job_t *job)
         return s_solo_submit(self, job);
     }
     return ZQ_EINVAL;
+}
+
+void zq_pool_set_lease(zq_pool_t *self, double until)
+{
+    if (!self)
+        return;
+    if (self->cfg.kind == ZQ_POOL_PREFORK && self->shm) {
+        __atomic_store(&self->shm->lease, &until, __ATOMIC_SEQ_CST);
+    } else if (self->cfg.kind == ZQ_POOL_THREADS && self->sync_init) {
+        pthread_mutex_lock(&self->mu);
+        self->lease = until;
+        pthread_cond_broadcast(&self->work_cv);
+        pthread_mutex_unlock(&self->mu);
+    }
 }
 
 int zq_pool_cancel(zq_pool_t *self, void *ctx)

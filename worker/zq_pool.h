@@ -107,6 +107,13 @@ int zq_pool_submit(zq_pool_t *self, const zq_pool_job_t *job);
 /* Take back a queued job: ZQ_OK when it will not run (no event about it follows);
  * ZQ_ESTATE when it is starting or started (STARTED, then DONE or LOST, will tell). */
 int zq_pool_cancel(zq_pool_t *self, void *ctx);
+/* Start queued jobs only before `until` (zq_mono() seconds): the worker's lease, past which
+ * the broker may have declared it dead and handed its jobs to another worker. A queued job
+ * then waits (prefork children and pool threads check just before starting one, so this
+ * holds even while the worker's main loop is stopped) until the lease is extended or the
+ * job is taken back with zq_pool_cancel. INFINITY, the default, means no limit. Solo runs
+ * a job inside zq_pool_submit: its caller checks. */
+void zq_pool_set_lease(zq_pool_t *self, double until);
 /* The pid running slot (threads and solo: the worker's own pid); 0 if none. */
 long zq_pool_pid(const zq_pool_t *self, int slot);
 /* The pids of all children (prefork) or the worker's pid; returns how many were written. */

@@ -20,6 +20,7 @@
 #include "zq_worker_int.h"
 #include "zq_control.h"
 #include "zq_exec.h"
+#include "zq_outbox.h"
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_time.h"
@@ -68,7 +69,17 @@ typedef struct s_job {
     struct s_job *prev, *next; /* J_READY: FIFO links */
     size_t heap_idx;          /* J_SCHEDULED: position in the ETA heap */
     struct s_job *hnext;      /* id table chain */
+    /* RECEIVED / STARTED not told to the broker yet: held back ZQ_WORKER_STATE_HOLD so
+     * that a short task's states become one (folded into its final STATE) */
+    int pend;                 /* P_RECEIVED | P_STARTED not sent yet */
+    double recv_wall, start_wall; /* zq_now() of receipt and start */
+    long pid;                 /* process running it (STARTED) */
+    double pend_since;        /* zq_mono() it joined the pending list */
+    struct s_job *pprev, *pnext; /* pending list links */
+    int plinked;
 } s_job_t;
+
+enum { P_RECEIVED = 1, P_STARTED = 2 };
 
 typedef struct s_revoked {
     char *id;
@@ -83,9 +94,14 @@ struct zq_worker {
     char **queues;
     size_t nqueues;
     int concurrency, prefetch;
+    int prefetch_adaptive;    /* no --prefetch: the broker may widen the window (§8) */
     zq_pool_kind_t pool_kind;
     double heartbeat, time_limit, soft_time_limit;
     char *control;
+    zq_curve_client_t curve;  /* CurveZMQ keys; curve.enabled = 0 when plain */
+    char *curve_authorized;   /* who may query the control socket (CURVE only) */
+    void *front_mon;          /* handshake outcomes of w->front (zq_curve_monitor) */
+    int auth_logged;          /* a refused handshake was logged in this outage */
     double started;           /* zq_now() at creation */
     zq_loader_t *loader;
     zq_pool_t *pool;
@@ -105,10 +121,22 @@ struct zq_worker {
     int waiting_logged;       /* "waiting for the broker" said once per outage */
     double hb_interval;
     double hb_next;           /* zq_mono() of the next HEARTBEAT */
+    struct {
+        long req;
+        double at;
+    } hb_sent[8];             /* recent HEARTBEATs: req and zq_mono() sent, by req % 8 */
     double heard_at;          /* zq_mono() of the last REPLY of any kind */
+    /* zq_mono() when the last answered HELLO or HEARTBEAT left: the broker heard from us
+     * then or later, so it cannot declare us dead (docs/protocol.md §10) before lease_from
+     * + 3 intervals. Until then the tasks we hold are ours to start: our lease. */
+    double lease_from;
     long bye_req;
     int bye_answered;
     double last_bad;          /* rate limit for bad-message logs */
+    /* upstream: batches kept until the broker confirms them (zq_outbox.h) */
+    zq_outbox_t *outbox;
+    s_job_t *pend_head, *pend_tail; /* jobs with states held back, oldest first */
+    double outbox_warned;     /* zq_mono() of the last "waiting for confirmation" log */
     /* jobs */
     s_job_t **table;          /* id -> job, chained */
     size_t table_cap, njobs;
@@ -279,9 +307,44 @@ static void s_job_free(s_job_t *job)
     free(job);
 }
 
+static void s_pend_unlink(zq_worker_t *w, s_job_t *job)
+{
+    if (!job->plinked)
+        return;
+    if (job->pprev)
+        job->pprev->pnext = job->pnext;
+    else
+        w->pend_head = job->pnext;
+    if (job->pnext)
+        job->pnext->pprev = job->pprev;
+    else
+        w->pend_tail = job->pprev;
+    job->pprev = job->pnext = NULL;
+    job->plinked = 0;
+}
+
+/* Hold a state back (flag: P_RECEIVED, P_STARTED); it leaves with the next state of the job
+ * or after ZQ_WORKER_STATE_HOLD (s_pend_flush). */
+static void s_pend_add(zq_worker_t *w, s_job_t *job, int flag)
+{
+    job->pend |= flag;
+    if (job->plinked)
+        return;
+    job->pend_since = zq_mono();
+    job->pprev = w->pend_tail;
+    job->pnext = NULL;
+    if (w->pend_tail)
+        w->pend_tail->pnext = job;
+    else
+        w->pend_head = job;
+    w->pend_tail = job;
+    job->plinked = 1;
+}
+
 /* Forget a job that is in no queue any more. */
 static void s_job_drop(zq_worker_t *w, s_job_t *job)
 {
+    s_pend_unlink(w, job);
     s_job_unlink_table(w, job);
     s_job_free(job);
 }
@@ -460,34 +523,126 @@ static void s_revoked_add(zq_worker_t *w, const char *id)
 /* ---------------------------------------------------------------------------------------
  * Sending
  */
-static void s_up_send(zq_worker_t *w, const char *cmd, const char *json, size_t len)
+/* Queue an upstream message (STATE, SUBMIT, RETURN) in the open batch; it leaves at the end
+ * of the turn (s_up_flush) and is kept until the broker confirms it. task_id: the task a
+ * final STATE ends, else NULL. */
+static void s_up_send(zq_worker_t *w, const char *cmd, const char *json, size_t len,
+                      const char *task_id)
 {
     if (!json)
         return;
-    if (!w->upstream) {
-        ZQ_ERROR("no upstream channel yet: %s dropped", cmd);
-        return;
-    }
-    if (zq_msg_send_raw(w->upstream, NULL, 0, cmd, json, len, ZMQ_DONTWAIT) == ZQ_OK)
-        return;
-    if (errno == EAGAIN) {
-        /* ZQ_WORKER_UPSTREAM_HWM messages already wait for the broker: wait with them */
-        ZQ_WARN("upstream queue full (broker away?): waiting to send %s", cmd);
-        if (zq_msg_send_raw(w->upstream, NULL, 0, cmd, json, len, 0) == ZQ_OK)
-            return;
-    }
-    ZQ_ERROR("cannot send %s upstream: %s", cmd, zmq_strerror(errno));
+    if (zq_outbox_add(w->outbox, cmd, json, len, task_id) != ZQ_OK)
+        ZQ_ERROR("out of memory: an upstream %s message was dropped", cmd);
 }
 
-/* Send a STATE text built by zq_exec and free it. */
-static void s_send_state(zq_worker_t *w, char *json, size_t len)
+static int s_up_sendfn(void *arg, const char *json, size_t len)
+{
+    zq_worker_t *w = arg;
+    if (!w->upstream)
+        return ZQ_EIO;
+    return zq_msg_send_raw(w->upstream, NULL, 0, ZQ_CMD_BATCH, json, len, ZMQ_DONTWAIT);
+}
+
+/* The final STATE of a job (built by zq_exec or a pool child; not freed here), with the
+ * RECEIVED / STARTED the job still held back folded in. */
+static void s_send_final(zq_worker_t *w, s_job_t *job, const char *json, size_t len)
 {
     if (!json) {
         ZQ_ERROR("out of memory building a STATE message");
         return;
     }
-    s_up_send(w, ZQ_CMD_STATE, json, len);
-    free(json);
+    s_pend_unlink(w, job);
+    if (!job->pend || len < 2 || json[len - 1] != '}') {
+        s_up_send(w, ZQ_CMD_STATE, json, len, job->req.id);
+        job->pend = 0;
+        return;
+    }
+    zq_sb_t sb;
+    zq_sb_init(&sb);
+    char ts[40];
+    zq_sb_putn(&sb, json, len - 1);
+    if (job->pend & P_RECEIVED) {
+        zq_sb_puts(&sb, ",\"received\":\"");
+        zq_sb_puts(&sb, zq_time_iso(job->recv_wall, ts, sizeof ts));
+        zq_sb_putc(&sb, '"');
+    }
+    if (job->pend & P_STARTED) {
+        zq_sb_puts(&sb, ",\"started\":\"");
+        zq_sb_puts(&sb, zq_time_iso(job->start_wall, ts, sizeof ts));
+        zq_sb_printf(&sb, "\",\"pid\":%ld,\"acks_late\":%s", job->pid,
+                     job->entry && job->entry->acks_late ? "true" : "false");
+    }
+    zq_sb_putc(&sb, '}');
+    job->pend = 0;
+    if (sb.oom) {
+        s_up_send(w, ZQ_CMD_STATE, json, len, job->req.id); /* without the folded times */
+    } else {
+        s_up_send(w, ZQ_CMD_STATE, sb.buf, sb.len, job->req.id);
+    }
+    zq_sb_free(&sb);
+}
+
+/* Send the states held back longer than ZQ_WORKER_STATE_HOLD (all of them when force).
+ * Returns the zq_mono() time the next one is due, 0 when none waits. */
+static double s_pend_flush(zq_worker_t *w, double m, int force)
+{
+    while (w->pend_head) {
+        s_job_t *job = w->pend_head;
+        if (!force && m - job->pend_since < ZQ_WORKER_STATE_HOLD)
+            return job->pend_since + ZQ_WORKER_STATE_HOLD;
+        s_pend_unlink(w, job);
+        size_t len = 0;
+        char *json;
+        if (job->pend & P_STARTED) {
+            json = zq_exec_state_started(job->req.id, w->name, job->pid,
+                                         job->entry && job->entry->acks_late, job->start_wall,
+                                         &len);
+            if (json && (job->pend & P_RECEIVED)) {
+                zq_sb_t sb;
+                char ts[40];
+                zq_sb_init(&sb);
+                zq_sb_putn(&sb, json, len - 1);
+                zq_sb_puts(&sb, ",\"received\":\"");
+                zq_sb_puts(&sb, zq_time_iso(job->recv_wall, ts, sizeof ts));
+                zq_sb_puts(&sb, "\"}");
+                if (!sb.oom) {
+                    free(json);
+                    json = zq_sb_steal(&sb, &len);
+                } else {
+                    zq_sb_free(&sb);
+                }
+            }
+        } else {
+            json = zq_exec_state_received_at(job->req.id, w->name, job->recv_wall, &len);
+        }
+        job->pend = 0;
+        if (!json)
+            ZQ_ERROR("out of memory building a STATE message");
+        s_up_send(w, ZQ_CMD_STATE, json, len, NULL);
+        free(json);
+    }
+    return 0;
+}
+
+/* End of a turn: held-back states that are due, then every batch not sent yet. */
+static double s_up_flush(zq_worker_t *w, double m, int force)
+{
+    double next = s_pend_flush(w, m, force);
+    zq_outbox_flush(w->outbox, s_up_sendfn, w, m);
+    /* not confirmed for long (a batch lost with a broken connection): send them again */
+    double oldest = zq_outbox_oldest_sent(w->outbox);
+    double patience = ZQ_WORKER_HEARTBEAT_MISSES * (w->hb_interval > 0 ? w->hb_interval
+                                                                        : w->heartbeat);
+    if (w->registered && oldest > 0 && m - oldest > patience) {
+        if (m - w->outbox_warned > 60) {
+            ZQ_WARN("the broker has not confirmed %zu upstream batch(es) for %.0fs: sending "
+                    "them again", zq_outbox_batches(w->outbox), m - oldest);
+            w->outbox_warned = m;
+        }
+        zq_outbox_resend(w->outbox);
+        zq_outbox_flush(w->outbox, s_up_sendfn, w, m);
+    }
+    return next;
 }
 
 /* A frontend request; adds "req". Takes ownership of body. Returns the req, 0 if not sent. */
@@ -540,7 +695,8 @@ static void s_finish_error(zq_worker_t *w, s_job_t *job, const char *state, cons
                                      strcmp(state, ZQ_STATE_FAILURE) == 0 ? tb : NULL, runtime,
                                      extra, &len);
     free(tb);
-    s_send_state(w, json, len);
+    s_send_final(w, job, json, len);
+    free(json);
 }
 
 /* Not run: REVOKED revoked/expired. Drops the job. */
@@ -553,7 +709,8 @@ static void s_discard(zq_worker_t *w, s_job_t *job, int expired)
                                      expired ? "\"expired\":true,\"terminated\":false"
                                              : "\"expired\":false,\"terminated\":false",
                                      &len);
-    s_send_state(w, json, len);
+    s_send_final(w, job, json, len);
+    free(json);
     s_job_drop(w, job);
 }
 
@@ -597,10 +754,9 @@ static void s_on_started(zq_worker_t *w, s_job_t *job, int slot, long pid, doubl
     job->started = m;
     job->soft_at = job->soft > 0 && w->pool_kind != ZQ_POOL_SOLO ? m + job->soft : 0;
     job->hard_at = job->hard > 0 && zq_pool_can_kill(w->pool) ? m + job->hard : 0;
-    size_t len;
-    char *started =
-        zq_exec_state_started(job->req.id, w->name, pid, job->entry->acks_late, when, &len);
-    s_send_state(w, started, len);
+    job->start_wall = when > 0 ? when : zq_now();
+    job->pid = pid;
+    s_pend_add(w, job, P_STARTED);
     zq_control_task_started(w->ctl, job->entry);
     if (job->term_pending) {
         /* revoked with terminate while it was being picked up */
@@ -661,7 +817,7 @@ static void s_on_pool_event(void *arg, const zq_pool_event_t *ev)
         double runtime = job->where == J_ACTIVE ? zq_mono() - job->started : 0;
         s_release_slot(w, job);
         if (ev->json)
-            s_up_send(w, ZQ_CMD_STATE, ev->json, ev->len);
+            s_send_final(w, job, ev->json, ev->len);
         else
             s_finish_error(w, job, ZQ_STATE_FAILURE, "WorkerLostError",
                            "the pool could not run the task (out of memory?)", runtime, NULL, 1);
@@ -675,7 +831,7 @@ static void s_on_pool_event(void *arg, const zq_pool_event_t *ev)
         s_discard(w, job, 1);
         break;
     case ZQ_POOL_EV_SUBMIT:
-        s_up_send(w, ZQ_CMD_SUBMIT, ev->json, ev->len);
+        s_up_send(w, ZQ_CMD_SUBMIT, ev->json, ev->len, NULL);
         break;
     case ZQ_POOL_EV_LOST:
         s_on_lost(w, ev);
@@ -691,12 +847,52 @@ static void s_on_pool_event(void *arg, const zq_pool_event_t *ev)
 /* ---------------------------------------------------------------------------------------
  * Running
  */
-/* Feed the pool from the ready FIFO while it has room. */
+/* Our lease (see lease_from): while it runs, the broker cannot have handed the tasks we hold
+ * to another worker. Past it, or while we join again, we start none of them. */
+static int s_lease_ok(const zq_worker_t *w)
+{
+    return w->registered &&
+           zq_mono() < w->lease_from + ZQ_WORKER_HEARTBEAT_MISSES * w->hb_interval;
+}
+
+/* The pool's children and threads check the lease themselves, so that it holds even
+ * while this loop is stopped (SIGSTOP, a swapped-out machine). */
+static void s_lease_update(zq_worker_t *w)
+{
+    zq_pool_set_lease(w->pool, w->registered ? w->lease_from + ZQ_WORKER_HEARTBEAT_MISSES *
+                                                                   w->hb_interval
+                                             : 0);
+}
+
+/* The broker did not give id back when we joined again (HELLO "released"): it ended, or
+ * went to another worker while we were away. Never start it; one already running goes on,
+ * and the broker ignores what it reports for a task that has ended. */
+static void s_release_one(zq_worker_t *w, const char *id)
+{
+    s_job_t *job = s_job_find(w, id);
+    if (!job)
+        return;
+    switch (job->where) {
+    case J_READY: s_ready_unlink(w, job); break;
+    case J_SCHEDULED: s_heap_remove(w, job); break;
+    case J_POOLED:
+        if (zq_pool_cancel(w->pool, job) != ZQ_OK)
+            return; /* a slot is starting it: it runs, as a running one does */
+        s_release_slot(w, job);
+        break;
+    default: return;
+    }
+    ZQ_INFO("Task %s[%s] ended or went to another worker while this one was away: not "
+            "running it", s_name(job), id);
+    s_job_drop(w, job);
+}
+
+/* Feed the pool from the ready FIFO while it has room and our lease runs. */
 static void s_dispatch_ready(zq_worker_t *w)
 {
     if (w->draining)
         return;
-    while (w->ready_head && zq_pool_room(w->pool) > 0) {
+    while (w->ready_head && zq_pool_room(w->pool) > 0 && s_lease_ok(w)) {
         s_job_t *job = w->ready_head;
         s_ready_unlink(w, job);
         /* revoked or expired while it waited: never starts */
@@ -811,9 +1007,8 @@ static void s_on_task(zq_worker_t *w, cJSON *body, const char *raw, size_t rawle
         s_job_free(job);
         return;
     }
-    size_t len;
-    char *received = zq_exec_state_received(job->req.id, w->name, &len);
-    s_send_state(w, received, len);
+    job->recv_wall = zq_now();
+    job->pend = P_RECEIVED; /* told with the next state, or after ZQ_WORKER_STATE_HOLD */
     ZQ_INFO("Task %s[%s] received", s_name(job), job->req.id);
     if (rc != ZQ_OK) {
         ZQ_ERROR("Task %s[%s] cannot run: %s", s_name(job), job->req.id, err);
@@ -863,6 +1058,7 @@ static void s_on_task(zq_worker_t *w, cJSON *body, const char *raw, size_t rawle
         s_job_drop(w, job);
         return;
     }
+    s_pend_add(w, job, P_RECEIVED);
     if (job->req.eta_t <= now)
         s_ready_push(w, job, w->ready_tail);
 }
@@ -990,9 +1186,26 @@ static int s_recv_frames(void *sock, zmq_msg_t *parts, size_t *n, size_t *total)
     return ZQ_OK;
 }
 
-/* One message of the dispatch channel (n frames kept of total received). */
+/* ACK {"seqs": [...]}: the broker committed those upstream batches. */
+static void s_on_ack(zq_worker_t *w, const cJSON *body)
+{
+    const cJSON *seqs = cJSON_GetObjectItemCaseSensitive(body, "seqs"), *e;
+    if (!cJSON_IsArray(seqs)) {
+        s_bad_message(w, "dispatch", "ACK: seqs: must be an array of batch numbers");
+        return;
+    }
+    cJSON_ArrayForEach(e, seqs)
+    {
+        if (cJSON_IsNumber(e) && e->valuedouble >= 1 && e->valuedouble < 9007199254740992.0)
+            zq_outbox_ack(w->outbox, (uint64_t)e->valuedouble);
+    }
+}
+
+/* One message of the dispatch channel (n frames kept of total received). acks_only:
+ * leaving, the pool is gone: a TASK is not taken (the broker requeues what we held when we
+ * say BYE). */
 static void s_on_dispatch(zq_worker_t *w, const void *const *frames, const size_t *sizes,
-                          size_t n, size_t total)
+                          size_t n, size_t total, int acks_only)
 {
     zq_msg_t msg;
     char err[256];
@@ -1002,12 +1215,16 @@ static void s_on_dispatch(zq_worker_t *w, const void *const *frames, const size_
     }
     if (zq_msg_decode(frames, sizes, n, 0, &msg, err, sizeof err) != ZQ_OK) {
         s_bad_message(w, "dispatch", err);
+    } else if (acks_only && strcmp(msg.cmd, ZQ_CMD_ACK) != 0) {
+        ZQ_DEBUG("leaving: %s not taken", msg.cmd);
     } else if (strcmp(msg.cmd, ZQ_CMD_TASK) == 0) {
         cJSON *body = msg.body;
         msg.body = NULL;
         s_on_task(w, body, frames[2], sizes[2]);
     } else if (strcmp(msg.cmd, ZQ_CMD_REVOKED) == 0) {
         s_on_revoked(w, msg.body);
+    } else if (strcmp(msg.cmd, ZQ_CMD_ACK) == 0) {
+        s_on_ack(w, msg.body);
     } else {
         snprintf(err, sizeof err, "unexpected command %s", msg.cmd);
         s_bad_message(w, "dispatch", err);
@@ -1018,10 +1235,10 @@ static void s_on_dispatch(zq_worker_t *w, const void *const *frames, const size_
 void zq_worker_feed_dispatch(zq_worker_t *w, const void *const *frames, const size_t *sizes,
                              size_t nframes)
 {
-    s_on_dispatch(w, frames, sizes, nframes > MAX_FRAMES ? MAX_FRAMES : nframes, nframes);
+    s_on_dispatch(w, frames, sizes, nframes > MAX_FRAMES ? MAX_FRAMES : nframes, nframes, 0);
 }
 
-static void s_read_dispatch(zq_worker_t *w)
+static void s_read_dispatch(zq_worker_t *w, int acks_only)
 {
     for (int i = 0; i < BATCH && w->dispatch; i++) {
         zmq_msg_t parts[MAX_FRAMES];
@@ -1034,7 +1251,7 @@ static void s_read_dispatch(zq_worker_t *w)
             frames[k] = zmq_msg_data(&parts[k]);
             sizes[k] = zmq_msg_size(&parts[k]);
         }
-        s_on_dispatch(w, frames, sizes, n, total);
+        s_on_dispatch(w, frames, sizes, n, total, acks_only);
         for (size_t k = 0; k < n; k++)
             zmq_msg_close(&parts[k]);
     }
@@ -1053,18 +1270,28 @@ static void s_close_socket(void **sock)
 static int s_front_open(zq_worker_t *w)
 {
     s_close_socket(&w->front);
+    s_close_socket(&w->front_mon);
     w->front = zmq_socket(w->ctx, ZMQ_DEALER);
     if (!w->front) {
         ZQ_ERROR("cannot create a socket: %s", zmq_strerror(errno));
         return ZQ_EIO;
     }
     zq_socket_defaults(w->front);
+    /* the monitor only tells why a HELLO goes unanswered (a refused key): best effort */
+    if (zq_curve_client_apply(w->front, &w->curve, NULL) != ZQ_OK ||
+        zq_curve_monitor(w->ctx, w->front, &w->front_mon) != ZQ_OK)
+        ZQ_DEBUG("no handshake monitor on the broker connection");
     if (zmq_connect(w->front, w->broker_url) != 0) {
         ZQ_ERROR("cannot connect to the broker at %s: %s", w->broker_url, zmq_strerror(errno));
         s_close_socket(&w->front);
         return ZQ_EIO;
     }
     return ZQ_OK;
+}
+
+static void s_hold_id(void *arg, const char *id)
+{
+    cJSON_AddItemToArray(arg, cJSON_CreateString(id));
 }
 
 static cJSON *s_hello_body(zq_worker_t *w)
@@ -1081,8 +1308,11 @@ static cJSON *s_hello_body(zq_worker_t *w)
         cJSON_AddItemToArray(q, cJSON_CreateString(w->queues[i]));
     cJSON_AddNumberToObject(o, "concurrency", w->concurrency);
     cJSON_AddNumberToObject(o, "prefetch", w->prefetch);
+    cJSON_AddBoolToObject(o, "prefetch_adaptive", w->prefetch_adaptive);
     cJSON_AddStringToObject(o, "pool", zq_pool_kind_name(w->pool_kind));
     cJSON_AddStringToObject(o, "control", zq_control_endpoint(w->ctl));
+    if (w->curve.enabled) /* the control socket's CURVE key, for zq-ctl (§13) */
+        cJSON_AddStringToObject(o, "curve_key", w->curve.self.public_key);
     cJSON *t = cJSON_AddArrayToObject(o, "tasks");
     for (size_t i = 0; t && i < zq_loader_task_count(w->loader); i++)
         cJSON_AddItemToArray(t, cJSON_CreateString(zq_loader_task(w->loader, i)->name));
@@ -1093,6 +1323,8 @@ static cJSON *s_hello_body(zq_worker_t *w)
     for (size_t b = 0; h && b < w->table_cap; b++)
         for (s_job_t *j = w->table[b]; j; j = j->hnext)
             cJSON_AddItemToArray(h, cJSON_CreateString(j->req.id));
+    /* ended here, but the broker has not confirmed it stored how */
+    zq_outbox_each_id(w->outbox, s_hold_id, h);
     return o;
 }
 
@@ -1107,6 +1339,7 @@ static void s_send_hello(zq_worker_t *w)
 static void s_reregister(zq_worker_t *w)
 {
     w->registered = 0;
+    s_lease_update(w); /* start nothing until the HELLO reply says what is still ours */
     if (s_front_open(w) == ZQ_OK)
         s_send_hello(w);
 }
@@ -1126,6 +1359,8 @@ static int s_connect_channel(zq_worker_t *w, void **sock, int type, const char *
         if (!*sock)
             return ZQ_EIO;
         zq_socket_defaults(*sock);
+        if (zq_curve_client_apply(*sock, &w->curve, NULL) != ZQ_OK)
+            return ZQ_EINVAL;
         if (type == ZMQ_PUSH) {
             int linger = ZQ_WORKER_UPSTREAM_LINGER, hwm = ZQ_WORKER_UPSTREAM_HWM;
             zmq_setsockopt(*sock, ZMQ_LINGER, &linger, sizeof linger);
@@ -1172,6 +1407,10 @@ static void s_on_hello_reply(zq_worker_t *w, const cJSON *body)
         s_close_socket(&w->dispatch);
         w->dispatch_ep[0] = '\0';
     }
+    /* a broker that restarted may have lost what it had not committed: send again every
+     * batch it has not confirmed (it applies them idempotently) */
+    if (strcmp(broker_id, w->broker_id) != 0)
+        zq_outbox_resend(w->outbox);
     snprintf(w->broker_id, sizeof w->broker_id, "%s", broker_id);
     /* while draining, no dispatch channel: we take no new tasks */
     if (s_connect_channel(w, &w->upstream, ZMQ_PUSH, zq_json_str(body, "upstream", NULL),
@@ -1190,7 +1429,19 @@ static void s_on_hello_reply(zq_worker_t *w, const cJSON *body)
     w->registered = 1;
     w->hb_next = m + w->hb_interval;
     w->heard_at = m;
+    w->lease_from = w->hello_at;
+    /* what we listed in "holding" and the broker did not give back to us must not start;
+     * only then may the rest start again */
+    const cJSON *released = cJSON_GetObjectItemCaseSensitive(body, "released");
+    const cJSON *rid;
+    cJSON_ArrayForEach(rid, released)
+    {
+        if (cJSON_IsString(rid))
+            s_release_one(w, rid->valuestring);
+    }
+    s_lease_update(w);
     w->waiting_logged = 0;
+    w->auth_logged = 0;
     const cJSON *revoked = cJSON_GetObjectItemCaseSensitive(body, "revoked");
     const cJSON *id;
     cJSON_ArrayForEach(id, revoked)
@@ -1225,9 +1476,18 @@ static void s_read_front(zq_worker_t *w)
             zq_msg_clear(&msg);
             continue;
         }
-        double req = zq_json_num(msg.body, "req", -1); /* not cast: it may be 1e300 */
+        /* our reqs are small positive integers; any other number (1e300: converting it
+         * would be undefined behaviour) matches none */
+        double rv = zq_json_num(msg.body, "req", -1);
+        long req = rv >= 0 && rv < 9007199254740992.0 ? (long)rv : -1;
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg.body, "error");
         w->heard_at = zq_mono();
+        int hb = (int)(req & 7);
+        /* an answered HEARTBEAT extends the lease; EUNKNOWNWORKER does not */
+        if (!e && req > 0 && w->hb_sent[hb].req == req && w->hb_sent[hb].at > w->lease_from) {
+            w->lease_from = w->hb_sent[hb].at;
+            s_lease_update(w);
+        }
         if (w->hello_req && req == w->hello_req) {
             s_on_hello_reply(w, msg.body);
         } else if (w->bye_req && req == w->bye_req) {
@@ -1239,7 +1499,7 @@ static void s_read_front(zq_worker_t *w)
                         "again", w->broker_url);
                 s_reregister(w);
             } else if (strcmp(code, ZQ_WERR_UNKNOWN_WORKER) != 0) {
-                ZQ_WARN("the broker answered request %.0f with %s: %s", req, code,
+                ZQ_WARN("the broker answered request %ld with %s: %s", req, code,
                         zq_json_str(e, "message", ""));
             }
         }
@@ -1257,6 +1517,14 @@ static void s_session_tick(zq_worker_t *w, double m)
                 ZQ_WARN("waiting for the broker at %s to answer (retrying every %gs)",
                         w->broker_url, ZQ_WORKER_HELLO_RETRY);
                 w->waiting_logged = 1;
+            }
+            char why[600], peer[600];
+            snprintf(peer, sizeof peer, "the broker at %s", w->broker_url);
+            if (w->hello_req && zq_curve_monitor_check(w->front_mon, w->curve.enabled, peer, why,
+                                                       sizeof why) &&
+                !w->auth_logged) {
+                ZQ_ERROR("cannot join: %s", why);
+                w->auth_logged = 1;
             }
             /* lazy pirate: a fresh socket drops the unanswered HELLO */
             if (w->hello_req && s_front_open(w) != ZQ_OK)
@@ -1278,7 +1546,9 @@ static void s_session_tick(zq_worker_t *w, double m)
             cJSON_AddNumberToObject(hb, "active", w->nactive);
             cJSON_AddNumberToObject(hb, "processed", (double)w->processed);
         }
-        s_request(w, ZQ_CMD_HEARTBEAT, hb);
+        long req = s_request(w, ZQ_CMD_HEARTBEAT, hb);
+        w->hb_sent[req & 7].req = req;
+        w->hb_sent[req & 7].at = m;
         w->hb_next = m + w->hb_interval;
     }
 }
@@ -1331,7 +1601,7 @@ static void s_send_return(zq_worker_t *w, zq_sb_t *ids, size_t n)
     zq_sb_printf(&sb, ",\"ids\":[%s]}", ids->buf ? ids->buf : "");
     size_t len;
     char *json = zq_sb_steal(&sb, &len);
-    s_up_send(w, ZQ_CMD_RETURN, json, len);
+    s_up_send(w, ZQ_CMD_RETURN, json, len, NULL);
     free(json);
 }
 
@@ -1499,14 +1769,30 @@ zq_worker_t *zq_worker_new(const zq_worker_config_t *cfg)
                  "characters, no spaces)", cfg->nodename ? cfg->nodename : "zq@%h");
         goto fail;
     }
-    if (s_parse_queues(w, cfg->queues) != ZQ_OK)
+    if (s_parse_queues(w, cfg->queues) != ZQ_OK || !(w->outbox = zq_outbox_new(w->name)))
         goto fail;
+    if (cfg->curve_secret || cfg->curve_server_key || cfg->curve_authorized) {
+        char why[600];
+        if (!cfg->curve_secret || !cfg->curve_server_key || !cfg->curve_authorized) {
+            ZQ_ERROR("CURVE needs --curve-secret FILE, --curve-server-key FILE and "
+                     "--curve-authorized DIR (who may query the control socket)");
+            goto fail;
+        }
+        if (zq_curve_client_load(&w->curve, cfg->curve_secret, cfg->curve_server_key, why,
+                                 sizeof why) != ZQ_OK) {
+            ZQ_ERROR("%s", why);
+            goto fail;
+        }
+        if (!(w->curve_authorized = strdup(cfg->curve_authorized)))
+            goto fail;
+    }
     w->pool_kind = cfg->pool;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     w->concurrency = cfg->concurrency > 0 ? cfg->concurrency : (ncpu > 0 ? (int)ncpu : 1);
     if (w->pool_kind == ZQ_POOL_SOLO)
         w->concurrency = 1; /* as Celery, solo ignores -c */
     w->prefetch = cfg->prefetch >= 0 ? cfg->prefetch : w->concurrency;
+    w->prefetch_adaptive = cfg->prefetch < 0;
     w->heartbeat = cfg->heartbeat > 0 ? cfg->heartbeat : ZQ_WORKER_HEARTBEAT;
     w->hb_interval = w->heartbeat;
     w->time_limit = cfg->time_limit > 0 ? cfg->time_limit : 0;
@@ -1566,6 +1852,9 @@ void zq_worker_destroy(zq_worker_t **self_p)
     free(w->broker_url);
     free(w->plugins_dir);
     free(w->control);
+    zq_outbox_destroy(&w->outbox);
+    free(w->curve_authorized);
+    memset(&w->curve, 0, sizeof w->curve);
     free(w);
     *self_p = NULL;
 }
@@ -1704,6 +1993,8 @@ static int s_control_open(zq_worker_t *w)
         .started = w->started,
         .loader = w->loader,
         .revokes_max = ZQ_WORKER_REVOKES_MAX,
+        .curve = w->curve.enabled ? &w->curve.self : NULL,
+        .curve_authorized = w->curve_authorized,
         .each_job = s_ctl_each_job,
         .find_job = s_ctl_find_job,
         .each_revoked = s_ctl_each_revoked,
@@ -1751,6 +2042,26 @@ static int s_handle_signals(zq_worker_t *w)
     return 0;
 }
 
+/* Leaving: wait (up to the upstream linger) for the broker to confirm what we sent, so that
+ * no result is lost with a broker that dies at the same moment. Needs the dispatch channel,
+ * which a warm shutdown closes; then the socket linger is all there is. */
+static void s_await_acks(zq_worker_t *w)
+{
+    double deadline = zq_mono() + ZQ_WORKER_UPSTREAM_LINGER / 1000.0;
+    while (w->dispatch && w->registered && zq_outbox_batches(w->outbox) > 0) {
+        double left = deadline - zq_mono();
+        if (left <= 0) {
+            ZQ_WARN("leaving with %zu upstream message(s) the broker has not confirmed",
+                    zq_outbox_messages(w->outbox));
+            break;
+        }
+        zmq_pollitem_t it = {w->dispatch, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, (long)(left * 1000) + 1) > 0)
+            s_read_dispatch(w, 1);
+        zq_outbox_flush(w->outbox, s_up_sendfn, w, zq_mono());
+    }
+}
+
 int zq_worker_run(zq_worker_t *w)
 {
     if (!w)
@@ -1774,7 +2085,7 @@ int zq_worker_run(zq_worker_t *w)
         s_send_hello(w);
     }
     int npool_max = w->nslots + 2;
-    zmq_pollitem_t *items = calloc((size_t)npool_max + 4, sizeof *items);
+    zmq_pollitem_t *items = calloc((size_t)npool_max + 3 + ZQ_CONTROL_POLLITEMS, sizeof *items);
     if (!items) {
         w->exit_code = 1;
         w->stop = 1;
@@ -1791,6 +2102,7 @@ int zq_worker_run(zq_worker_t *w)
         double next_eta = s_promote_eta(w, now);
         s_dispatch_ready(w);
         double next_limit = s_check_limits(w, zq_mono());
+        double next_state = s_up_flush(w, zq_mono(), 0);
 
         /* sleep until the earliest thing due; ETA lateness is a few ms */
         m = zq_mono();
@@ -1803,15 +2115,15 @@ int zq_worker_run(zq_worker_t *w)
             wait = next_eta - zq_now();
         if (next_limit > 0 && next_limit - m < wait)
             wait = next_limit - m;
+        if (next_state > 0 && next_state - m < wait)
+            wait = next_state - m;
         long timeout = wait <= 0 ? 0 : (long)ceil(wait * 1000);
 
         int n = 0;
         items[n++] = (zmq_pollitem_t){NULL, s_sig_pipe[0], ZMQ_POLLIN, 0};
-        int i_front = -1, i_disp = -1, i_ctl = -1;
-        if (zq_control_socket(w->ctl)) {
-            i_ctl = n;
-            items[n++] = (zmq_pollitem_t){zq_control_socket(w->ctl), 0, ZMQ_POLLIN, 0};
-        }
+        int i_front = -1, i_disp = -1, i_ctl = n;
+        n += zq_control_pollitems(w->ctl, items + n, ZQ_CONTROL_POLLITEMS);
+        int n_ctl = n - i_ctl;
         if (w->front) {
             i_front = n;
             items[n++] = (zmq_pollitem_t){w->front, 0, ZMQ_POLLIN, 0};
@@ -1833,13 +2145,14 @@ int zq_worker_run(zq_worker_t *w)
         if (i_front >= 0 && (items[i_front].revents & ZMQ_POLLIN))
             s_read_front(w);
         if (i_disp >= 0 && (items[i_disp].revents & ZMQ_POLLIN))
-            s_read_dispatch(w);
+            s_read_dispatch(w, 0);
         zq_pool_dispatch(w->pool, items + i_pool, n - i_pool);
-        if (i_ctl >= 0 && (items[i_ctl].revents & ZMQ_POLLIN))
-            zq_control_serve(w->ctl);
+        zq_control_dispatch(w->ctl, items + i_ctl, n_ctl);
     }
     free(items);
     zq_pool_destroy(&w->pool, 0);
+    s_up_flush(w, zq_mono(), 1);
+    s_await_acks(w);
     s_close_socket(&w->dispatch);
     /* results first (up to the linger time), then BYE: the broker must not requeue a task
      * whose SUCCESS is still on its way */
@@ -1849,6 +2162,7 @@ int zq_worker_run(zq_worker_t *w)
     w->up_ctx = NULL;
     s_bye(w);
     s_close_socket(&w->front);
+    s_close_socket(&w->front_mon);
     zq_control_destroy(&w->ctl);
     if (w->ctx)
         zmq_ctx_term(w->ctx);

@@ -29,6 +29,7 @@ typedef struct zq_worker zq_worker_t;
 #define ZQ_WORKER_BYE_WAIT 2.0         /* seconds to wait for the BYE reply */
 #define ZQ_WORKER_UPSTREAM_LINGER 5000 /* ms: results still queued are flushed this long */
 #define ZQ_WORKER_UPSTREAM_HWM 1000000 /* messages queued while the broker is away */
+#define ZQ_WORKER_STATE_HOLD 0.01      /* s a RECEIVED/STARTED waits to be folded (§8) */
 
 typedef struct {
     const char *plugins_dir;    /* required: every *.so in it is loaded */
@@ -44,6 +45,13 @@ typedef struct {
     const char *control;        /* --control: endpoint of the control socket that zq-ctl
                                  * inspect queries; NULL: tcp://127.0.0.1:* (zq_control.h) */
     int allow_insecure_plugins; /* load world-writable plugins (logged) */
+    /* CurveZMQ (docs/protocol.md §13): all three or none. The worker connects to the broker
+     * as a CURVE client with its key pair and the broker's public key; its control socket
+     * is a CURVE server with the same key pair (announced in HELLO as "curve_key") that
+     * lets in only the public keys of curve_authorized. */
+    const char *curve_secret;     /* this worker's NAME.key_secret */
+    const char *curve_server_key; /* the broker's NAME.key */
+    const char *curve_authorized; /* directory of the keys that may query the control socket */
 } zq_worker_config_t;
 
 /* Expand a -n pattern: %h host name, %n its first label, %d its domain, %% a percent sign;

@@ -12,7 +12,7 @@ assert_file_contains "worker ready line" "w1@e2e ready." "$T/w1@e2e.log"
 section "call / result"
 id=$(ctl call tasks.add 2 2); rc=$?
 assert_eq "call exits 0" 0 "$rc"
-if [[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]; then ok "call prints a uuid4"; else bad "call printed '$id'"; fi
+if [[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]; then ok "call prints a task id (uuid7)"; else bad "call printed '$id'"; fi
 assert_eq "result prints 4" "4" "$(ctl --timeout 10 result "$id")"
 assert_eq "call --wait prints 4" "4" "$(ctl call tasks.add 2 2 --wait --timeout 10)"
 j=$(ctl --json result "$id")
@@ -121,5 +121,22 @@ for i in $(seq 1 30); do
     [ "$v" == "$((2 * i))" ] && good=$((good + 1))
 done
 assert_eq "all 30 ran after the restart" 30 "$good"
+
+section "a result the broker never stored is sent again (upstream acknowledgement)"
+# The broker is frozen while the task ends, so the worker's BATCH with the SUCCESS sits in
+# its socket buffer and dies with it: only the worker's copy, kept until ACK, survives.
+start_worker ack@e2e --plugins "$PLUGINS" -c 1 -Q ackq -l INFO || true
+sid=$(ctl call tasks.sleep 1 -Q ackq)
+wait_for 10 sh -c "'$ZQ_CTL_BIN' --broker '$URL' --json result '$sid' | grep -q '\"state\":\"STARTED\"'" &&
+    ok "sleep(1) started" || bad "sleep(1) never started"
+kill -STOP "$BROKER_PID"
+wait_for 10 grep -q "tasks.sleep\[$sid\] succeeded" "$T/ack@e2e.log" &&
+    ok "it ended while the broker was frozen" || bad "it did not end"
+kill -KILL "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null
+restart_broker b1
+j=$(ctl --timeout 30 --json result --timeout 30 "$sid")
+assert_contains "recorded SUCCESS after the restart" '"state":"SUCCESS"' "$j"
+assert_contains "with its result" '"result":1' "$j"
+assert_not_contains "not WorkerLostError" 'WorkerLostError' "$j"
 
 e2e_finish

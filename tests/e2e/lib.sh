@@ -87,7 +87,7 @@ start_broker() {
         $ZQ_WRAP "$ZQ_BROKER_BIN" --listen "$URL" --data-dir "$T/$name-data" "$@" >>"$T/$name.log" 2>&1 &
         BROKER_PID=$!
         PIDS+=("$BROKER_PID")
-        if wait_for 20 grep -q "ready" "$T/$name.log"; then return 0; fi
+        if wait_for 20 grep -q " ready: frontend" "$T/$name.log"; then return 0; fi
         kill -0 "$BROKER_PID" 2>/dev/null || continue # bind failed: try another port
         break
     done
@@ -104,7 +104,7 @@ restart_broker() {
     $ZQ_WRAP "$ZQ_BROKER_BIN" --listen "$URL" --data-dir "$T/$name-data" "$@" >>"$T/$name.log" 2>&1 &
     BROKER_PID=$!
     PIDS+=("$BROKER_PID")
-    wait_for 20 grep -q "ready" "$T/$name.log" || bad "broker $name did not restart"
+    wait_for 20 grep -q " ready: frontend" "$T/$name.log" || bad "broker $name did not restart"
 }
 
 # start_worker NAME [args...]: sets WORKER_PID; waits until the broker lists it.

@@ -1,6 +1,7 @@
 # Builds the libFuzzer targets of tests/fuzz/ with clang (tests/fuzz/README.md). Called by
 # `make fuzz` (Makefile.am), which passes srcdir, builddir, ZQ_CFLAGS and ZQ_LIBS from
-# configure; the gcc build of the tree is not touched. Output goes to $(builddir)/build-fuzz/:
+# configure and the sources of libzqcore / libzqbroker / libzqworker (FUZZ_CORE,
+# FUZZ_BROKER, FUZZ_WORKER); the gcc build of the tree is not touched. Output goes to $(builddir)/build-fuzz/:
 # one binary per target (fuzz-<name>), the example plugin the worker targets load, and the
 # objects, with dependency tracking so that `make fuzz` again rebuilds only what changed.
 FUZZ_CC ?= clang
@@ -19,12 +20,9 @@ CFLAGS_ := $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Wall -Wno-unuse
 	-Wno-format-zero-length \
 	$(ZQ_CFLAGS)
 
-core := common/zq_log.c common/zq_time.c common/zq_uuid.c common/zq_proto.c \
-	common/zq_util.c common/zq_sb.c sdk/zq_task.c sdk/zq_client.c \
-	tests/fuzz/fuzz_util.c
-broker := broker/zq_store.c broker/zq_broker.c tests/fuzz/fuzz_broker.c
-worker := worker/zq_loader.c worker/zq_exec.c worker/zq_pool.c worker/zq_worker.c \
-	worker/zq_control.c
+core := $(filter %.c,$(FUZZ_CORE)) tests/fuzz/fuzz_util.c
+broker := $(filter %.c,$(FUZZ_BROKER)) tests/fuzz/fuzz_broker.c
+worker := $(filter %.c,$(FUZZ_WORKER))
 flower := control/zq_flower.c tests/fuzz/mhd_mock.c
 
 obj = $(patsubst %.c,$(out)/obj/%.o,$(1))

@@ -79,8 +79,8 @@ static void s_event(void *sub)
         zmq_msg_close(&f[i]);
 }
 
-/* One message on the dispatch channel: [ZQP01][TASK|REVOKED][body] (docs/protocol.md §8),
- * a TASK carrying a task id and "redelivered". */
+/* One message on the dispatch channel: [ZQP01][TASK|REVOKED|ACK][body] (docs/protocol.md
+ * §8), a TASK carrying a task id and "redelivered". */
 static void s_dispatched(void *pull)
 {
     zq_msg_t m;
@@ -91,6 +91,9 @@ static void s_dispatched(void *pull)
         const cJSON *id = cJSON_GetObjectItem(m.body, "id");
         if (!cJSON_IsString(id) || !cJSON_IsBool(cJSON_GetObjectItem(m.body, "redelivered")))
             s_fail("TASK", "without an id or redelivered");
+    } else if (!strcmp(m.cmd, "ACK")) {
+        if (!cJSON_IsArray(cJSON_GetObjectItem(m.body, "seqs")))
+            s_fail("ACK", "without seqs");
     } else if (strcmp(m.cmd, "REVOKED") || !cJSON_IsArray(cJSON_GetObjectItem(m.body, "ids"))) {
         s_fail("dispatch channel", m.cmd);
     }
@@ -98,7 +101,7 @@ static void s_dispatched(void *pull)
 }
 
 /* Read what waits on sock within ms: REPLYs with a JSON object body on the DEALER, events
- * on the SUB, TASK / REVOKED on the PULL. Returns how many came. */
+ * on the SUB, TASK / REVOKED / ACK on the PULL. Returns how many came. */
 static int s_drain(void *sock, int ms)
 {
     int n = 0;

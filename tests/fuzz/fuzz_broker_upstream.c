@@ -1,6 +1,7 @@
 /*
  * fuzz_broker_upstream - the broker's upstream channel (docs/protocol.md §8, "Upstream"):
- * STATE (every state and its fields), RETURN, SUBMIT of sub-tasks, and malformed frames.
+ * BATCH, STATE (every state and its fields), RETURN, SUBMIT of sub-tasks, and malformed
+ * frames.
  * Each message of the input is [ZQP01][CMD][body], fed to a fresh broker whose worker
  * w1@fuzz holds tasks t1 and t3 (fuzz_broker.h).
  */

@@ -1,7 +1,8 @@
 /*
  * fuzz_worker_dispatch - what the worker reads on its dispatch channel (docs/protocol.md §8,
  * "Dispatch"): TASK (the task message decoded into a request: id, name, args, kwargs, eta,
- * expires, limits, retries...) and REVOKED (ids, terminate, signal), and malformed frames.
+ * expires, limits, retries...), REVOKED (ids, terminate, signal), ACK (seqs), and malformed
+ * frames.
  * Each message of the input is [ZQP01][CMD][body], fed in order to a fresh worker (nothing
  * runs: held tasks stay held) through zq_worker_feed_dispatch (worker/zq_worker_int.h).
  *

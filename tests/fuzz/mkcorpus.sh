@@ -63,7 +63,7 @@ seed broker_frontend tasks \
     fz ZQP01 TASKS '{"req":1,"limit":10,"offset":0,"sort_by":"-received","state":"SUCCESS,FAILURE","taskname":"tasks.add","workername":"w1@fuzz","received_start":"2026-01-01T00:00:00Z","received_end":"2027-01-01","search":"add"}' -- \
     fz ZQP01 TASKS '{"req":2,"parent_id":"t1","root_id":"t1","sort_by":"name","state":"PENDING"}'
 seed broker_frontend worker \
-    fz ZQP01 HELLO '{"req":1,"name":"w2@fuzz","hostname":"fuzz","pid":7,"queues":["celery"],"concurrency":1,"prefetch":0,"pool":"solo","control":"","tasks":["tasks.add"],"sw_ver":"0.1.0","started":"2026-11-26T11:00:00Z","heartbeat":2,"holding":["t4"]}' -- \
+    fz ZQP01 HELLO '{"req":1,"name":"w2@fuzz","hostname":"fuzz","pid":7,"queues":["celery"],"concurrency":1,"prefetch":0,"pool":"solo","control":"","tasks":["tasks.add"],"sw_ver":"0.1.0","started":"2026-11-26T11:00:00Z","heartbeat":2,"prefetch_adaptive":true,"holding":["t4"]}' -- \
     fz ZQP01 HEARTBEAT '{"req":2,"name":"w2@fuzz","active":1,"processed":3}' -- \
     fz ZQP01 HEARTBEAT '{"req":3,"name":"ghost@fuzz","active":0,"processed":0}' -- \
     fz ZQP01 BYE '{"req":4,"name":"w2@fuzz"}'
@@ -84,6 +84,12 @@ seed broker_upstream retry \
     ZQP01 STATE "{\"id\":\"t1\",\"state\":\"RETRY\",\"worker\":\"w1@fuzz\",\"timestamp\":\"$TS\",\"exception\":{\"type\":\"IOError\",\"message\":\"later\"},\"countdown\":3,\"eta\":\"2026-11-26T12:00:03.123456Z\"}" -- \
     ZQP01 STATE '{"id":"t3","state":"RETRY","worker":"w1@fuzz","countdown":0.5}'
 seed broker_upstream return ZQP01 RETURN '{"worker":"w1@fuzz","ids":["t1","t3","unknown"]}'
+seed broker_upstream batch \
+    ZQP01 BATCH "{\"worker\":\"w1@fuzz\",\"seq\":1,\"messages\":[[\"STATE\",{\"id\":\"t1\",\"state\":\"SUCCESS\",\"worker\":\"w1@fuzz\",\"timestamp\":\"$TS\",\"result\":4,\"runtime\":0.001,\"received\":\"$TS\",\"started\":\"$TS\",\"pid\":7}],[\"SUBMIT\",{\"task\":\"tasks.add\",\"args\":[1],\"parent_id\":\"t1\"}],[\"RETURN\",{\"worker\":\"w1@fuzz\",\"ids\":[\"t3\"]}]]}" -- \
+    ZQP01 BATCH '{"worker":"w1@fuzz","seq":1,"messages":[["STATE",{"id":"t1","state":"SUCCESS","worker":"w1@fuzz"}]]}' -- \
+    ZQP01 BATCH '{"worker":"w9@fuzz","seq":2,"messages":[["STATE",{"id":"t3","state":"STARTED"}],["BATCH",{}],[1,2]]}'
+seed broker_upstream folded \
+    ZQP01 STATE "{\"id\":\"t3\",\"state\":\"FAILURE\",\"worker\":\"w1@fuzz\",\"timestamp\":\"$TS\",\"received\":\"2026-11-26T11:59:59Z\",\"started\":\"2026-11-26T12:00:00Z\",\"pid\":12,\"exception\":{\"type\":\"KeyError\",\"message\":\"k\"},\"runtime\":0.004}"
 seed broker_upstream subtask \
     ZQP01 SUBMIT '{"task":"tasks.add","args":[1,2],"parent_id":"t1","root_id":"t1","origin":"w1@fuzz"}' -- \
     ZQP01 STATE '{"id":"t2","state":"SUCCESS","worker":"w1@fuzz","result":null}'
@@ -101,6 +107,8 @@ seed worker_dispatch revoke_first \
     ZQP01 REVOKED '{"ids":["d3","d4"],"terminate":true,"signal":"SIGKILL"}' -- \
     ZQP01 TASK '{"id":"d3","task":"tasks.add","args":[1,1]}' -- \
     ZQP01 REVOKED '{"ids":["d9"],"terminate":true,"signal":15}'
+seed worker_dispatch ack \
+    ZQP01 ACK '{"seqs":[1,2,3]}' -- ZQP01 ACK '{"seqs":[0,-1,1e300,"x",null]}' -- ZQP01 ACK '{"seqs":7}'
 seed worker_dispatch failures \
     ZQP01 TASK '{"id":"d5","task":"tasks.nope","args":[]}' -- \
     ZQP01 TASK '{"id":"d6","task":"tasks.add","args":{"a":1}}' -- \

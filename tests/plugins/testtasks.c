@@ -15,10 +15,20 @@
  *   bad_status()      returns a status that is not a zq_task_status_t
  *   log(msg)          logs msg through zq_task_log at INFO, returns null
  *   acks_late()       acks_late task returning true
+ *   record(s, value, gate=null)  appends "<task id>\n" to the file named by $ZQ_TEST_RECORD
+ *                     (when set) as it starts, then waits until the file `gate` exists (or its
+ *                     directory is gone: the test is over), sleeps s seconds, returns value.
+ *                     Fault tests count how many times each id ran, and hold tasks running
+ *                     for as long as they need without guessing durations.
+ *   record_late(s, value, gate=null)  the same, acks_late
  */
+#include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "zq.h"
 
 static zq_task_status_t retry_until(zq_task_t *self, const cJSON *args, double countdown)
@@ -165,6 +175,43 @@ static zq_task_status_t acks_late(zq_task_t *self, const cJSON *args, const cJSO
     return ZQ_TASK_SUCCESS;
 }
 
+static zq_task_status_t record(zq_task_t *self, const cJSON *args, const cJSON *kwargs,
+                               cJSON **result)
+{
+    const char *file = getenv("ZQ_TEST_RECORD");
+    if (file && *file) {
+        char line[300];
+        int n = snprintf(line, sizeof line, "%s\n", zq_task_id(self));
+        /* one short O_APPEND write: lines from concurrent processes never interleave */
+        int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0 || n <= 0 || (size_t)n >= sizeof line || write(fd, line, (size_t)n) != n) {
+            if (fd >= 0)
+                close(fd);
+            return zq_task_fail(self, "IOError", "cannot record to %s", file);
+        }
+        close(fd);
+    }
+    const cJSON *gate = cJSON_GetArrayItem(args, 2);
+    if (cJSON_IsString(gate)) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", gate->valuestring);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        for (int i = 0; i < 120 * 100 && access(gate->valuestring, F_OK) != 0; i++) {
+            if (slash && access(dir, F_OK) != 0)
+                break;
+            s_nap(0.01);
+        }
+    }
+    const cJSON *s = cJSON_GetArrayItem(args, 0);
+    if (cJSON_IsNumber(s) && s->valuedouble > 0)
+        s_nap(s->valuedouble);
+    const cJSON *v = cJSON_GetArrayItem(args, 1);
+    *result = v ? cJSON_Duplicate(v, 1) : NULL;
+    return ZQ_TASK_SUCCESS;
+}
+
 static const zq_task_def_t tasks[] = {
     {"retry_default", retry_default, {.bind = 1, .default_retry_delay = 0.2}},
     {"forever", forever,
@@ -180,6 +227,8 @@ static const zq_task_def_t tasks[] = {
     {"bad_status", bad_status, {0}},
     {"log", log_, {0}},
     {"acks_late", acks_late, {.acks_late = 1}},
+    {"record", record, {0}},
+    {"record_late", record, {.acks_late = 1}},
     {NULL, NULL, {0}},
 };
 

@@ -727,6 +727,34 @@ START_TEST(test_restart_with_tasks_in_flight)
 }
 END_TEST
 
+START_TEST(test_restart_hold_and_late_result)
+{
+    /* queued before the restart; Q1 was in fact handed out and run, its states lost with
+     * the old broker: its worker sends the result again after the restart */
+    s_submit("{\"id\":\"Q1\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"Q2\",\"task\":\"t.a\"}");
+    s_stop();
+    s_start_with(2.0, 20000, 1.0); /* hold: 1.5 x 2 s */
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "late@h", 2, 0, ""));
+    /* nothing is handed out at once: other workers may still claim what they held */
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    fw_state(&w, "Q1", "SUCCESS", "\"result\":1,\"runtime\":0.001");
+    s_assert_state("Q1", "SUCCESS");
+    /* after the hold: Q2 only; Q1 ended, so it left the queue */
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "Q2");
+    cJSON_Delete(t);
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
+    cJSON *r = s_call(s_cli, "QUEUES", "{}");
+    ck_assert_int_eq(
+        zq_json_num(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "queues"), 0), "ready", -1), 0);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
 START_TEST(test_dead_worker)
 {
     fw_t w1, w2;
@@ -776,6 +804,59 @@ START_TEST(test_dead_worker)
 }
 END_TEST
 
+START_TEST(test_released_after_dead)
+{
+    /* a worker declared dead comes back with HELLO "holding": the reply releases what ended
+     * or went to another worker meanwhile, and what the broker never knew; it keeps what is
+     * still queued */
+    fw_t w1, w2;
+    cJSON_Delete(fw_hello(&w1, "away@h", 1, 2, ""));
+    s_submit("{\"id\":\"A\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"B\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"C\",\"task\":\"t.a\"}");
+    for (int i = 0; i < 3; i++) {
+        cJSON *t = fw_task(&w1, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        cJSON_Delete(t);
+    }
+    fw_state(&w1, "A", "STARTED", "");
+    fw_state(&w1, "B", "RECEIVED", "");
+    fw_state(&w1, "C", "RECEIVED", "");
+    s_assert_state("C", "RECEIVED");
+    cJSON *r = fw_hello(&w2, "here@h", 1, 0, "");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "released")), 0);
+    cJSON_Delete(r);
+    /* w1 goes silent: A ends FAILURE WorkerLostError, B goes to w2, C waits (no credit) */
+    cJSON *t = fw_task_alive(&w2, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(zq_json_str(t, "id", ""), "B");
+    cJSON_Delete(t);
+    s_assert_state("A", "FAILURE");
+    fw_close(&w1);
+    r = fw_hello(&w1, "away@h", 1, 2, "\"holding\":[\"A\",\"B\",\"C\",\"nope\"]");
+    const cJSON *rel = cJSON_GetObjectItem(r, "released");
+    ck_assert(cJSON_IsArray(rel));
+    ck_assert_int_eq(cJSON_GetArraySize(rel), 3);
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 0)->valuestring, "A"); /* ended */
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 1)->valuestring, "B"); /* w2's now */
+    ck_assert_str_eq(cJSON_GetArrayItem(rel, 2)->valuestring, "nope");
+    cJSON_Delete(r);
+    /* C is w1's again: w2 does not get it once B is done, and w1's late word on A is
+     * ignored */
+    fw_succeed(&w2, "B", "1");
+    cJSON_Delete(s_call(w1.fe, "HEARTBEAT", "{\"name\":\"away@h\"}"));
+    ck_assert_ptr_null(fw_task_alive(&w2, QUIET_MS));
+    fw_state(&w1, "A", "SUCCESS", "\"result\":1");
+    fw_succeed(&w1, "C", "3");
+    r = s_call(s_cli, "GET", "{\"id\":\"C\",\"timeout\":5}");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    cJSON_Delete(r);
+    s_assert_state("A", "FAILURE");
+    fw_close(&w1);
+    fw_close(&w2);
+}
+END_TEST
+
 START_TEST(test_spill_order)
 {
     /* 3 in memory, the rest on disk, read back in order */
@@ -818,6 +899,8 @@ START_TEST(test_return_to_head)
     }
     fw_state(&w, "t0", "RECEIVED", "");
     s_send(w.push, "RETURN", "{\"worker\":\"ret@h\",\"ids\":[\"t0\",\"t1\"]}");
+    /* a worker that returns tasks is shutting down: it gets none back, credits or not */
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS));
     cJSON *r = s_call(w.fe, "BYE", "{\"name\":\"ret@h\"}");
     ck_assert_ptr_null(s_errcode(r));
     cJSON_Delete(r);
@@ -1335,6 +1418,148 @@ START_TEST(test_tasks_and_stats)
 }
 END_TEST
 
+
+/* ---- upstream batches, confirmation, folded states, adaptive window ---- */
+
+/* The next message of command cmd on w's dispatch channel within ms (NULL if none). */
+static cJSON *fw_expect(fw_t *w, const char *want, int ms)
+{
+    char cmd[32];
+    double until = zq_mono() + ms / 1000.0;
+    while (zq_mono() < until) {
+        int left = (int)((until - zq_mono()) * 1000) + 1;
+        cJSON *m = s_recv(w->pull, left, cmd);
+        if (!m)
+            return NULL;
+        if (!strcmp(cmd, want))
+            return m;
+        cJSON_Delete(m);
+    }
+    return NULL;
+}
+
+START_TEST(test_batch_acked_after_commit)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "batch@h", 2, 0, ""));
+    fw_wait_connected(&w);
+    s_submit("{\"id\":\"b1\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"b2\",\"task\":\"t.a\"}");
+    cJSON *t1 = fw_task(&w, WAIT_MS), *t2 = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t1);
+    ck_assert_ptr_nonnull(t2);
+    cJSON_Delete(t1);
+    cJSON_Delete(t2);
+    /* b1 with its RECEIVED and STARTED folded in, b2 plain, plus a sub-task: one batch */
+    char json[2048], ts[40];
+    zq_time_iso(zq_now(), ts, sizeof ts);
+    snprintf(json, sizeof json,
+             "{\"worker\":\"batch@h\",\"seq\":7,\"messages\":["
+             "[\"STATE\",{\"id\":\"b1\",\"state\":\"SUCCESS\",\"worker\":\"batch@h\","
+             "\"timestamp\":\"%s\",\"result\":3,\"runtime\":0.0001,"
+             "\"received\":\"2026-11-26T12:00:00.000001Z\",\"started\":\"2026-11-26T12:00:00.5Z\","
+             "\"pid\":77,\"acks_late\":false}],"
+             "[\"STATE\",{\"id\":\"b2\",\"state\":\"FAILURE\",\"worker\":\"batch@h\","
+             "\"timestamp\":\"%s\",\"exception\":{\"type\":\"E\",\"message\":\"m\"}}],"
+             "[\"SUBMIT\",{\"id\":\"b3\",\"task\":\"t.a\",\"parent_id\":\"b1\"}]]}",
+             ts, ts);
+    s_send(w.push, "BATCH", json);
+    cJSON *ack = fw_expect(&w, "ACK", WAIT_MS);
+    ck_assert_msg(ack != NULL, "no ACK for batch 7");
+    const cJSON *seqs = cJSON_GetObjectItem(ack, "seqs");
+    ck_assert_int_eq(cJSON_GetArraySize(seqs), 1);
+    ck_assert_int_eq((int)cJSON_GetArrayItem(seqs, 0)->valuedouble, 7);
+    cJSON_Delete(ack);
+    /* confirmed means stored: the records are there, the folded times too */
+    cJSON *r = s_query("b1");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    ck_assert_str_eq(zq_json_str(r, "date_received", ""), "2026-11-26T12:00:00.000001Z");
+    ck_assert_str_eq(zq_json_str(r, "date_started", ""), "2026-11-26T12:00:00.500000Z");
+    ck_assert_int_eq((int)zq_json_num(r, "result", 0), 3);
+    cJSON_Delete(r);
+    r = s_query("b2");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "FAILURE");
+    cJSON_Delete(r);
+    r = s_query("b3");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "known")));
+    ck_assert_str_eq(zq_json_str(r, "parent_id", ""), "b1");
+    cJSON_Delete(r);
+    /* the same batch again (the worker did not see the ACK): applied idempotently, ACKed */
+    s_send(w.push, "BATCH", json);
+    ack = fw_expect(&w, "ACK", WAIT_MS);
+    ck_assert_ptr_nonnull(ack);
+    cJSON_Delete(ack);
+    r = s_call(s_cli, "INFO", "{}");
+    const cJSON *st = cJSON_GetObjectItem(r, "stats");
+    ck_assert_int_eq((int)zq_json_num(st, "succeeded", -1), 1);
+    ck_assert_int_eq((int)zq_json_num(st, "failed", -1), 1);
+    ck_assert_int_eq((int)zq_json_num(st, "duplicates", -1), 1);
+    long bad = (long)zq_json_num(st, "bad_messages", -1);
+    cJSON_Delete(r);
+    /* a batch without a usable seq is dropped unconfirmed; one with bad messages is
+     * confirmed (sending it again would not make them better), the bad ones counted */
+    s_send(w.push, "BATCH", "{\"worker\":\"batch@h\",\"seq\":\"x\",\"messages\":[]}");
+    s_send(w.push, "BATCH", "{\"worker\":\"batch@h\",\"seq\":9,\"messages\":[[\"STATE\"],5,"
+                            "[\"BATCH\",{}]]}");
+    ack = fw_expect(&w, "ACK", WAIT_MS);
+    ck_assert_ptr_nonnull(ack);
+    seqs = cJSON_GetObjectItem(ack, "seqs");
+    ck_assert_int_eq(cJSON_GetArraySize(seqs), 1);
+    ck_assert_int_eq((int)cJSON_GetArrayItem(seqs, 0)->valuedouble, 9);
+    cJSON_Delete(ack);
+    r = s_call(s_cli, "INFO", "{}");
+    ck_assert_int_ge((long)zq_json_num(cJSON_GetObjectItem(r, "stats"), "bad_messages", -1),
+                     bad + 4);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_adaptive_window)
+{
+    /* concurrency 1, prefetch 0: a window of 1 task until the broker sees that tasks are
+     * short; then (adaptive) it sends many at once */
+    for (int i = 0; i < 40; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"id\":\"aw%d\",\"task\":\"t.a\"}", i);
+        s_submit(json);
+    }
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "adapt@h", 1, 0, "\"prefetch_adaptive\":true"));
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_null(fw_task(&w, QUIET_MS)); /* no runtime known yet: the window is 1 */
+    fw_state(&w, zq_json_str(t, "id", ""), "SUCCESS", "\"result\":1,\"runtime\":0.0001");
+    cJSON_Delete(t);
+    int got = 0;
+    while ((t = fw_task(&w, QUIET_MS * 2))) {
+        got++;
+        cJSON_Delete(t);
+    }
+    /* 20 ms of 0.1 ms tasks is 200: all 39 that are left */
+    ck_assert_int_eq(got, 39);
+    fw_close(&w);
+
+    /* without prefetch_adaptive the window stays concurrency + prefetch */
+    for (int i = 0; i < 5; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"id\":\"fx%d\",\"task\":\"t.a\",\"queue\":\"fq\"}", i);
+        s_submit(json);
+    }
+    fw_t f;
+    cJSON_Delete(fw_hello(&f, "fixed@h", 1, 0, "\"queues\":[\"fq\"]"));
+    t = fw_task(&f, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    fw_state(&f, zq_json_str(t, "id", ""), "SUCCESS", "\"result\":1,\"runtime\":0.0001");
+    cJSON_Delete(t);
+    t = fw_task(&f, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_null(fw_task(&f, QUIET_MS));
+    cJSON_Delete(t);
+    fw_close(&f);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -1359,6 +1584,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_queues_routing);
     tcase_add_test(tc, test_return_to_head);
     tcase_add_test(tc, test_subtask_upstream);
+    tcase_add_test(tc, test_batch_acked_after_commit);
+    tcase_add_test(tc, test_adaptive_window);
     suite_add_tcase(s, tc);
     tc = tcase_create("memory");
     tcase_add_checked_fixture(tc, setup_small_memory, teardown);
@@ -1384,12 +1611,14 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_restart_loses_none);
     tcase_add_test(tc, test_restart_with_tasks_in_flight);
+    tcase_add_test(tc, test_restart_hold_and_late_result);
     tcase_add_test(tc, test_store_full);
     suite_add_tcase(s, tc);
     tc = tcase_create("liveness");
     tcase_add_checked_fixture(tc, setup_fast_heartbeat, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_dead_worker);
+    tcase_add_test(tc, test_released_after_dead);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -136,6 +136,27 @@ START_TEST(test_globals_after_command)
 }
 END_TEST
 
+START_TEST(test_curve_and_keygen)
+{
+    ck_assert_int_eq(s_parse("--curve-secret", "c.key_secret", "status", "--curve-server-key=b.key",
+                             NULL),
+                     ZQ_OK);
+    ck_assert_str_eq(s_cli.curve_secret, "c.key_secret");
+    ck_assert_str_eq(s_cli.curve_server_key, "b.key");
+    ck_assert_int_eq(s_parse("call", "t.x", "--curve-secret", NULL), ZQ_EINVAL);
+    ck_assert_int_eq(s_parse("call", "t.x", "--curve-secret=", NULL), ZQ_EINVAL);
+    ck_assert_int_eq(s_parse("keygen", NULL), ZQ_OK);
+    ck_assert_int_eq(s_cli.cmd, ZQ_CLI_KEYGEN);
+    ck_assert_ptr_null(s_cli.key_dir);
+    ck_assert_ptr_null(s_cli.key_name);
+    ck_assert_int_eq(s_parse("keygen", "--dir", "/tmp/k", "-n", "w1", "--json", NULL), ZQ_OK);
+    ck_assert_str_eq(s_cli.key_dir, "/tmp/k");
+    ck_assert_str_eq(s_cli.key_name, "w1");
+    ck_assert(s_cli.json);
+    ck_assert_int_eq(s_parse("keygen", "extra", NULL), ZQ_EINVAL);
+}
+END_TEST
+
 START_TEST(test_result_options)
 {
     ck_assert_int_eq(s_parse("result", "-t", "tasks.add", "--traceback", "id-1", NULL), ZQ_OK);
@@ -354,10 +375,11 @@ START_TEST(test_help_text)
     ck_assert_ptr_nonnull(strstr(h, "Usage: zq-ctl [OPTIONS] COMMAND [ARGS]...\n"));
     ck_assert_ptr_nonnull(strstr(h, "\nOptions:\n"));
     ck_assert_ptr_nonnull(strstr(h, "  -b, --broker URL"));
-    ck_assert_ptr_nonnull(strstr(h, "  --help            Show this message and exit.\n"));
+    ck_assert_ptr_nonnull(strstr(h, "  --help                   Show this message and exit.\n"));
+    ck_assert_ptr_nonnull(strstr(h, "  --curve-secret FILE      CURVE: own secret key"));
     ck_assert_ptr_nonnull(strstr(h, "\nCommands:\n"));
-    const char *cmds[] = {"call",   "events", "inspect", "purge", "queues",
-                          "result", "revoke", "shell",   "status"};
+    const char *cmds[] = {"call",   "events", "inspect", "keygen", "purge",
+                          "queues", "result", "revoke",  "shell",  "status"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         char line[64];
         snprintf(line, sizeof line, "\n  %s ", cmds[i]);
@@ -840,6 +862,7 @@ static Suite *zq_cli_suite(void)
     tc = tcase_create("Inspect");
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, test_inspect_parse);
+    tcase_add_test(tc, test_curve_and_keygen);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("Shell");

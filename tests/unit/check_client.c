@@ -14,6 +14,7 @@
  */
 #include "config.h"
 #include "zq.h"
+#include "zq_auth.h"
 #include "zq_proto.h"
 #include "zq_time.h"
 #include "zq_util.h"
@@ -333,7 +334,7 @@ START_TEST(test_submit_body)
     cJSON_Delete(b);
     zq_result_destroy(&r);
 
-    /* defaults: a minted uuid4 as id and root_id, [] and {}, queue celery, no eta;
+    /* defaults: a minted uuid7 as id and root_id, [] and {}, queue celery, no eta;
      * an ISO expires wins over expires_in */
     zq_send_opts_t o2 = {0};
     o2.expires = "2031-05-06T07:08:09Z";
@@ -727,13 +728,61 @@ START_TEST(test_bad_url_and_strerror)
 {
     ck_assert_ptr_null(zq_client_new("http://example.com"));
     ck_assert_ptr_null(zq_client_new("tcp://"));
-    for (int rc = 0; rc >= ZQ_EDUPLICATE; rc--)
+    for (int rc = 0; rc >= ZQ_EAUTH; rc--)
         ck_assert_str_ne(zq_strerror(rc), "unknown error");
     ck_assert_str_eq(zq_strerror(-999), "unknown error");
     ck_assert_str_eq(zq_client_errmsg(NULL), "no client");
     cJSON *a = zq_args("[1");
     ck_assert_ptr_null(a);
     ck_assert_ptr_null(zq_args(NULL));
+}
+END_TEST
+
+/* CURVE keys: both or neither, readable; a keyed client and a plain broker fail at once
+ * with ZQ_EAUTH and say why, instead of timing out. */
+START_TEST(test_curve_options)
+{
+    char err[512], sec[300], pub[300];
+    ck_assert_int_eq(zq_curve_keygen(s_fake->dir, "c", NULL, err, sizeof err), ZQ_OK);
+    snprintf(sec, sizeof sec, "%s/c.key_secret", s_fake->dir);
+    snprintf(pub, sizeof pub, "%s/c.key", s_fake->dir);
+    unsetenv("ZQ_CURVE_SECRET");
+    unsetenv("ZQ_CURVE_SERVER_KEY");
+    zq_client_opts_t o = {s_fake->ep, sec, NULL};
+    ck_assert_ptr_null(zq_client_new_opts(&o)); /* half a configuration */
+    o.curve_server_key_file = sec; /* a secret file holds a public key too: accepted */
+    o.curve_secret_file = pub;     /* but a public file holds no secret key: refused */
+    ck_assert_ptr_null(zq_client_new_opts(&o));
+    setenv("ZQ_CURVE_SECRET", sec, 1); /* the environment, as zq_client_new reads it */
+    ck_assert_ptr_null(zq_client_new(s_fake->ep));
+    setenv("ZQ_CURVE_SERVER_KEY", pub, 1);
+    zq_client_t *c = zq_client_new(s_fake->ep);
+    unsetenv("ZQ_CURVE_SECRET");
+    unsetenv("ZQ_CURVE_SERVER_KEY");
+    ck_assert_ptr_nonnull(c);
+    ck_assert(zq_client_is_curve(c));
+    /* the fake broker is plain: told at once, not after 10 s */
+    double t0 = zq_mono();
+    cJSON *reply = NULL;
+    ck_assert_int_eq(zq_client_request(c, "INFO", NULL, 10, &reply), ZQ_EAUTH);
+    ck_assert(zq_mono() - t0 < 5);
+    ck_assert_ptr_null(reply);
+    /* which of the two depends on who sees the greeting first */
+    ck_assert_msg(strstr(zq_client_errmsg(c), "does not use CURVE but this client does") ||
+                      strstr(zq_client_errmsg(c), "closed the connection during the CURVE "
+                                                  "handshake: does it use CURVE"),
+                  "%s", zq_client_errmsg(c));
+    zq_client_set_linger(c, 0);
+    zq_client_destroy(&c);
+    /* "" switches the environment off */
+    zq_client_opts_t plain = {s_fake->ep, "", ""};
+    setenv("ZQ_CURVE_SECRET", sec, 1);
+    c = zq_client_new_opts(&plain);
+    unsetenv("ZQ_CURVE_SECRET");
+    ck_assert_ptr_nonnull(c);
+    ck_assert(!zq_client_is_curve(c));
+    zq_client_destroy(&c);
+    ck_assert_str_eq(zq_strerror(ZQ_EAUTH), "authentication failed (CurveZMQ)");
 }
 END_TEST
 
@@ -777,6 +826,7 @@ static Suite *zq_client_suite(void)
     tcase_add_test(tc, test_revoke_and_request);
     tcase_add_test(tc, test_broker_down);
     tcase_add_test(tc, test_bad_url_and_strerror);
+    tcase_add_test(tc, test_curve_options);
     suite_add_tcase(s, tc);
     return s;
 }

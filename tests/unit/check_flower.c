@@ -98,6 +98,21 @@ START_TEST(test_bad_options)
 }
 END_TEST
 
+START_TEST(test_curve_options)
+{
+    zq_flower_config_t c;
+    char err[512];
+    ck_assert_int_eq(PARSE(c, err, "--curve-secret", "a.key_secret", "flower",
+                           "--curve-server-key=b.key"),
+                     ZQ_OK);
+    ck_assert_str_eq(c.curve_secret, "a.key_secret");
+    ck_assert_str_eq(c.curve_server_key, "b.key");
+    ck_assert_int_eq(PARSE(c, err, "flower", "--curve-secret"), ZQ_EINVAL);
+    ck_assert_int_eq(PARSE(c, err, "flower", "--curve-secret="), ZQ_EINVAL);
+    ck_assert_msg(strstr(err, "--curve-secret: empty value"), "%s", err);
+}
+END_TEST
+
 START_TEST(test_public_address_needs_auth)
 {
     zq_flower_config_t c;
@@ -122,6 +137,11 @@ START_TEST(test_wanted)
     ck_assert(!zq_flower_wanted(ARGC("call", "flower"), ARGV("call", "flower")));
     ck_assert(!zq_flower_wanted(ARGC("--", "flower"), ARGV("--", "flower")));
     ck_assert(!zq_flower_wanted(1, (char *const[]){"zq-ctl", NULL}));
+    /* the CURVE options take a value that is never the command */
+    ck_assert(zq_flower_wanted(ARGC("--curve-secret", "flower", "flower"),
+                               ARGV("--curve-secret", "flower", "flower")));
+    ck_assert(!zq_flower_wanted(ARGC("--curve-server-key", "flower", "call"),
+                                ARGV("--curve-server-key", "flower", "call")));
 }
 END_TEST
 
@@ -198,6 +218,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_bad_options);
     tcase_add_test(tc, test_public_address_needs_auth);
     tcase_add_test(tc, test_wanted);
+    tcase_add_test(tc, test_curve_options);
     suite_add_tcase(s, tc);
     tc = tcase_create("auth");
     tcase_add_test(tc, test_base64);

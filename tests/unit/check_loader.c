@@ -6,6 +6,7 @@
 #include "config.h"
 #include "zq_loader.h"
 #include "zq_log.h"
+#include "zq_time.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -316,6 +317,81 @@ START_TEST(test_world_writable_refused)
 }
 END_TEST
 
+/* --- Constructors that misbehave at dlopen (the probe child) --------------------------- */
+
+START_TEST(test_ctor_crash_refused)
+{
+    zq_loader_t *l = zq_loader_new();
+    const char *path = s_built("tests/plugins/ctorcrash.so");
+    unsetenv("ZQ_TEST_CTOR"); /* default: raise(SIGSEGV) in the constructor */
+    ck_assert_int_eq(zq_loader_load_file(l, path), ZQ_EPLUGIN);
+    ck_assert_uint_eq(zq_loader_plugin_count(l), 0);
+    ck_assert_ptr_null(zq_loader_find(l, "ctorcrash.ping"));
+    char *log = s_logged();
+    ck_assert_ptr_nonnull(strstr(log, "ERROR/"));
+    ck_assert_ptr_nonnull(strstr(log, path));
+    ck_assert_ptr_nonnull(strstr(log, "signal 11 (SIGSEGV)"));
+    ck_assert_ptr_eq(strchr(log, '\n'), log + strlen(log) - 1); /* one line */
+    free(log);
+    /* we are still here, and the next plugin loads */
+    ck_assert_int_eq(zq_loader_load_file(l, s_built("tests/plugins/ok.so")), ZQ_OK);
+    ck_assert_ptr_nonnull(zq_loader_find(l, "ok.ping"));
+    zq_loader_destroy(&l);
+}
+END_TEST
+
+START_TEST(test_ctor_hang_refused)
+{
+    zq_loader_t *l = zq_loader_new();
+    zq_loader_set_probe_timeout(l, 0.3);
+    const char *path = s_built("tests/plugins/ctorcrash.so");
+    setenv("ZQ_TEST_CTOR", "hang", 1);
+    double t0 = zq_mono();
+    ck_assert_int_eq(zq_loader_load_file(l, path), ZQ_EPLUGIN);
+    double took = zq_mono() - t0;
+    ck_assert(took >= 0.29 && took < 5);
+    ck_assert_uint_eq(zq_loader_plugin_count(l), 0);
+    char *log = s_logged();
+    ck_assert_ptr_nonnull(strstr(log, path));
+    ck_assert_ptr_nonnull(strstr(log, "did not finish within 0.3s"));
+    free(log);
+    unsetenv("ZQ_TEST_CTOR");
+    zq_loader_destroy(&l);
+}
+END_TEST
+
+START_TEST(test_ctor_exit_refused)
+{
+    zq_loader_t *l = zq_loader_new();
+    const char *path = s_built("tests/plugins/ctorcrash.so");
+    setenv("ZQ_TEST_CTOR", "exit", 1);
+    ck_assert_int_eq(zq_loader_load_file(l, path), ZQ_EPLUGIN);
+    char *log = s_logged();
+    ck_assert_ptr_nonnull(strstr(log, path));
+    ck_assert_ptr_nonnull(strstr(log, "exit status 3"));
+    free(log);
+    unsetenv("ZQ_TEST_CTOR");
+    zq_loader_destroy(&l);
+}
+END_TEST
+
+START_TEST(test_ctor_ok_loads)
+{
+    /* the same file with a harmless constructor: the probe passes, the plugin loads */
+    zq_loader_t *l = zq_loader_new();
+    setenv("ZQ_TEST_CTOR", "ok", 1);
+    ck_assert_int_eq(zq_loader_load_file(l, s_built("tests/plugins/ctorcrash.so")), ZQ_OK);
+    ck_assert_ptr_nonnull(zq_loader_find(l, "ctorcrash.ping"));
+    unsetenv("ZQ_TEST_CTOR");
+    zq_loader_destroy(&l);
+    /* without a probe nothing changes for a good plugin */
+    l = zq_loader_new();
+    zq_loader_set_probe_timeout(l, 0);
+    ck_assert_int_eq(zq_loader_load_file(l, s_built("tests/plugins/ok.so")), ZQ_OK);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
 /* --- Directory ----------------------------------------------------------------------- */
 
 START_TEST(test_load_dir_skips_bad_ones)
@@ -323,10 +399,10 @@ START_TEST(test_load_dir_skips_bad_ones)
     char dir[] = "/tmp/zq-check-loader-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     static const char *const files[] = {"a_badabi.so", "b_nosym.so", "c_ok.so", "d_tasks.so",
-                                        "readme.txt", NULL};
+                                        "e_ctorcrash.so", "readme.txt", NULL};
     static const char *const from[] = {"tests/plugins/badabi.so", "tests/plugins/nosym.so",
                                        "tests/plugins/ok.so", "plugins/tasks.so",
-                                       "tests/plugins/ok.so"};
+                                       "tests/plugins/ctorcrash.so", "tests/plugins/ok.so"};
     char path[4096];
     for (int i = 0; files[i]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -346,6 +422,7 @@ START_TEST(test_load_dir_skips_bad_ones)
     ck_assert_ptr_nonnull(abi);
     ck_assert_ptr_nonnull(nosym);
     ck_assert(abi < nosym);
+    ck_assert_ptr_nonnull(strstr(log, "e_ctorcrash.so: loading it killed a probe process"));
     ck_assert_ptr_null(strstr(log, "readme.txt"));
     free(log);
     zq_loader_destroy(&l);
@@ -385,6 +462,13 @@ static Suite *zq_loader_suite(void)
     tcase_add_test(errors, test_not_a_shared_object);
     tcase_add_test(errors, test_world_writable_refused);
     suite_add_tcase(s, errors);
+    TCase *ctor = tcase_create("Constructors");
+    tcase_add_checked_fixture(ctor, s_setup, s_teardown);
+    tcase_add_test(ctor, test_ctor_crash_refused);
+    tcase_add_test(ctor, test_ctor_hang_refused);
+    tcase_add_test(ctor, test_ctor_exit_refused);
+    tcase_add_test(ctor, test_ctor_ok_loads);
+    suite_add_tcase(s, ctor);
     TCase *dir = tcase_create("Directory");
     tcase_add_checked_fixture(dir, s_setup, s_teardown);
     tcase_add_test(dir, test_load_dir_skips_bad_ones);

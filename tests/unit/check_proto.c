@@ -9,6 +9,7 @@
 #include "zq.h"
 #include "zq_proto.h"
 #include "zq_util.h"
+#include "zq_time.h"
 #include "zq_uuid.h"
 
 static int s_decode(const char **frames, size_t n, int has_id, zq_msg_t *m, char *err)
@@ -199,6 +200,21 @@ START_TEST(test_uuid_and_tokens)
     ck_assert_int_eq(a[14], '4');
     ck_assert(strchr("89ab", a[19]) != NULL);
     ck_assert_int_eq(zq_uuid_valid("not-a-uuid"), 0);
+    /* task ids: uuid7, in minting order, the millisecond clock in the first 48 bits */
+    char prev[37], next[37];
+    zq_uuid7(prev);
+    ck_assert_int_eq(zq_uuid_valid(prev), 1);
+    ck_assert_int_eq(prev[14], '7');
+    ck_assert(strchr("89ab", prev[19]) != NULL);
+    unsigned long long ms = strtoull(prev, NULL, 16) << 16 | strtoull(prev + 9, NULL, 16);
+    ck_assert(llabs((long long)ms - (long long)(zq_now() * 1000)) < 2000);
+    for (int i = 0; i < 1000; i++) {
+        zq_uuid7(next);
+        ck_assert_msg(strcmp(prev, next) < 0 || !strncmp(prev, next, 23),
+                      "%s minted after %s sorts before it", next, prev);
+        ck_assert_str_ne(prev, next);
+        memcpy(prev, next, sizeof prev);
+    }
     ck_assert_int_eq(zq_valid_token("tasks.add"), 1);
     ck_assert_int_eq(zq_valid_token(""), 0);
     ck_assert_int_eq(zq_valid_token("has space"), 0);
