@@ -3,8 +3,10 @@
  * "Dispatch"): TASK (the task message decoded into a request: id, name, args, kwargs, eta,
  * expires, limits, retries...), REVOKED (ids, terminate, signal), ACK (seqs), and malformed
  * frames.
- * Each message of the input is [ZQP01][CMD][body], fed in order to a fresh worker (nothing
- * runs: held tasks stay held) through zq_worker_feed_dispatch (worker/zq_worker_int.h).
+ * Each message of the input is [ZQP01][CMD][body], fed in order through
+ * zq_worker_feed_dispatch (worker/zq_worker_int.h) to a worker that never runs (held tasks
+ * stay held). Making one forks a probe child per plugin (worker/zq_loader.c), so a worker
+ * serves $ZQ_FUZZ_RESET inputs (default 200; the replay uses 1) as the broker targets do.
  *
  * Each TASK body that decodes is also turned into what the worker derives from it and sends
  * or logs: the request as JSON and text (zq_request_to_json / _to_string), the Python-style
@@ -95,38 +97,52 @@ static void s_derive(const fz_msg_t *m)
     cJSON_Delete(body);
 }
 
+static zq_worker_t *s_w;
+static long s_uses, s_reset_every;
+
+static void s_close(void)
+{
+    zq_worker_destroy(&s_w);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int init;
-    if (!init) {
+    if (!s_reset_every) {
         fz_quiet();
-        init = 1;
+        const char *e = getenv("ZQ_FUZZ_RESET");
+        s_reset_every = e && atol(e) > 0 ? atol(e) : 200;
+        atexit(s_close);
     }
-    zq_worker_config_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.plugins_dir = s_plugins();
-    cfg.broker_url = "ipc:///nonexistent/zq-fuzz"; /* never connected: the worker never runs */
-    cfg.nodename = "fz@fuzz";
-    cfg.queues = "celery,q2";
-    cfg.concurrency = 2;
-    cfg.prefetch = 1;
-    cfg.pool = ZQ_POOL_PREFORK;
-    cfg.time_limit = 30;
-    cfg.soft_time_limit = 20;
-    zq_worker_t *w = zq_worker_new(&cfg);
-    if (!w || zq_worker_task_count(w) == 0) {
-        fprintf(stderr, "fuzz: no worker with tasks from %s (set ZQ_FUZZ_PLUGINS)\n",
-                cfg.plugins_dir);
-        abort();
+    if (s_w && s_uses >= s_reset_every)
+        zq_worker_destroy(&s_w);
+    if (!s_w) {
+        zq_worker_config_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.plugins_dir = s_plugins();
+        cfg.broker_url = "ipc:///nonexistent/zq-fuzz"; /* never connected: it never runs */
+        cfg.nodename = "fz@fuzz";
+        cfg.queues = "celery,q2";
+        cfg.concurrency = 2;
+        cfg.prefetch = 1;
+        cfg.pool = ZQ_POOL_PREFORK;
+        cfg.time_limit = 30;
+        cfg.soft_time_limit = 20;
+        s_w = zq_worker_new(&cfg);
+        if (!s_w || zq_worker_task_count(s_w) == 0) {
+            fprintf(stderr, "fuzz: no worker with tasks from %s (set ZQ_FUZZ_PLUGINS)\n",
+                    cfg.plugins_dir);
+            abort();
+        }
+        s_uses = 0;
     }
+    s_uses++;
     fz_msg_t msgs[FZ_MAX_MSGS];
     size_t n = fz_split(data, size, msgs, FZ_MAX_MSGS);
     for (size_t i = 0; i < n; i++) {
-        zq_worker_feed_dispatch(w, (const void *const *)msgs[i].frame, msgs[i].size,
+        zq_worker_feed_dispatch(s_w, (const void *const *)msgs[i].frame, msgs[i].size,
                                 msgs[i].total);
         s_derive(&msgs[i]);
     }
     fz_free(msgs, n);
-    zq_worker_destroy(&w);
     return 0;
 }
