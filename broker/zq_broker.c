@@ -30,6 +30,7 @@
  */
 #include "config.h"
 #include "zq_broker.h"
+#include "zq_broker_int.h"
 #include "zq.h"
 #include "zq_auth.h"
 #include "zq_log.h"
@@ -3775,13 +3776,14 @@ static long s_next_timeout(zq_broker_t *self)
     return (long)ceil(t * 1000.0);
 }
 
-/* Drain, apply, commit, then send (see the top of this file). */
-static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
+/* Open the turn's transaction and apply again the upstream messages of a failed turn.
+ * ZQ_OK, or ZQ_ESTORE when no transaction could begin. */
+static int s_batch_begin(zq_broker_t *self)
 {
     if (zq_store_begin(self->store) != ZQ_OK) {
         ZQ_ERROR("broker: store: cannot begin a transaction: %s", zq_store_errmsg(self->store));
         usleep(100 * 1000);
-        return;
+        return ZQ_ESTORE;
     }
     self->in_batch = 1;
     self->batch_failed = 0;
@@ -3805,6 +3807,16 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
         free(kept);
         (void)cap;
     }
+    return ZQ_OK;
+}
+
+static void s_batch_end(zq_broker_t *self);
+
+/* Drain, apply, commit, then send (see the top of this file). */
+static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
+{
+    if (s_batch_begin(self) != ZQ_OK)
+        return;
     char err[256];
     size_t n = 0;
     int more_f = frontend_ready, more_u = upstream_ready;
@@ -3848,6 +3860,13 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
             }
         }
     }
+    s_batch_end(self);
+}
+
+/* End of a turn's drain: write the STATEs, run the timers, commit (or leave the writes for
+ * the next commit) and send. */
+static void s_batch_end(zq_broker_t *self)
+{
     s_flush_states(self);
     if (!self->batch_failed)
         s_timers(self);
@@ -4328,4 +4347,42 @@ void zq_broker_stats(const zq_broker_t *self, zq_broker_stats_t *out)
 {
     *out = self->stats;
     out->auth_rejected = zq_auth_rejected(self->auth);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Test seam (zq_broker_int.h): one message through the same handlers as s_batch's loop
+ */
+void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
+                    const size_t *sizes, size_t nframes)
+{
+    s_read_subs(self);
+    if (s_batch_begin(self) != ZQ_OK)
+        return;
+    char err[256];
+    if (!upstream) {
+        zq_msg_t m;
+        if (zq_msg_decode(frames, sizes, nframes, 1, &m, err, sizeof err) == ZQ_OK)
+            s_on_frontend(self, &m);
+        else
+            s_bad_frontend(self, &m, err);
+        zq_msg_clear(&m);
+    } else {
+        zq_msg_t *slot = s_upkeep_slot(self); /* kept until the commit, as in s_batch */
+        if (slot && zq_msg_decode(frames, sizes, nframes, 0, slot, err, sizeof err) == ZQ_OK) {
+            self->nupkeep++;
+            s_on_upstream(self, slot);
+        } else if (slot) {
+            zq_msg_clear(slot);
+            s_bad_upstream(self, "%s", err);
+        }
+    }
+    s_batch_end(self);
+    s_serve_waits(self);
+    /* as s_turn does: a worker whose channel had no peer or was full takes tasks again */
+    for (s_worker_t *w = self->workers; w; w = w->next) {
+        zmq_pollitem_t it = {w->push, 0, ZMQ_POLLOUT, 0};
+        if (w->blocked && zmq_poll(&it, 1, 0) == 1 && (it.revents & ZMQ_POLLOUT))
+            w->blocked = 0;
+    }
+    s_dispatch(self);
 }

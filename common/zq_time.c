@@ -23,19 +23,35 @@ double zq_mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* What a 4-digit ISO 8601 year can say: 0000-01-01T00:00:00Z .. 9999-12-31T23:59:59Z. */
+#define S_T_MIN (-62167219200.0)
+#define S_T_MAX 253402300799.0
+
 char *zq_time_iso(double t, char *buf, size_t len)
 {
+    /* peers send any number (a RETRY countdown of 1e300): clamp, so that the conversion
+     * to time_t is defined and the text always parses back (found by tests/fuzz) */
+    if (isnan(t))
+        t = 0;
+    else if (t < S_T_MIN)
+        t = S_T_MIN;
+    else if (t > S_T_MAX + 0.999999)
+        t = S_T_MAX + 0.999999;
     time_t sec = (time_t)floor(t);
     long usec = lround((t - (double)sec) * 1e6);
     if (usec >= 1000000) {
         sec += 1;
         usec -= 1000000;
     }
+    if (sec > (time_t)S_T_MAX) {
+        sec = (time_t)S_T_MAX;
+        usec = 999999;
+    }
     struct tm tm;
     gmtime_r(&sec, &tm);
-    char base[24];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%06ldZ", base, usec);
+    /* not strftime's %Y: it does not pad years before 1000 to 4 digits */
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
     return buf;
 }
 
@@ -95,6 +111,8 @@ int zq_time_parse(const char *s, double *out)
             p++;
         if (*p && s_digits(&p, 2, &om))
             return ZQ_EINVAL;
+        if (oh > 23 || om > 59)
+            return ZQ_EINVAL;
         offset = sign * (oh * 3600L + om * 60L);
     }
     if (*p != '\0')
@@ -108,7 +126,9 @@ int zq_time_parse(const char *s, double *out)
     tm.tm_hour = h;
     tm.tm_min = m;
     tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    *out = (double)t - (double)offset + frac;
+    double t = (double)timegm(&tm) - (double)offset + frac;
+    if (t < S_T_MIN || t >= S_T_MAX + 1) /* an offset took it out of years 0000-9999 */
+        return ZQ_EINVAL;
+    *out = t;
     return ZQ_OK;
 }

@@ -991,11 +991,11 @@ static int s_cmd_purge(const zq_cli_t *cli, zq_client_t *c, FILE *out, FILE *err
     if (cli->json) {
         s_print_json(out, reply);
     } else {
-        long n = (long)zq_json_num(reply, "purged", 0);
+        double n = zq_json_num(reply, "purged", 0); /* not cast: the broker's number */
         const cJSON *qs = cJSON_GetObjectItemCaseSensitive(reply, "queues");
         int nq = cJSON_IsArray(qs) ? cJSON_GetArraySize(qs) : 0;
         if (n > 0)
-            fprintf(out, "Purged %ld message%s from %d known task queue%s.\n", n,
+            fprintf(out, "Purged %.0f message%s from %d known task queue%s.\n", n,
                     n == 1 ? "" : "s", nq, nq == 1 ? "" : "s");
         else
             fprintf(out, "No messages purged from %d queue%s.\n", nq, nq == 1 ? "" : "s");

@@ -1693,7 +1693,8 @@ static int s_ctl_call(s_ctl_t *c, const char *method, const char *arguments, dou
         char err[128];
         if (zq_msg_recv(c->sock, 0, &m, ZMQ_DONTWAIT, err, sizeof err) != ZQ_OK)
             continue;
-        if ((int)zq_json_num(m.body, "req", -1) != req) { /* a late answer to an earlier one */
+        /* compared as numbers: a worker's "req": 1e300 must not be converted to int */
+        if (zq_json_num(m.body, "req", -1) != (double)req) { /* a late answer to an earlier one */
             zq_msg_clear(&m);
             continue;
         }

@@ -10,6 +10,9 @@ if [ "${1:-}" = "--with-test-tools" ]; then
     # the web monitor's tests: curl for the shell test, headless Chromium driven by
     # playwright-core (tests/browser, installed there with npm ci) for the browser test
     pkgs+=(curl chromium)
+    # `make fuzz` (tests/fuzz/README.md): clang with libFuzzer and the sanitizer runtimes
+    # (libclang_rt.fuzzer-x86_64.a comes with libclang-rt-14-dev on Debian 12)
+    pkgs+=(clang libclang-rt-14-dev)
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 missing=()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 2 (and what .ci/run calls): install what is missing, build, run every test
 # (Check unit suites + end-to-end tests with real processes), a valgrind memcheck run of
-# broker, worker and client (make check-valgrind; ZQ_SKIP_VALGRIND=1 skips it), then the same
-# suite again in a separate AddressSanitizer+UBSan build (ZQ_SKIP_ASAN=1 skips it). Prints
+# broker, worker and client (make check-valgrind; ZQ_SKIP_VALGRIND=1 skips it), a short
+# fuzzing run (tests/fuzz/README.md; ZQ_SKIP_FUZZ=1 skips it), then the same suite again in
+# a separate AddressSanitizer+UBSan build (ZQ_SKIP_ASAN=1 skips it). Prints
 # "N passed, N failed" at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,15 @@ make -j2 check || status=1
 rm -f tests/soak/check-valgrind.log
 if [ "${ZQ_SKIP_VALGRIND:-0}" != 1 ]; then
     VALGRIND_N=${ZQ_VALGRIND_N:-10000} make -s check-valgrind || status=1
+fi
+
+# Fuzzing, a short run: every libFuzzer target for ZQ_FUZZ_SECONDS (default 10) seconds, two
+# at a time, from its seeds and crash regressions (tests/fuzz/README.md has the long run).
+# Its "N passed, N failed" lands in tests/fuzz/fuzz-run.log, counted below.
+rm -f tests/fuzz/fuzz-run.log
+if [ "${ZQ_SKIP_FUZZ:-0}" != 1 ]; then
+    { make -j2 -s fuzz >/dev/null && make -s fuzz-run FUZZ_SECONDS="${ZQ_FUZZ_SECONDS:-10}"; } ||
+        status=1
 fi
 
 # Sanitized pass in its own copy of the sources (an in-tree build cannot share a VPATH build).

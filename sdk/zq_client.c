@@ -435,7 +435,10 @@ static void s_handle(zq_client_t *c, zq_msg_t *m)
 {
     const cJSON *reqv = cJSON_GetObjectItemCaseSensitive(m->body, "req");
     s_entry_t *e = NULL;
-    if (strcmp(m->cmd, ZQ_CMD_REPLY) != 0 || !cJSON_IsNumber(reqv) || reqv->valuedouble < 1) {
+    /* a req this client never sent (>= 2^53) is not converted: a number beyond uint64_t
+     * would be undefined behaviour (found by review after tests/fuzz) */
+    if (strcmp(m->cmd, ZQ_CMD_REPLY) != 0 || !cJSON_IsNumber(reqv) || reqv->valuedouble < 1 ||
+        reqv->valuedouble >= 9007199254740992.0) {
         if (!c->warned_bad++)
             ZQ_WARN("zq client: ignoring %s without a valid req from %s", m->cmd, c->url);
         goto out;

@@ -17,6 +17,7 @@
  */
 #include "config.h"
 #include "zq_worker.h"
+#include "zq_worker_int.h"
 #include "zq_control.h"
 #include "zq_exec.h"
 #include "zq_outbox.h"
@@ -1200,8 +1201,43 @@ static void s_on_ack(zq_worker_t *w, const cJSON *body)
     }
 }
 
-/* acks_only: leaving, the pool is gone: a TASK is not taken (the broker requeues what we
- * held when we say BYE). */
+/* One message of the dispatch channel (n frames kept of total received). acks_only:
+ * leaving, the pool is gone: a TASK is not taken (the broker requeues what we held when we
+ * say BYE). */
+static void s_on_dispatch(zq_worker_t *w, const void *const *frames, const size_t *sizes,
+                          size_t n, size_t total, int acks_only)
+{
+    zq_msg_t msg;
+    char err[256];
+    if (total != n) {
+        s_bad_message(w, "dispatch", "too many frames");
+        return;
+    }
+    if (zq_msg_decode(frames, sizes, n, 0, &msg, err, sizeof err) != ZQ_OK) {
+        s_bad_message(w, "dispatch", err);
+    } else if (acks_only && strcmp(msg.cmd, ZQ_CMD_ACK) != 0) {
+        ZQ_DEBUG("leaving: %s not taken", msg.cmd);
+    } else if (strcmp(msg.cmd, ZQ_CMD_TASK) == 0) {
+        cJSON *body = msg.body;
+        msg.body = NULL;
+        s_on_task(w, body, frames[2], sizes[2]);
+    } else if (strcmp(msg.cmd, ZQ_CMD_REVOKED) == 0) {
+        s_on_revoked(w, msg.body);
+    } else if (strcmp(msg.cmd, ZQ_CMD_ACK) == 0) {
+        s_on_ack(w, msg.body);
+    } else {
+        snprintf(err, sizeof err, "unexpected command %s", msg.cmd);
+        s_bad_message(w, "dispatch", err);
+    }
+    zq_msg_clear(&msg);
+}
+
+void zq_worker_feed_dispatch(zq_worker_t *w, const void *const *frames, const size_t *sizes,
+                             size_t nframes)
+{
+    s_on_dispatch(w, frames, sizes, nframes > MAX_FRAMES ? MAX_FRAMES : nframes, nframes, 0);
+}
+
 static void s_read_dispatch(zq_worker_t *w, int acks_only)
 {
     for (int i = 0; i < BATCH && w->dispatch; i++) {
@@ -1215,27 +1251,7 @@ static void s_read_dispatch(zq_worker_t *w, int acks_only)
             frames[k] = zmq_msg_data(&parts[k]);
             sizes[k] = zmq_msg_size(&parts[k]);
         }
-        zq_msg_t msg;
-        char err[256];
-        if (total != n) {
-            s_bad_message(w, "dispatch", "too many frames");
-        } else if (zq_msg_decode(frames, sizes, n, 0, &msg, err, sizeof err) != ZQ_OK) {
-            s_bad_message(w, "dispatch", err);
-        } else if (acks_only && strcmp(msg.cmd, ZQ_CMD_ACK) != 0) {
-            ZQ_DEBUG("leaving: %s not taken", msg.cmd);
-        } else if (strcmp(msg.cmd, ZQ_CMD_TASK) == 0) {
-            cJSON *body = msg.body;
-            msg.body = NULL;
-            s_on_task(w, body, frames[2], sizes[2]);
-        } else if (strcmp(msg.cmd, ZQ_CMD_REVOKED) == 0) {
-            s_on_revoked(w, msg.body);
-        } else if (strcmp(msg.cmd, ZQ_CMD_ACK) == 0) {
-            s_on_ack(w, msg.body);
-        } else {
-            snprintf(err, sizeof err, "unexpected command %s", msg.cmd);
-            s_bad_message(w, "dispatch", err);
-        }
-        zq_msg_clear(&msg);
+        s_on_dispatch(w, frames, sizes, n, total, acks_only);
         for (size_t k = 0; k < n; k++)
             zmq_msg_close(&parts[k]);
     }
@@ -1460,7 +1476,10 @@ static void s_read_front(zq_worker_t *w)
             zq_msg_clear(&msg);
             continue;
         }
-        long req = (long)zq_json_num(msg.body, "req", -1);
+        /* our reqs are small positive integers; any other number (1e300: converting it
+         * would be undefined behaviour) matches none */
+        double rv = zq_json_num(msg.body, "req", -1);
+        long req = rv >= 0 && rv < 9007199254740992.0 ? (long)rv : -1;
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg.body, "error");
         w->heard_at = zq_mono();
         int hb = (int)(req & 7);

@@ -5,7 +5,8 @@
  *   SUBMIT  tasks.refuse -> ESTORE, tasks.bad -> EINVAL, tasks.mute -> no answer, else stored;
  *   GET     a stored tasks.add -> SUCCESS (x + y), tasks.fail -> FAILURE, tasks.slow ->
  *           {"timeout": true}; "silent-*" never answered; "park-*" held until three are
- *           parked, then answered in reverse order after a stray and a malformed reply;
+ *           parked, then answered in reverse order after stray replies (one with "req":
+ *           1e300) and a malformed one;
  *           "restart-*" makes the fake close and re-bind its socket (a broker restart)
  *           and answer only the GET that arrives afterwards; an id never submitted ->
  *           {"known": false};
@@ -165,6 +166,8 @@ static void s_fake_handle(fake_t *f, zq_msg_t *m)
                 /* noise first: a reply nobody asked for, then a malformed frame set */
                 cJSON *stray = s_record("stray", NULL);
                 s_reply(f, m->identity, m->identity_len, 999999, stray);
+                /* a req beyond any integer type: once converted blindly (UB; tests/fuzz) */
+                s_reply(f, m->identity, m->identity_len, 1e300, s_record("stray", NULL));
                 zmq_send(f->sock, m->identity, m->identity_len, ZMQ_SNDMORE);
                 zmq_send(f->sock, "garbage", 7, 0);
                 for (int i = 2; i >= 0; i--) {

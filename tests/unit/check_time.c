@@ -50,6 +50,29 @@ START_TEST(test_parse_errors)
 }
 END_TEST
 
+/* Found by tests/fuzz (fuzz_time, fuzz_broker_upstream): a peer's number far outside any
+ * date (a RETRY countdown of 1e300) made zq_time_iso convert it to time_t (undefined
+ * behaviour); years before 1000 were not padded; offsets could push a time out of range. */
+START_TEST(test_iso_limits)
+{
+    char buf[40];
+    double t;
+    ck_assert_str_eq(zq_time_iso(1e300, buf, sizeof buf), "9999-12-31T23:59:59.999999Z");
+    ck_assert_str_eq(zq_time_iso(-1e300, buf, sizeof buf), "0000-01-01T00:00:00.000000Z");
+    ck_assert_str_eq(zq_time_iso(INFINITY, buf, sizeof buf), "9999-12-31T23:59:59.999999Z");
+    ck_assert_str_eq(zq_time_iso(NAN, buf, sizeof buf), "1970-01-01T00:00:00.000000Z");
+    ck_assert_int_eq(zq_time_parse("0999-01-02T03:04:05Z", &t), ZQ_OK);
+    ck_assert_str_eq(zq_time_iso(t, buf, sizeof buf), "0999-01-02T03:04:05.000000Z");
+    ck_assert_int_eq(zq_time_parse("9999-12-31T23:59:59.5Z", &t), ZQ_OK);
+    ck_assert_str_eq(zq_time_iso(t, buf, sizeof buf), "9999-12-31T23:59:59.500000Z");
+    ck_assert_int_eq(zq_time_parse("9999-12-31T23:00:00-01:00", &t), ZQ_EINVAL);
+    ck_assert_int_eq(zq_time_parse("0000-01-01T00:00:00+00:01", &t), ZQ_EINVAL);
+    ck_assert_int_eq(zq_time_parse("2026-11-26T12:00:00+24:00", &t), ZQ_EINVAL);
+    ck_assert_int_eq(zq_time_parse("2026-11-26T12:00:00+01:60", &t), ZQ_EINVAL);
+    ck_assert_int_eq(zq_time_parse("2026-11-26T12:00:00+23:59", &t), ZQ_OK);
+}
+END_TEST
+
 START_TEST(test_clocks)
 {
     double a = zq_mono(), b = zq_mono();
@@ -100,6 +123,7 @@ static Suite *zq_time_suite(void)
     suite_add_tcase(s, core);
     TCase *errors = tcase_create("Errors");
     tcase_add_test(errors, test_parse_errors);
+    tcase_add_test(errors, test_iso_limits);
     suite_add_tcase(s, errors);
     TCase *log = tcase_create("Log");
     tcase_add_test(log, test_log_format_and_level);
