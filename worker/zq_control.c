@@ -41,6 +41,7 @@ struct zq_control {
     unsigned long *total;     /* runs started, by loader index */
     unsigned long succeeded, failed, retried, revoked;
     double last_bad;          /* zq_mono() of the last bad-message log */
+    unsigned long bad;        /* malformed requests received */
     zq_auth_t *auth;          /* ZAP handler when CURVE is on */
 };
 
@@ -595,6 +596,7 @@ static int s_stats_reply(zq_control_t *self, cJSON **reply)
     s_ok(&ok, cJSON_AddNumberToObject(o, "failed", (double)self->failed));
     s_ok(&ok, cJSON_AddNumberToObject(o, "retried", (double)self->retried));
     s_ok(&ok, cJSON_AddNumberToObject(o, "revoked", (double)self->revoked));
+    s_ok(&ok, cJSON_AddNumberToObject(o, "bad_messages", (double)(live.bad_messages + self->bad)));
     s_ok(&ok, cJSON_AddStringToObject(o, "sw_ver", PACKAGE_VERSION));
     if (!ok) {
         cJSON_Delete(o);
@@ -817,6 +819,7 @@ cJSON *zq_control_handle(zq_control_t *self, const char *cmd, const cJSON *body)
 static void s_bad(zq_control_t *self, const char *why)
 {
     double m = zq_mono();
+    self->bad++;
     if (m - self->last_bad < 1.0)
         return;
     self->last_bad = m;

@@ -66,6 +66,7 @@ typedef struct {
     unsigned long processed; /* tasks that ended here (as in HEARTBEAT) */
     const char *broker_id; /* incarnation of the broker we talk to ("" when unknown) */
     const zq_pool_t *pool; /* for the pool's pids (stats); NULL: this process only */
+    unsigned long bad_messages; /* malformed messages dropped on the broker channels */
 } zq_control_live_t;
 
 /* What the control module needs from its worker. Strings and pointers are borrowed and must

@@ -133,6 +133,7 @@ struct zq_worker {
     long bye_req;
     int bye_answered;
     double last_bad;          /* rate limit for bad-message logs */
+    unsigned long bad_messages; /* malformed messages dropped (inspect stats) */
     /* upstream: batches kept until the broker confirms them (zq_outbox.h) */
     zq_outbox_t *outbox;
     s_job_t *pend_head, *pend_tail; /* jobs with states held back, oldest first */
@@ -663,6 +664,7 @@ static long s_request(zq_worker_t *w, const char *cmd, cJSON *body)
 
 static void s_bad_message(zq_worker_t *w, const char *what, const char *err)
 {
+    w->bad_messages++;
     double m = zq_mono();
     if (m - w->last_bad < 1.0)
         return;
@@ -1972,6 +1974,7 @@ static void s_ctl_live(void *src, zq_control_live_t *out)
     out->processed = w->processed;
     out->broker_id = w->broker_id;
     out->pool = w->pool;
+    out->bad_messages = w->bad_messages;
 }
 
 /* Bind the control socket (before HELLO, which announces it). */

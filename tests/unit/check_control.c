@@ -533,6 +533,10 @@ START_TEST(test_socket_round_trip)
     ck_assert_str_eq(s_err_code(replies[1]), "EPROTO");
     cJSON_Delete(replies[0]);
     cJSON_Delete(replies[1]);
+    /* and counted */
+    cJSON *st = s_ask("stats", NULL);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(s_reply(st, "stats"), "bad_messages")->valuedouble, 1);
+    cJSON_Delete(st);
     /* nothing waiting: returns at once */
     zq_control_serve(s_ctl);
     zmq_close(d);
