@@ -81,7 +81,7 @@ t0=$(ms); out=$(ctl inspect stats -t 5); t1=$(ms)
 [ $((t1 - t0)) -lt 2500 ] && ok "inspect stats, 2 workers: $((t1 - t0)) ms" || bad "inspect stats took $((t1 - t0)) ms"
 t0=$(ms); ctl inspect stats --json -t 5 >/dev/null; t1=$(ms)
 [ $((t1 - t0)) -lt 2500 ] && ok "inspect stats --json, 2 workers: $((t1 - t0)) ms" || bad "took $((t1 - t0)) ms"
-assert_contains "stats human" "$(printf -- '->  w1@mgmt: OK\n    {\n        "broker": {')" "$out"
+assert_contains "stats human" "$(printf -- '->  w1@mgmt: OK\n    {\n        "bad_messages": 0,\n        "broker": {')" "$out"
 assert_contains "stats pool" '"implementation": "prefork"' "$out"
 assert_contains "stats ends like Celery" "$(printf -- '    }\n    \n\n2 nodes online.')" "$out"
 j=$(ctl inspect stats --json -d w1@mgmt)
