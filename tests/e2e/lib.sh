@@ -77,6 +77,9 @@ wait_for() {
 
 ctl() { "$ZQ_CTL_BIN" --broker "$URL" "$@"; }
 
+# broker_settled PID LOG: the broker said it is ready, or it has exited.
+broker_settled() { grep -q " ready: frontend" "$2" || ! kill -0 "$1" 2>/dev/null; }
+
 # start_broker NAME [args...]: sets URL (if unset) and BROKER_PID; waits for "ready".
 start_broker() {
     local name=$1
@@ -87,7 +90,9 @@ start_broker() {
         $ZQ_WRAP "$ZQ_BROKER_BIN" --listen "$URL" --data-dir "$T/$name-data" "$@" >>"$T/$name.log" 2>&1 &
         BROKER_PID=$!
         PIDS+=("$BROKER_PID")
-        if wait_for 20 grep -q " ready: frontend" "$T/$name.log"; then return 0; fi
+        # ready, or dead (a port taken meanwhile): whichever comes first
+        wait_for 20 broker_settled "$BROKER_PID" "$T/$name.log"
+        if grep -q " ready: frontend" "$T/$name.log"; then return 0; fi
         kill -0 "$BROKER_PID" 2>/dev/null || continue # bind failed: try another port
         break
     done
