@@ -66,11 +66,17 @@ void zq_outbox_destroy(zq_outbox_t **self_p)
     *self_p = NULL;
 }
 
+static void s_seal_or_drop(zq_outbox_t *self);
+
 int zq_outbox_add(zq_outbox_t *self, const char *cmd, const char *json, size_t len,
                   const char *task_id)
 {
     if (!self || !cmd || !json)
         return ZQ_EINVAL;
+    /* a batch stays well under the broker's ZMQ_MAXMSGSIZE: a larger one would cut the
+     * connection, and be sent again, forever */
+    if (self->open_n && self->open.len + len + 64 > ZQ_OUTBOX_BATCH_MAX)
+        s_seal_or_drop(self);
     zq_sb_t *b = &self->open;
     size_t mark = b->len, idmark = self->open_ids.len;
     if (!self->open_n) {
@@ -139,17 +145,22 @@ static int s_seal(zq_outbox_t *self)
     return ZQ_OK;
 }
 
-int zq_outbox_flush(zq_outbox_t *self, zq_outbox_send_fn *send, void *arg, double now)
+/* Close the open batch; out of memory, it cannot be kept: start a new one. */
+static void s_seal_or_drop(zq_outbox_t *self)
 {
-    if (!self)
-        return 0;
     if (s_seal(self) != ZQ_OK) {
-        /* out of memory: the open batch cannot be kept; start a new one */
         zq_sb_free(&self->open);
         zq_sb_free(&self->open_ids);
         self->nmsgs -= self->open_n;
         self->open_n = 0;
     }
+}
+
+int zq_outbox_flush(zq_outbox_t *self, zq_outbox_send_fn *send, void *arg, double now)
+{
+    if (!self)
+        return 0;
+    s_seal_or_drop(self);
     int n = 0;
     for (s_batch_t *b = self->head; b; b = b->next) {
         if (b->sent > 0)

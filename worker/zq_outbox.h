@@ -18,6 +18,10 @@
 
 typedef struct zq_outbox zq_outbox_t;
 
+/* Bytes after which the open batch is closed and a new one begun (a fraction of
+ * ZQ_MAX_MSG_SIZE, the most a zq socket accepts). */
+#define ZQ_OUTBOX_BATCH_MAX (1024 * 1024)
+
 /* Sends one BATCH body (JSON text, len bytes) upstream. Returns ZQ_OK when queued to the
  * socket, else a negative code: the batch stays unsent and is tried again at the next flush. */
 typedef int(zq_outbox_send_fn)(void *arg, const char *json, size_t len);

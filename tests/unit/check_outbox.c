@@ -168,6 +168,36 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
+START_TEST(test_batches_stay_small)
+{
+    /* 40 messages of 100 KB: never one batch above ZQ_OUTBOX_BATCH_MAX, all of them sent */
+    zq_outbox_t *o = zq_outbox_new("w");
+    s_sink_t k = {.open = 1};
+    size_t big = 100 * 1024;
+    char *json = malloc(big + 1);
+    memset(json, ' ', big);
+    json[0] = '{';
+    json[big - 1] = '}';
+    json[big] = '\0';
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(zq_outbox_add(o, "STATE", json, big, NULL), ZQ_OK);
+    ck_assert_uint_eq(zq_outbox_messages(o), 40);
+    ck_assert_int_ge(zq_outbox_flush(o, s_send, &k, 1.0), 4);
+    size_t msgs = 0;
+    for (int i = 0; i < k.n; i++) {
+        ck_assert_uint_le(strlen(k.sent[i]), ZQ_OUTBOX_BATCH_MAX);
+        cJSON *b = cJSON_Parse(k.sent[i]);
+        ck_assert_ptr_nonnull(b);
+        msgs += (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(b, "messages"));
+        cJSON_Delete(b);
+    }
+    ck_assert_uint_eq(msgs, 40);
+    free(json);
+    s_sink_clear(&k);
+    zq_outbox_destroy(&o);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("outbox");
@@ -176,6 +206,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_kept_while_broker_away);
     tcase_add_test(tc, test_ack_is_exact_and_resend);
     tcase_add_test(tc, test_bad_arguments);
+    tcase_add_test(tc, test_batches_stay_small);
     suite_add_tcase(s, tc);
     return s;
 }
