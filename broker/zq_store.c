@@ -24,6 +24,7 @@
 #include "zq_log.h"
 #include "zq_sb.h"
 #include "zq_time.h"
+#include "zq_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -274,24 +275,13 @@ const char *zq_store_errmsg(const zq_store_t *self)
     return self && self->errbuf[0] ? self->errbuf : "no error";
 }
 
-static void s_fmt(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void s_fmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* mkdir -p with mode 0700 for what we create. */
 static int s_mkdirs(const char *dir, char *err, size_t errlen)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
-        s_fmt(err, errlen, "data dir %s: path too long", dir);
+        zq_errf(err, errlen, "data dir %s: path too long", dir);
         return ZQ_EINVAL;
     }
     for (char *p = path + 1;; p++) {
@@ -299,7 +289,7 @@ static int s_mkdirs(const char *dir, char *err, size_t errlen)
             char c = *p;
             *p = '\0';
             if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-                s_fmt(err, errlen, "cannot create data dir %s: %s", path, strerror(errno));
+                zq_errf(err, errlen, "cannot create data dir %s: %s", path, strerror(errno));
                 return ZQ_EIO;
             }
             *p = c;
@@ -309,11 +299,11 @@ static int s_mkdirs(const char *dir, char *err, size_t errlen)
     }
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        s_fmt(err, errlen, "data dir %s is not a directory", dir);
+        zq_errf(err, errlen, "data dir %s is not a directory", dir);
         return ZQ_EIO;
     }
     if (access(dir, W_OK | X_OK) != 0) {
-        s_fmt(err, errlen, "data dir %s is not writable: %s", dir, strerror(errno));
+        zq_errf(err, errlen, "data dir %s is not writable: %s", dir, strerror(errno));
         return ZQ_EIO;
     }
     return ZQ_OK;
@@ -392,14 +382,14 @@ static int s_migrate(zq_store_t *self)
 zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size_t errlen)
 {
     if (!dir || !*dir) {
-        s_fmt(err, errlen, "no data dir given");
+        zq_errf(err, errlen, "no data dir given");
         return NULL;
     }
     if (s_mkdirs(dir, err, errlen) != ZQ_OK)
         return NULL;
     zq_store_t *self = calloc(1, sizeof *self);
     if (!self) {
-        s_fmt(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
         return NULL;
     }
     self->lock_fd = -1;
@@ -407,11 +397,11 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
     snprintf(path, sizeof path, "%s/LOCK", dir);
     self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (self->lock_fd < 0) {
-        s_fmt(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        zq_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
     if (flock(self->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        s_fmt(err, errlen, "data dir %s is in use by another zq-broker (%s)", dir,
+        zq_errf(err, errlen, "data dir %s is in use by another zq-broker (%s)", dir,
               strerror(errno));
         goto fail;
     }
@@ -422,7 +412,7 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
     if (sqlite3_open_v2(path, &self->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        s_fmt(err, errlen, "cannot open %s: %s", path,
+        zq_errf(err, errlen, "cannot open %s: %s", path,
               self->db ? sqlite3_errmsg(self->db) : "out of memory");
         goto fail;
     }
@@ -441,11 +431,11 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
              sync == ZQ_STORE_SYNC_OFF ? "OFF" : sync == ZQ_STORE_SYNC_FULL ? "FULL" : "NORMAL",
              STORE_CACHE_KIB);
     if (s_exec(self, pragmas) != ZQ_OK) {
-        s_fmt(err, errlen, "cannot set up %s: %s", path, self->errbuf);
+        zq_errf(err, errlen, "cannot set up %s: %s", path, self->errbuf);
         goto fail;
     }
     if (s_migrate(self) != ZQ_OK) {
-        s_fmt(err, errlen, "cannot migrate %s: %s", path, self->errbuf);
+        zq_errf(err, errlen, "cannot migrate %s: %s", path, self->errbuf);
         goto fail;
     }
     /* testing aid: a database capped at N pages fails writes as a full disk would */
@@ -458,7 +448,7 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->st[i],
                                NULL) != SQLITE_OK) {
-            s_fmt(err, errlen, "cannot prepare statement %d in %s: %s", i, path,
+            zq_errf(err, errlen, "cannot prepare statement %d in %s: %s", i, path,
                   sqlite3_errmsg(self->db));
             goto fail;
         }

@@ -14,6 +14,7 @@
 #include "zq_auth.h"
 #include "zq.h"
 #include "zq_log.h"
+#include "zq_util.h"
 #include "zq_time.h"
 
 #include <dirent.h>
@@ -34,17 +35,6 @@
 #define S_ZAP_ENFORCE_DOMAIN 93
 #define S_ZAP_FRAMES 16 /* frames of a ZAP request we look at; more are drained */
 
-static void s_fmt(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void s_fmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------------------------------
  * Keys and key files
@@ -109,12 +99,12 @@ int zq_curve_parse(const char *text, int want_secret, zq_curve_pair_t *out, char
 {
     memset(out, 0, sizeof *out);
     if (!text) {
-        s_fmt(err, errlen, "no text");
+        zq_errf(err, errlen, "no text");
         return ZQ_EINVAL;
     }
     char *copy = strdup(text);
     if (!copy) {
-        s_fmt(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
         return ZQ_ENOMEM;
     }
     char bare[ZQ_CURVE_KEYLEN + 1] = "";
@@ -141,7 +131,7 @@ int zq_curve_parse(const char *text, int want_secret, zq_curve_pair_t *out, char
         if (!slot)
             continue; /* metadata */
         if (s_take_value(value, slot) != 0) {
-            s_fmt(err, errlen, "line %d: %s is not a 40-character Z85 key", lineno, name);
+            zq_errf(err, errlen, "line %d: %s is not a 40-character Z85 key", lineno, name);
             rc = ZQ_EINVAL;
             break;
         }
@@ -155,16 +145,16 @@ int zq_curve_parse(const char *text, int want_secret, zq_curve_pair_t *out, char
         if (!out->secret_key[0] && bare[0])
             memcpy(out->secret_key, bare, sizeof bare);
         if (!out->secret_key[0]) {
-            s_fmt(err, errlen, "no secret-key in it (is it the public .key file? the secret "
+            zq_errf(err, errlen, "no secret-key in it (is it the public .key file? the secret "
                                "one is NAME%s)", ZQ_CURVE_SECRET_SUFFIX);
             rc = ZQ_EINVAL;
         } else {
             char derived[ZQ_CURVE_KEYLEN + 1];
             if (zmq_curve_public(derived, out->secret_key) != 0) {
-                s_fmt(err, errlen, "cannot derive the public key: %s", zmq_strerror(errno));
+                zq_errf(err, errlen, "cannot derive the public key: %s", zmq_strerror(errno));
                 rc = ZQ_EINVAL;
             } else if (out->public_key[0] && strcmp(derived, out->public_key) != 0) {
-                s_fmt(err, errlen, "its public-key does not belong to its secret-key");
+                zq_errf(err, errlen, "its public-key does not belong to its secret-key");
                 rc = ZQ_EINVAL;
             } else {
                 memcpy(out->public_key, derived, sizeof derived);
@@ -174,7 +164,7 @@ int zq_curve_parse(const char *text, int want_secret, zq_curve_pair_t *out, char
         if (!out->public_key[0] && bare[0])
             memcpy(out->public_key, bare, sizeof bare);
         if (!out->public_key[0]) {
-            s_fmt(err, errlen, "no public-key in it");
+            zq_errf(err, errlen, "no public-key in it");
             rc = ZQ_EINVAL;
         }
         memset(out->secret_key, 0, sizeof out->secret_key); /* never carried around */
@@ -190,12 +180,12 @@ static int s_slurp(const char *path, char **text, struct stat *st_out, char *err
     *text = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        s_fmt(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        zq_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return ZQ_EIO;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > ZQ_CURVE_MAX_FILE) {
-        s_fmt(err, errlen, "%s: not a key file (a regular file of at most %d bytes)", path,
+        zq_errf(err, errlen, "%s: not a key file (a regular file of at most %d bytes)", path,
               ZQ_CURVE_MAX_FILE);
         close(fd);
         return ZQ_EINVAL;
@@ -203,7 +193,7 @@ static int s_slurp(const char *path, char **text, struct stat *st_out, char *err
     char *buf = malloc((size_t)st.st_size + 1);
     if (!buf) {
         close(fd);
-        s_fmt(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
         return ZQ_ENOMEM;
     }
     size_t got = 0;
@@ -218,7 +208,7 @@ static int s_slurp(const char *path, char **text, struct stat *st_out, char *err
     close(fd);
     buf[got] = '\0';
     if (memchr(buf, '\0', got)) {
-        s_fmt(err, errlen, "%s: not a key file (binary content)", path);
+        zq_errf(err, errlen, "%s: not a key file (binary content)", path);
         free(buf);
         return ZQ_EINVAL;
     }
@@ -241,7 +231,7 @@ int zq_curve_read_public(const char *path, char key[ZQ_CURVE_KEYLEN + 1], char *
     rc = zq_curve_parse(text, 0, &pair, why, sizeof why);
     free(text);
     if (rc != ZQ_OK) {
-        s_fmt(err, errlen, "%s: not a public key file: %s", path, why);
+        zq_errf(err, errlen, "%s: not a public key file: %s", path, why);
         return rc;
     }
     memcpy(key, pair.public_key, ZQ_CURVE_KEYLEN + 1);
@@ -261,7 +251,7 @@ int zq_curve_read_secret(const char *path, zq_curve_pair_t *out, char *err, size
     memset(text, 0, strlen(text));
     free(text);
     if (rc != ZQ_OK) {
-        s_fmt(err, errlen, "%s: not a secret key file: %s", path, why);
+        zq_errf(err, errlen, "%s: not a secret key file: %s", path, why);
         return rc;
     }
     if (st.st_mode & 0077)
@@ -290,7 +280,7 @@ static int s_write_new(const char *path, mode_t mode, const char *text, char *er
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
         int e = errno;
-        s_fmt(err, errlen, "cannot create %s: %s%s", path, strerror(e),
+        zq_errf(err, errlen, "cannot create %s: %s%s", path, strerror(e),
               e == EEXIST ? " (a key is never overwritten: remove it first, or choose another "
                             "--name)"
                           : "");
@@ -312,7 +302,7 @@ static int s_write_new(const char *path, mode_t mode, const char *text, char *er
     if (close(fd) != 0)
         rc = ZQ_EIO;
     if (rc != ZQ_OK) {
-        s_fmt(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        zq_errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
         unlink(path);
     }
     return rc;
@@ -324,22 +314,22 @@ int zq_curve_keygen(const char *dir, const char *name, zq_curve_pair_t *out, cha
     if (!dir || !*dir)
         dir = ".";
     if (!s_valid_name(name)) {
-        s_fmt(err, errlen, "bad key name '%s': want 1-100 of A-Z a-z 0-9 . _ - @, not starting "
+        zq_errf(err, errlen, "bad key name '%s': want 1-100 of A-Z a-z 0-9 . _ - @, not starting "
                            "with '.'", name ? name : "");
         return ZQ_EINVAL;
     }
     if (!zmq_has("curve")) {
-        s_fmt(err, errlen, "this libzmq was built without CURVE (libsodium)");
+        zq_errf(err, errlen, "this libzmq was built without CURVE (libsodium)");
         return ZQ_EINVAL;
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        s_fmt(err, errlen, "cannot create the directory %s: %s", dir, strerror(errno));
+        zq_errf(err, errlen, "cannot create the directory %s: %s", dir, strerror(errno));
         return ZQ_EIO;
     }
     zq_curve_pair_t pair;
     memset(&pair, 0, sizeof pair);
     if (zmq_curve_keypair(pair.public_key, pair.secret_key) != 0) {
-        s_fmt(err, errlen, "zmq_curve_keypair: %s", zmq_strerror(errno));
+        zq_errf(err, errlen, "zmq_curve_keypair: %s", zmq_strerror(errno));
         return ZQ_EIO;
     }
     char when[40], pub_path[4096], sec_path[4096], pub_text[512], sec_text[512];
@@ -348,7 +338,7 @@ int zq_curve_keygen(const char *dir, const char *name, zq_curve_pair_t *out, cha
                          ZQ_CURVE_PUBLIC_SUFFIX) >= sizeof pub_path ||
         (size_t)snprintf(sec_path, sizeof sec_path, "%s/%s%s", dir, name,
                          ZQ_CURVE_SECRET_SUFFIX) >= sizeof sec_path) {
-        s_fmt(err, errlen, "path too long");
+        zq_errf(err, errlen, "path too long");
         return ZQ_EINVAL;
     }
     snprintf(pub_text, sizeof pub_text,
@@ -393,7 +383,7 @@ int zq_curve_client_load(zq_curve_client_t *out, const char *secret_file,
     if (!has_sec && !has_srv)
         return ZQ_OK;
     if (!has_sec || !has_srv) {
-        s_fmt(err, errlen,
+        zq_errf(err, errlen,
               "CURVE needs both keys: this side's secret key file ($%s, zq-ctl --curve-secret) "
               "and the server's public key file ($%s, --curve-server-key); only the %s is "
               "given",
@@ -401,7 +391,7 @@ int zq_curve_client_load(zq_curve_client_t *out, const char *secret_file,
         return ZQ_EINVAL;
     }
     if (!zmq_has("curve")) {
-        s_fmt(err, errlen, "CURVE keys are configured but this libzmq has no CURVE support");
+        zq_errf(err, errlen, "CURVE keys are configured but this libzmq has no CURVE support");
         return ZQ_EINVAL;
     }
     int rc = zq_curve_read_secret(sec, &out->self, err, errlen);
@@ -456,7 +446,7 @@ int zq_curve_describe_event(uint16_t event, uint32_t value, int curve_on, const 
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         return -1;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-        s_fmt(why, len,
+        zq_errf(why, len,
               "%s refused this client's CURVE key (ZAP status %u): its public key is not in "
               "the server's --curve-authorized directory",
               peer, value);
@@ -464,18 +454,18 @@ int zq_curve_describe_event(uint16_t event, uint32_t value, int curve_on, const 
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
             if (curve_on)
-                s_fmt(why, len,
+                zq_errf(why, len,
                       "%s does not use CURVE but this client does (unset %s and %s, or "
                       "configure the server's keys)",
                       peer, ZQ_CURVE_ENV_SECRET, ZQ_CURVE_ENV_SERVER);
             else
-                s_fmt(why, len,
+                zq_errf(why, len,
                       "%s requires CURVE authentication: give this client a key pair and the "
                       "server's public key (%s and %s; zq-ctl --curve-secret and "
                       "--curve-server-key)",
                       peer, ZQ_CURVE_ENV_SECRET, ZQ_CURVE_ENV_SERVER);
         } else {
-            s_fmt(why, len, "CURVE handshake with %s failed (protocol error 0x%08x)%s", peer,
+            zq_errf(why, len, "CURVE handshake with %s failed (protocol error 0x%08x)%s", peer,
                   value,
                   value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC ? ": wrong server key?" : "");
         }
@@ -483,7 +473,7 @@ int zq_curve_describe_event(uint16_t event, uint32_t value, int curve_on, const 
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
         if (!curve_on)
             return 0; /* a plain connection cut mid-greeting: a restart, not a refusal */
-        s_fmt(why, len,
+        zq_errf(why, len,
               "%s closed the connection during the CURVE handshake: does it use CURVE, and is "
               "the server key (%s) its public key?",
               peer, ZQ_CURVE_ENV_SERVER);

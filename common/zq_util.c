@@ -2,6 +2,7 @@
 #include "zq_util.h"
 #include "zq.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,4 +145,14 @@ int zq_valid_token(const char *s)
         if (s[i] <= ' ' || s[i] > '~')
             return 0;
     return 1;
+}
+
+void zq_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

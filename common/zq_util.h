@@ -13,6 +13,9 @@ const char *zq_json_str(const cJSON *obj, const char *key, const char *fallback)
 double zq_json_num(const cJSON *obj, const char *key, double fallback);
 int zq_json_bool(const cJSON *obj, const char *key, int fallback);
 
+/* Write a human-readable error message into err[errlen] (printf format); NULL-safe. */
+void zq_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* The broker URL to use: url if not NULL/empty, else $ZQ_BROKER, else ZQ_DEFAULT_BROKER. */
 const char *zq_broker_url(const char *url);
 

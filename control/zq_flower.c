@@ -68,17 +68,6 @@ static const double s_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
 /* ---------------------------------------------------------------------------------------
  * Options
  */
-static void s_fmt(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void s_fmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* "--name" or "--name=value" (Flower's underscore spelling too) */
 static int s_optname(const char *arg, const char *name, const char **inline_val)
@@ -112,14 +101,14 @@ static int s_set_prefix(zq_flower_config_t *cfg, const char *v, char *err, size_
     while (n && p[n - 1] == '/')
         n--;
     if (n + 2 > sizeof cfg->prefix_buf) {
-        s_fmt(err, errlen, "--url-prefix: too long");
+        zq_errf(err, errlen, "--url-prefix: too long");
         return ZQ_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '_' || c == '.' || c == '~' || c == '/')) {
-            s_fmt(err, errlen, "--url-prefix: '%s' may only contain letters, digits and -_.~/",
+            zq_errf(err, errlen, "--url-prefix: '%s' may only contain letters, digits and -_.~/",
                   v);
             return ZQ_EINVAL;
         }
@@ -144,12 +133,12 @@ static int s_add_auth(zq_flower_config_t *cfg, const char *v, char *err, size_t 
         const char *colon = strchr(p, ':');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
         if (!colon || colon == p || (size_t)(colon - p) + 1 >= n) {
-            s_fmt(err, errlen, "--basic-auth: '%.*s' is not USER:PASSWORD (both non-empty)",
+            zq_errf(err, errlen, "--basic-auth: '%.*s' is not USER:PASSWORD (both non-empty)",
                   (int)n, p);
             return ZQ_EINVAL;
         }
         if (cfg->nauth == ZQ_FLOWER_MAX_AUTH) {
-            s_fmt(err, errlen, "--basic-auth: at most %d users", ZQ_FLOWER_MAX_AUTH);
+            zq_errf(err, errlen, "--basic-auth: at most %d users", ZQ_FLOWER_MAX_AUTH);
             return ZQ_EINVAL;
         }
         if (!comma) {
@@ -215,19 +204,19 @@ int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], 
         }
         if (which < 0) {
             if (a[0] == '-' && a[1]) {
-                s_fmt(err, errlen, "no such option: %s", a);
+                zq_errf(err, errlen, "no such option: %s", a);
                 return ZQ_EINVAL;
             }
             if (!seen_cmd && !strcmp(a, "flower")) {
                 seen_cmd = 1;
                 continue;
             }
-            s_fmt(err, errlen, "unexpected extra argument: '%s'", a);
+            zq_errf(err, errlen, "unexpected extra argument: '%s'", a);
             return ZQ_EINVAL;
         }
         if (!v) {
             if (i + 1 >= argc) {
-                s_fmt(err, errlen, "--%s requires a value", valued[which]);
+                zq_errf(err, errlen, "--%s requires a value", valued[which]);
                 return ZQ_EINVAL;
             }
             v = argv[++i];
@@ -235,7 +224,7 @@ int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], 
         switch (which) {
         case 0:
             if (!*v) {
-                s_fmt(err, errlen, "--broker: empty value");
+                zq_errf(err, errlen, "--broker: empty value");
                 return ZQ_EINVAL;
             }
             cfg->broker = v;
@@ -245,7 +234,7 @@ int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], 
             if (!strcmp(v, "localhost"))
                 v = "127.0.0.1";
             if (inet_pton(AF_INET, v, &in) != 1) {
-                s_fmt(err, errlen, "--address: not an IPv4 address: '%s'", v);
+                zq_errf(err, errlen, "--address: not an IPv4 address: '%s'", v);
                 return ZQ_EINVAL;
             }
             cfg->address = v;
@@ -253,7 +242,7 @@ int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], 
         }
         case 2:
             if (s_parse_port(v, &cfg->port) != ZQ_OK) {
-                s_fmt(err, errlen, "--port: not a port number (0-65535): '%s'", v);
+                zq_errf(err, errlen, "--port: not a port number (0-65535): '%s'", v);
                 return ZQ_EINVAL;
             }
             break;
@@ -269,7 +258,7 @@ int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], 
             char *end;
             double t = strtod(v, &end);
             if (!*v || *end || !(t > 0) || !isfinite(t)) {
-                s_fmt(err, errlen, "--timeout: not a number of seconds > 0: '%s'", v);
+                zq_errf(err, errlen, "--timeout: not a number of seconds > 0: '%s'", v);
                 return ZQ_EINVAL;
             }
             cfg->timeout = t;
@@ -278,7 +267,7 @@ int zq_flower_parse_args(zq_flower_config_t *cfg, int argc, char *const argv[], 
         case 6:
         case 7:
             if (!*v) {
-                s_fmt(err, errlen, "--%s: empty value", valued[which]);
+                zq_errf(err, errlen, "--%s: empty value", valued[which]);
                 return ZQ_EINVAL;
             }
             *(which == 6 ? &cfg->curve_secret : &cfg->curve_server_key) = v;
@@ -297,7 +286,7 @@ static int s_is_loopback(const char *addr)
 int zq_flower_check_config(const zq_flower_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->nauth && !s_is_loopback(cfg->address)) {
-        s_fmt(err, errlen,
+        zq_errf(err, errlen,
               "refusing to listen on %s without --basic-auth: anyone who can reach it could "
               "send and revoke tasks. Add --basic-auth USER:PASSWORD (and --read-only for a "
               "view-only monitor), or keep the default address 127.0.0.1",
@@ -536,16 +525,16 @@ static int s_request(zq_flower_t *self, const char *cmd, const cJSON *body, doub
     *reply = NULL;
     zq_client_t *c = s_client_get(self);
     if (!c) {
-        s_fmt(errbuf, errlen, "no broker client available (shutting down, or out of memory)");
+        zq_errf(errbuf, errlen, "no broker client available (shutting down, or out of memory)");
         return ZQ_ENOMEM;
     }
     int rc = zq_client_request(c, cmd, body, timeout, reply);
     if (rc != ZQ_OK) {
         if (rc == ZQ_ETIMEOUT)
-            s_fmt(errbuf, errlen, "the broker at %s did not answer %s within %gs",
+            zq_errf(errbuf, errlen, "the broker at %s did not answer %s within %gs",
                   self->broker_url, cmd, timeout);
         else
-            s_fmt(errbuf, errlen, "%s", zq_client_errmsg(c));
+            zq_errf(errbuf, errlen, "%s", zq_client_errmsg(c));
     }
     s_client_put(self, c);
     return rc;
@@ -1391,13 +1380,13 @@ static int s_record(zq_flower_t *self, const char *id, cJSON **rec, char *err, s
     cJSON *body = cJSON_CreateObject();
     if (!body || !cJSON_AddStringToObject(body, "id", id)) {
         cJSON_Delete(body);
-        s_fmt(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
         return ZQ_ENOMEM;
     }
     int rc = s_request(self, ZQ_CMD_QUERY, body, self->cfg.timeout, rec, err, errlen);
     cJSON_Delete(body);
     if (rc == ZQ_OK && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(*rec, "known"))) {
-        s_fmt(err, errlen, "Unknown task '%s'", id);
+        zq_errf(err, errlen, "Unknown task '%s'", id);
         return ZQ_ENOTFOUND; /* *rec stays: the caller may show it */
     }
     return rc;
@@ -2669,7 +2658,7 @@ zq_flower_t *zq_flower_new(const zq_flower_config_t *cfg, char *err, size_t errl
         return NULL;
     zq_flower_t *self = calloc(1, sizeof *self);
     if (!self) {
-        s_fmt(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
         return NULL;
     }
     self->cfg = *cfg;
@@ -2685,7 +2674,7 @@ zq_flower_t *zq_flower_new(const zq_flower_config_t *cfg, char *err, size_t errl
     pthread_cond_init(&self->pool_cv, NULL);
     pthread_cond_init(&self->ring_cv, NULL);
     if (pipe(self->stop_pipe) != 0) {
-        s_fmt(err, errlen, "pipe: %s", strerror(errno));
+        zq_errf(err, errlen, "pipe: %s", strerror(errno));
         goto fail;
     }
     struct sockaddr_in sa;
@@ -2702,14 +2691,14 @@ zq_flower_t *zq_flower_new(const zq_flower_config_t *cfg, char *err, size_t errl
         (unsigned)S_CONN_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
         MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self, MHD_OPTION_END);
     if (!self->mhd) {
-        s_fmt(err, errlen, "cannot listen on %s:%d: %s", cfg->address, cfg->port,
+        zq_errf(err, errlen, "cannot listen on %s:%d: %s", cfg->address, cfg->port,
               errno ? strerror(errno) : "address in use or not available");
         goto fail;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_BIND_PORT);
     self->port = info ? info->port : cfg->port;
     if (pthread_create(&self->ev_thread, NULL, s_events_main, self) != 0) {
-        s_fmt(err, errlen, "cannot start the events thread");
+        zq_errf(err, errlen, "cannot start the events thread");
         goto fail;
     }
     self->ev_started = 1;
