@@ -185,16 +185,7 @@ static void s_exception(zq_sb_t *sb, const char *type, const char *message)
     zq_sb_putc(sb, '}');
 }
 
-char *zq_exec_state_received(const char *id, const char *worker, size_t *len)
-{
-    zq_sb_t sb;
-    zq_sb_init(&sb);
-    s_head(&sb, id, ZQ_STATE_RECEIVED, worker);
-    zq_sb_putc(&sb, '}');
-    return zq_sb_steal(&sb, len);
-}
-
-char *zq_exec_state_received_at(const char *id, const char *worker, double when, size_t *len)
+char *zq_exec_state_received(const char *id, const char *worker, double when, size_t *len)
 {
     zq_sb_t sb;
     zq_sb_init(&sb);

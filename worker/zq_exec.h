@@ -58,10 +58,9 @@ void zq_outcome_clear(zq_outcome_t *out);
 
 /* STATE bodies built by the main loop. Each returns a malloc'd text (caller frees) and its
  * length in *len, or NULL on ENOMEM. */
-/* {"id","state":"RECEIVED","worker","timestamp"} */
-char *zq_exec_state_received(const char *id, const char *worker, size_t *len);
-/* The same, received at when (zq_now() seconds; <= 0: now). */
-char *zq_exec_state_received_at(const char *id, const char *worker, double when, size_t *len);
+/* {"id","state":"RECEIVED","worker","timestamp"}; when: the receipt time (zq_now()
+ * seconds; <= 0: now). */
+char *zq_exec_state_received(const char *id, const char *worker, double when, size_t *len);
 /* {"id","state":"STARTED","worker","timestamp","pid","acks_late"}; when: the start time
  * (zq_now() seconds; <= 0: now). */
 char *zq_exec_state_started(const char *id, const char *worker, long pid, int acks_late,

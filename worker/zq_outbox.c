@@ -69,13 +69,18 @@ void zq_outbox_destroy(zq_outbox_t **self_p)
 static void s_seal_or_drop(zq_outbox_t *self);
 
 int zq_outbox_add(zq_outbox_t *self, const char *cmd, const char *json, size_t len,
-                  const char *task_id)
+                  const char *extra, const char *task_id)
 {
     if (!self || !cmd || !json)
         return ZQ_EINVAL;
+    if (extra && !*extra)
+        extra = NULL;
+    if (extra && (len < 2 || json[len - 1] != '}'))
+        extra = NULL; /* not an object we can extend: the message goes as it is */
     /* a batch stays well under the broker's ZMQ_MAXMSGSIZE: a larger one would cut the
      * connection, and be sent again, forever */
-    if (self->open_n && self->open.len + len + 64 > ZQ_OUTBOX_BATCH_MAX)
+    if (self->open_n &&
+        self->open.len + len + (extra ? strlen(extra) : 0) + 64 > ZQ_OUTBOX_BATCH_MAX)
         s_seal_or_drop(self);
     zq_sb_t *b = &self->open;
     size_t mark = b->len, idmark = self->open_ids.len;
@@ -91,7 +96,16 @@ int zq_outbox_add(zq_outbox_t *self, const char *cmd, const char *json, size_t l
     zq_sb_puts(b, "[\"");
     zq_sb_puts(b, cmd);
     zq_sb_puts(b, "\",");
-    zq_sb_putn(b, json, len);
+    if (extra) {
+        /* "{...}" + extra: "{...,extra}" ("{extra}" for an empty object) */
+        zq_sb_putn(b, json, len - 1);
+        if (len > 2)
+            zq_sb_putc(b, ',');
+        zq_sb_puts(b, extra);
+        zq_sb_putc(b, '}');
+    } else {
+        zq_sb_putn(b, json, len);
+    }
     zq_sb_putc(b, ']');
     if (task_id)
         zq_sb_putn(&self->open_ids, task_id, strlen(task_id) + 1);

@@ -31,10 +31,12 @@ zq_outbox_t *zq_outbox_new(const char *worker);
 void zq_outbox_destroy(zq_outbox_t **self_p);
 
 /* Append one message (cmd: STATE, SUBMIT, RETURN; json: one JSON object, copied) to the
- * open batch. task_id: the task a terminal STATE ends (remembered so that HELLO can list it
- * in `holding` until confirmed), else NULL. ZQ_OK or ZQ_ENOMEM (the message is dropped). */
+ * open batch. extra: more members written into that object as it is copied (`"k":v,...`,
+ * no leading comma), or NULL. task_id: the task a terminal STATE ends (remembered so that
+ * HELLO can list it in `holding` until confirmed), else NULL. ZQ_OK, ZQ_EINVAL (NULL
+ * argument) or ZQ_ENOMEM (the message is dropped). */
 int zq_outbox_add(zq_outbox_t *self, const char *cmd, const char *json, size_t len,
-                  const char *task_id);
+                  const char *extra, const char *task_id);
 
 /* Close the open batch, then send every batch not sent yet, oldest first, stopping at the
  * first one send refuses. now: zq_mono(), stamped on what is sent. Returns how many

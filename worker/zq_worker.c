@@ -528,11 +528,11 @@ static void s_revoked_add(zq_worker_t *w, const char *id)
  * of the turn (s_up_flush) and is kept until the broker confirms it. task_id: the task a
  * final STATE ends, else NULL. */
 static void s_up_send(zq_worker_t *w, const char *cmd, const char *json, size_t len,
-                      const char *task_id)
+                      const char *extra, const char *task_id)
 {
     if (!json)
         return;
-    if (zq_outbox_add(w->outbox, cmd, json, len, task_id) != ZQ_OK)
+    if (zq_outbox_add(w->outbox, cmd, json, len, extra, task_id) != ZQ_OK)
         ZQ_ERROR("out of memory: an upstream %s message was dropped", cmd);
 }
 
@@ -544,8 +544,26 @@ static int s_up_sendfn(void *arg, const char *json, size_t len)
     return zq_msg_send_raw(w->upstream, NULL, 0, ZQ_CMD_BATCH, json, len, ZMQ_DONTWAIT);
 }
 
+/* The members that fold the held-back states of job (those in mask) into a later STATE
+ * (docs/protocol.md §8), written into buf; "" when none. */
+static const char *s_folded(const s_job_t *job, int mask, char *buf, size_t size)
+{
+    char recv[40], start[40];
+    int pend = job->pend & mask, n = 0;
+    buf[0] = '\0';
+    if (pend & P_RECEIVED)
+        n = snprintf(buf, size, "\"received\":\"%s\"",
+                     zq_time_iso(job->recv_wall, recv, sizeof recv));
+    if ((pend & P_STARTED) && n >= 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n,
+                 "%s\"started\":\"%s\",\"pid\":%ld,\"acks_late\":%s", n ? "," : "",
+                 zq_time_iso(job->start_wall, start, sizeof start), job->pid,
+                 job->entry && job->entry->acks_late ? "true" : "false");
+    return buf;
+}
+
 /* The final STATE of a job (built by zq_exec or a pool child; not freed here), with the
- * RECEIVED / STARTED the job still held back folded in. */
+ * RECEIVED / STARTED the job still held back folded in as it is queued (no copy). */
 static void s_send_final(zq_worker_t *w, s_job_t *job, const char *json, size_t len)
 {
     if (!json) {
@@ -553,34 +571,10 @@ static void s_send_final(zq_worker_t *w, s_job_t *job, const char *json, size_t 
         return;
     }
     s_pend_unlink(w, job);
-    if (!job->pend || len < 2 || json[len - 1] != '}') {
-        s_up_send(w, ZQ_CMD_STATE, json, len, job->req.id);
-        job->pend = 0;
-        return;
-    }
-    zq_sb_t sb;
-    zq_sb_init(&sb);
-    char ts[40];
-    zq_sb_putn(&sb, json, len - 1);
-    if (job->pend & P_RECEIVED) {
-        zq_sb_puts(&sb, ",\"received\":\"");
-        zq_sb_puts(&sb, zq_time_iso(job->recv_wall, ts, sizeof ts));
-        zq_sb_putc(&sb, '"');
-    }
-    if (job->pend & P_STARTED) {
-        zq_sb_puts(&sb, ",\"started\":\"");
-        zq_sb_puts(&sb, zq_time_iso(job->start_wall, ts, sizeof ts));
-        zq_sb_printf(&sb, "\",\"pid\":%ld,\"acks_late\":%s", job->pid,
-                     job->entry && job->entry->acks_late ? "true" : "false");
-    }
-    zq_sb_putc(&sb, '}');
+    char extra[192];
+    s_folded(job, P_RECEIVED | P_STARTED, extra, sizeof extra);
+    s_up_send(w, ZQ_CMD_STATE, json, len, extra, job->req.id);
     job->pend = 0;
-    if (sb.oom) {
-        s_up_send(w, ZQ_CMD_STATE, json, len, job->req.id); /* without the folded times */
-    } else {
-        s_up_send(w, ZQ_CMD_STATE, sb.buf, sb.len, job->req.id);
-    }
-    zq_sb_free(&sb);
 }
 
 /* Send the states held back longer than ZQ_WORKER_STATE_HOLD (all of them when force).
@@ -593,33 +587,19 @@ static double s_pend_flush(zq_worker_t *w, double m, int force)
             return job->pend_since + ZQ_WORKER_STATE_HOLD;
         s_pend_unlink(w, job);
         size_t len = 0;
-        char *json;
+        char *json, extra[96] = "";
         if (job->pend & P_STARTED) {
             json = zq_exec_state_started(job->req.id, w->name, job->pid,
                                          job->entry && job->entry->acks_late, job->start_wall,
                                          &len);
-            if (json && (job->pend & P_RECEIVED)) {
-                zq_sb_t sb;
-                char ts[40];
-                zq_sb_init(&sb);
-                zq_sb_putn(&sb, json, len - 1);
-                zq_sb_puts(&sb, ",\"received\":\"");
-                zq_sb_puts(&sb, zq_time_iso(job->recv_wall, ts, sizeof ts));
-                zq_sb_puts(&sb, "\"}");
-                if (!sb.oom) {
-                    free(json);
-                    json = zq_sb_steal(&sb, &len);
-                } else {
-                    zq_sb_free(&sb);
-                }
-            }
+            s_folded(job, P_RECEIVED, extra, sizeof extra); /* a RECEIVED still held */
         } else {
-            json = zq_exec_state_received_at(job->req.id, w->name, job->recv_wall, &len);
+            json = zq_exec_state_received(job->req.id, w->name, job->recv_wall, &len);
         }
         job->pend = 0;
         if (!json)
             ZQ_ERROR("out of memory building a STATE message");
-        s_up_send(w, ZQ_CMD_STATE, json, len, NULL);
+        s_up_send(w, ZQ_CMD_STATE, json, len, extra, NULL);
         free(json);
     }
     return 0;
@@ -833,7 +813,7 @@ static void s_on_pool_event(void *arg, const zq_pool_event_t *ev)
         s_discard(w, job, 1);
         break;
     case ZQ_POOL_EV_SUBMIT:
-        s_up_send(w, ZQ_CMD_SUBMIT, ev->json, ev->len, NULL);
+        s_up_send(w, ZQ_CMD_SUBMIT, ev->json, ev->len, NULL, NULL);
         break;
     case ZQ_POOL_EV_LOST:
         s_on_lost(w, ev);
@@ -1603,7 +1583,7 @@ static void s_send_return(zq_worker_t *w, zq_sb_t *ids, size_t n)
     zq_sb_printf(&sb, ",\"ids\":[%s]}", ids->buf ? ids->buf : "");
     size_t len;
     char *json = zq_sb_steal(&sb, &len);
-    s_up_send(w, ZQ_CMD_RETURN, json, len, NULL);
+    s_up_send(w, ZQ_CMD_RETURN, json, len, NULL, NULL);
     free(json);
 }
 

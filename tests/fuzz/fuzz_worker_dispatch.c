@@ -89,7 +89,7 @@ static void s_derive(const fz_msg_t *m)
         s_check_json("a FAILURE STATE", st, len);
         free(st);
         free(tb);
-        st = zq_exec_state_received(r.id, "fz@fuzz", &len);
+        st = zq_exec_state_received(r.id, "fz@fuzz", 0, &len);
         s_check_json("a RECEIVED STATE", st, len);
         free(st);
     }

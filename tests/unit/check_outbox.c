@@ -48,8 +48,8 @@ START_TEST(test_one_batch_per_flush)
     s_sink_t k = {.open = 1};
     ck_assert_int_eq(zq_outbox_flush(o, s_send, &k, 1.0), 0); /* nothing to send */
     const char *st = "{\"id\":\"a\",\"state\":\"SUCCESS\"}", *sub = "{\"task\":\"t.x\"}";
-    ck_assert_int_eq(zq_outbox_add(o, "STATE", st, strlen(st), "a"), ZQ_OK);
-    ck_assert_int_eq(zq_outbox_add(o, "SUBMIT", sub, strlen(sub), NULL), ZQ_OK);
+    ck_assert_int_eq(zq_outbox_add(o, "STATE", st, strlen(st), NULL, "a"), ZQ_OK);
+    ck_assert_int_eq(zq_outbox_add(o, "SUBMIT", sub, strlen(sub), NULL, NULL), ZQ_OK);
     ck_assert_uint_eq(zq_outbox_messages(o), 2);
     ck_assert_int_eq(zq_outbox_flush(o, s_send, &k, 1.0), 1);
     ck_assert_int_eq(k.n, 1);
@@ -88,9 +88,9 @@ START_TEST(test_kept_while_broker_away)
 {
     zq_outbox_t *o = zq_outbox_new("w");
     s_sink_t k = {.open = 0};
-    zq_outbox_add(o, "STATE", "{\"id\":\"a\"}", 10, "a");
+    zq_outbox_add(o, "STATE", "{\"id\":\"a\"}", 10, NULL, "a");
     ck_assert_int_eq(zq_outbox_flush(o, s_send, &k, 1.0), 0); /* refused: kept unsent */
-    zq_outbox_add(o, "STATE", "{\"id\":\"b\"}", 10, "b");
+    zq_outbox_add(o, "STATE", "{\"id\":\"b\"}", 10, NULL, "b");
     ck_assert_int_eq(zq_outbox_flush(o, s_send, &k, 2.0), 0);
     ck_assert_uint_eq(zq_outbox_batches(o), 2);
     ck_assert(zq_outbox_oldest_sent(o) == 0);
@@ -115,7 +115,7 @@ START_TEST(test_ack_is_exact_and_resend)
         char json[32], id[8];
         snprintf(id, sizeof id, "t%d", i);
         snprintf(json, sizeof json, "{\"id\":\"%s\"}", id);
-        zq_outbox_add(o, "STATE", json, strlen(json), id);
+        zq_outbox_add(o, "STATE", json, strlen(json), NULL, id);
         zq_outbox_flush(o, s_send, &k, 1.0 + i);
     }
     ck_assert_int_eq(k.n, 3);
@@ -133,7 +133,7 @@ START_TEST(test_ack_is_exact_and_resend)
     ck_assert_ptr_nonnull(strstr(k.sent[0], "\"seq\":1,"));
     ck_assert(zq_outbox_oldest_sent(o) == 9.0);
     /* a new message after that gets the next number */
-    zq_outbox_add(o, "RETURN", "{\"ids\":[]}", 10, NULL);
+    zq_outbox_add(o, "RETURN", "{\"ids\":[]}", 10, NULL, NULL);
     zq_outbox_flush(o, s_send, &k, 10.0);
     ck_assert_ptr_nonnull(strstr(k.sent[1], "\"seq\":4,"));
     ck_assert_int_eq(zq_outbox_ack(o, 1), 1);
@@ -147,16 +147,16 @@ END_TEST
 START_TEST(test_bad_arguments)
 {
     zq_outbox_t *o = zq_outbox_new("w");
-    ck_assert_int_eq(zq_outbox_add(o, NULL, "{}", 2, NULL), ZQ_EINVAL);
-    ck_assert_int_eq(zq_outbox_add(o, "STATE", NULL, 0, NULL), ZQ_EINVAL);
-    ck_assert_int_eq(zq_outbox_add(NULL, "STATE", "{}", 2, NULL), ZQ_EINVAL);
+    ck_assert_int_eq(zq_outbox_add(o, NULL, "{}", 2, NULL, NULL), ZQ_EINVAL);
+    ck_assert_int_eq(zq_outbox_add(o, "STATE", NULL, 0, NULL, NULL), ZQ_EINVAL);
+    ck_assert_int_eq(zq_outbox_add(NULL, "STATE", "{}", 2, NULL, NULL), ZQ_EINVAL);
     ck_assert_int_eq(zq_outbox_flush(NULL, s_send, NULL, 1), 0);
     ck_assert_int_eq(zq_outbox_ack(NULL, 1), 0);
     ck_assert_uint_eq(zq_outbox_batches(NULL), 0);
     /* the worker name is escaped into valid JSON */
     zq_outbox_t *q = zq_outbox_new("a\"b");
     s_sink_t k = {.open = 1};
-    zq_outbox_add(q, "STATE", "{}", 2, NULL);
+    zq_outbox_add(q, "STATE", "{}", 2, NULL, NULL);
     zq_outbox_flush(q, s_send, &k, 1);
     cJSON *b = cJSON_Parse(k.sent[0]);
     ck_assert_ptr_nonnull(b);
@@ -180,7 +180,7 @@ START_TEST(test_batches_stay_small)
     json[big - 1] = '}';
     json[big] = '\0';
     for (int i = 0; i < 40; i++)
-        ck_assert_int_eq(zq_outbox_add(o, "STATE", json, big, NULL), ZQ_OK);
+        ck_assert_int_eq(zq_outbox_add(o, "STATE", json, big, NULL, NULL), ZQ_OK);
     ck_assert_uint_eq(zq_outbox_messages(o), 40);
     ck_assert_int_ge(zq_outbox_flush(o, s_send, &k, 1.0), 4);
     size_t msgs = 0;
@@ -198,6 +198,33 @@ START_TEST(test_batches_stay_small)
 }
 END_TEST
 
+START_TEST(test_extra_members)
+{
+    /* members folded into a message as it is queued: no copy of the message first */
+    zq_outbox_t *o = zq_outbox_new("w");
+    s_sink_t k = {.open = 1};
+    const char *st = "{\"id\":\"a\",\"state\":\"SUCCESS\"}";
+    zq_outbox_add(o, "STATE", st, strlen(st), "\"received\":\"2026-11-26T12:00:00Z\"", "a");
+    zq_outbox_add(o, "STATE", "{}", 2, "\"x\":1", NULL);
+    zq_outbox_add(o, "STATE", "[1]", 3, "\"x\":1", NULL); /* not an object: sent as it is */
+    zq_outbox_add(o, "STATE", st, strlen(st), "", NULL);
+    zq_outbox_flush(o, s_send, &k, 1.0);
+    cJSON *b = cJSON_Parse(k.sent[0]);
+    ck_assert_ptr_nonnull(b);
+    cJSON *msgs = cJSON_GetObjectItem(b, "messages");
+    cJSON *m0 = cJSON_GetArrayItem(cJSON_GetArrayItem(msgs, 0), 1);
+    ck_assert_str_eq(cJSON_GetObjectItem(m0, "state")->valuestring, "SUCCESS");
+    ck_assert_str_eq(cJSON_GetObjectItem(m0, "received")->valuestring, "2026-11-26T12:00:00Z");
+    cJSON *m1 = cJSON_GetArrayItem(cJSON_GetArrayItem(msgs, 1), 1);
+    ck_assert_int_eq(cJSON_GetObjectItem(m1, "x")->valueint, 1);
+    ck_assert(cJSON_IsArray(cJSON_GetArrayItem(cJSON_GetArrayItem(msgs, 2), 1)));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetArrayItem(msgs, 3), 1)), 2);
+    cJSON_Delete(b);
+    s_sink_clear(&k);
+    zq_outbox_destroy(&o);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("outbox");
@@ -207,6 +234,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_ack_is_exact_and_resend);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_batches_stay_small);
+    tcase_add_test(tc, test_extra_members);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -509,7 +509,7 @@ START_TEST(test_invalid_arguments_and_unknown_task)
     ck_assert_str_eq(s_str(st, "timestamp", NULL), "2026-11-26T12:48:42.250000Z");
     cJSON_Delete(st);
     free(json);
-    json = zq_exec_state_received("s", WORKER, &len);
+    json = zq_exec_state_received("s", WORKER, 0, &len);
     st = cJSON_Parse(json);
     ck_assert_str_eq(s_str(st, "state", NULL), "RECEIVED");
     cJSON_Delete(st);
