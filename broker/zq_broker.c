@@ -62,6 +62,8 @@
 #define S_LIST_MAX 10000        /* entries in one QUERY / SCHEDULED / REVOKE */
 #define S_SCHED_MIN 64          /* ETA tasks per queue in memory, at least */
 #define S_RATE_SLOTS 64         /* peers tracked for rate-limited logs */
+#define S_REPLIES_MAX (1 << 20) /* bytes: a REPLIES is closed before it passes this */
+#define S_PUSH_MAX 100000       /* result subscriptions (SUBMIT "get") parked at most */
 #define S_WINDOW_TIME 0.02      /* s of work an adaptive credit window holds */
 #define S_WINDOW_FLOOR 0.00005  /* s: shorter runtimes count as this (per-task overhead) */
 #define S_WINDOW_MAX 500        /* tasks: the widest adaptive window */
@@ -441,6 +443,7 @@ typedef struct s_waiter {
     size_t hidx;     /* index in the deadline heap; SIZE_MAX if none */
     int has_req;
     double req;
+    int coalesce;    /* the request allowed its answer inside a REPLIES */
     size_t idlen;
     unsigned char identity[];
 } s_waiter_t;
@@ -476,6 +479,7 @@ typedef struct {
     int durable; /* REPLY promising a commit: becomes ESTORE when the commit fails */
     int has_req;
     double req;
+    int coalesce;           /* REPLY that may travel inside a REPLIES */
     size_t id_off, idlen;   /* identity (REPLY) or topic (EVENT) */
     size_t text_off, len;   /* JSON body */
 } s_out_t;
@@ -502,6 +506,21 @@ typedef struct {
     uint64_t hash;
     double last;
 } s_rate_t;
+
+/* The replies to one peer collected while the outbox and parked GETs are answered, sent as
+ * one REPLIES (docs/protocol.md §7 "Coalesced replies"). */
+typedef struct {
+    double req;
+    size_t off, len; /* body in the group's text */
+} s_ritem_t;
+
+typedef struct {
+    unsigned char identity[256];
+    size_t idlen;
+    zq_sb_t text;     /* the bodies, back to back */
+    s_ritem_t *items;
+    size_t n, cap;
+} s_rgroup_t;
 
 struct zq_broker {
     /* configuration */
@@ -557,6 +576,14 @@ struct zq_broker {
     int recheck_waits;         /* a purge ended tasks we cannot name: look at every GET */
     s_out_t *out;
     size_t nout, out_cap;
+    s_rgroup_t *rg;            /* coalesced replies being collected, one group per peer */
+    size_t nrg, rg_cap;
+    size_t *rg_hash;           /* open addressing over rg: index + 1, 0 = empty */
+    size_t rg_hcap;
+    s_waiter_t **pushes;       /* result subscriptions of SUBMITs of this turn (linked after */
+    char **push_ids;           /* the commit): waiter and task id */
+    unsigned char *push_check; /* 1: the task may have ended already (a duplicate) */
+    size_t npush, push_cap;
     zq_sb_t arena;             /* bytes of the outbox */
     zq_sb_t scratch;           /* TASK messages, records */
     /* events */
@@ -818,6 +845,150 @@ static s_out_t *s_out_new(zq_broker_t *self, int kind)
     return o;
 }
 
+/* 1 when the request m allows its answer inside a REPLIES ("coalesce": true). */
+static int s_coalesce(const zq_msg_t *m)
+{
+    return m->body && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m->body, "coalesce"));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Coalesced replies: every REPLY of one flush to a peer that allows it travels in one
+ * REPLIES message (one send here, one receive there, instead of one per task).
+ */
+static uint64_t s_ident_hash(const unsigned char *id, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ id[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void s_send_reply_now(zq_broker_t *self, const void *ident, size_t idlen, const char *cmd,
+                             const char *text, size_t len)
+{
+    if (zq_msg_send_raw(self->frontend, ident, idlen, cmd, text, len, ZMQ_DONTWAIT) != ZQ_OK) {
+        int e = zmq_errno();
+        if (e != EHOSTUNREACH) /* else the peer left: nobody to answer */
+            ZQ_WARN("broker: reply not sent: %s", zmq_strerror(e));
+    }
+}
+
+static void s_rgroup_send(zq_broker_t *self, s_rgroup_t *g)
+{
+    if (g->n == 0)
+        return;
+    zq_sb_t *b = &g->text;
+    if (b->oom) {
+        ZQ_ERROR("broker: out of memory building replies; %zu were not sent", g->n);
+    } else if (g->n == 1) {
+        s_send_reply_now(self, g->identity, g->idlen, ZQ_CMD_REPLY, b->buf + g->items[0].off,
+                         g->items[0].len);
+    } else if (zmq_send(self->frontend, g->identity, g->idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
+        /* [ZQP01][REPLIES] then [req][body] per reply: the peer finds each req without
+         * parsing the body, and can keep a record as text until somebody wants it */
+        zmq_send(self->frontend, ZQ_PROTO_VERSION, strlen(ZQ_PROTO_VERSION),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(self->frontend, ZQ_CMD_REPLIES, strlen(ZQ_CMD_REPLIES),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        for (size_t i = 0; i < g->n; i++) {
+            char req[32];
+            int rl = snprintf(req, sizeof req, "%.0f", g->items[i].req);
+            zmq_send(self->frontend, req, (size_t)rl, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(self->frontend, b->buf + g->items[i].off, g->items[i].len,
+                     (i + 1 < g->n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+        }
+    } else if (zmq_errno() != EHOSTUNREACH) {
+        ZQ_WARN("broker: replies not sent: %s", zmq_strerror(zmq_errno()));
+    }
+    b->len = 0;
+    b->oom = 0;
+    g->n = 0;
+}
+
+static s_rgroup_t *s_rgroup_find(zq_broker_t *self, const void *ident, size_t idlen)
+{
+    if (idlen > sizeof self->rg[0].identity)
+        return NULL;
+    if (2 * (self->nrg + 1) > self->rg_hcap) {
+        size_t nc = self->rg_hcap ? self->rg_hcap * 2 : 64;
+        size_t *h = calloc(nc, sizeof *h);
+        if (!h)
+            return NULL;
+        for (size_t i = 0; i < self->nrg; i++) {
+            size_t k = (size_t)s_ident_hash(self->rg[i].identity, self->rg[i].idlen) & (nc - 1);
+            while (h[k])
+                k = (k + 1) & (nc - 1);
+            h[k] = i + 1;
+        }
+        free(self->rg_hash);
+        self->rg_hash = h;
+        self->rg_hcap = nc;
+    }
+    size_t k = (size_t)s_ident_hash(ident, idlen) & (self->rg_hcap - 1);
+    for (; self->rg_hash[k]; k = (k + 1) & (self->rg_hcap - 1)) {
+        s_rgroup_t *g = &self->rg[self->rg_hash[k] - 1];
+        if (g->idlen == idlen && memcmp(g->identity, ident, idlen) == 0)
+            return g;
+    }
+    if (self->nrg == self->rg_cap) {
+        size_t nc = self->rg_cap ? self->rg_cap * 2 : 16;
+        s_rgroup_t *v = realloc(self->rg, nc * sizeof *v);
+        if (!v)
+            return NULL;
+        memset(v + self->rg_cap, 0, (nc - self->rg_cap) * sizeof *v);
+        self->rg = v;
+        self->rg_cap = nc;
+    }
+    s_rgroup_t *g = &self->rg[self->nrg];
+    memcpy(g->identity, ident, idlen);
+    g->idlen = idlen;
+    g->n = 0;
+    g->text.len = 0;
+    g->text.oom = 0;
+    self->rg_hash[k] = ++self->nrg;
+    return g;
+}
+
+/* Send a REPLY body now, or (coalesce, and it answers req) add it to its peer's REPLIES of
+ * this flush. */
+static void s_send_reply(zq_broker_t *self, const void *ident, size_t idlen, const char *text,
+                         size_t len, int coalesce, int has_req, double req)
+{
+    s_rgroup_t *g = coalesce && has_req ? s_rgroup_find(self, ident, idlen) : NULL;
+    if (g && g->n == g->cap) {
+        size_t nc = g->cap ? g->cap * 2 : 64;
+        s_ritem_t *v = realloc(g->items, nc * sizeof *v);
+        if (v) {
+            g->items = v;
+            g->cap = nc;
+        } else {
+            g = NULL;
+        }
+    }
+    if (!g) {
+        s_send_reply_now(self, ident, idlen, ZQ_CMD_REPLY, text, len);
+        return;
+    }
+    if (g->n && g->text.len + len > S_REPLIES_MAX) {
+        s_rgroup_send(self, g);
+    }
+    s_ritem_t *it = &g->items[g->n++];
+    it->req = req;
+    it->off = g->text.len;
+    it->len = len;
+    zq_sb_putn(&g->text, text, len);
+}
+
+/* Send every group collected since the last call. */
+static void s_replies_flush(zq_broker_t *self)
+{
+    for (size_t i = 0; i < self->nrg; i++)
+        s_rgroup_send(self, &self->rg[i]);
+    self->nrg = 0;
+    if (self->rg_hash)
+        memset(self->rg_hash, 0, self->rg_hcap * sizeof *self->rg_hash);
+}
+
 /* Start a REPLY to m: "{" is written; add members with s_member(), end with s_reply_end. */
 static s_out_t *s_reply_begin(zq_broker_t *self, const zq_msg_t *m, int durable)
 {
@@ -832,6 +1003,7 @@ static s_out_t *s_reply_begin(zq_broker_t *self, const zq_msg_t *m, int durable)
         o->has_req = 1;
         o->req = req->valuedouble;
     }
+    o->coalesce = s_coalesce(m);
     o->id_off = self->arena.len;
     o->idlen = m->identity_len;
     zq_sb_putn(&self->arena, (const char *)m->identity, m->identity_len);
@@ -1020,14 +1192,10 @@ static void s_flush(zq_broker_t *self, int ok)
             text = err->buf;
             len = err->len;
         }
-        if (zq_msg_send_raw(self->frontend, base + o->id_off, o->idlen, ZQ_CMD_REPLY, text, len,
-                            ZMQ_DONTWAIT) != ZQ_OK) {
-            int e = zmq_errno();
-            if (e == EHOSTUNREACH)
-                continue; /* the peer left: nobody to answer */
-            ZQ_WARN("broker: reply not sent: %s", zmq_strerror(e));
-        }
+        s_send_reply(self, base + o->id_off, o->idlen, text, len, o->coalesce, o->has_req,
+                     o->req);
     }
+    s_replies_flush(self);
     if (ok < 0)
         return; /* the rest waits for the commit */
     if (self->arena.oom)
@@ -1087,41 +1255,48 @@ static void s_wheap_remove(zq_broker_t *self, s_waiter_t *w)
     s_wheap_up(self, i);
 }
 
-static int s_park(zq_broker_t *self, const zq_msg_t *m, const char *id, double timeout)
+/* A waiter for a REPLY to identity, req (has_req 0: none); not yet parked. */
+static s_waiter_t *s_waiter_new(const void *identity, size_t idlen, int has_req, double req,
+                                double timeout, int coalesce)
+{
+    s_waiter_t *w = calloc(1, sizeof *w + idlen);
+    if (!w)
+        return NULL;
+    memcpy(w->identity, identity, idlen);
+    w->idlen = idlen;
+    w->has_req = has_req;
+    w->req = req;
+    w->coalesce = coalesce;
+    w->deadline = isfinite(timeout) ? s_mono() + timeout : INFINITY;
+    w->hidx = SIZE_MAX;
+    return w;
+}
+
+/* Park w on id (takes it; freed on failure). */
+static int s_park_waiter(zq_broker_t *self, s_waiter_t *w, const char *id)
 {
     s_waitlist_t *wl = (s_waitlist_t *)s_map_get(&self->waits, id);
     if (!wl) {
         size_t n = strlen(id);
         wl = calloc(1, sizeof *wl + n + 1);
-        if (!wl)
+        if (!wl) {
+            free(w);
             return ZQ_ENOMEM;
+        }
         memcpy(wl->id, id, n + 1);
         wl->node.key = wl->id;
         if (s_map_put(&self->waits, &wl->node) != ZQ_OK) {
             free(wl);
+            free(w);
             return ZQ_ENOMEM;
         }
     }
-    s_waiter_t *w = calloc(1, sizeof *w + m->identity_len);
-    if (!w)
-        goto oom;
-    memcpy(w->identity, m->identity, m->identity_len);
-    w->idlen = m->identity_len;
-    const cJSON *req = cJSON_GetObjectItemCaseSensitive(m->body, "req");
-    if (cJSON_IsNumber(req)) {
-        w->has_req = 1;
-        w->req = req->valuedouble;
-    }
-    w->deadline = isfinite(timeout) ? s_mono() + timeout : INFINITY;
-    w->hidx = SIZE_MAX;
-    if (isfinite(timeout)) {
+    if (isfinite(w->deadline)) {
         if (self->wheap_n == self->wheap_cap) {
             size_t nc = self->wheap_cap ? self->wheap_cap * 2 : 256;
             s_waiter_t **v = realloc(self->wheap, nc * sizeof *v);
-            if (!v) {
-                free(w);
+            if (!v)
                 goto oom;
-            }
             self->wheap = v;
             self->wheap_cap = nc;
         }
@@ -1135,11 +1310,21 @@ static int s_park(zq_broker_t *self, const zq_msg_t *m, const char *id, double t
     self->nwaiters++;
     return ZQ_OK;
 oom:
+    free(w);
     if (!wl->first) {
         s_map_del(&self->waits, &wl->node);
         free(wl);
     }
     return ZQ_ENOMEM;
+}
+
+static int s_park(zq_broker_t *self, const zq_msg_t *m, const char *id, double timeout)
+{
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(m->body, "req");
+    s_waiter_t *w = s_waiter_new(m->identity, m->identity_len, cJSON_IsNumber(req),
+                                 cJSON_IsNumber(req) ? req->valuedouble : 0, timeout,
+                                 s_coalesce(m));
+    return w ? s_park_waiter(self, w, id) : ZQ_ENOMEM;
 }
 
 /* Answer one waiter with a record (text "{...}") and free it. */
@@ -1156,11 +1341,9 @@ static void s_answer_waiter(zq_broker_t *self, s_waiter_t *w, const char *rec, s
         s_jnum(b, w->req);
     }
     zq_sb_puts(b, "}");
-    if (!b->oom &&
-        zq_msg_send_raw(self->frontend, w->identity, w->idlen, ZQ_CMD_REPLY, b->buf, b->len,
-                        ZMQ_DONTWAIT) != ZQ_OK &&
-        zmq_errno() != EHOSTUNREACH)
-        ZQ_WARN("broker: GET reply not sent: %s", zmq_strerror(zmq_errno()));
+    if (!b->oom)
+        s_send_reply(self, w->identity, w->idlen, b->buf, b->len, w->coalesce, w->has_req,
+                     w->req);
     s_wheap_remove(self, w);
     self->nwaiters--;
     free(w);
@@ -1259,6 +1442,7 @@ static void s_serve_waits(zq_broker_t *self)
             free(wl);
         }
     }
+    s_replies_flush(self);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1892,12 +2076,95 @@ static void s_event_sent(zq_broker_t *self, const cJSON *body, const s_sub_t *s)
     s_event_end(self, o);
 }
 
+/* Remember a result subscription (SUBMIT "get") until the commit: parked by s_link_pushes. */
+static int s_push_later(zq_broker_t *self, const zq_msg_t *m, double req, const char *id,
+                        int check)
+{
+    if (self->nwaiters + self->npush >= S_PUSH_MAX)
+        return 0;
+    if (self->npush == self->push_cap) {
+        size_t nc = self->push_cap ? self->push_cap * 2 : 256;
+        s_waiter_t **w = realloc(self->pushes, nc * sizeof *w);
+        if (w)
+            self->pushes = w;
+        char **ids = w ? realloc(self->push_ids, nc * sizeof *ids) : NULL;
+        if (ids)
+            self->push_ids = ids;
+        unsigned char *ck = ids ? realloc(self->push_check, nc) : NULL;
+        if (!ck)
+            return 0;
+        self->push_check = ck;
+        self->push_cap = nc;
+    }
+    s_waiter_t *w = s_waiter_new(m->identity, m->identity_len, 1, req, INFINITY, s_coalesce(m));
+    char *copy = w ? strdup(id) : NULL;
+    if (!copy) {
+        free(w);
+        return 0;
+    }
+    self->pushes[self->npush] = w;
+    self->push_ids[self->npush] = copy;
+    self->push_check[self->npush] = (unsigned char)check;
+    self->npush++;
+    return 1;
+}
+
+/* After the commit that stored their tasks: park the turn's result subscriptions. */
+static void s_link_pushes(zq_broker_t *self)
+{
+    for (size_t i = 0; i < self->npush; i++) {
+        s_waiter_t *w = self->pushes[i];
+        const char *id = self->push_ids[i];
+        unsigned char ident[256];
+        size_t idlen = w->idlen < sizeof ident ? w->idlen : sizeof ident;
+        memcpy(ident, w->identity, idlen);
+        double req = w->req;
+        int coalesce = w->coalesce;
+        if (s_park_waiter(self, w, id) != ZQ_OK) {
+            /* the client was promised the result: tell it to ask with GET instead */
+            zq_sb_t *b = &self->scratch;
+            b->len = 0;
+            zq_sb_puts(b, "{\"error\":{\"code\":\"" S_INTERNAL "\",\"message\":\"out of memory: "
+                          "send GET\"},\"req\":");
+            s_jnum(b, req);
+            zq_sb_puts(b, "}");
+            if (!b->oom)
+                s_send_reply(self, ident, idlen, b->buf, b->len, coalesce, 1, req);
+        } else if (self->push_check[i] && zq_state_is_terminal(zq_store_get_state(self->store, id))) {
+            s_answer_waits(self, id); /* a duplicate of a task that has ended */
+        }
+        free(self->push_ids[i]);
+    }
+    self->npush = 0;
+}
+
+/* The commit failed: the SUBMITs are refused, so are their subscriptions. */
+static void s_drop_pushes(zq_broker_t *self)
+{
+    for (size_t i = 0; i < self->npush; i++) {
+        free(self->pushes[i]);
+        free(self->push_ids[i]);
+    }
+    self->npush = 0;
+}
+
 /* Store a task and queue it. reply: answer on the frontend (else an upstream sub-task). */
 static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
 {
     char err[256];
     s_sub_t s;
     double now = zq_now();
+    /* "get": the request number under which the client wants the task's record when it
+     * ends (docs/protocol.md §7): a GET that travels with the SUBMIT */
+    const cJSON *getv = cJSON_GetObjectItemCaseSensitive(m->body, "get");
+    if (reply && !S_ABSENT(getv) &&
+        (!cJSON_IsNumber(getv) || !(getv->valuedouble >= 1) ||
+         getv->valuedouble >= 9007199254740992.0 || getv->valuedouble != floor(getv->valuedouble))) {
+        self->stats.bad_messages++;
+        s_reply_error(self, m, ZQ_WERR_INVAL, "SUBMIT: get: must be a request number");
+        return;
+    }
+    double get_req = reply && cJSON_IsNumber(getv) ? getv->valuedouble : 0;
     int rc = s_submit_prepare(m->body, now, &s, err, sizeof err);
     if (rc != ZQ_OK) {
         self->stats.bad_messages++;
@@ -1910,11 +2177,16 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
             ZQ_WARN("broker: sub-task dropped: SUBMIT: %s", err);
         return;
     }
-    /* "req" belongs to the request, not to the task: out of the stored text */
-    cJSON *req = cJSON_DetachItemFromObjectCaseSensitive(m->body, "req");
+    /* "req", "get" and "coalesce" belong to the request, not to the task: out of the
+     * stored text */
+    static const char *const reqonly[] = {"req", "get", "coalesce"};
+    cJSON *kept[3];
+    for (int i = 0; i < 3; i++)
+        kept[i] = cJSON_DetachItemFromObjectCaseSensitive(m->body, reqonly[i]);
     char *msg = cJSON_PrintUnformatted(m->body);
-    if (req)
-        cJSON_AddItemToObject(m->body, "req", req);
+    for (int i = 0; i < 3; i++)
+        if (kept[i])
+            cJSON_AddItemToObject(m->body, reqonly[i], kept[i]);
     if (!msg) {
         if (reply)
             s_reply_error(self, m, S_INTERNAL, "SUBMIT: out of memory");
@@ -1936,8 +2208,11 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
     int64_t rid = 0;
     self->need_commit = 1; /* acknowledged (or dispatched, for a sub-task) after a commit */
     rc = zq_store_enqueue(self->store, &st, &rid);
+    int pushed = 0;
     if (rc == ZQ_EDUPLICATE) {
         self->stats.duplicates++;
+        if (get_req > 0)
+            pushed = s_push_later(self, m, get_req, s.id, 1);
     } else if (rc != ZQ_OK) {
         s_store_failed(self, "enqueue", s.id);
         if (reply)
@@ -1951,6 +2226,8 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
         if (s_wants(self, EV_TASK_SENT))
             s_event_sent(self, m->body, &s);
         int revoked = self->n_revoked > 0 ? zq_store_is_revoked(self->store, s.id) : 0;
+        if (get_req > 0)
+            pushed = s_push_later(self, m, get_req, s.id, revoked == 1);
         s_queue_t *q = s_queue_get(self, s.queue);
         if (revoked == 1) {
             /* revoked before it was sent: it never runs */
@@ -1986,6 +2263,8 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
         if (o) {
             s_member(&self->arena, "id");
             zq_sb_json_str(&self->arena, s.id);
+            if (pushed)
+                zq_sb_puts(&self->arena, ",\"get\":true");
             s_reply_end(self, o);
         }
     }
@@ -3914,6 +4193,7 @@ static void s_batch_end(zq_broker_t *self)
         }
         self->nupkeep = 0;
         s_drop_acks(self);
+        s_drop_pushes(self);
         self->retry_after = s_mono() + 0.5;
         for (size_t i = 0; i < self->nnotify; i++)
             free(self->notify[i]);
@@ -3927,6 +4207,7 @@ static void s_batch_end(zq_broker_t *self)
         zq_msg_clear(&self->upkeep[i]);
     self->nupkeep = 0;
     s_flush(self, 1);
+    s_link_pushes(self);
     s_send_acks(self);
 }
 
@@ -4269,6 +4550,16 @@ void zq_broker_destroy(zq_broker_t **self_p)
     for (size_t i = 0; i < self->nnotify; i++)
         free(self->notify[i]);
     free(self->notify);
+    s_drop_pushes(self);
+    free(self->pushes);
+    free(self->push_ids);
+    free(self->push_check);
+    for (size_t i = 0; i < self->rg_cap; i++) {
+        free(self->rg[i].text.buf);
+        free(self->rg[i].items);
+    }
+    free(self->rg);
+    free(self->rg_hash);
     free(self->out);
     free(self->arena.buf);
     free(self->scratch.buf);

@@ -34,6 +34,7 @@
 #define ZQ_CMD_HEARTBEAT "HEARTBEAT" /* worker is alive */
 #define ZQ_CMD_BYE "BYE"             /* worker leaves */
 #define ZQ_CMD_REPLY "REPLY"         /* broker -> requester */
+#define ZQ_CMD_REPLIES "REPLIES"     /* broker -> requester: several REPLY bodies in one */
 
 /* Broker -> worker, on the worker's dispatch channel (PUSH -> PULL). */
 #define ZQ_CMD_TASK "TASK"

@@ -307,6 +307,10 @@ void zq_client_set_timeout(zq_client_t *self, double seconds);
  * (pipelining); zq_client_flush() does, and so does zq_result_get(). At most 16384 tasks
  * are in flight unacknowledged: past that the call waits for acknowledgements, up to the
  * client's timeout (zq_client_set_timeout), then fails with ZQ_ETIMEOUT (broker down).
+ * With a handle, the task's record is subscribed to (as Celery's Redis backend does at
+ * send time): the broker sends it when the task ends and the client keeps it, so
+ * zq_result_get() / zq_client_get_async() usually send nothing. Destroy handles you will
+ * not wait on; pass result_p NULL for fire-and-forget tasks.
  * ZQ_EINVAL for bad input (zq_client_errmsg says which field), ZQ_ENOMEM. */
 int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args,
                           const cJSON *kwargs, const zq_send_opts_t *opts,
@@ -347,6 +351,8 @@ int zq_result_known(zq_async_result_t *r);
 /* The last record fetched by get/state/known (docs/protocol.md §9 "Task record"), or
  * NULL before the first. Borrowed: valid until the next call on r or its destruction. */
 const cJSON *zq_result_record(const zq_async_result_t *r);
+/* Free a handle (NULL-safe, clears *r_p); a record still to come for it is dropped. May be
+ * called after its client was destroyed. */
 void zq_result_destroy(zq_async_result_t **r_p);
 
 /* Pipelined results: several GETs outstanding at once (a benchmark, a fan-out).

@@ -144,7 +144,8 @@ typedef enum {
     S_SUBMIT,    /* acknowledgement counted, refusal remembered */
     S_GET_SYNC,  /* zq_result_get: the reply goes to sync_reply */
     S_GET_ASYNC, /* zq_client_get_async: the reply goes to the ready queue */
-    S_SYNC       /* any other request somebody waits for */
+    S_SYNC,      /* any other request somebody waits for */
+    S_PUSH       /* the record a SUBMIT subscribed to ("get"): kept in the push map */
 } s_kind_t;
 
 typedef struct {
@@ -156,7 +157,18 @@ typedef struct {
     uint8_t kind;   /* s_kind_t */
     uint8_t done;   /* reply received or abandoned */
     uint8_t resend; /* safe to send again after a reconnection (all but PURGE...) */
+    uint8_t push;   /* SUBMIT: req + 1 is its result subscription; GET kinds: the answer
+                     * comes through the SUBMIT's subscription, no GET was sent */
 } s_entry_t;
+
+/* A result subscription by task id: the req of its S_PUSH entry, then its record. */
+typedef struct {
+    char *id;     /* owned; NULL: empty (req 0) or deleted (req UINT64_MAX) */
+    uint64_t req;
+    cJSON *rec;   /* the record once it arrived in a REPLY (owned), "req" removed */
+    char *text;   /* or as it arrived in a REPLIES: its text, parsed when wanted */
+    size_t len;
+} s_pslot_t;
 
 typedef struct {
     uint64_t req;
@@ -194,12 +206,19 @@ struct zq_client {
     size_t nrefused;
     int connected_once;      /* a CONNECTED event was seen: the next one is a reconnection */
     int warned_bad;          /* malformed replies are logged once */
+    s_pslot_t *pm;           /* result subscriptions by task id (open addressing) */
+    size_t pm_cap, pm_used, pm_live;
+    zq_async_result_t *handles; /* live result handles, detached when the client goes */
+    zmq_msg_t *parts;        /* frames of the message being received */
+    size_t parts_cap;
 };
 
 struct zq_async_result {
     zq_client_t *client;
     uint64_t submit_req; /* req of its SUBMIT when sent by this client, else 0 */
+    uint64_t push_req;   /* req of its result subscription, 0 if none */
     cJSON *record;       /* last record fetched (owned) */
+    zq_async_result_t *prev, *next; /* in client->handles */
     char id[256];
 };
 
@@ -258,6 +277,110 @@ static void s_fmt_secs(char *buf, size_t len, double secs)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Result subscriptions by task id (apply_async asks the broker to send the record when the
+ * task ends: docs/protocol.md §7, SUBMIT "get"), so that get() usually sends nothing.
+ */
+static uint64_t s_strhash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static s_pslot_t *s_pm_find(zq_client_t *c, const char *id)
+{
+    if (!c->pm_live)
+        return NULL;
+    size_t mask = c->pm_cap - 1;
+    for (size_t k = (size_t)s_strhash(id) & mask;; k = (k + 1) & mask) {
+        s_pslot_t *p = &c->pm[k];
+        if (!p->id && p->req == 0)
+            return NULL;
+        if (p->id && strcmp(p->id, id) == 0)
+            return p;
+    }
+}
+
+static void s_pm_del(zq_client_t *c, s_pslot_t *p)
+{
+    free(p->id);
+    cJSON_Delete(p->rec);
+    free(p->text);
+    p->id = NULL;
+    p->rec = NULL;
+    p->text = NULL;
+    p->req = UINT64_MAX; /* deleted: probes go on past it */
+    c->pm_live--;
+}
+
+static int s_pm_grow(zq_client_t *c)
+{
+    size_t nc = c->pm_cap ? c->pm_cap : 1024;
+    while (nc < 4 * (c->pm_live + 1))
+        nc *= 2;
+    s_pslot_t *v = calloc(nc, sizeof *v);
+    if (!v)
+        return ZQ_ENOMEM;
+    for (size_t i = 0; i < c->pm_cap; i++) {
+        if (!c->pm[i].id)
+            continue;
+        size_t k = (size_t)s_strhash(c->pm[i].id) & (nc - 1);
+        while (v[k].id)
+            k = (k + 1) & (nc - 1);
+        v[k] = c->pm[i];
+    }
+    free(c->pm);
+    c->pm = v;
+    c->pm_cap = nc;
+    c->pm_used = c->pm_live;
+    return ZQ_OK;
+}
+
+/* Subscribe id under req (an earlier subscription of the same id is replaced). */
+static int s_pm_put(zq_client_t *c, const char *id, uint64_t req)
+{
+    s_pslot_t *old = s_pm_find(c, id);
+    if (old)
+        s_pm_del(c, old);
+    if (2 * (c->pm_used + 1) > c->pm_cap && s_pm_grow(c) != ZQ_OK)
+        return ZQ_ENOMEM;
+    char *copy = strdup(id);
+    if (!copy)
+        return ZQ_ENOMEM;
+    size_t mask = c->pm_cap - 1, k = (size_t)s_strhash(id) & mask;
+    while (c->pm[k].id)
+        k = (k + 1) & mask;
+    if (c->pm[k].req == 0)
+        c->pm_used++; /* a fresh slot, not a reused deleted one */
+    c->pm[k].id = copy;
+    c->pm[k].req = req;
+    c->pm[k].rec = NULL;
+    c->pm[k].text = NULL;
+    c->pm_live++;
+    return ZQ_OK;
+}
+
+/* The record a slot holds, parsed (caller owns it); NULL when none arrived or its text is
+ * not a JSON object (then the caller asks with GET). */
+static cJSON *s_pm_record(s_pslot_t *p)
+{
+    cJSON *rec = p->rec;
+    p->rec = NULL;
+    if (!rec && p->text) {
+        rec = cJSON_ParseWithLength(p->text, p->len);
+        if (rec && !cJSON_IsObject(rec)) {
+            cJSON_Delete(rec);
+            rec = NULL;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "req");
+    }
+    free(p->text);
+    p->text = NULL;
+    return rec;
+}
+
+/* ---------------------------------------------------------------------------------------
  * Request table
  */
 static s_entry_t *s_find(zq_client_t *c, uint64_t req)
@@ -294,6 +417,7 @@ static s_entry_t *s_add(zq_client_t *c, s_kind_t kind, uint64_t req, size_t off,
     e->kind = (uint8_t)kind;
     e->done = 0;
     e->resend = 1;
+    e->push = 0;
     return e;
 }
 
@@ -386,7 +510,7 @@ static int s_send_entry(zq_client_t *c, const s_entry_t *e)
     cmd[e->cmdlen] = '\0';
     const char *body = c->arena.p + e->off + e->cmdlen;
     size_t len = e->len;
-    if (e->kind == S_GET_SYNC || e->kind == S_GET_ASYNC) {
+    if (e->kind == S_GET_SYNC || e->kind == S_GET_ASYNC || e->kind == S_PUSH) {
         body = s_get_body(c, e, &len);
         if (!body)
             return ZQ_ENOMEM;
@@ -399,13 +523,41 @@ static int s_send_entry(zq_client_t *c, const s_entry_t *e)
     return ZQ_OK;
 }
 
+/* The task id an entry's payload holds (GET kinds). */
+static void s_entry_id(const zq_client_t *c, const s_entry_t *e, char *id, size_t idsize)
+{
+    size_t n = e->len < idsize ? e->len : idsize - 1;
+    memcpy(id, c->arena.p + e->off + e->cmdlen, n);
+    id[n] = '\0';
+}
+
+/* A GET that was to be answered through its SUBMIT's subscription, which the broker did
+ * not take (an older broker, its cap reached, the SUBMIT refused): ask with GET now. */
+static void s_push_declined(zq_client_t *c, s_entry_t *p)
+{
+    if (p->kind == S_PUSH) { /* nobody waits yet: forget it */
+        char id[256];
+        s_entry_id(c, p, id, sizeof id);
+        s_pslot_t *slot = s_pm_find(c, id);
+        if (slot && slot->req == p->req)
+            s_pm_del(c, slot);
+        s_finish(c, p);
+        return;
+    }
+    p->push = 0;
+    p->resend = 1;
+    s_send_entry(c, p);
+}
+
 static void s_resend_all(zq_client_t *c)
 {
     size_t n = 0;
     for (size_t i = c->head; i < c->nents; i++) {
         s_entry_t *e = &c->ents[i];
-        if (!e->done && e->resend && s_send_entry(c, e) == ZQ_OK)
+        if (!e->done && e->resend && s_send_entry(c, e) == ZQ_OK) {
+            e->push = 0; /* a GET now: a restarted broker forgot the subscription */
             n++;
+        }
     }
     if (n)
         ZQ_INFO("zq client: reconnected to %s, sent %zu pending request(s) again", c->url, n);
@@ -430,23 +582,23 @@ static void s_remember_refusal(zq_client_t *c, s_entry_t *e, int code, const cha
     snprintf(r->msg, sizeof r->msg, "%s", msg);
 }
 
-/* Handle one message from the broker. Takes ownership of m->body. */
-static void s_handle(zq_client_t *c, zq_msg_t *m)
+/* Handle one REPLY body (owned). */
+static void s_handle_reply(zq_client_t *c, cJSON *body)
 {
-    const cJSON *reqv = cJSON_GetObjectItemCaseSensitive(m->body, "req");
+    const cJSON *reqv = cJSON_GetObjectItemCaseSensitive(body, "req");
     s_entry_t *e = NULL;
     /* a req this client never sent (>= 2^53) is not converted: a number beyond uint64_t
      * would be undefined behaviour (found by review after tests/fuzz) */
-    if (strcmp(m->cmd, ZQ_CMD_REPLY) != 0 || !cJSON_IsNumber(reqv) || reqv->valuedouble < 1 ||
+    if (!cJSON_IsNumber(reqv) || reqv->valuedouble < 1 ||
         reqv->valuedouble >= 9007199254740992.0) {
         if (!c->warned_bad++)
-            ZQ_WARN("zq client: ignoring %s without a valid req from %s", m->cmd, c->url);
+            ZQ_WARN("zq client: ignoring a reply without a valid req from %s", c->url);
         goto out;
     }
     e = s_find(c, (uint64_t)reqv->valuedouble);
     if (!e || e->done) /* a late or duplicate answer (resent request, abandoned wait) */
         goto out;
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(m->body, "error");
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(body, "error");
     int code = ZQ_OK;
     const char *msg = NULL;
     if (err) {
@@ -457,48 +609,197 @@ static void s_handle(zq_client_t *c, zq_msg_t *m)
     case S_SUBMIT:
         if (err)
             s_remember_refusal(c, e, code, msg);
+        if (e->push) {
+            uint64_t req = e->req;
+            int taken = !err && zq_json_bool(body, "get", 0);
+            s_finish(c, e);
+            s_entry_t *p = s_find(c, req + 1); /* e may move: look it up by req */
+            if (p && !p->done && p->push) {
+                if (taken)
+                    p->resend = 1; /* armed: after a reconnection it becomes a GET */
+                else
+                    s_push_declined(c, p);
+            }
+            e = NULL;
+        }
         break;
     case S_GET_SYNC:
     case S_SYNC:
+        if (e->kind == S_GET_SYNC && e->push && err) { /* the subscription failed: GET */
+            s_push_declined(c, e);
+            e = NULL;
+            break;
+        }
         cJSON_Delete(c->sync_reply);
-        c->sync_reply = m->body;
-        m->body = NULL;
+        c->sync_reply = body;
+        body = NULL;
         break;
     case S_GET_ASYNC: {
-        cJSON *rec = m->body;
-        m->body = NULL;
+        if (e->push && err) {
+            s_push_declined(c, e);
+            e = NULL;
+            break;
+        }
+        cJSON *rec = body;
+        body = NULL;
         cJSON_DeleteItemFromObjectCaseSensitive(rec, "req");
         if (err && !cJSON_GetObjectItemCaseSensitive(rec, "id")) {
             char id[256];
-            size_t n = e->len < sizeof id ? e->len : sizeof id - 1;
-            memcpy(id, c->arena.p + e->off + e->cmdlen, n);
-            id[n] = '\0';
+            s_entry_id(c, e, id, sizeof id);
             cJSON_AddStringToObject(rec, "id", id);
         }
         cJSON_AddItemToArray(c->ready, rec);
         break;
     }
+    case S_PUSH: {
+        char id[256];
+        s_entry_id(c, e, id, sizeof id);
+        s_pslot_t *slot = s_pm_find(c, id);
+        if (err) {
+            s_push_declined(c, e);
+            e = NULL;
+        } else if (slot && slot->req == e->req) {
+            cJSON_DeleteItemFromObjectCaseSensitive(body, "req");
+            cJSON_Delete(slot->rec);
+            free(slot->text);
+            slot->text = NULL;
+            slot->rec = body;
+            body = NULL;
+        }
+        break;
     }
-    s_finish(c, e);
+    }
+    if (e)
+        s_finish(c, e);
 out:
-    zq_msg_clear(m);
+    cJSON_Delete(body);
+}
+
+/* A REPLIES element [req][body] (docs/protocol.md §7 "Coalesced replies"). A record for
+ * a subscription is kept as text (parsed when somebody wants it: thousands of records
+ * waiting as cJSON trees would make every malloc slow); anything else is handled as a
+ * REPLY. */
+static void s_handle_element(zq_client_t *c, const char *reqf, size_t reqlen, const char *body,
+                             size_t len)
+{
+    uint64_t req = 0;
+    int ok = reqlen > 0 && reqlen <= 15;
+    for (size_t i = 0; ok && i < reqlen; i++) {
+        if (reqf[i] < '0' || reqf[i] > '9')
+            ok = 0;
+        else
+            req = req * 10 + (uint64_t)(reqf[i] - '0');
+    }
+    s_entry_t *e = ok && req ? s_find(c, req) : NULL;
+    /* an error answer (the subscription failed) goes the REPLY way */
+    if (e && !e->done && e->kind == S_PUSH && len > 8 && body[0] == '{' &&
+        memcmp(body, "{\"error\"", 8) != 0) {
+        char id[256];
+        s_entry_id(c, e, id, sizeof id);
+        s_pslot_t *slot = s_pm_find(c, id);
+        if (slot && slot->req == req) {
+            char *copy = malloc(len);
+            if (copy) {
+                memcpy(copy, body, len);
+                cJSON_Delete(slot->rec);
+                slot->rec = NULL;
+                free(slot->text);
+                slot->text = copy;
+                slot->len = len;
+                s_finish(c, e);
+                return;
+            }
+        }
+    }
+    cJSON *item = cJSON_ParseWithLength(body, len);
+    if (!cJSON_IsObject(item)) {
+        cJSON_Delete(item);
+        if (!c->warned_bad++)
+            ZQ_WARN("zq client: ignoring a REPLIES element that is not a JSON object from %s",
+                    c->url);
+        return;
+    }
+    s_handle_reply(c, item);
+}
+
+/* Handle the n frames of one message in c->parts: a REPLY, or a REPLIES carrying several. */
+static void s_handle_frames(zq_client_t *c, size_t n)
+{
+    const char *f[3] = {"", "", ""};
+    size_t sz[3] = {0, 0, 0};
+    for (size_t i = 0; i < 3 && i < n; i++) {
+        f[i] = zmq_msg_data(&c->parts[i]);
+        sz[i] = zmq_msg_size(&c->parts[i]);
+    }
+    size_t vlen = strlen(ZQ_PROTO_VERSION), clen = strlen(ZQ_CMD_REPLIES);
+    if (n >= 4 && n % 2 == 0 && sz[0] == vlen && !memcmp(f[0], ZQ_PROTO_VERSION, vlen) &&
+        sz[1] == clen && !memcmp(f[1], ZQ_CMD_REPLIES, clen)) {
+        for (size_t i = 2; i + 1 < n; i += 2)
+            s_handle_element(c, zmq_msg_data(&c->parts[i]), zmq_msg_size(&c->parts[i]),
+                             zmq_msg_data(&c->parts[i + 1]), zmq_msg_size(&c->parts[i + 1]));
+        return;
+    }
+    zq_msg_t m;
+    char why[160];
+    const void *frames[3] = {f[0], f[1], f[2]};
+    if (n != 3 || zq_msg_decode(frames, sz, 3, 0, &m, why, sizeof why) != ZQ_OK) {
+        if (n != 3)
+            snprintf(why, sizeof why, "%zu frames", n);
+        if (!c->warned_bad++)
+            ZQ_WARN("zq client: malformed message from %s: %s", c->url, why);
+        return;
+    }
+    if (!strcmp(m.cmd, ZQ_CMD_REPLY)) {
+        cJSON *body = m.body;
+        m.body = NULL;
+        s_handle_reply(c, body);
+    } else if (!c->warned_bad++) {
+        ZQ_WARN("zq client: ignoring %s from %s", m.cmd, c->url);
+    }
+    zq_msg_clear(&m);
+}
+
+/* Receive one whole message into c->parts without blocking. Returns its frame count; 0
+ * when nothing is waiting or the socket failed. Frames past the limit are dropped (the
+ * message is then malformed: an odd count or too few). */
+#define S_MAX_FRAMES (2 + 2 * 100000)
+static size_t s_recv_frames(zq_client_t *c)
+{
+    size_t n = 0;
+    for (int more = 1; more;) {
+        if (n == c->parts_cap) {
+            size_t nc = c->parts_cap ? c->parts_cap * 2 : 64;
+            zmq_msg_t *v = n < S_MAX_FRAMES ? realloc(c->parts, nc * sizeof *v) : NULL;
+            if (v) {
+                c->parts = v;
+                c->parts_cap = nc;
+            }
+        }
+        zmq_msg_t tmp, *part = n < c->parts_cap ? &c->parts[n] : &tmp;
+        zmq_msg_init(part);
+        if (zmq_msg_recv(part, c->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(part);
+            break;
+        }
+        more = zmq_msg_more(part);
+        if (part == &tmp)
+            zmq_msg_close(part); /* over the limit (or no memory): dropped */
+        else
+            n++;
+    }
+    return n;
 }
 
 /* Read everything waiting on the DEALER without blocking. */
 static void s_drain(zq_client_t *c)
 {
     for (;;) {
-        zq_msg_t m;
-        char why[160];
-        int rc = zq_msg_recv(c->sock, 0, &m, ZMQ_DONTWAIT, why, sizeof why);
-        if (rc == ZQ_ETIMEOUT || rc == ZQ_EIO)
+        size_t n = s_recv_frames(c);
+        if (n == 0)
             break;
-        if (rc == ZQ_EPROTO) {
-            if (!c->warned_bad++)
-                ZQ_WARN("zq client: malformed message from %s: %s", c->url, why);
-            continue;
-        }
-        s_handle(c, &m);
+        s_handle_frames(c, n);
+        for (size_t i = 0; i < n; i++)
+            zmq_msg_close(&c->parts[i]);
     }
     s_gc(c);
 }
@@ -571,7 +872,17 @@ static void s_expire_async(zq_client_t *c)
         s_entry_t *e = &c->ents[i];
         if (e->done || e->kind != S_GET_ASYNC || e->until < 0)
             continue;
-        if (now >= e->until + S_GRACE) {
+        if (e->push && now >= e->until) {
+            /* the subscription never expires: ask now, the broker answers at once with
+             * the current record and "timeout": true */
+            e->push = 0;
+            if (s_send_entry(c, e) != ZQ_OK)
+                e->until = now - S_GRACE; /* cannot ask: give up below */
+        }
+        if (e->push) {
+            if (e->until < next)
+                next = e->until;
+        } else if (now >= e->until + S_GRACE) {
             char id[256];
             size_t n = e->len < sizeof id ? e->len : sizeof id - 1;
             memcpy(id, c->arena.p + e->off + e->cmdlen, n);
@@ -729,6 +1040,15 @@ void zq_client_destroy(zq_client_t **self_p)
     zmq_ctx_term(c->ctx);
     cJSON_Delete(c->ready);
     cJSON_Delete(c->sync_reply);
+    for (zq_async_result_t *r = c->handles; r; r = r->next)
+        r->client = NULL; /* they may be destroyed later, not used */
+    for (size_t i = 0; i < c->pm_cap; i++) {
+        free(c->pm[i].id);
+        cJSON_Delete(c->pm[i].rec);
+        free(c->pm[i].text);
+    }
+    free(c->pm);
+    free(c->parts);
     free(c->ents);
     free(c->arena.p);
     free(c->scratch.p);
@@ -862,6 +1182,7 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
     }
     uint64_t req = c->next_req++;
     zq_async_result_t *r = NULL;
+    uint64_t push_req = 0;
     if (result_p) {
         r = calloc(1, sizeof *r);
         if (!r) {
@@ -871,6 +1192,10 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
         r->client = c;
         r->submit_req = req;
         snprintf(r->id, sizeof r->id, "%s", id);
+        /* subscribe to the record: the broker sends it when the task ends, and get()
+         * then has nothing to send (without memory for it, get() sends a GET) */
+        if (s_pm_put(c, id, req + 1) == ZQ_OK)
+            push_req = c->next_req++;
     }
 
     /* The SUBMIT text, built in place at the end of the arena (docs/protocol.md §6). */
@@ -912,7 +1237,9 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
     s_buf_json_str(b, c->origin);
     s_buf_puts(b, ",\"root_id\":");
     s_buf_json_str(b, id);
-    s_buf_put(b, "}", 1);
+    if (push_req)
+        s_buf_printf(b, ",\"get\":%" PRIu64, push_req);
+    s_buf_puts(b, ",\"coalesce\":true}");
 
     int rc = ZQ_OK;
     s_entry_t *e = NULL;
@@ -927,16 +1254,39 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
         rc = ZQ_ENOMEM;
         s_err(c, "out of memory");
     }
+    if (rc == ZQ_OK && push_req) {
+        size_t idx = (size_t)(e - c->ents);
+        s_entry_t *p = s_register(c, S_PUSH, push_req, ZQ_CMD_GET, id, strlen(id));
+        e = &c->ents[idx]; /* the table may have moved */
+        if (p) {
+            p->resend = 0; /* the SUBMIT carries it until the broker takes it */
+            p->push = 1;
+            e->push = 1;
+            r->push_req = push_req;
+        }
+        /* else: the broker sends a record nobody waits for; get() sends a GET */
+    }
     if (rc != ZQ_OK) {
         b->oom = 0;
         b->len = off;
+        if (push_req) {
+            s_pslot_t *slot = s_pm_find(c, id);
+            if (slot)
+                s_pm_del(c, slot);
+        }
         free(r);
         return rc;
     }
     c->unacked++;
     rc = s_send_entry(c, e);
     if (rc != ZQ_OK) {
+        uint64_t ereq = e->req;
         s_finish(c, e);
+        if (e->push) {
+            s_entry_t *p = s_find(c, ereq + 1);
+            if (p)
+                s_push_declined(c, p);
+        }
         s_gc(c);
         free(r);
         return rc;
@@ -945,8 +1295,13 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
      * up; every S_DRAIN_EVERY calls, as each look at the socket costs a syscall */
     if (++c->nsent % S_DRAIN_EVERY == 0)
         s_drain(c);
-    if (result_p)
+    if (result_p) {
+        r->next = c->handles;
+        if (c->handles)
+            c->handles->prev = r;
+        c->handles = r;
         *result_p = r;
+    }
     return ZQ_OK;
 }
 
@@ -1009,15 +1364,16 @@ static const s_refusal_t *s_refusal_of(const zq_client_t *c, const zq_async_resu
 
 /* Send a registered request and wait for its REPLY. On ZQ_OK *reply_p is the body (owned,
  * "req" removed); on a broker error the mapped code and errmsg. */
-static int s_roundtrip(zq_client_t *c, s_entry_t *e, double deadline, const zq_async_result_t *r,
-                       const char *what, double timeout, cJSON **reply_p)
+static int s_roundtrip(zq_client_t *c, s_entry_t *e, int send, double deadline,
+                       const zq_async_result_t *r, const char *what, double timeout,
+                       cJSON **reply_p)
 {
     *reply_p = NULL;
     uint64_t req = e->req;
     cJSON_Delete(c->sync_reply);
     c->sync_reply = NULL;
     c->sync_req = req;
-    int rc = s_send_entry(c, e);
+    int rc = send ? s_send_entry(c, e) : ZQ_OK;
     if (rc == ZQ_OK)
         rc = s_wait(c, deadline, s_cond_sync, r);
     c->sync_req = 0;
@@ -1095,7 +1451,7 @@ int zq_client_request(zq_client_t *self, const char *cmd, const cJSON *body, dou
         if (!strcmp(cmd, safe[i]))
             e->resend = 1;
     cJSON *reply = NULL;
-    int rc = s_roundtrip(c, e, s_deadline(timeout), NULL, NULL, timeout, &reply);
+    int rc = s_roundtrip(c, e, 1, s_deadline(timeout), NULL, NULL, timeout, &reply);
     if (reply_p)
         *reply_p = reply;
     else
@@ -1115,6 +1471,10 @@ zq_async_result_t *zq_client_result(zq_client_t *self, const char *task_id)
         return NULL;
     r->client = self;
     snprintf(r->id, sizeof r->id, "%s", task_id);
+    r->next = self->handles;
+    if (self->handles)
+        self->handles->prev = r;
+    self->handles = r;
     return r;
 }
 
@@ -1128,12 +1488,54 @@ const cJSON *zq_result_record(const zq_async_result_t *r)
     return r ? r->record : NULL;
 }
 
+/* The record of r's subscription if it arrived (caller owns it); else NULL, and *live_p
+ * says whether it may still come. */
+static cJSON *s_push_take(zq_client_t *c, zq_async_result_t *r, s_entry_t **live_p)
+{
+    *live_p = NULL;
+    if (!r->push_req)
+        return NULL;
+    s_pslot_t *slot = s_pm_find(c, r->id);
+    if (!slot || slot->req != r->push_req) {
+        r->push_req = 0;
+        return NULL;
+    }
+    int arrived = slot->rec || slot->text;
+    cJSON *rec = s_pm_record(slot);
+    s_entry_t *e = arrived ? NULL : s_find(c, r->push_req);
+    if (e && !e->done && e->kind == S_PUSH)
+        *live_p = e;
+    if (!*live_p) {
+        s_pm_del(c, slot);
+        r->push_req = 0;
+    }
+    return rec;
+}
+
 void zq_result_destroy(zq_async_result_t **r_p)
 {
     if (!r_p || !*r_p)
         return;
-    cJSON_Delete((*r_p)->record);
-    free(*r_p);
+    zq_async_result_t *r = *r_p;
+    zq_client_t *c = r->client;
+    if (c) {
+        s_entry_t *live = NULL;
+        cJSON_Delete(s_push_take(c, r, &live));
+        if (live) { /* nobody will ask: drop the record when it comes */
+            s_pslot_t *slot = s_pm_find(c, r->id);
+            if (slot)
+                s_pm_del(c, slot);
+            s_finish(c, live);
+        }
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            c->handles = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+    }
+    cJSON_Delete(r->record);
+    free(r);
     *r_p = NULL;
 }
 
@@ -1178,16 +1580,34 @@ int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p)
         s_err(c, "the broker refused task %s: %s", r->id, ref->msg);
         return ref->code;
     }
-    s_entry_t *e = s_register_get(c, S_GET_SYNC, r->id, timeout);
-    if (!e)
-        return ZQ_ENOMEM;
-    double deadline = timeout < 0 ? -1 : e->until + S_GRACE;
     char what[300];
     snprintf(what, sizeof what, "waiting for task %s", r->id);
-    cJSON *rec = NULL;
-    int rc = s_roundtrip(c, e, deadline, r, what, timeout, &rec);
-    if (rc != ZQ_OK)
-        return rc;
+    s_entry_t *live = NULL;
+    cJSON *rec = s_push_take(c, r, &live);
+    double get_timeout = timeout;
+    if (!rec && live) {
+        /* the subscription becomes this wait: nothing to send */
+        s_pslot_t *slot = s_pm_find(c, r->id);
+        if (slot)
+            s_pm_del(c, slot);
+        r->push_req = 0;
+        live->kind = S_GET_SYNC;
+        live->until = timeout < 0 ? -1 : zq_mono() + timeout;
+        int rc = s_roundtrip(c, live, 0, live->until, r, what, timeout, &rec);
+        if (rc == ZQ_ETIMEOUT && timeout >= 0)
+            get_timeout = 0; /* ask for the current record: "timed out ... (state X)" */
+        else if (rc != ZQ_OK)
+            return rc;
+    }
+    if (!rec) {
+        s_entry_t *e = s_register_get(c, S_GET_SYNC, r->id, get_timeout);
+        if (!e)
+            return ZQ_ENOMEM;
+        double deadline = get_timeout < 0 ? -1 : e->until + S_GRACE;
+        int rc = s_roundtrip(c, e, 1, deadline, r, what, timeout, &rec);
+        if (rc != ZQ_OK)
+            return rc;
+    }
     s_keep_record(r, rec);
     const char *state = zq_json_str(rec, "state", "");
     char secs[32];
@@ -1272,6 +1692,25 @@ int zq_client_get_async(zq_client_t *self, const char *task_id, double timeout)
     if (!zq_valid_token(task_id)) {
         s_err(c, "bad task id '%s'", task_id ? task_id : "(null)");
         return ZQ_EINVAL;
+    }
+    s_pslot_t *slot = s_pm_find(c, task_id);
+    if (slot) {
+        int arrived = slot->rec || slot->text;
+        s_entry_t *p = arrived ? NULL : s_find(c, slot->req);
+        cJSON *rec = arrived ? s_pm_record(slot) : NULL;
+        s_pm_del(c, slot);
+        if (rec) { /* it came already */
+            cJSON_AddItemToArray(c->ready, rec);
+            return ZQ_OK;
+        }
+        if (p && !p->done && p->kind == S_PUSH) { /* it comes through the subscription */
+            p->kind = S_GET_ASYNC;
+            p->until = timeout < 0 ? -1 : zq_mono() + timeout;
+            c->async_out++;
+            if (p->until >= 0 && p->until < c->next_async_deadline)
+                c->next_async_deadline = p->until;
+            return ZQ_OK;
+        }
     }
     s_entry_t *e = s_register_get(c, S_GET_ASYNC, task_id, timeout);
     if (!e)

@@ -142,6 +142,11 @@ seed client_reply timeout \
     ZQP01 REPLY '{"req":$REQ,"id":"fz-task"}' -- \
     ZQP01 REPLY '{"req":$REQ,"id":"fz-task","known":true,"state":"STARTED","timeout":true}' -- \
     ZQP01 REPLY "$REC_OK"
+# REPLIES: [ZQP01][REPLIES] then [req][body] pairs (docs/protocol.md §7 "Coalesced replies")
+seed client_reply replies \
+    ZQP01 REPLIES '$REQ' '{"req":$REQ,"id":"fz-task","get":true}' '$REQ' "$REC_OK" -- \
+    ZQP01 REPLIES '$REQ' "$REC_OK" '99' '{"req":99}' -- ZQP01 REPLIES '$REQ' -- \
+    ZQP01 REPLIES 'x1' '{}' '$REQ' '[1]' -- ZQP01 REPLIES '$REQ' '{"error":{"code":"EINTERNAL"},"req":$REQ}' '$REQ' "$REC_STARTED"
 seed client_reply odd ZQP01 TASK '{"req":$REQ}' -- ZQP01 REPLY '{"req":-1}' -- ZQP01 REPLY '{"req":"$REQ"}' -- \
     ZQP02 REPLY '{}' -- ZQP01 REPLY '{"req":$REQ,"error":"flat"}'
 

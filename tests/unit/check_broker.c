@@ -492,6 +492,123 @@ START_TEST(test_get_parked_then_answered)
 }
 END_TEST
 
+/* One REPLY or REPLIES within ms as an array of bodies (each checked to carry the req of
+ * its REPLIES element); NULL if nothing came. *cmd gets the command. Caller owns it. */
+static cJSON *s_recv_replies(void *sock, int ms, char *cmd)
+{
+    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, ms) <= 0)
+        return NULL;
+    cJSON *out = cJSON_CreateArray();
+    char *frames[64];
+    size_t n = 0;
+    for (int more = 1; more;) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        ck_assert_int_ge(zmq_msg_recv(&f, sock, 0), 0);
+        more = zmq_msg_more(&f);
+        ck_assert_int_lt(n, 64);
+        frames[n] = strndup(zmq_msg_data(&f), zmq_msg_size(&f));
+        n++;
+        zmq_msg_close(&f);
+    }
+    ck_assert_int_ge(n, 3);
+    ck_assert_str_eq(frames[0], "ZQP01");
+    strcpy(cmd, frames[1]);
+    if (!strcmp(cmd, "REPLY")) {
+        ck_assert_int_eq(n, 3);
+        cJSON_AddItemToArray(out, cJSON_Parse(frames[2]));
+    } else {
+        ck_assert_str_eq(cmd, "REPLIES");
+        ck_assert_msg(n >= 6 && n % 2 == 0, "REPLIES with %zu frames", n);
+        for (size_t i = 2; i + 1 < n; i += 2) {
+            cJSON *b = cJSON_Parse(frames[i + 1]);
+            ck_assert_ptr_nonnull(b);
+            ck_assert_int_eq(zq_json_num(b, "req", -1), atof(frames[i]));
+            cJSON_AddItemToArray(out, b);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(frames[i]);
+    return out;
+}
+
+/* SUBMIT "get": the record comes by itself when the task ends (no GET); "coalesce": the
+ * replies of one flush travel in one REPLIES; a duplicate of an ended task is answered at
+ * once; a bad "get" is refused and stores nothing. */
+START_TEST(test_submit_get_pushes_record)
+{
+    s_send(s_cli, "SUBMIT", "{\"id\":\"p1\",\"task\":\"tasks.add\",\"args\":[2,2],\"req\":1,"
+                           "\"get\":2,\"coalesce\":true}");
+    s_send(s_cli, "SUBMIT", "{\"id\":\"p2\",\"task\":\"tasks.add\",\"args\":[3,3],\"req\":3,"
+                           "\"get\":4,\"coalesce\":true}");
+    /* both acknowledgements: one REPLIES (same flush) or two REPLYs (two turns) */
+    int acks = 0, coalesced = 0;
+    while (acks < 2) {
+        char cmd[32];
+        cJSON *r = s_recv_replies(s_cli, WAIT_MS, cmd);
+        ck_assert_msg(r != NULL, "acknowledgements missing");
+        coalesced |= !strcmp(cmd, "REPLIES");
+        for (cJSON *it = r->child; it; it = it->next) {
+            ck_assert_msg(!s_errcode(it), "refused: %s", s_errmsg(it));
+            ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(it, "get")));
+            int req = (int)zq_json_num(it, "req", 0);
+            ck_assert(req == 1 || req == 3);
+            acks++;
+        }
+        cJSON_Delete(r);
+    }
+    (void)coalesced; /* one REPLIES when both SUBMITs fell in one turn; not guaranteed */
+    /* the stored task has no request-only fields */
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "w1@h", 2, 0, ""));
+    for (int i = 0; i < 2; i++) {
+        cJSON *t = fw_task(&w, WAIT_MS);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_ptr_null(cJSON_GetObjectItem(t, "get"));
+        ck_assert_ptr_null(cJSON_GetObjectItem(t, "coalesce"));
+        ck_assert_ptr_null(cJSON_GetObjectItem(t, "req"));
+        cJSON_Delete(t);
+    }
+    cJSON *none = s_reply(s_cli, QUIET_MS);
+    ck_assert_msg(none == NULL, "a record came before its task ended");
+    fw_succeed(&w, "p1", "4");
+    cJSON *r = s_reply(s_cli, WAIT_MS);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(zq_json_num(r, "req", 0), 2);
+    ck_assert_str_eq(zq_json_str(r, "id", ""), "p1");
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    ck_assert_int_eq(zq_json_num(r, "result", 0), 4);
+    cJSON_Delete(r);
+    /* a duplicate SUBMIT of the ended task: acknowledged, record pushed at once */
+    s_send(s_cli, "SUBMIT", "{\"id\":\"p1\",\"task\":\"tasks.add\",\"args\":[2,2],\"req\":5,"
+                           "\"get\":6}");
+    int got_ack = 0, got_rec = 0;
+    while (!(got_ack && got_rec)) {
+        cJSON *m = s_reply(s_cli, WAIT_MS);
+        ck_assert_msg(m != NULL, "duplicate: ack %d record %d", got_ack, got_rec);
+        if (zq_json_num(m, "req", 0) == 5) {
+            ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(m, "get")));
+            got_ack = 1;
+        } else {
+            ck_assert_int_eq(zq_json_num(m, "req", 0), 6);
+            ck_assert_str_eq(zq_json_str(m, "state", ""), "SUCCESS");
+            got_rec = 1;
+        }
+        cJSON_Delete(m);
+    }
+    /* a bad "get" is refused; the task is not stored */
+    r = s_call(s_cli, "SUBMIT", "{\"id\":\"p3\",\"task\":\"tasks.add\",\"get\":\"x\"}");
+    ck_assert_str_eq(s_errcode(r), "EINVAL");
+    ck_assert_ptr_nonnull(strstr(s_errmsg(r), "get"));
+    cJSON_Delete(r);
+    r = s_query("p3");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "known")));
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
 START_TEST(test_get_timeout)
 {
     s_submit("{\"id\":\"slow\",\"task\":\"tasks.add\"}");
@@ -1577,6 +1694,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_get_parked_then_answered);
+    tcase_add_test(tc, test_submit_get_pushes_record);
     tcase_add_test(tc, test_get_timeout);
     tcase_add_test(tc, test_many_parked_gets);
     tcase_add_test(tc, test_credit_limit);

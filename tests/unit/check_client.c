@@ -11,6 +11,11 @@
  *           and answer only the GET that arrives afterwards; an id never submitted ->
  *           {"known": false};
  *   QUERY   the record; REVOKE {"revoked": ids}; anything else EUNKNOWNCMD.
+ * Result subscriptions (SUBMIT "get"): taken only for ids "push-*" (acknowledged with
+ * "get": true; the record is sent with the acknowledgement, both in one REPLIES:
+ * [ZQP01][REPLIES][req][ack][get][record]) and
+ * "pushlate-*" (taken, but the record never comes); other SUBMITs are acknowledged
+ * without "get", as an older broker does.
  */
 #include "config.h"
 #include "zq.h"
@@ -132,7 +137,39 @@ static void s_fake_handle(fake_t *f, zq_msg_t *m)
         } else if (strcmp(task, "tasks.mute") != 0) {
             cJSON *b = cJSON_CreateObject();
             cJSON_AddStringToObject(b, "id", id);
-            s_reply(f, m->identity, m->identity_len, req, b);
+            double get = zq_json_num(m->body, "get", 0);
+            int push = !strncmp(id, "push-", 5), late = !strncmp(id, "pushlate-", 9);
+            if (get > 0 && (push || late)) {
+                cJSON_AddBoolToObject(b, "get", 1);
+                cJSON_AddNumberToObject(b, "req", req);
+                cJSON *rec = NULL;
+                if (push) {
+                    pthread_mutex_lock(&f->mu);
+                    rec = s_record(id, cJSON_GetObjectItem(f->tasks, id));
+                    pthread_mutex_unlock(&f->mu);
+                    cJSON_AddNumberToObject(rec, "req", get);
+                }
+                /* [ZQP01][REPLIES] then [req][body] per reply (docs/protocol.md §7) */
+                char *t1 = cJSON_PrintUnformatted(b), *t2 = rec ? cJSON_PrintUnformatted(rec) : NULL;
+                char r1[32], r2[32];
+                snprintf(r1, sizeof r1, "%.0f", req);
+                snprintf(r2, sizeof r2, "%.0f", get);
+                zmq_send(f->sock, m->identity, m->identity_len, ZMQ_SNDMORE);
+                zmq_send(f->sock, "ZQP01", 5, ZMQ_SNDMORE);
+                zmq_send(f->sock, "REPLIES", 7, ZMQ_SNDMORE);
+                zmq_send(f->sock, r1, strlen(r1), ZMQ_SNDMORE);
+                zmq_send(f->sock, t1, strlen(t1), t2 ? ZMQ_SNDMORE : 0);
+                if (t2) {
+                    zmq_send(f->sock, r2, strlen(r2), ZMQ_SNDMORE);
+                    zmq_send(f->sock, t2, strlen(t2), 0);
+                }
+                cJSON_free(t1);
+                cJSON_free(t2);
+                cJSON_Delete(b);
+                cJSON_Delete(rec);
+            } else {
+                s_reply(f, m->identity, m->identity_len, req, b);
+            }
         }
     } else if (!strcmp(m->cmd, ZQ_CMD_GET)) {
         pthread_mutex_lock(&f->mu);
@@ -511,6 +548,95 @@ START_TEST(test_get_success)
 }
 END_TEST
 
+/* A subscribed result (SUBMIT "get" taken by the broker) needs no GET: get() and
+ * get_async() use the record that came with the acknowledgement (one REPLIES). */
+START_TEST(test_pushed_result_needs_no_get)
+{
+    zq_client_t *c = s_client();
+    zq_send_opts_t o = {0};
+    o.task_id = "push-1";
+    zq_async_result_t *r = NULL;
+    cJSON *args = zq_args("[2, 3]");
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, &r), ZQ_OK);
+    cJSON *sent = s_last();
+    while (!sent || strcmp(zq_json_str(sent, "id", ""), "push-1")) {
+        cJSON_Delete(sent);
+        usleep(1000);
+        sent = s_last();
+    }
+    ck_assert(zq_json_num(sent, "get", 0) == zq_json_num(sent, "req", 0) + 1);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(sent, "coalesce")));
+    cJSON_Delete(sent);
+    cJSON *v = NULL;
+    ck_assert_int_eq(zq_result_get(r, 10, &v), ZQ_OK);
+    ck_assert(cJSON_IsNumber(v) && v->valuedouble == 5);
+    ck_assert_ptr_null(cJSON_GetObjectItem(zq_result_record(r), "req"));
+    cJSON_Delete(v);
+    ck_assert_int_eq(s_count(&s_fake->gets), 0);
+    zq_result_destroy(&r);
+    /* the pipelined form */
+    o.task_id = "push-2";
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, &r), ZQ_OK);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    ck_assert_int_eq(zq_client_get_async(c, "push-2", 10), ZQ_OK);
+    cJSON *rec = NULL;
+    ck_assert_int_eq(zq_client_poll_result(c, 10, &rec), ZQ_OK);
+    ck_assert_str_eq(zq_json_str(rec, "id", ""), "push-2");
+    ck_assert_int_eq(zq_json_num(rec, "result", 0), 5);
+    cJSON_Delete(rec);
+    ck_assert_int_eq(s_count(&s_fake->gets), 0);
+    zq_result_destroy(&r);
+    /* a handle destroyed before its record came: nothing left behind, nothing breaks */
+    o.task_id = "push-3";
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, &r), ZQ_OK);
+    zq_result_destroy(&r);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    /* a broker that does not take the subscription (no "get" in its answer): GET */
+    ck_assert_int_eq(zq_client_delay(c, "tasks.add", zq_args("[1, 1]"), &r), ZQ_OK);
+    ck_assert_int_eq(zq_result_get(r, 10, &v), ZQ_OK);
+    ck_assert(cJSON_IsNumber(v) && v->valuedouble == 2);
+    cJSON_Delete(v);
+    ck_assert_int_eq(s_count(&s_fake->gets), 1);
+    zq_result_destroy(&r);
+    cJSON_Delete(args);
+    zq_client_destroy(&c);
+}
+END_TEST
+
+/* A subscription whose record does not come within get()'s timeout: the client then asks
+ * with GET (timeout 0) and reports the state the broker gives, as a plain GET would. */
+START_TEST(test_pushed_result_timeout)
+{
+    zq_client_t *c = s_client();
+    zq_send_opts_t o = {0};
+    o.task_id = "pushlate-1";
+    zq_async_result_t *r = NULL;
+    cJSON *args = zq_args("[2, 3]");
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.slow", args, NULL, &o, &r), ZQ_OK);
+    ck_assert_int_eq(zq_result_get(r, 0.2, NULL), ZQ_ETIMEOUT);
+    ck_assert_ptr_nonnull(strstr(zq_client_errmsg(c), "STARTED"));
+    ck_assert_int_eq(s_count(&s_fake->gets), 1);
+    /* get_async: the same, the record says timeout */
+    o.task_id = "pushlate-2";
+    zq_async_result_t *r2 = NULL;
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.slow", args, NULL, &o, &r2), ZQ_OK);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    ck_assert_int_eq(zq_client_get_async(c, "pushlate-2", 0.2), ZQ_OK);
+    cJSON *rec = NULL;
+    ck_assert_int_eq(zq_client_poll_result(c, 10, &rec), ZQ_OK);
+    ck_assert_str_eq(zq_json_str(rec, "id", ""), "pushlate-2");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(rec, "timeout")));
+    ck_assert_str_eq(zq_json_str(rec, "state", ""), "STARTED");
+    cJSON_Delete(rec);
+    ck_assert_int_eq(s_count(&s_fake->gets), 2);
+    cJSON_Delete(args);
+    zq_client_destroy(&c);
+    /* handles outliving their client can still be destroyed */
+    zq_result_destroy(&r);
+    zq_result_destroy(&r2);
+}
+END_TEST
+
 START_TEST(test_get_failure)
 {
     zq_client_t *c = s_client();
@@ -807,6 +933,8 @@ static Suite *zq_client_suite(void)
     tc = tcase_create("Get");
     tcase_add_checked_fixture(tc, s_fake_start, s_fake_stop);
     tcase_add_test(tc, test_get_success);
+    tcase_add_test(tc, test_pushed_result_needs_no_get);
+    tcase_add_test(tc, test_pushed_result_timeout);
     tcase_add_test(tc, test_get_failure);
     tcase_add_test(tc, test_get_timeout);
     tcase_add_test(tc, test_unknown_id);
