@@ -11,23 +11,26 @@
  *
  * Checkpoints run on a thread of their own (s_ckpt_main), never inside the broker's COMMIT:
  * the broker's connection has wal_autocheckpoint=0 and a WAL hook (s_wal_hook, called after
- * each commit with the WAL's size) that asks the thread for a PASSIVE checkpoint once the WAL
- * holds STORE_CKPT_PAGES frames, and for another every STORE_CKPT_PAGES/4 new frames while
- * the WAL has not been started over. The thread checkpoints through a second connection: a
- * PASSIVE checkpoint never blocks the broker's reads or writes. The WAL starts over (at the
- * broker's next write) only if a checkpoint copied everything before the broker's current
- * transaction began, which a broker that is never idle may not allow for a long time. So past
- * 4 x STORE_CKPT_PAGES frames (the hard limit) the thread's pass also fdatasync()s the
- * database, and then the broker's own thread, just after a commit, finishes the checkpoint
- * (PASSIVE again on its connection: only the frames of the last turn or two are left, plus
- * the fsyncs --sync asks for), after which its next write starts the WAL over. A RESTART
- * from the thread instead would have to win the writer lock in the microseconds between two
- * of the broker's transactions; only the broker knows when it holds none. The WAL file is
- * cut back to 2 x STORE_CKPT_PAGES pages when it starts over (journal_size_limit).
- * A checkpoint fsyncs exactly as SQLite's own: with --sync normal or full the WAL before
- * copying and the database after; with --sync off nothing (both connections have the same
- * synchronous setting). Checkpoint errors (disk full) are logged, never fatal: the WAL then
- * grows until the broker's own commits fail.
+ * each commit with the WAL's size) that wakes the thread once the WAL holds STORE_CKPT_PAGES
+ * frames. The thread copies the WAL back through a second connection with PASSIVE
+ * checkpoints, which never block the broker's reads or writes, repeated while many frames
+ * came in meanwhile. The WAL starts over (at the broker's next write) only if everything was
+ * copied before the broker's current transaction began: a broker that is busy all the time is
+ * never between two transactions when the thread finishes, and its WAL would grow without
+ * bound. So if the WAL has not started over when the thread is done, the broker's own thread,
+ * just after its next commit, finishes the checkpoint (zq_store_commit -> s_wal_finish:
+ * PASSIVE on its connection, left with the frames of the last turn or two; measured ~6 ms
+ * with --sync normal against ~100 ms for a whole checkpoint), and its next write starts the
+ * WAL over. (A RESTART from the thread would have to win the writer lock in the
+ * microseconds between two of the broker's transactions: only the broker knows when it holds
+ * none.) Only a reader that holds old frames (an sqlite3 shell with a transaction open) can
+ * keep the WAL from starting over; the WAL file is cut back to 2 x STORE_CKPT_PAGES pages
+ * when it does (journal_size_limit).
+ * A checkpoint fsyncs as SQLite's own does: with --sync normal or full the WAL before copying
+ * and the database after (the thread fdatasync()s the database after each pass so that the
+ * broker's thread has little left to flush); with --sync off nothing. Both connections have
+ * the same synchronous setting. Checkpoint errors (disk full) are logged, never fatal: the
+ * WAL then grows until the broker's own commits fail.
  *
  * Schema migration procedure (PRAGMA user_version holds the schema version):
  *   1. Bump ZQ_STORE_SCHEMA_VERSION.
@@ -70,8 +73,8 @@
  * checkpointer). ms. Normal locking, not EXCLUSIVE: the checkpointer needs a connection of
  * its own; the LOCK file keeps other brokers out. */
 #define STORE_BUSY_MS 2000
-/* WAL frames (pages) that make the checkpointer copy the WAL back (see the top of this file);
- * the hard limit is 4 times this. Testing aid: $ZQ_STORE_CKPT_PAGES overrides it. */
+/* WAL frames (pages) that make the checkpointer copy the WAL back (see the top of this file).
+ * Testing aid: $ZQ_STORE_CKPT_PAGES overrides it. */
 #define STORE_CKPT_PAGES 10000
 
 #define TERMINAL_SQL "('SUCCESS','FAILURE','REVOKED')"
@@ -253,7 +256,7 @@ struct zq_store {
 
     /* background checkpoints (top of this file) */
     zq_store_sync_t sync;
-    int ckpt_pages;      /* soft limit, frames; the hard limit is 4 times it */
+    int ckpt_pages;      /* checkpoint from this many WAL frames on */
     sqlite3 *cdb;        /* the checkpointer's connection (its thread only, once started) */
     int db_fd;           /* zq.db, for fdatasync; closed only after both connections */
     pthread_t ckpt_thread;
@@ -368,21 +371,27 @@ static int s_exec(zq_store_t *self, const char *sql)
     return ZQ_OK;
 }
 
-static int s_user_version(zq_store_t *self, int *v)
+/* The integer value of a PRAGMA query ("PRAGMA user_version"). */
+static int s_pragma_int(zq_store_t *self, const char *sql, int *v)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(self->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
-        s_seterr(self, "user_version");
+    if (sqlite3_prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        s_seterr(self, sql);
         return ZQ_ESTORE;
     }
     int rc = sqlite3_step(st);
     *v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) {
-        s_seterr(self, "user_version");
+        s_seterr(self, sql);
         return ZQ_ESTORE;
     }
     return ZQ_OK;
+}
+
+static int s_user_version(zq_store_t *self, int *v)
+{
+    return s_pragma_int(self, "PRAGMA user_version", v);
 }
 
 /* Bring the schema to ZQ_STORE_SCHEMA_VERSION (procedure at the top of this file). */
@@ -652,14 +661,18 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
     char pragmas[320];
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-%d;"
-             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;"
-             "PRAGMA journal_size_limit=%lld;",
+             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;",
              sync == ZQ_STORE_SYNC_OFF ? "OFF" : sync == ZQ_STORE_SYNC_FULL ? "FULL" : "NORMAL",
-             STORE_CACHE_KIB, 2LL * self->ckpt_pages * 4096);
-    if (s_exec(self, pragmas) != ZQ_OK) {
+             STORE_CACHE_KIB);
+    int page = 0;
+    if (s_exec(self, pragmas) != ZQ_OK || s_pragma_int(self, "PRAGMA page_size", &page) != ZQ_OK) {
         zq_errf(err, errlen, "cannot set up %s: %s", path, self->errbuf);
         goto fail;
     }
+    /* a WAL that grew (a reader held it) is cut back when it starts over */
+    snprintf(pragmas, sizeof pragmas, "PRAGMA journal_size_limit=%lld;",
+             2LL * self->ckpt_pages * page);
+    s_exec(self, pragmas);
     if (s_migrate(self) != ZQ_OK) {
         zq_errf(err, errlen, "cannot migrate %s: %s", path, self->errbuf);
         goto fail;
