@@ -455,6 +455,7 @@ static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int n)
     zq_store_t *self = arg;
     (void)db;
     (void)name;
+    self->wal.commits++;
     if (n < self->wal.frames) { /* started over */
         self->wal.resets++;
         self->wal_next = self->ckpt_pages;
@@ -708,9 +709,9 @@ void zq_store_destroy(zq_store_t **self_p)
     if (self->in_tx && zq_store_commit(self) != ZQ_OK)
         ZQ_ERROR("store: final commit failed: %s", self->errbuf);
     s_ckpt_stop(self);
-    ZQ_DEBUG("store: WAL: %ld resets, %ld pages at most, %ld checkpoints (%ld finished by the "
+    ZQ_DEBUG("store: WAL: %ld commits, %ld resets, %ld pages at most, %ld checkpoints (%ld finished by the "
              "broker's thread, %.1f ms at most, %ld failed)",
-             self->wal.resets, self->wal.max_frames, (long)atomic_load(&self->ckpt_passes),
+             self->wal.commits, self->wal.resets, self->wal.max_frames, (long)atomic_load(&self->ckpt_passes),
              self->wal.finished, self->wal.finish_ms, (long)atomic_load(&self->ckpt_errors));
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(self->st[i]);

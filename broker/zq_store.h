@@ -56,6 +56,7 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
 void zq_store_destroy(zq_store_t **self_p);
 /* The WAL as the broker's connection sees it, for tests and diagnostics. */
 typedef struct {
+    long commits;    /* commits of the caller's connection */
     long frames;     /* pages in the WAL after the last commit */
     long max_frames; /* the most seen after a commit */
     long resets;     /* times the WAL started over from its beginning */
