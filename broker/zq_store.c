@@ -871,7 +871,7 @@ int zq_store_commit(zq_store_t *self)
     if (rc != ZQ_OK)
         self->counts.valid = 0;
     self->in_tx = 0;
-    if (self->wal_finish)
+    if (self->wal_finish && rc == ZQ_OK)
         s_wal_finish(self);
     return rc;
 }
