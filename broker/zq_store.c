@@ -9,6 +9,29 @@
  * (ready per queue by rid, scheduled by (eta, rid), in flight) while finished tasks,
  * the bulk of the table, sit in none of them.
  *
+ * Checkpoints run on a thread of their own (s_ckpt_main), never inside the broker's COMMIT:
+ * the broker's connection has wal_autocheckpoint=0 and a WAL hook (s_wal_hook, called after
+ * each commit with the WAL's size) that wakes the thread once the WAL holds STORE_CKPT_PAGES
+ * frames. The thread copies the WAL back through a second connection with PASSIVE
+ * checkpoints, which never block the broker's reads or writes, repeated while many frames
+ * came in meanwhile. The WAL starts over (at the broker's next write) only if everything was
+ * copied before the broker's current transaction began: a broker that is busy all the time is
+ * never between two transactions when the thread finishes, and its WAL would grow without
+ * bound. So if the WAL has not started over when the thread is done, the broker's own thread,
+ * just after its next commit, finishes the checkpoint (zq_store_commit -> s_wal_finish:
+ * PASSIVE on its connection, left with the frames of the last turn or two; measured ~6 ms
+ * with --sync normal against ~100 ms for a whole checkpoint), and its next write starts the
+ * WAL over. (A RESTART from the thread would have to win the writer lock in the
+ * microseconds between two of the broker's transactions: only the broker knows when it holds
+ * none.) Only a reader that holds old frames (an sqlite3 shell with a transaction open) can
+ * keep the WAL from starting over; the WAL file is cut back to 2 x STORE_CKPT_PAGES pages
+ * when it does (journal_size_limit).
+ * A checkpoint fsyncs as SQLite's own does: with --sync normal or full the WAL before copying
+ * and the database after (the thread fdatasync()s the database after each pass so that the
+ * broker's thread has little left to flush); with --sync off nothing. Both connections have
+ * the same synchronous setting. Checkpoint errors (disk full) are logged, never fatal: the
+ * WAL then grows until the broker's own commits fail.
+ *
  * Schema migration procedure (PRAGMA user_version holds the schema version):
  *   1. Bump ZQ_STORE_SCHEMA_VERSION.
  *   2. Append a step to s_migrate(): `if (v < N) { ...ALTER TABLE / CREATE INDEX /
@@ -35,6 +58,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,10 +69,13 @@
 /* SQLite page cache, KiB. Bounded so that a million queued tasks stay well inside the
  * broker's memory budget (the rows themselves stay on disk). */
 #define STORE_CACHE_KIB 65536
-/* How long opening waits on a lock held by another process (an sqlite3 shell). ms.
- * While the broker runs it holds the database exclusively (locking_mode=EXCLUSIVE: no
- * file lock or shared-memory traffic per transaction); inspect it with zq-ctl instead. */
+/* How long a statement waits on a lock held by another connection (an sqlite3 shell, the
+ * checkpointer). ms. Normal locking, not EXCLUSIVE: the checkpointer needs a connection of
+ * its own; the LOCK file keeps other brokers out. */
 #define STORE_BUSY_MS 2000
+/* WAL frames (pages) that make the checkpointer copy the WAL back (see the top of this file).
+ * Testing aid: $ZQ_STORE_CKPT_PAGES overrides it. */
+#define STORE_CKPT_PAGES 10000
 
 #define TERMINAL_SQL "('SUCCESS','FAILURE','REVOKED')"
 #define RECORD_COLS                                                                         \
@@ -223,6 +253,27 @@ struct zq_store {
     int lock_fd;       /* flock()ed LOCK file: one broker per data dir */
     char errbuf[512];  /* last error text */
     s_counts_t counts; /* monitor counters, see s_counts_t */
+
+    /* background checkpoints (top of this file) */
+    zq_store_sync_t sync;
+    int ckpt_pages;      /* checkpoint from this many WAL frames on */
+    sqlite3 *cdb;        /* the checkpointer's connection (its thread only, once started) */
+    int db_fd;           /* zq.db, for fdatasync; closed only after both connections */
+    pthread_t ckpt_thread;
+    int ckpt_started;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    int ckpt_stop;       /* under ckpt_mu */
+    int ckpt_want;       /* under ckpt_mu: a checkpoint is asked for */
+    atomic_int ckpt_busy;   /* a pass is asked for or running */
+    atomic_long ckpt_passes, ckpt_errors;
+    double ckpt_logged;  /* thread only: when it last logged an error */
+    /* broker thread only (s_wal_hook, zq_store_commit) */
+    int wal_next;        /* ask for a checkpoint when the WAL reaches this many frames */
+    int ckpt_wait;       /* one was asked for ... */
+    long ckpt_asked;     /* ... when ckpt_passes was this */
+    int wal_finish;      /* zq_store_commit finishes the checkpoint itself */
+    zq_store_wal_stats_t wal;
 };
 
 static const char *const s_states[] = {ZQ_STATE_PENDING, ZQ_STATE_RECEIVED, ZQ_STATE_STARTED,
@@ -320,21 +371,27 @@ static int s_exec(zq_store_t *self, const char *sql)
     return ZQ_OK;
 }
 
-static int s_user_version(zq_store_t *self, int *v)
+/* The integer value of a PRAGMA query ("PRAGMA user_version"). */
+static int s_pragma_int(zq_store_t *self, const char *sql, int *v)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(self->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
-        s_seterr(self, "user_version");
+    if (sqlite3_prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        s_seterr(self, sql);
         return ZQ_ESTORE;
     }
     int rc = sqlite3_step(st);
     *v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) {
-        s_seterr(self, "user_version");
+        s_seterr(self, sql);
         return ZQ_ESTORE;
     }
     return ZQ_OK;
+}
+
+static int s_user_version(zq_store_t *self, int *v)
+{
+    return s_pragma_int(self, "PRAGMA user_version", v);
 }
 
 /* Bring the schema to ZQ_STORE_SCHEMA_VERSION (procedure at the top of this file). */
@@ -379,6 +436,178 @@ static int s_migrate(zq_store_t *self)
     return rc;
 }
 
+/* ---- background checkpoints (top of this file) ---- */
+
+/* Ask the thread for a checkpoint. Broker thread. */
+static void s_ckpt_ask(zq_store_t *self)
+{
+    atomic_store(&self->ckpt_busy, 1);
+    pthread_mutex_lock(&self->ckpt_mu);
+    self->ckpt_want = 1;
+    pthread_cond_signal(&self->ckpt_cv);
+    pthread_mutex_unlock(&self->ckpt_mu);
+}
+
+/* After every commit of the broker's connection, with the WAL's size in frames. Cheap: a
+ * few comparisons, and one wake-up of the thread per WAL cycle. */
+static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int n)
+{
+    zq_store_t *self = arg;
+    (void)db;
+    (void)name;
+    self->wal.commits++;
+    if (n < self->wal.frames) { /* started over */
+        self->wal.resets++;
+        self->wal_next = self->ckpt_pages;
+        self->ckpt_wait = 0;
+    }
+    self->wal.frames = n;
+    if (n > self->wal.max_frames)
+        self->wal.max_frames = n;
+    if (n < self->wal_next || atomic_load(&self->ckpt_busy))
+        return SQLITE_OK;
+    if (!self->ckpt_wait) {
+        self->ckpt_asked = atomic_load(&self->ckpt_passes);
+        self->ckpt_wait = 1;
+        s_ckpt_ask(self);
+    } else if (atomic_load(&self->ckpt_passes) > self->ckpt_asked) {
+        self->wal_finish = 1; /* zq_store_commit, outside SQLite's COMMIT */
+    }
+    return SQLITE_OK;
+}
+
+/* The thread's checkpoint is done but the WAL did not start over (the broker was never
+ * between two transactions at the right moment): copy what the broker committed since, from
+ * its own connection, between two transactions, so that its next write starts the WAL over. */
+static void s_wal_finish(zq_store_t *self)
+{
+    self->wal_finish = 0;
+    self->ckpt_wait = 0;
+    double t0 = zq_now();
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc == SQLITE_OK && log == done) {
+        self->wal.finished++;
+        double ms = (zq_now() - t0) * 1e3;
+        if (ms > self->wal.finish_ms)
+            self->wal.finish_ms = ms;
+        return;
+    }
+    /* busy (the thread again), a reader holding old frames, an error: retry a bit later */
+    self->wal_next = log + self->ckpt_pages / 4;
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        atomic_fetch_add(&self->ckpt_errors, 1);
+        ZQ_WARN("store: WAL checkpoint failed (retried later): %s", sqlite3_errmsg(self->db));
+    }
+}
+
+/* One request: checkpoint until few new frames came in during a pass (each pass is shorter
+ * than the one before), fdatasync()ing the database as it goes, so that what s_wal_finish
+ * is left with on the broker's thread is small: the frames of the last turn or two. */
+static void s_ckpt_pass(zq_store_t *self)
+{
+    int prev = 0;
+    for (int i = 0; i < 4; i++) {
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(self->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        const char *fail = NULL;
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            fail = sqlite3_errmsg(self->cdb);
+        else if (self->sync != ZQ_STORE_SYNC_OFF && fdatasync(self->db_fd) != 0)
+            fail = strerror(errno);
+        if (fail) {
+            atomic_fetch_add(&self->ckpt_errors, 1);
+            double now = zq_now();
+            if (now - self->ckpt_logged >= 10) { /* a full disk fails every pass */
+                self->ckpt_logged = now;
+                ZQ_WARN("store: WAL checkpoint failed (retried later): %s", fail);
+            }
+            break;
+        }
+        if (rc == SQLITE_BUSY || log < prev + 256)
+            break;
+        prev = log;
+    }
+    atomic_fetch_add(&self->ckpt_passes, 1);
+    atomic_store(&self->ckpt_busy, 0);
+}
+
+static void *s_ckpt_main(void *arg)
+{
+    zq_store_t *self = arg;
+    pthread_mutex_lock(&self->ckpt_mu);
+    for (;;) {
+        while (!self->ckpt_stop && !self->ckpt_want)
+            pthread_cond_wait(&self->ckpt_cv, &self->ckpt_mu);
+        if (self->ckpt_stop)
+            break;
+        self->ckpt_want = 0;
+        pthread_mutex_unlock(&self->ckpt_mu);
+        s_ckpt_pass(self);
+        pthread_mutex_lock(&self->ckpt_mu);
+    }
+    pthread_mutex_unlock(&self->ckpt_mu);
+    return NULL;
+}
+
+/* Open the checkpointer's connection and start its thread. On failure the broker's own
+ * connection checkpoints inside its commits, as SQLite does by default: slower, not fatal. */
+static void s_ckpt_start(zq_store_t *self, const char *path)
+{
+    const char *why = NULL;
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA synchronous=%s; PRAGMA journal_mode=WAL;",
+             self->sync == ZQ_STORE_SYNC_OFF    ? "OFF"
+             : self->sync == ZQ_STORE_SYNC_FULL ? "FULL"
+                                                : "NORMAL");
+    if (!sqlite3_threadsafe())
+        why = "SQLite was built without threads";
+    else if (sqlite3_open_v2(path, &self->cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                             NULL) != SQLITE_OK ||
+             sqlite3_exec(self->cdb, pragma, NULL, NULL, NULL) != SQLITE_OK)
+        why = self->cdb ? sqlite3_errmsg(self->cdb) : "out of memory";
+    else if ((self->db_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        why = strerror(errno);
+    if (!why) {
+        /* no signal for this thread: the broker's handlers expect its own thread */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int rc = pthread_create(&self->ckpt_thread, NULL, s_ckpt_main, self);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc == 0)
+            self->ckpt_started = 1;
+        else
+            why = strerror(rc);
+    }
+    if (why) {
+        ZQ_WARN("store: no checkpoint thread (%s): checkpoints run inside commits", why);
+        sqlite3_wal_autocheckpoint(self->db, self->ckpt_pages);
+    }
+}
+
+static void s_ckpt_stop(zq_store_t *self)
+{
+    if (self->ckpt_started) {
+        pthread_mutex_lock(&self->ckpt_mu);
+        self->ckpt_stop = 1;
+        pthread_cond_signal(&self->ckpt_cv);
+        pthread_mutex_unlock(&self->ckpt_mu);
+        pthread_join(self->ckpt_thread, NULL);
+        self->ckpt_started = 0;
+    }
+    if (self->cdb)
+        sqlite3_close(self->cdb);
+    self->cdb = NULL;
+}
+
+void zq_store_wal_stats(const zq_store_t *self, zq_store_wal_stats_t *out)
+{
+    *out = self->wal;
+    out->passes = atomic_load(&((zq_store_t *)self)->ckpt_passes);
+    out->errors = atomic_load(&((zq_store_t *)self)->ckpt_errors);
+}
+
 zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size_t errlen)
 {
     if (!dir || !*dir) {
@@ -393,6 +622,13 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
         return NULL;
     }
     self->lock_fd = -1;
+    self->db_fd = -1;
+    self->sync = sync;
+    pthread_mutex_init(&self->ckpt_mu, NULL);
+    pthread_cond_init(&self->ckpt_cv, NULL);
+    const char *ckp = getenv("ZQ_STORE_CKPT_PAGES");
+    self->ckpt_pages = ckp && atoi(ckp) >= 4 ? atoi(ckp) : STORE_CKPT_PAGES;
+    self->wal_next = self->ckpt_pages;
     char path[4200];
     snprintf(path, sizeof path, "%s/LOCK", dir);
     self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -420,20 +656,24 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
     /* more small allocations (cursors, records) from the connection's own pool than the
      * default 100 slots: fewer malloc/free calls per statement */
     sqlite3_db_config(self->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 1200, 1000);
-    /* wal_autocheckpoint 10000 pages (~40 MB of WAL between checkpoints instead of 4): pages
-     * rewritten by successive group commits (index tails, recent rows) are copied back to
-     * the database once instead of many times: half the bytes written per task */
+    /* checkpoints every 10,000 pages (~40 MB of WAL, not SQLite's 4 MB), on the
+     * checkpointer's thread: pages rewritten by successive group commits (index tails, recent
+     * rows) are copied back to the database once instead of many times */
     char pragmas[320];
     snprintf(pragmas, sizeof pragmas,
-             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
-             " PRAGMA cache_size=-%d;"
-             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=10000;",
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-%d;"
+             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;",
              sync == ZQ_STORE_SYNC_OFF ? "OFF" : sync == ZQ_STORE_SYNC_FULL ? "FULL" : "NORMAL",
              STORE_CACHE_KIB);
-    if (s_exec(self, pragmas) != ZQ_OK) {
+    int page = 0;
+    if (s_exec(self, pragmas) != ZQ_OK || s_pragma_int(self, "PRAGMA page_size", &page) != ZQ_OK) {
         zq_errf(err, errlen, "cannot set up %s: %s", path, self->errbuf);
         goto fail;
     }
+    /* a WAL that grew (a reader held it) is cut back when it starts over */
+    snprintf(pragmas, sizeof pragmas, "PRAGMA journal_size_limit=%lld;",
+             2LL * self->ckpt_pages * page);
+    s_exec(self, pragmas);
     if (s_migrate(self) != ZQ_OK) {
         zq_errf(err, errlen, "cannot migrate %s: %s", path, self->errbuf);
         goto fail;
@@ -453,6 +693,8 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
             goto fail;
         }
     }
+    sqlite3_wal_hook(self->db, s_wal_hook, self);
+    s_ckpt_start(self, path);
     return self;
 fail:
     zq_store_destroy(&self);
@@ -466,10 +708,19 @@ void zq_store_destroy(zq_store_t **self_p)
     zq_store_t *self = *self_p;
     if (self->in_tx && zq_store_commit(self) != ZQ_OK)
         ZQ_ERROR("store: final commit failed: %s", self->errbuf);
+    s_ckpt_stop(self);
+    ZQ_DEBUG("store: WAL: %ld commits, %ld resets, %ld pages at most, %ld checkpoints (%ld finished by the "
+             "broker's thread, %.1f ms at most, %ld failed)",
+             self->wal.commits, self->wal.resets, self->wal.max_frames, (long)atomic_load(&self->ckpt_passes),
+             self->wal.finished, self->wal.finish_ms, (long)atomic_load(&self->ckpt_errors));
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(self->st[i]);
     if (self->db)
-        sqlite3_close(self->db);
+        sqlite3_close(self->db); /* the last connection: checkpoints and removes the WAL */
+    if (self->db_fd >= 0)
+        close(self->db_fd); /* only now: a close drops every fcntl lock of the process */
+    pthread_mutex_destroy(&self->ckpt_mu);
+    pthread_cond_destroy(&self->ckpt_cv);
     if (self->lock_fd >= 0)
         close(self->lock_fd); /* releases the flock */
     for (size_t i = 0; i < self->counts.wcap; i++)
@@ -620,6 +871,8 @@ int zq_store_commit(zq_store_t *self)
     if (rc != ZQ_OK)
         self->counts.valid = 0;
     self->in_tx = 0;
+    if (self->wal_finish && rc == ZQ_OK)
+        s_wal_finish(self);
     return rc;
 }
 

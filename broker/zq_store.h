@@ -3,7 +3,9 @@
  *
  * One narrow interface so that another backend (a shared PostgreSQL store, issue 3+)
  * can replace it: the broker never writes SQL itself. Everything here runs on the
- * broker's single thread; nothing is thread-safe.
+ * broker's single thread; nothing is thread-safe. (A store runs a thread of its own that
+ * checkpoints the WAL through a second connection, started by zq_store_open and joined by
+ * zq_store_destroy; it shares nothing with callers.)
  *
  * Writes are grouped by the caller: zq_store_begin() ... many writes ... zq_store_commit().
  * Outside a transaction each write commits on its own (fine for tests, slow for the broker).
@@ -45,12 +47,26 @@ int zq_store_parse_sync(const char *s, zq_store_sync_t *out);
 const char *zq_store_sync_name(zq_store_sync_t sync);
 
 /* Open (creating when needed, mode 0700) the data directory dir and the database in it,
- * migrating the schema. Testing aid: $ZQ_STORE_MAX_PAGES=N caps the database at N pages
- * of 4 KiB, so that writes fail as on a full disk. On failure returns NULL and writes a one-line reason into err
+ * migrating the schema. Testing aids: $ZQ_STORE_MAX_PAGES=N caps the database at N pages
+ * of 4 KiB, so that writes fail as on a full disk; $ZQ_STORE_CKPT_PAGES=N checkpoints the
+ * WAL from N pages on (default 10,000) instead. On failure returns NULL and writes a one-line reason into err
  * (errlen bytes, may be NULL). Caller owns return value and must destroy it. */
 zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size_t errlen);
 /* Commit what is pending (if a transaction is open), close, free. NULL-safe; clears *self_p. */
 void zq_store_destroy(zq_store_t **self_p);
+/* The WAL as the broker's connection sees it, for tests and diagnostics. */
+typedef struct {
+    long commits;    /* commits of the caller's connection */
+    long frames;     /* pages in the WAL after the last commit */
+    long max_frames; /* the most seen after a commit */
+    long resets;     /* times the WAL started over from its beginning */
+    long passes;     /* checkpoints run by the store's thread */
+    long finished;   /* checkpoints finished by the caller's thread (in zq_store_commit) */
+    double finish_ms; /* the longest of those */
+    long errors;     /* failed checkpoints (logged) */
+} zq_store_wal_stats_t;
+void zq_store_wal_stats(const zq_store_t *self, zq_store_wal_stats_t *out);
+
 /* The last SQLite error message of this store. Never NULL; valid until the next call. */
 const char *zq_store_errmsg(const zq_store_t *self);
 

@@ -1003,6 +1003,87 @@ START_TEST(test_disk_full)
 }
 END_TEST
 
+/* Commits back to back, as a broker that is never idle makes them, with a checkpoint every
+ * 64 WAL pages: the WAL is copied back and started over again and again (so it stays
+ * small) while the commits go on, and every committed row is there after a reopen. */
+static void s_wal_cycles(zq_store_sync_t sync, int ntx)
+{
+    zq_store_destroy(&s_st);
+    setenv("ZQ_STORE_CKPT_PAGES", "64", 1);
+    char err[256] = "";
+    s_st = zq_store_open(s_dir, sync, err, sizeof err);
+    unsetenv("ZQ_STORE_CKPT_PAGES");
+    ck_assert_msg(s_st != NULL, "%s", err);
+    int n = 0;
+    long written = 0, prev = 0; /* WAL pages written by all the commits */
+    zq_store_wal_stats_t w;
+    for (int t = 0; t < ntx; t++) {
+        ck_assert_int_eq(zq_store_begin(s_st), ZQ_OK);
+        for (int k = 0; k < 8; k++, n++) {
+            char id[32];
+            snprintf(id, sizeof id, "t%06d", n);
+            s_add(id, "celery", 0, 0);
+            if (n >= 4) { /* earlier tasks end: updates all over the table */
+                snprintf(id, sizeof id, "t%06d", n - 4);
+                ck_assert_int_eq(s_set(id, "SUCCESS", "wk"), ZQ_OK);
+            }
+        }
+        ck_assert_int_eq(zq_store_commit(s_st), ZQ_OK);
+        zq_store_wal_stats(s_st, &w);
+        written += w.frames >= prev ? w.frames - prev : w.frames;
+        prev = w.frames;
+    }
+    ck_assert_msg(w.passes >= 2 && w.resets >= 2 && w.errors == 0,
+                  "passes %ld resets %ld errors %ld", w.passes, w.resets, w.errors);
+    /* without checkpoints the WAL would hold every page written */
+    ck_assert_msg(w.max_frames * 3 < written, "WAL grew to %ld of %ld pages", w.max_frames,
+                  written);
+
+    /* the database can be read from another connection while the store is open */
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", s_dir, ZQ_STORE_FILE);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks", -1, &st, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(st, 0), n);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    s_reopen(); /* destroy stops and joins the checkpointer */
+    zq_store_counts_t c;
+    ck_assert_int_eq(zq_store_counts(s_st, &c), ZQ_OK);
+    ck_assert_int_eq(c.total, n);
+    ck_assert_int_eq(c.success, n - 4);
+    ck_assert_int_eq(c.pending, 4);
+    char id[32];
+    snprintf(id, sizeof id, "t%06d", n - 1);
+    ck_assert_str_eq(zq_store_get_state(s_st, id), "PENDING");
+    snprintf(id, sizeof id, "t%06d", n - 5);
+    ck_assert_str_eq(zq_store_get_state(s_st, id), "SUCCESS");
+    /* closed cleanly: the last connection checkpointed and removed the WAL */
+    zq_store_destroy(&s_st);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s-wal", s_dir, ZQ_STORE_FILE);
+    ck_assert_int_ne(stat(path, &sb), 0);
+    s_st = zq_store_open(s_dir, ZQ_STORE_SYNC_OFF, err, sizeof err);
+    ck_assert_msg(s_st != NULL, "%s", err);
+}
+
+START_TEST(test_wal_checkpoint_cycles)
+{
+    s_wal_cycles(ZQ_STORE_SYNC_OFF, 1500);
+}
+END_TEST
+
+START_TEST(test_wal_checkpoint_cycles_sync)
+{
+    s_wal_cycles(ZQ_STORE_SYNC_NORMAL, 400); /* the fsyncs (and fdatasync) path */
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1036,6 +1117,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_recover_after_reopen);
     tcase_add_test(tc, test_rollback);
     tcase_add_test(tc, test_disk_full);
+    tcase_add_test(tc, test_wal_checkpoint_cycles);
+    tcase_add_test(tc, test_wal_checkpoint_cycles_sync);
     suite_add_tcase(s, tc);
     tc = tcase_create("open");
     tcase_add_checked_fixture(tc, setup, teardown);
