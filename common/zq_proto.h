@@ -88,6 +88,23 @@ int zq_msg_send(void *sock, const void *identity, size_t idlen, const char *cmd,
 /* Free the body and reset. */
 void zq_msg_clear(zq_msg_t *m);
 
+/* The elements of a JSON array's text, one at a time, without parsing them (the body of a
+ * TASKS, §8): the scanner follows strings (with escapes) and nesting only, so each
+ * element's text is handed as it came to a real parser, which validates it. */
+typedef struct {
+    const char *p, *end;
+    int closed; /* the closing ']' was read */
+} zq_jarray_t;
+
+/* Start on text (len bytes, borrowed for the iteration). ZQ_OK, or ZQ_EPROTO when it does
+ * not start with '[' (whitespace aside). */
+int zq_jarray_begin(zq_jarray_t *it, const char *text, size_t len);
+/* 1 with the next element's text (whitespace around it trimmed) in *elem, *n; 0 after the
+ * last one (the closing ']' and only whitespace after it); ZQ_EPROTO when the text is not
+ * an array of elements: an unterminated string or nesting, a stray '}' , an empty element
+ * ("[1,]", "[,1]"), bytes after the ']'. The elements before the error were returned. */
+int zq_jarray_next(zq_jarray_t *it, const char **elem, size_t *n);
+
 /* Build a REPLY body carrying an error. Caller owns return value. req may be NULL. */
 cJSON *zq_reply_error(const cJSON *req, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
