@@ -37,6 +37,12 @@
 
 /* Broker -> worker, on the worker's dispatch channel (PUSH -> PULL). */
 #define ZQ_CMD_TASK "TASK"
+/* Several TASKs in one message: a JSON array of task messages, sent only to a worker that
+ * said "batch_tasks": true in HELLO (§8). Same name as the frontend's TASKS (ZQ_CMD_TASKS):
+ * commands are per channel. */
+#define ZQ_CMD_TASK_BATCH "TASKS"
+/* A TASKS message is closed before its body passes this (bytes; well under ZQ_MAX_MSG_SIZE) */
+#define ZQ_TASK_BATCH_MAX (1024 * 1024)
 #define ZQ_CMD_REVOKED "REVOKED"
 #define ZQ_CMD_ACK "ACK" /* upstream batches committed */
 
