@@ -1616,6 +1616,8 @@ static void s_batch_undo(zq_broker_t *self, s_worker_t *w)
     w->batch.oom = 0;
 }
 
+#define S_BATCH_KEEP (256 * 1024) /* bytes of a worker's TASKS buffer kept between passes */
+
 /* Send the collected tasks of w: one alone as TASK, more as TASKS. 0 when the message was
  * not accepted (w->blocked is set; the caller undoes the batch). */
 static int s_batch_send(zq_broker_t *self, s_worker_t *w)
@@ -1639,6 +1641,8 @@ static int s_batch_send(zq_broker_t *self, s_worker_t *w)
     }
     w->nbatch = 0;
     b->len = 0;
+    if (b->cap > S_BATCH_KEEP)
+        zq_sb_free(b); /* a pass of large tasks: do not keep a MiB per worker */
     return 1;
 }
 
