@@ -421,6 +421,9 @@ struct s_worker {
     int nqueues;
     int concurrency, prefetch;
     int prefetch_adaptive; /* widen the window for short tasks (docs §8 Credits) */
+    int batch_tasks;       /* it takes TASKS: the tasks of a dispatch pass in one message */
+    zq_sb_t batch;         /* the TASKS body being collected: "[task,task" (no ']' yet) */
+    int nbatch;            /* tasks in it: the first nbatch of hl */
     double runtime_avg;    /* moving average of its tasks' runtimes (s); < 0: none yet */
     uint64_t *acks;        /* upstream batches applied this turn: ACKed after the commit */
     size_t nacks, acks_cap;
@@ -594,6 +597,7 @@ struct zq_broker {
     size_t npush, push_cap;
     zq_sb_t arena;             /* bytes of the outbox */
     zq_sb_t scratch;           /* TASK messages, records */
+    int fail_dispatch;         /* test seam: dispatch sends left to fail as if full */
     /* events */
     char **subs;               /* XPUB subscriptions (topic prefixes) */
     size_t *sublens;
@@ -1728,6 +1732,7 @@ static void s_worker_free(s_worker_t *w)
     if (w->push)
         zmq_close(w->push);
     cJSON_Delete(w->info);
+    zq_sb_free(&w->batch);
     free(w->acks);
     free(w->queues);
     free(w->hostname);
@@ -1787,35 +1792,138 @@ static void s_expire_later(zq_broker_t *self, s_task_t *t)
     self->expired[self->nexpired++] = t;
 }
 
-/* Send t to w. 1: sent (w holds it now); 0: w's channel is not connected (t not taken);
- * -1: t is already out (a duplicate): the caller frees it. */
+/* [ZQP01][cmd][text] on w's dispatch channel, without waiting. */
+static int s_push(zq_broker_t *self, s_worker_t *w, const char *cmd, const char *text, size_t len)
+{
+    if (self->fail_dispatch > 0) {
+        self->fail_dispatch--;
+        errno = EAGAIN;
+        return ZQ_EIO;
+    }
+    return zq_msg_send_raw(w->push, NULL, 0, cmd, text, len, ZMQ_DONTWAIT);
+}
+
+static void s_push_failed(s_worker_t *w)
+{
+    int e = zmq_errno();
+    if (e != EAGAIN)
+        ZQ_WARN("broker: cannot send to worker %s: %s", w->name, zmq_strerror(e));
+    w->blocked = 1;
+}
+
+/* t, just taken off the head of its queue, goes back there. */
+static void s_unsend(zq_broker_t *self, s_task_t *t, int is_eta)
+{
+    if (is_eta || s_deque_push_head(&t->q->ready, t) != ZQ_OK)
+        s_place(self, t, 1); /* ETA heap; or out of memory: s_place copes */
+}
+
+/* The collected TASKS of w were not sent: its tasks go back to the head of their queues,
+ * in order, as if never handed out. */
+static void s_batch_undo(zq_broker_t *self, s_worker_t *w)
+{
+    for (; w->nbatch > 0; w->nbatch--) { /* hl starts with the batch, newest first */
+        int is_eta = w->hl->is_eta;
+        s_task_t *t = s_held_release(self, w->hl, 1);
+        if (is_eta)
+            t->q->n_sched++;
+        else
+            t->q->n_ready++;
+        self->stats.dispatched--;
+        s_unsend(self, t, is_eta);
+    }
+    w->batch.len = 0;
+    w->batch.oom = 0;
+}
+
+#define S_BATCH_KEEP (256 * 1024) /* bytes of a worker's TASKS buffer kept between passes */
+
+/* Send the collected tasks of w: one alone as TASK, more as TASKS. 0 when the message was
+ * not accepted (w->blocked is set; the caller undoes the batch). */
+static int s_batch_send(zq_broker_t *self, s_worker_t *w)
+{
+    zq_sb_t *b = &w->batch;
+    if (!w->nbatch)
+        return 1;
+    int rc;
+    if (w->nbatch == 1) {
+        rc = s_push(self, w, ZQ_CMD_TASK, b->buf + 1, b->len - 1);
+    } else {
+        zq_sb_putc(b, ']');
+        rc = b->oom ? ZQ_ENOMEM : s_push(self, w, ZQ_CMD_TASK_BATCH, b->buf, b->len);
+    }
+    if (rc != ZQ_OK) {
+        if (rc == ZQ_ENOMEM)
+            w->blocked = 1;
+        else
+            s_push_failed(w);
+        return 0;
+    }
+    w->nbatch = 0;
+    b->len = 0;
+    if (b->cap > S_BATCH_KEEP)
+        zq_sb_free(b); /* a pass of large tasks: do not keep a MiB per worker */
+    return 1;
+}
+
+/* Give t to w. 1: taken (w holds it now); 0: not taken (w's channel is not connected or
+ * full: w->blocked set), t is back at the head of its queue; -1: t is already out (a
+ * duplicate): the caller frees it.
+ * A worker with batch_tasks collects the tasks of the dispatch pass in w->batch, sent by
+ * s_dispatch at its end (or here, when the next task would pass ZQ_TASK_BATCH_MAX). They
+ * count as held from the start, so that credits and s_is_out see them; s_batch_undo takes
+ * them back if the message is not accepted, before anything else looks. */
 static int s_send_task(zq_broker_t *self, s_worker_t *w, s_task_t *t, int is_eta)
 {
     if (s_is_out(self, t->id))
         return -1;
-    zq_sb_t *b = &self->scratch;
-    b->len = 0;
+    const char *tail = t->redelivered ? ",\"redelivered\":true}" : ",\"redelivered\":false}";
+    zq_sb_t *b = w->batch_tasks ? &w->batch : &self->scratch;
+    size_t tl = strlen(tail), old = 0;
+    if (!w->batch_tasks) {
+        b->len = 0;
+    } else {
+        if (w->nbatch && b->len + 1 + (t->msglen - 1) + tl + 1 > ZQ_TASK_BATCH_MAX &&
+            !s_batch_send(self, w)) {
+            s_unsend(self, t, is_eta); /* first: the batch goes back ahead of it */
+            s_batch_undo(self, w);
+            return 0;
+        }
+        old = b->len;
+        zq_sb_putc(b, w->nbatch ? ',' : '[');
+    }
     zq_sb_putn(b, t->msg, t->msglen - 1); /* the stored object without its closing brace */
-    zq_sb_puts(b, t->redelivered ? ",\"redelivered\":true}" : ",\"redelivered\":false}");
-    if (b->oom)
+    zq_sb_putn(b, tail, tl);
+    if (b->oom) {
+        b->len = old;
+        b->oom = 0;
+        w->blocked = 1; /* until the next turn */
+        s_unsend(self, t, is_eta);
         return 0;
-    if (zq_msg_send_raw(w->push, NULL, 0, ZQ_CMD_TASK, b->buf, b->len, ZMQ_DONTWAIT) != ZQ_OK) {
-        int e = zmq_errno();
-        if (e != EAGAIN)
-            ZQ_WARN("broker: cannot send to worker %s: %s", w->name, zmq_strerror(e));
-        w->blocked = 1;
+    }
+    if (!w->batch_tasks && s_push(self, w, ZQ_CMD_TASK, b->buf, b->len) != ZQ_OK) {
+        s_push_failed(w);
+        s_unsend(self, t, is_eta);
         return 0;
     }
     s_queue_t *q = t->q;
+    if (!s_held_add(self, w, t, t->id, q, is_eta)) {
+        if (w->batch_tasks) { /* not sent yet: it stays queued */
+            b->len = old;
+            w->blocked = 1;
+            s_unsend(self, t, is_eta);
+            return 0;
+        }
+        ZQ_ERROR("broker: out of memory: task %s sent to %s is not tracked", t->id, w->name);
+        free(t);
+    }
     if (is_eta)
         q->n_sched--;
     else
         q->n_ready--;
     self->stats.dispatched++;
-    if (!s_held_add(self, w, t, t->id, q, is_eta)) {
-        ZQ_ERROR("broker: out of memory: task %s sent to %s is not tracked", t->id, w->name);
-        free(t);
-    }
+    if (w->batch_tasks)
+        w->nbatch++;
     return 1;
 }
 
@@ -1843,9 +1951,7 @@ static int s_dispatch_queue(zq_broker_t *self, s_queue_t *q, double now)
             break;
         s_heap_remove(&q->sched, 0);
         int rc = s_send_task(self, w, t, 1);
-        if (rc == 0)
-            s_place(self, t, 1);
-        else if (rc < 0)
+        if (rc < 0)
             free(t);
         else
             moved++;
@@ -1865,9 +1971,7 @@ static int s_dispatch_queue(zq_broker_t *self, s_queue_t *q, double now)
             break;
         s_deque_pop(&q->ready);
         int rc = s_send_task(self, w, t, 0);
-        if (rc == 0)
-            s_deque_push_head(&q->ready, t); /* cannot fail: the slot was just freed */
-        else if (rc < 0)
+        if (rc < 0)
             free(t);
         else
             moved++;
@@ -1906,12 +2010,22 @@ static void s_dispatch(zq_broker_t *self)
     s_qlist_t l = {0};
     s_map_each(&self->queues, s_collect_queue, &l);
     double now = zq_now();
-    int moved;
+    int moved, undone;
     do {
-        moved = 0;
-        for (size_t i = 0; i < l.n; i++)
-            moved += s_dispatch_queue(self, l.v[i], now);
-    } while (moved);
+        do {
+            moved = 0;
+            for (size_t i = 0; i < l.n; i++)
+                moved += s_dispatch_queue(self, l.v[i], now);
+        } while (moved);
+        /* the TASKS of the pass; tasks of one that is not accepted may go to another worker
+         * (its own is blocked now) */
+        undone = 0;
+        for (s_worker_t *w = self->workers; w; w = w->next)
+            if (w->nbatch && !s_batch_send(self, w)) {
+                s_batch_undo(self, w);
+                undone = 1;
+            }
+    } while (undone);
     free(l.v);
 }
 
@@ -3081,6 +3195,7 @@ static s_worker_t *s_worker_new(zq_broker_t *self, const cJSON *body, char *err,
     w->concurrency = (int)zq_json_num(body, "concurrency", 1);
     w->prefetch = (int)zq_json_num(body, "prefetch", 0);
     w->prefetch_adaptive = zq_json_bool(body, "prefetch_adaptive", 0);
+    w->batch_tasks = zq_json_bool(body, "batch_tasks", 0);
     w->runtime_avg = -1;
     const cJSON *qs = cJSON_GetObjectItemCaseSensitive(body, "queues");
     int nq = cJSON_IsArray(qs) ? cJSON_GetArraySize(qs) : 1;
@@ -4716,4 +4831,12 @@ void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
             w->blocked = 0;
     }
     s_dispatch(self);
+}
+
+int zq_broker_fail_dispatch(zq_broker_t *self, int n)
+{
+    int left = self->fail_dispatch;
+    if (n >= 0)
+        self->fail_dispatch = n;
+    return left;
 }

@@ -72,7 +72,7 @@ const char *zq_broker_events(const zq_broker_t *self);
 typedef struct {
     long submitted;    /* tasks accepted (committed) */
     long duplicates;   /* SUBMITs of an id that already existed */
-    long dispatched;   /* TASK messages handed to workers */
+    long dispatched;   /* tasks handed to workers (TASK, or in a TASKS) */
     long succeeded, failed, revoked, retried;
     long bad_messages; /* rejected frontend and upstream messages */
     long commits, commit_failures;

@@ -1,5 +1,6 @@
 /*
- * zq_broker_int.h - test seam of the broker loop (tests/fuzz). Not for production use.
+ * zq_broker_int.h - test seams of the broker loop (tests/fuzz, tests/unit). Not for
+ * production use.
  */
 #ifndef ZQ_BROKER_INT_H
 #define ZQ_BROKER_INT_H
@@ -16,5 +17,11 @@
  * Call it from the thread that owns the broker, never while zq_broker_run() runs. */
 void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
                     const size_t *sizes, size_t nframes);
+
+/* Make the next n sends of tasks on dispatch channels (TASK, TASKS) fail as a full channel
+ * does (EAGAIN): not taken, the worker blocked until its channel polls writable again.
+ * n < 0 changes nothing. Returns how many such failures were still to come. Same thread
+ * rule as zq_broker_feed. */
+int zq_broker_fail_dispatch(zq_broker_t *self, int n);
 
 #endif

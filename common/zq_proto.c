@@ -204,3 +204,78 @@ void zq_socket_defaults(void *sock)
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivlmax, sizeof ivlmax);
 }
+
+/* ---------------------------------------------------------------------------------------
+ * JSON array splitter (TASKS)
+ */
+static int s_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int zq_jarray_begin(zq_jarray_t *it, const char *text, size_t len)
+{
+    it->p = text;
+    it->end = text + len;
+    it->closed = 0;
+    while (it->p < it->end && s_ws(*it->p))
+        it->p++;
+    if (it->p == it->end || *it->p != '[')
+        return ZQ_EPROTO;
+    it->p++;
+    while (it->p < it->end && s_ws(*it->p))
+        it->p++;
+    if (it->p < it->end && *it->p == ']') { /* [] */
+        it->p++;
+        it->closed = 1;
+    }
+    return ZQ_OK;
+}
+
+int zq_jarray_next(zq_jarray_t *it, const char **elem, size_t *n)
+{
+    const char *p = it->p, *end = it->end;
+    if (it->closed) {
+        while (p < end && s_ws(*p))
+            p++;
+        it->p = p;
+        return p == end ? 0 : ZQ_EPROTO;
+    }
+    while (p < end && s_ws(*p))
+        p++;
+    const char *start = p;
+    size_t depth = 0;
+    for (; p < end; p++) {
+        char c = *p;
+        if (c == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\' && ++p == end)
+                    break;
+            if (p >= end)
+                return ZQ_EPROTO; /* unterminated string */
+        } else if (c == '[' || c == '{') {
+            depth++;
+        } else if (c == ']' || c == '}') {
+            if (depth == 0) {
+                if (c == '}')
+                    return ZQ_EPROTO;
+                break;
+            }
+            depth--;
+        } else if (c == ',' && depth == 0) {
+            break;
+        }
+    }
+    if (p == end)
+        return ZQ_EPROTO; /* no closing ']' */
+    const char *stop = p;
+    while (stop > start && s_ws(stop[-1]))
+        stop--;
+    if (stop == start)
+        return ZQ_EPROTO; /* empty element */
+    it->closed = *p == ']';
+    it->p = p + 1;
+    *elem = start;
+    *n = (size_t)(stop - start);
+    return 1;
+}

@@ -38,6 +38,12 @@
 
 /* Broker -> worker, on the worker's dispatch channel (PUSH -> PULL). */
 #define ZQ_CMD_TASK "TASK"
+/* Several TASKs in one message: a JSON array of task messages, sent only to a worker that
+ * said "batch_tasks": true in HELLO (§8). Same name as the frontend's TASKS (ZQ_CMD_TASKS):
+ * commands are per channel. */
+#define ZQ_CMD_TASK_BATCH "TASKS"
+/* A TASKS message is closed before its body passes this (bytes; well under ZQ_MAX_MSG_SIZE) */
+#define ZQ_TASK_BATCH_MAX (1024 * 1024)
 #define ZQ_CMD_REVOKED "REVOKED"
 #define ZQ_CMD_ACK "ACK" /* upstream batches committed */
 
@@ -88,6 +94,23 @@ int zq_msg_send(void *sock, const void *identity, size_t idlen, const char *cmd,
                 int flags);
 /* Free the body and reset. */
 void zq_msg_clear(zq_msg_t *m);
+
+/* The elements of a JSON array's text, one at a time, without parsing them (the body of a
+ * TASKS, §8): the scanner follows strings (with escapes) and nesting only, so each
+ * element's text is handed as it came to a real parser, which validates it. */
+typedef struct {
+    const char *p, *end;
+    int closed; /* the closing ']' was read */
+} zq_jarray_t;
+
+/* Start on text (len bytes, borrowed for the iteration). ZQ_OK, or ZQ_EPROTO when it does
+ * not start with '[' (whitespace aside). */
+int zq_jarray_begin(zq_jarray_t *it, const char *text, size_t len);
+/* 1 with the next element's text (whitespace around it trimmed) in *elem, *n; 0 after the
+ * last one (the closing ']' and only whitespace after it); ZQ_EPROTO when the text is not
+ * an array of elements: an unterminated string or nesting, a stray '}' , an empty element
+ * ("[1,]", "[,1]"), bytes after the ']'. The elements before the error were returned. */
+int zq_jarray_next(zq_jarray_t *it, const char **elem, size_t *n);
 
 /* Build a REPLY body carrying an error. Caller owns return value. req may be NULL. */
 cJSON *zq_reply_error(const cJSON *req, const char *code, const char *fmt, ...)

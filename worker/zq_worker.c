@@ -1183,6 +1183,29 @@ static void s_on_ack(zq_worker_t *w, const cJSON *body)
     }
 }
 
+/* TASKS: each element of the array handled exactly as the body of a TASK (raw: its own
+ * text); a malformed element is dropped and counted, the others are taken. */
+static void s_on_tasks(zq_worker_t *w, const char *text, size_t len)
+{
+    zq_jarray_t it;
+    const char *elem;
+    size_t n;
+    int rc = zq_jarray_begin(&it, text, len);
+    while (rc == ZQ_OK && (rc = zq_jarray_next(&it, &elem, &n)) == 1) {
+        const char *end = NULL;
+        cJSON *body = cJSON_ParseWithLengthOpts(elem, n, &end, 0);
+        if (!cJSON_IsObject(body) || end != elem + n) {
+            cJSON_Delete(body);
+            s_bad_message(w, "dispatch", "TASKS: an element is not a JSON object");
+        } else {
+            s_on_task(w, body, elem, n);
+        }
+        rc = ZQ_OK;
+    }
+    if (rc != 0)
+        s_bad_message(w, "dispatch", "TASKS: body is not a JSON array of task messages");
+}
+
 /* One message of the dispatch channel (n frames kept of total received). acks_only:
  * leaving, the pool is gone: a TASK is not taken (the broker requeues what we held when we
  * say BYE). */
@@ -1193,6 +1216,19 @@ static void s_on_dispatch(zq_worker_t *w, const void *const *frames, const size_
     char err[256];
     if (total != n) {
         s_bad_message(w, "dispatch", "too many frames");
+        return;
+    }
+    /* TASKS has an array body, which zq_msg_decode refuses: its elements are decoded one by
+     * one instead */
+    if (n == 3 && sizes[1] == strlen(ZQ_CMD_TASK_BATCH) &&
+        !memcmp(frames[1], ZQ_CMD_TASK_BATCH, sizes[1])) {
+        if (sizes[0] != strlen(ZQ_PROTO_VERSION) ||
+            memcmp(frames[0], ZQ_PROTO_VERSION, sizes[0]) != 0)
+            s_bad_message(w, "dispatch", "unsupported protocol version (want " ZQ_PROTO_VERSION ")");
+        else if (acks_only)
+            ZQ_DEBUG("leaving: %s not taken", ZQ_CMD_TASK_BATCH);
+        else
+            s_on_tasks(w, frames[2], sizes[2]);
         return;
     }
     if (zq_msg_decode(frames, sizes, n, 0, &msg, err, sizeof err) != ZQ_OK) {
@@ -1218,6 +1254,21 @@ void zq_worker_feed_dispatch(zq_worker_t *w, const void *const *frames, const si
                              size_t nframes)
 {
     s_on_dispatch(w, frames, sizes, nframes > MAX_FRAMES ? MAX_FRAMES : nframes, nframes, 0);
+}
+
+int zq_worker_held(const zq_worker_t *w, const char *id, const char **raw, size_t *rawlen)
+{
+    const s_job_t *j = s_job_find(w, id);
+    if (raw)
+        *raw = j ? j->raw : NULL;
+    if (rawlen)
+        *rawlen = j ? j->rawlen : 0;
+    return j != NULL;
+}
+
+unsigned long zq_worker_bad_messages(const zq_worker_t *w)
+{
+    return w->bad_messages;
 }
 
 static void s_read_dispatch(zq_worker_t *w, int acks_only)
@@ -1291,6 +1342,7 @@ static cJSON *s_hello_body(zq_worker_t *w)
     cJSON_AddNumberToObject(o, "concurrency", w->concurrency);
     cJSON_AddNumberToObject(o, "prefetch", w->prefetch);
     cJSON_AddBoolToObject(o, "prefetch_adaptive", w->prefetch_adaptive);
+    cJSON_AddBoolToObject(o, "batch_tasks", 1); /* TASKS welcome (§8) */
     cJSON_AddStringToObject(o, "pool", zq_pool_kind_name(w->pool_kind));
     cJSON_AddStringToObject(o, "control", zq_control_endpoint(w->ctl));
     if (w->curve.enabled) /* the control socket's CURVE key, for zq-ctl (§13) */

@@ -1,6 +1,6 @@
 /*
- * zq_worker_int.h - test seam of the worker's main loop (tests/fuzz). Not for production
- * use.
+ * zq_worker_int.h - test seams of the worker's main loop (tests/fuzz, tests/unit). Not for
+ * production use.
  */
 #ifndef ZQ_WORKER_INT_H
 #define ZQ_WORKER_INT_H
@@ -15,5 +15,11 @@
  * logged at ERROR). */
 void zq_worker_feed_dispatch(zq_worker_t *w, const void *const *frames, const size_t *sizes,
                              size_t nframes);
+
+/* Does w hold task id (received, not ended)? *raw / *rawlen (may be NULL) get the text the
+ * prefork pool would ship to its child (NULL in other pools). */
+int zq_worker_held(const zq_worker_t *w, const char *id, const char **raw, size_t *rawlen);
+/* Malformed messages (and TASKS elements) dropped so far. */
+unsigned long zq_worker_bad_messages(const zq_worker_t *w);
 
 #endif

@@ -79,18 +79,60 @@ static void s_event(void *sub)
         zmq_msg_close(&f[i]);
 }
 
-/* One message on the dispatch channel: [ZQP01][TASK|REVOKED|ACK][body] (docs/protocol.md
- * §8), a TASK carrying a task id and "redelivered". */
+/* A task as TASK carries it: an object with an id and "redelivered". */
+static void s_task_ok(const char *what, const cJSON *t)
+{
+    const cJSON *id = cJSON_GetObjectItem(t, "id");
+    if (!cJSON_IsString(id) || !cJSON_IsBool(cJSON_GetObjectItem(t, "redelivered")))
+        s_fail(what, "without an id or redelivered");
+}
+
+/* One message on the dispatch channel: [ZQP01][TASK|TASKS|REVOKED|ACK][body]
+ * (docs/protocol.md §8): a TASK carrying a task id and "redelivered", a TASKS an array of
+ * at least two such tasks. */
 static void s_dispatched(void *pull)
 {
+    zmq_msg_t f[4];
+    size_t n = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, pull, 0) < 0)
+            s_fail("dispatch channel", zmq_strerror(zmq_errno()));
+        more = zmq_msg_more(&part);
+        if (n < 4)
+            f[n++] = part;
+        else
+            zmq_msg_close(&part);
+    }
+    if (n == 3 && zmq_msg_size(&f[1]) == 5 && !memcmp(zmq_msg_data(&f[1]), "TASKS", 5)) {
+        if (zmq_msg_size(&f[0]) != 5 || memcmp(zmq_msg_data(&f[0]), "ZQP01", 5))
+            s_fail("TASKS", "not [ZQP01][TASKS][body]");
+        cJSON *body = cJSON_ParseWithLength(zmq_msg_data(&f[2]), zmq_msg_size(&f[2]));
+        if (!cJSON_IsArray(body) || cJSON_GetArraySize(body) < 2)
+            s_fail("TASKS", "body is not an array of several tasks");
+        const cJSON *t;
+        cJSON_ArrayForEach(t, body) s_task_ok("TASKS", t);
+        cJSON_Delete(body);
+        for (size_t i = 0; i < n; i++)
+            zmq_msg_close(&f[i]);
+        return;
+    }
+    const void *fr[4];
+    size_t sz[4];
+    for (size_t i = 0; i < n; i++) {
+        fr[i] = zmq_msg_data(&f[i]);
+        sz[i] = zmq_msg_size(&f[i]);
+    }
     zq_msg_t m;
     char err[256];
-    if (zq_msg_recv(pull, 0, &m, ZMQ_DONTWAIT, err, sizeof err) != ZQ_OK)
+    if (zq_msg_decode(fr, sz, n, 0, &m, err, sizeof err) != ZQ_OK)
         s_fail("malformed dispatch message", err);
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
     if (!strcmp(m.cmd, "TASK")) {
-        const cJSON *id = cJSON_GetObjectItem(m.body, "id");
-        if (!cJSON_IsString(id) || !cJSON_IsBool(cJSON_GetObjectItem(m.body, "redelivered")))
-            s_fail("TASK", "without an id or redelivered");
+        s_task_ok("TASK", m.body);
     } else if (!strcmp(m.cmd, "ACK")) {
         if (!cJSON_IsArray(cJSON_GetObjectItem(m.body, "seqs")))
             s_fail("ACK", "without seqs");
@@ -175,7 +217,7 @@ static void s_setup(zq_broker_t *b)
             "{\"req\":7,\"name\":\"w1@fuzz\",\"hostname\":\"fuzz\",\"pid\":4242,"
             "\"queues\":[\"celery\",\"q2\"],\"concurrency\":2,\"prefetch\":1,"
             "\"pool\":\"prefork\",\"control\":\"\",\"tasks\":[\"tasks.add\",\"tasks.mul\"],"
-            "\"sw_ver\":\"0.1.0\",\"holding\":[\"t1\",\"t3\"]}");
+            "\"sw_ver\":\"0.1.0\",\"batch_tasks\":true,\"holding\":[\"t1\",\"t3\"]}");
     /* its dispatch channel, from the HELLO reply (after late INFO / SUBMIT replies): t4 is
      * handed out on it */
     for (int connected = 0; !connected;) {

@@ -1,14 +1,14 @@
 /*
  * fuzz_worker_dispatch - what the worker reads on its dispatch channel (docs/protocol.md §8,
  * "Dispatch"): TASK (the task message decoded into a request: id, name, args, kwargs, eta,
- * expires, limits, retries...), REVOKED (ids, terminate, signal), ACK (seqs), and malformed
- * frames.
+ * expires, limits, retries...), TASKS (the array split by zq_jarray_*, each element as a
+ * TASK), REVOKED (ids, terminate, signal), ACK (seqs), and malformed frames.
  * Each message of the input is [ZQP01][CMD][body], fed in order through
  * zq_worker_feed_dispatch (worker/zq_worker_int.h) to a worker that never runs (held tasks
  * stay held). Making one forks a probe child per plugin (worker/zq_loader.c), so a worker
  * serves $ZQ_FUZZ_RESET inputs (default 200; the replay uses 1) as the broker targets do.
  *
- * Each TASK body that decodes is also turned into what the worker derives from it and sends
+ * Each TASK body (and TASKS element) that decodes is also turned into what the worker derives from it and sends
  * or logs: the request as JSON and text (zq_request_to_json / _to_string), the Python-style
  * traceback with the call's arguments, and a FAILURE STATE body, which must be valid JSON.
  *
@@ -62,11 +62,9 @@ static void s_check_json(const char *what, const char *txt, size_t len)
 }
 
 /* What the worker derives from a TASK body besides holding it. */
-static void s_derive(const fz_msg_t *m)
+static void s_derive_task(const char *text, size_t textlen)
 {
-    if (m->n != 3 || m->size[1] != 4 || memcmp(m->frame[1], "TASK", 4))
-        return;
-    cJSON *body = cJSON_ParseWithLength((const char *)m->frame[2], m->size[2]);
+    cJSON *body = cJSON_ParseWithLength(text, textlen);
     zq_request_t r;
     char err[256];
     int rc = zq_exec_decode(&r, body, err, sizeof err);
@@ -95,6 +93,28 @@ static void s_derive(const fz_msg_t *m)
     }
     zq_request_clear(&r);
     cJSON_Delete(body);
+}
+
+static void s_derive(const fz_msg_t *m)
+{
+    if (m->n != 3)
+        return;
+    if (m->size[1] == 4 && !memcmp(m->frame[1], "TASK", 4)) {
+        s_derive_task((const char *)m->frame[2], m->size[2]);
+    } else if (m->size[1] == 5 && !memcmp(m->frame[1], "TASKS", 5)) {
+        zq_jarray_t it;
+        const char *e;
+        size_t n;
+        int rc = zq_jarray_begin(&it, (const char *)m->frame[2], m->size[2]);
+        while (rc == ZQ_OK && (rc = zq_jarray_next(&it, &e, &n)) == 1) {
+            if (e < (const char *)m->frame[2] || e + n > (const char *)m->frame[2] + m->size[2]) {
+                fprintf(stderr, "fuzz: a TASKS element outside the body\n");
+                abort();
+            }
+            s_derive_task(e, n);
+            rc = ZQ_OK;
+        }
+    }
 }
 
 static zq_worker_t *s_w;

@@ -63,7 +63,7 @@ seed broker_frontend tasks \
     fz ZQP01 TASKS '{"req":1,"limit":10,"offset":0,"sort_by":"-received","state":"SUCCESS,FAILURE","taskname":"tasks.add","workername":"w1@fuzz","received_start":"2026-01-01T00:00:00Z","received_end":"2027-01-01","search":"add"}' -- \
     fz ZQP01 TASKS '{"req":2,"parent_id":"t1","root_id":"t1","sort_by":"name","state":"PENDING"}'
 seed broker_frontend worker \
-    fz ZQP01 HELLO '{"req":1,"name":"w2@fuzz","hostname":"fuzz","pid":7,"queues":["celery"],"concurrency":1,"prefetch":0,"pool":"solo","control":"","tasks":["tasks.add"],"sw_ver":"0.1.0","started":"2026-11-26T11:00:00Z","heartbeat":2,"prefetch_adaptive":true,"holding":["t4"]}' -- \
+    fz ZQP01 HELLO '{"req":1,"name":"w2@fuzz","hostname":"fuzz","pid":7,"queues":["celery"],"concurrency":1,"prefetch":0,"pool":"solo","control":"","tasks":["tasks.add"],"sw_ver":"0.1.0","started":"2026-11-26T11:00:00Z","heartbeat":2,"prefetch_adaptive":true,"batch_tasks":true,"holding":["t4"]}' -- \
     fz ZQP01 HEARTBEAT '{"req":2,"name":"w2@fuzz","active":1,"processed":3}' -- \
     fz ZQP01 HEARTBEAT '{"req":3,"name":"ghost@fuzz","active":0,"processed":0}' -- \
     fz ZQP01 BYE '{"req":4,"name":"w2@fuzz"}'
@@ -114,6 +114,12 @@ seed worker_dispatch failures \
     ZQP01 TASK '{"id":"d6","task":"tasks.add","args":{"a":1}}' -- \
     ZQP01 TASK '{"id":"d7","task":"tasks.add","args":[1],"expires":"2001-01-01T00:00:00Z"}' -- \
     ZQP01 TASK '{"task":"tasks.add"}' -- ZQP01 STATE '{}'
+seed worker_dispatch tasks \
+    ZQP01 TASKS '[{"id":"d10","task":"tasks.add","args":[1,2],"kwargs":{},"queue":"celery","redelivered":false},{"id":"d11","task":"tasks.sleep","args":[0],"eta":"2030-01-01T00:00:00Z","redelivered":true} , {"id":"d12","task":"tasks.nope","args":[]},7,{"id":"d13","task":"tasks.add","args":["]\\\"[{,"]},{"task":"tasks.add"}]' -- \
+    ZQP01 TASKS ' [ ] ' -- ZQP01 TASKS '[{"id":"d10","task":"tasks.add","args":[1,2]}]' -- \
+    ZQP01 TASKS '[{"id":"d14","task":"tasks.add","args":[1,1]},{"id":"d15","args":[' -- \
+    ZQP01 TASKS '[{"id":"d16","task":"tasks.add"} {"id":"d17"},,]' -- ZQP01 TASKS '{"id":"d18","task":"tasks.add"}' -- \
+    ZQP02 TASKS '[]'
 seed worker_dispatch repr \
     ZQP01 TASK '{"id":"d8","task":"tasks.request","args":["quote'"'"'s \"dq\" \\\\ \u00e9 \ud83d\ude00",1e300,-0.0,12345678901234567890,true,null,[],{}],"kwargs":{"k":[1.5,{"n":null}]}}'
 

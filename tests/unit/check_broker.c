@@ -7,6 +7,7 @@
 #include "config.h"
 #include "zq.h"
 #include "zq_broker.h"
+#include "zq_broker_int.h"
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_time.h"
@@ -1677,6 +1678,209 @@ START_TEST(test_adaptive_window)
 }
 END_TEST
 
+/* ---- batched dispatch (TASKS, docs/protocol.md §8) ---- */
+
+/* The next dispatch message within ms, body parsed whatever it is (a TASKS body is an
+ * array, which zq_msg_recv refuses). NULL if none came. Caller deletes it. */
+static cJSON *fw_recv_any(void *pull, int ms, char *cmd, size_t cmdlen)
+{
+    zmq_pollitem_t it = {pull, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, ms) <= 0)
+        return NULL;
+    zmq_msg_t f[3];
+    size_t n = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        ck_assert_int_ge(zmq_msg_recv(&part, pull, 0), 0);
+        more = zmq_msg_more(&part);
+        ck_assert_uint_lt(n, 3);
+        f[n++] = part;
+    }
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(zmq_msg_size(&f[0]), 5);
+    ck_assert(!memcmp(zmq_msg_data(&f[0]), "ZQP01", 5));
+    snprintf(cmd, cmdlen, "%.*s", (int)zmq_msg_size(&f[1]), (const char *)zmq_msg_data(&f[1]));
+    cJSON *body = cJSON_ParseWithLength(zmq_msg_data(&f[2]), zmq_msg_size(&f[2]));
+    ck_assert_msg(body != NULL, "%s: body is not JSON", cmd);
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+    return body;
+}
+
+/* The next dispatch message must be cmd with the tasks ids (TASK: one, TASKS: an array of
+ * them in that order), all with redelivered false. */
+static void fw_expect_batch(void *pull, const char *cmd, const char *const *ids, int n)
+{
+    char got[32];
+    cJSON *b = fw_recv_any(pull, WAIT_MS, got, sizeof got);
+    ck_assert_msg(b != NULL, "no %s", cmd);
+    ck_assert_str_eq(got, cmd);
+    if (!strcmp(cmd, "TASK")) {
+        ck_assert_int_eq(n, 1);
+        ck_assert_str_eq(zq_json_str(b, "id", ""), ids[0]);
+        ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(b, "redelivered")));
+    } else {
+        ck_assert(cJSON_IsArray(b));
+        ck_assert_int_eq(cJSON_GetArraySize(b), n);
+        for (int i = 0; i < n; i++) {
+            const cJSON *t = cJSON_GetArrayItem(b, i);
+            ck_assert_str_eq(zq_json_str(t, "id", ""), ids[i]);
+            ck_assert_str_eq(zq_json_str(t, "task", ""), "t.a");
+            ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(t, "redelivered")));
+        }
+    }
+    cJSON_Delete(b);
+}
+
+START_TEST(test_tasks_batch)
+{
+    /* tasks waiting when a batch_tasks worker with room for them connects: one pass, one
+     * TASKS with all of them in queue order */
+    static const char *const ids[] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6"};
+    for (int i = 0; i < 7; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"id\":\"%s\",\"task\":\"t.a\",\"args\":[%d]}", ids[i], i);
+        s_submit(json);
+    }
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "batch@h", 7, 0, "\"batch_tasks\":true"));
+    fw_expect_batch(w.pull, "TASKS", ids, 7);
+    char cmd[32];
+    ck_assert_ptr_null(fw_recv_any(w.pull, QUIET_MS, cmd, sizeof cmd));
+    /* one freed credit: one task, sent as TASK */
+    s_submit("{\"id\":\"b7\",\"task\":\"t.a\"}");
+    s_submit("{\"id\":\"b8\",\"task\":\"t.a\"}");
+    fw_state(&w, "b0", "SUCCESS", "\"result\":null");
+    static const char *const b7[] = {"b7"};
+    fw_expect_batch(w.pull, "TASK", b7, 1);
+    ck_assert_ptr_null(fw_recv_any(w.pull, QUIET_MS, cmd, sizeof cmd));
+    fw_close(&w);
+}
+END_TEST
+
+/* A broker driven by zq_broker_feed from the test's thread (no zq_broker_run), so that
+ * zq_broker_fail_dispatch can be used. The client DEALER is "fz". */
+static void setup_fed(void)
+{
+    zq_log_set_level(getenv("ZQ_TEST_DEBUG") ? ZQ_LOG_DEBUG : ZQ_LOG_ERROR);
+    snprintf(s_tmp, sizeof s_tmp, "/tmp/check_broker.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(s_tmp));
+    snprintf(s_fe, sizeof s_fe, "ipc://%s/fe", s_tmp);
+    snprintf(s_data, sizeof s_data, "%s/data", s_tmp);
+    s_ctx = zmq_ctx_new();
+    zq_broker_config_t cfg;
+    zq_broker_config_init(&cfg);
+    cfg.frontend = s_fe;
+    cfg.data_dir = s_data;
+    cfg.sync = ZQ_STORE_SYNC_OFF;
+    int err = -1;
+    s_b = zq_broker_new(&cfg, &err);
+    ck_assert_ptr_nonnull(s_b);
+    s_cli = zmq_socket(s_ctx, ZMQ_DEALER);
+    zq_socket_defaults(s_cli);
+    zmq_setsockopt(s_cli, ZMQ_ROUTING_ID, "fz", 2);
+    ck_assert_int_eq(zmq_connect(s_cli, s_fe), 0);
+}
+
+static void teardown_fed(void)
+{
+    zq_broker_destroy(&s_b);
+    teardown();
+}
+
+/* Feed a frontend request; its REPLY (NULL if none came within ms). */
+static cJSON *s_fed(const char *cmd, const char *json, int ms)
+{
+    const void *f[4] = {"fz", "ZQP01", cmd, json};
+    size_t n[4] = {2, 5, strlen(cmd), strlen(json)};
+    zq_broker_feed(s_b, 0, f, n, 4);
+    return s_reply(s_cli, ms);
+}
+
+/* Fed broker: tasks s_submitted (ids[0..n-1], args of pad bytes), a batch_tasks worker
+ * with room for all, the next dispatch send failing; returns once that send failed,
+ * having checked that the tasks are all still queued. */
+static void s_fed_fail_first(fw_t *w, const char *const *ids, int n, size_t pad)
+{
+    cJSON *r = NULL;
+    for (int i = 0; i < 400 && !r; i++) /* the DEALER connects asynchronously */
+        r = s_fed("INFO", "{}", 5);
+    ck_assert_ptr_nonnull(r);
+    cJSON_Delete(r);
+    char *json = malloc(pad + 128), *fill = malloc(pad + 1);
+    memset(fill, 'x', pad);
+    fill[pad] = '\0';
+    for (int i = 0; i < n; i++) {
+        snprintf(json, pad + 128, "{\"id\":\"%s\",\"task\":\"t.a\",\"args\":[\"%s\"]}", ids[i],
+                 fill);
+        r = s_fed("SUBMIT", json, WAIT_MS);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_ptr_null(s_errcode(r));
+        cJSON_Delete(r);
+    }
+    free(json);
+    free(fill);
+    ck_assert_int_eq(zq_broker_fail_dispatch(s_b, 1), 0);
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "fed@h");
+    char hello[256];
+    snprintf(hello, sizeof hello,
+             "{\"req\":1,\"name\":\"fed@h\",\"hostname\":\"h\",\"pid\":1,\"concurrency\":%d,"
+             "\"prefetch\":0,\"batch_tasks\":true}",
+             n);
+    r = s_fed("HELLO", hello, WAIT_MS);
+    ck_assert_ptr_nonnull(r);
+    w->pull = s_sock(ZMQ_PULL, zq_json_str(r, "dispatch", ""));
+    cJSON_Delete(r);
+    /* each turn ends with a dispatch pass, tried once the channel is connected */
+    for (int i = 0; i < 400 && zq_broker_fail_dispatch(s_b, -1); i++) {
+        cJSON_Delete(s_fed("QUEUES", "{}", WAIT_MS));
+        usleep(5000);
+    }
+    ck_assert_int_eq(zq_broker_fail_dispatch(s_b, -1), 0);
+    zq_broker_stats_t st;
+    zq_broker_stats(s_b, &st);
+    ck_assert_int_eq(st.dispatched, 0);
+    /* the reply is built before this turn's pass: what the failed one left */
+    r = s_fed("QUEUES", "{}", WAIT_MS);
+    const cJSON *q = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "queues"), 0);
+    ck_assert_str_eq(zq_json_str(q, "name", ""), "celery");
+    ck_assert_int_eq(zq_json_num(q, "ready", -1), n);
+    ck_assert_int_eq(zq_json_num(q, "reserved", -1), 0);
+    cJSON_Delete(r);
+}
+
+START_TEST(test_tasks_batch_eagain)
+{
+    /* a TASKS the channel does not take (EAGAIN): its tasks stay queued, in order, and go
+     * in the next pass */
+    static const char *const ids[] = {"e0", "e1", "e2", "e3", "e4"};
+    fw_t w;
+    s_fed_fail_first(&w, ids, 5, 1);
+    fw_expect_batch(w.pull, "TASKS", ids, 5);
+    zq_broker_stats_t st;
+    zq_broker_stats(s_b, &st);
+    ck_assert_int_eq(st.dispatched, 5);
+    fw_close(&w);
+}
+END_TEST
+
+START_TEST(test_tasks_batch_cap)
+{
+    /* 400 kB tasks: a TASKS is closed before it passes 1 MiB (two of them); the send that
+     * closes the first fails: everything stays queued, in order */
+    static const char *const ids[] = {"c0", "c1", "c2", "c3", "c4"};
+    fw_t w;
+    s_fed_fail_first(&w, ids, 5, 400000);
+    fw_expect_batch(w.pull, "TASKS", ids, 2);
+    fw_expect_batch(w.pull, "TASKS", ids + 2, 2);
+    fw_expect_batch(w.pull, "TASK", ids + 4, 1);
+    fw_close(&w);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -1704,6 +1908,13 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_subtask_upstream);
     tcase_add_test(tc, test_batch_acked_after_commit);
     tcase_add_test(tc, test_adaptive_window);
+    tcase_add_test(tc, test_tasks_batch);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("fed");
+    tcase_add_checked_fixture(tc, setup_fed, teardown_fed);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_tasks_batch_eagain);
+    tcase_add_test(tc, test_tasks_batch_cap);
     suite_add_tcase(s, tc);
     tc = tcase_create("memory");
     tcase_add_checked_fixture(tc, setup_small_memory, teardown);

@@ -153,6 +153,90 @@ START_TEST(test_roundtrip_over_sockets)
 }
 END_TEST
 
+/* Split text with zq_jarray_*; the elements joined with '|' into out; returns the last
+ * zq_jarray_next code (0: clean end) or the zq_jarray_begin error. Each element is copied
+ * into a buffer of its own size, so that ASan sees a read past it. */
+static int s_split(const char *text, char *out, size_t outlen)
+{
+    zq_jarray_t it;
+    size_t len = strlen(text);
+    char *copy = malloc(len ? len : 1); /* no NUL: the scanner must stop at len */
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, text, len);
+    out[0] = '\0';
+    int rc = zq_jarray_begin(&it, copy, len);
+    const char *e;
+    size_t n;
+    while (rc == ZQ_OK && (rc = zq_jarray_next(&it, &e, &n)) == 1) {
+        ck_assert(e >= copy && e + n <= copy + len);
+        size_t o = strlen(out);
+        ck_assert(o + n + 2 < outlen);
+        if (o)
+            out[o++] = '|';
+        memcpy(out + o, e, n);
+        out[o + n] = '\0';
+        rc = ZQ_OK;
+    }
+    free(copy);
+    return rc;
+}
+
+START_TEST(test_jarray_split)
+{
+    char out[512];
+    ck_assert_int_eq(s_split("[]", out, sizeof out), 0);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(s_split(" \n[ \t] \r\n", out, sizeof out), 0);
+    ck_assert_int_eq(s_split("[{\"id\":\"a\"}]", out, sizeof out), 0);
+    ck_assert_str_eq(out, "{\"id\":\"a\"}");
+    /* nesting, whitespace around elements trimmed, scalars are elements too */
+    ck_assert_int_eq(s_split("[ {\"a\":[1,[2,{\"b\":[]}]],\"c\":{}} ,\n[3,4],5, \"x\" ,null]", out,
+                             sizeof out),
+                     0);
+    ck_assert_str_eq(out, "{\"a\":[1,[2,{\"b\":[]}]],\"c\":{}}|[3,4]|5|\"x\"|null");
+    /* brackets, commas and escaped quotes inside strings do not count */
+    ck_assert_int_eq(s_split("[{\"s\":\"],[{\\\"}\"},\"\\\\\",{\"t\":\"\\\\\\\"]\"}]", out,
+                             sizeof out),
+                     0);
+    ck_assert_str_eq(out, "{\"s\":\"],[{\\\"}\"}|\"\\\\\"|{\"t\":\"\\\\\\\"]\"}");
+    /* what is inside an element is the parser's business: split as given */
+    ck_assert_int_eq(s_split("[{\"a\":1} {\"b\":2}, {]]", out, sizeof out), 0);
+    ck_assert_str_eq(out, "{\"a\":1} {\"b\":2}|{]");
+}
+END_TEST
+
+START_TEST(test_jarray_malformed)
+{
+    char out[512];
+    const char *bad_start[] = {"", "  ", "{}", "x[]", "\"[\""};
+    for (size_t i = 0; i < sizeof bad_start / sizeof *bad_start; i++)
+        ck_assert_msg(s_split(bad_start[i], out, sizeof out) == ZQ_EPROTO, "%s", bad_start[i]);
+    /* elements before the error are returned */
+    struct {
+        const char *text, *before;
+    } bad[] = {
+        {"[", ""},
+        {"[1", ""},
+        {"[1,", "1"},
+        {"[1,]", "1"},
+        {"[,1]", ""},
+        {"[1,,2]", "1"},
+        {"[{\"a\":1}", ""},
+        {"[{\"a\":\"]}", ""},          /* unterminated string */
+        {"[\"\\", ""},                 /* escape at the very end */
+        {"[{\"a\":1}}]", ""},          /* stray '}' */
+        {"[1] x", "1"},                /* bytes after the array */
+        {"[1]]", "1"},
+        {"[] ,", ""},
+        {"[[1,2]", ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_msg(s_split(bad[i].text, out, sizeof out) == ZQ_EPROTO, "%s", bad[i].text);
+        ck_assert_msg(!strcmp(out, bad[i].before), "%s: got %s", bad[i].text, out);
+    }
+}
+END_TEST
+
 START_TEST(test_endpoints)
 {
     char out[256];
@@ -234,12 +318,14 @@ static Suite *zq_proto_suite(void)
     tcase_add_test(core, test_decode_valid);
     tcase_add_test(core, test_decode_no_identity);
     tcase_add_test(core, test_roundtrip_over_sockets);
+    tcase_add_test(core, test_jarray_split);
     suite_add_tcase(s, core);
     TCase *errors = tcase_create("Errors");
     tcase_add_test(errors, test_decode_bad_version);
     tcase_add_test(errors, test_decode_bad_frames);
     tcase_add_test(errors, test_decode_bad_body);
     tcase_add_test(errors, test_decode_binary_body);
+    tcase_add_test(errors, test_jarray_malformed);
     suite_add_tcase(s, errors);
     TCase *util = tcase_create("Util");
     tcase_add_test(util, test_endpoints);
