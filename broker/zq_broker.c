@@ -475,14 +475,6 @@ typedef struct s_pend {
     char id[];
 } s_pend_t;
 
-/* A task that ended this turn while GETs wait for it, with its record when the UPDATE gave
- * it back (else it is read after the commit). */
-typedef struct {
-    char *id;
-    char *rec;
-    size_t len;
-} s_note_t;
-
 /* Buffered outgoing message (sent after the commit). Offsets into the outbox arena. */
 enum { OB_REPLY, OB_EVENT, OB_BROADCAST, OB_SENT };
 typedef struct {
@@ -582,7 +574,7 @@ struct zq_broker {
     size_t nretry, retry_cap;
     s_map_t pend;              /* id -> STATEs of the turn, written at the end of the drain */
     s_pend_t *pend_first, *pend_last;
-    s_note_t *notify;          /* tasks that ended this turn and have parked GETs */
+    char **notify;             /* ids that ended this turn and have parked GETs */
     size_t nnotify, notify_cap;
     int recheck_waits;         /* a purge ended tasks we cannot name: look at every GET */
     s_out_t *out;
@@ -1361,16 +1353,15 @@ static void s_answer_waiter(zq_broker_t *self, s_waiter_t *w, const char *rec, s
     free(w);
 }
 
-/* The task ended (committed): answer everyone waiting for it. rec (taken; may be NULL:
- * then it is read) is its record. */
-static void s_answer_waits_rec(zq_broker_t *self, const char *id, char *rec, size_t len)
+/* The task ended (committed): answer everyone waiting for it. */
+static void s_answer_waits(zq_broker_t *self, const char *id)
 {
     s_waitlist_t *wl = (s_waitlist_t *)s_map_get(&self->waits, id);
-    if (!wl) {
-        free(rec);
+    if (!wl)
         return;
-    }
-    if (!rec && zq_store_record_text(self->store, id, &rec, &len) != ZQ_OK) {
+    char *rec;
+    size_t len;
+    if (zq_store_record_text(self->store, id, &rec, &len) != ZQ_OK) {
         ZQ_ERROR("broker: cannot read task %s for a GET: %s", id, zq_store_errmsg(self->store));
         return; /* they wait on; their deadline still applies */
     }
@@ -1383,52 +1374,26 @@ static void s_answer_waits_rec(zq_broker_t *self, const char *id, char *rec, siz
     free(rec);
 }
 
-static void s_answer_waits(zq_broker_t *self, const char *id)
+/* Remember, during the turn, that id ended (answered after the commit). */
+static void s_notify(zq_broker_t *self, const char *id)
 {
-    s_answer_waits_rec(self, id, NULL, 0);
-}
-
-/* Remember, during the turn, that id ended (answered after the commit); rec (taken, may be
- * NULL) is its record as the store gave it back. */
-static void s_notify_rec(zq_broker_t *self, const char *id, char *rec, size_t len)
-{
-    if (!s_map_get(&self->waits, id)) {
-        free(rec);
+    if (!s_map_get(&self->waits, id))
         return;
-    }
     self->need_commit = 1; /* somebody waits for this end: commit and answer now */
     if (self->nnotify == self->notify_cap) {
         size_t nc = self->notify_cap ? self->notify_cap * 2 : 64;
-        s_note_t *v = realloc(self->notify, nc * sizeof *v);
+        char **v = realloc(self->notify, nc * sizeof *v);
         if (!v)
             goto lost;
         self->notify = v;
         self->notify_cap = nc;
     }
-    s_note_t *n = &self->notify[self->nnotify];
-    if (!(n->id = strdup(id)))
+    if (!(self->notify[self->nnotify] = strdup(id)))
         goto lost;
-    n->rec = rec;
-    n->len = len;
     self->nnotify++;
     return;
 lost:
-    free(rec);
     self->recheck_waits = 1; /* out of memory: look at every parked GET instead */
-}
-
-static void s_notify(zq_broker_t *self, const char *id)
-{
-    s_notify_rec(self, id, NULL, 0);
-}
-
-static void s_notes_clear(zq_broker_t *self)
-{
-    for (size_t i = 0; i < self->nnotify; i++) {
-        free(self->notify[i].id);
-        free(self->notify[i].rec);
-    }
-    self->nnotify = 0;
 }
 
 static void s_recheck_one(void *arg, s_hnode_t *node)
@@ -1443,9 +1408,8 @@ static void s_recheck_one(void *arg, s_hnode_t *node)
 static void s_serve_waits(zq_broker_t *self)
 {
     for (size_t i = 0; i < self->nnotify; i++) {
-        s_note_t *n = &self->notify[i];
-        s_answer_waits_rec(self, n->id, n->rec, n->len);
-        free(n->id);
+        s_answer_waits(self, self->notify[i]);
+        free(self->notify[i]);
     }
     self->nnotify = 0;
     if (self->recheck_waits) {
@@ -2603,12 +2567,7 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                             ? when
                             : st.timestamp;
     zq_store_where_t where;
-    /* somebody waits for this task's end: let the UPDATE give the record back */
-    char *rec = NULL;
-    size_t reclen = 0;
-    int want = zq_state_is_terminal(st.state) && s_map_get(&self->waits, p->id) != NULL;
-    int rc = zq_store_set_state_rec(self->store, &st, &where, want ? &rec : NULL,
-                                    want ? &reclen : NULL);
+    int rc = zq_store_set_state(self->store, &st, &where);
     /* a RETRY is queued again at once: commit before it can be handed out. Other states
      * may wait S_COMMIT_DELAY for the next commit unless a GET waits for them (s_notify) */
     if (!strcmp(st.state, ZQ_STATE_RETRY))
@@ -2665,8 +2624,7 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                 self->stats.failed++;
             else
                 self->stats.revoked++;
-            s_notify_rec(self, p->id, rec, reclen);
-            rec = NULL;
+            s_notify(self, p->id);
         }
     } else if (rc == ZQ_ESTATE) {
         ZQ_DEBUG("broker: %s for task %s ignored: it is already %s", st.state, p->id,
@@ -2674,7 +2632,6 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
     } else if (rc == ZQ_ENOTFOUND) {
         s_bad_upstream(self, "STATE %s for unknown task %s", st.state, p->id);
     }
-    free(rec);
     cJSON_free(result);
 }
 
@@ -4353,7 +4310,9 @@ static void s_batch_end(zq_broker_t *self)
         s_drop_acks(self);
         s_drop_pushes(self);
         self->retry_after = s_mono() + 0.5;
-        s_notes_clear(self);
+        for (size_t i = 0; i < self->nnotify; i++)
+            free(self->notify[i]);
+        self->nnotify = 0;
         self->recheck_waits = 0;
         s_resync(self);
         return;
@@ -4703,7 +4662,8 @@ void zq_broker_destroy(zq_broker_t **self_p)
     if (self->nretry)
         ZQ_ERROR("zq-broker: %zu upstream messages could not be stored", self->nretry);
     free(self->retry);
-    s_notes_clear(self);
+    for (size_t i = 0; i < self->nnotify; i++)
+        free(self->notify[i]);
     free(self->notify);
     s_drop_pushes(self);
     free(self->pushes);

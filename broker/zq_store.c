@@ -85,7 +85,6 @@
 
 enum {
     ST_INSERT,
-    ST_TERMINAL_REC,
     ST_RECEIVED,
     ST_STARTED,
     ST_TERMINAL,
@@ -138,13 +137,6 @@ static const char *const s_sql[ST_COUNT] = {
                     "date_received=coalesce(?10,date_received),"
                     "date_started=coalesce(?11,date_started) "
                     "WHERE id=?1 AND state NOT IN " TERMINAL_SQL,
-    /* the same, giving back the record: a parked GET is answered without reading it */
-    [ST_TERMINAL_REC] = "UPDATE tasks SET state=?2,worker=coalesce(?3,worker),date_done=?4,"
-                    "result=CASE WHEN ignore_result THEN NULL ELSE ?5 END,exc_type=?6,"
-                    "exc_message=?7,traceback=?8,runtime=?9,"
-                    "date_received=coalesce(?10,date_received),"
-                    "date_started=coalesce(?11,date_started) "
-                    "WHERE id=?1 AND state NOT IN " TERMINAL_SQL " RETURNING " RECORD_COLS,
     /* the stored message is rewritten in SQL (JSON1): no parse/print round trip in C */
     [ST_RETRY] = "UPDATE tasks SET state='RETRY',worker=coalesce(?2,worker),exc_type=?3,"
                  "exc_message=?4,traceback=?5,retries=retries+1,eta=?6,"
@@ -968,48 +960,8 @@ static int s_where(zq_store_t *self, const char *id, int64_t rid, zq_store_where
     return rc == SQLITE_ROW ? ZQ_OK : rc == SQLITE_DONE ? ZQ_ENOTFOUND : ZQ_ESTORE;
 }
 
-static void s_put_record(zq_sb_t *b, sqlite3_stmt *st);
-
 int zq_store_set_state(zq_store_t *self, const zq_store_state_t *s, zq_store_where_t *where)
 {
-    return zq_store_set_state_rec(self, s, where, NULL, NULL);
-}
-
-/* A terminal UPDATE ... RETURNING: the record of the row it changed into *rec_out. */
-static int s_run_rec(zq_store_t *self, sqlite3_stmt *st, char **rec_out, size_t *len_out)
-{
-    zq_sb_t b = {0};
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (b.len == 0)
-            s_put_record(&b, st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        free(b.buf);
-        s_seterr(self, "set state");
-        if (self->in_tx && sqlite3_get_autocommit(self->db)) {
-            self->in_tx = 0; /* SQLite rolled the whole transaction back */
-            self->counts.valid = 0;
-        }
-        return ZQ_ESTORE;
-    }
-    if (b.oom || b.len == 0) {
-        free(b.buf); /* unchanged, or no memory for the text: the caller reads it later */
-        b.buf = NULL;
-        b.len = 0;
-    }
-    *rec_out = b.buf;
-    *len_out = b.len;
-    return ZQ_OK;
-}
-
-int zq_store_set_state_rec(zq_store_t *self, const zq_store_state_t *s, zq_store_where_t *where,
-                           char **rec_out, size_t *len_out)
-{
-    if (rec_out) {
-        *rec_out = NULL;
-        *len_out = 0;
-    }
     const char *state = zq_state_canonical(s->state);
     if (!state || state == s_states[0]) /* PENDING is not a transition */
         return ZQ_EINVAL;
@@ -1039,7 +991,7 @@ int zq_store_set_state_rec(zq_store_t *self, const zq_store_state_t *s, zq_store
         s_bind_time(st, 8, s->received_at);
         s_bind_time(st, 9, s->started_at);
     } else { /* terminal */
-        which = rec_out ? ST_TERMINAL_REC : ST_TERMINAL;
+        which = ST_TERMINAL;
         st = self->st[which];
         sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
         sqlite3_bind_double(st, 4, ts);
@@ -1054,24 +1006,13 @@ int zq_store_set_state_rec(zq_store_t *self, const zq_store_state_t *s, zq_store
         s_bind_time(st, 10, s->received_at);
         s_bind_time(st, 11, s->started_at);
     }
-    int terminal = which == ST_TERMINAL || which == ST_TERMINAL_REC;
     s_bind_text(st, 1, s->id);
-    s_bind_text(st, 2 + terminal, s->worker);
-    if (which == ST_TERMINAL_REC) {
-        if (s_run_rec(self, st, rec_out, len_out) != ZQ_OK)
-            return ZQ_ESTORE;
-    } else if (s_run(self, which, "set state") != ZQ_OK) {
+    s_bind_text(st, 2 + (which == ST_TERMINAL), s->worker);
+    if (s_run(self, which, "set state") != ZQ_OK)
         return ZQ_ESTORE;
-    }
-    if (sqlite3_changes(self->db) == 0) {
-        if (rec_out) {
-            free(*rec_out);
-            *rec_out = NULL;
-            *len_out = 0;
-        }
+    if (sqlite3_changes(self->db) == 0)
         return s_why_unchanged(self, s->id);
-    }
-    if (terminal || which == ST_RETRY)
+    if (which == ST_TERMINAL || which == ST_RETRY)
         s_count_state(self, state, s->worker, s->id);
     if (where && which == ST_RETRY)
         return s_where(self, s->id, 0, where);

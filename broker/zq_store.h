@@ -137,12 +137,6 @@ typedef struct {
  * NULL) then receives the task's row id, eta and queue. ZQ_OK when applied, ZQ_ENOTFOUND
  * for an unknown id, ZQ_EINVAL for an unknown state, ZQ_ESTORE. */
 int zq_store_set_state(zq_store_t *self, const zq_store_state_t *st, zq_store_where_t *where);
-/* The same; for a terminal state also the task's record (docs/protocol.md §9) as it is
- * after the change, read by the UPDATE itself: *rec_out (caller frees; NULL when the state
- * was not applied or there was no memory for it, then read it with zq_store_record_text)
- * and *len_out. rec_out NULL: as zq_store_set_state. */
-int zq_store_set_state_rec(zq_store_t *self, const zq_store_state_t *st, zq_store_where_t *where,
-                           char **rec_out, size_t *len_out);
 
 /* A task handed out but not run goes back to waiting: state PENDING, unless it is
  * terminal or queued (ZQ_ESTATE). ZQ_OK, ZQ_ENOTFOUND, ZQ_ESTORE. */

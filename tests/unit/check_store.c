@@ -250,39 +250,6 @@ START_TEST(test_terminal_idempotent)
 }
 END_TEST
 
-/* The record given back by a terminal UPDATE is the record read afterwards, byte for byte;
- * a state that does not apply gives none. */
-START_TEST(test_set_state_returns_record)
-{
-    s_add("rr", "celery", 0, 0);
-    ck_assert_int_eq(s_set("rr", "STARTED", "w1"), ZQ_OK);
-    zq_store_state_t ok = {.id = "rr", .state = "SUCCESS", .worker = "w1", .result = "{\"x\":[1,2]}",
-                           .runtime = 0.25, .timestamp = 1764158400.5};
-    char *rec = NULL;
-    size_t len = 0;
-    ck_assert_int_eq(zq_store_set_state_rec(s_st, &ok, NULL, &rec, &len), ZQ_OK);
-    ck_assert_ptr_nonnull(rec);
-    char *after = NULL;
-    size_t alen = 0;
-    ck_assert_int_eq(zq_store_record_text(s_st, "rr", &after, &alen), ZQ_OK);
-    ck_assert_uint_eq(len, alen);
-    ck_assert_int_eq(memcmp(rec, after, len), 0);
-    ck_assert_ptr_nonnull(strstr(rec, "\"state\":\"SUCCESS\""));
-    ck_assert_ptr_nonnull(strstr(rec, "\"result\":{\"x\":[1,2]}"));
-    free(rec);
-    free(after);
-    /* already terminal: ZQ_ESTATE and no record */
-    rec = (char *)1;
-    ck_assert_int_eq(zq_store_set_state_rec(s_st, &ok, NULL, &rec, &len), ZQ_ESTATE);
-    ck_assert_ptr_null(rec);
-    ck_assert_uint_eq(len, 0);
-    /* unknown id */
-    zq_store_state_t ghost = {.id = "ghost", .state = "FAILURE", .runtime = -1};
-    ck_assert_int_eq(zq_store_set_state_rec(s_st, &ghost, NULL, &rec, &len), ZQ_ENOTFOUND);
-    ck_assert_ptr_null(rec);
-}
-END_TEST
-
 START_TEST(test_state_errors)
 {
     ck_assert_int_eq(s_set("ghost", "SUCCESS", NULL), ZQ_ENOTFOUND);
@@ -1132,7 +1099,6 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_state_lifecycle);
     tcase_add_test(tc, test_terminal_idempotent);
-    tcase_add_test(tc, test_set_state_returns_record);
     tcase_add_test(tc, test_state_errors);
     tcase_add_test(tc, test_failure_and_ignore_result);
     tcase_add_test(tc, test_retry);
