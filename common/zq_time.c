@@ -47,11 +47,34 @@ char *zq_time_iso(double t, char *buf, size_t len)
         sec = (time_t)S_T_MAX;
         usec = 999999;
     }
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    /* not strftime's %Y: it does not pad years before 1000 to 4 digits */
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
+    /* the date and time to the second, per thread: records and events carry several
+     * times of the same second, and gmtime_r + snprintf cost more than the rest */
+    static __thread time_t c_sec;
+    static __thread int c_valid;
+    static __thread char c_txt[64];
+    if (!c_valid || sec != c_sec) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        /* not strftime's %Y: it does not pad years before 1000 to 4 digits */
+        snprintf(c_txt, sizeof c_txt, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        c_sec = sec;
+        c_valid = 1;
+    }
+    char whole[32];
+    char *out = len < 28 ? whole : buf; /* too short: cut below as snprintf would */
+    memcpy(out, c_txt, 19);
+    out[19] = '.';
+    for (int i = 25; i >= 20; i--) {
+        out[i] = (char)('0' + usec % 10);
+        usec /= 10;
+    }
+    out[26] = 'Z';
+    out[27] = '\0';
+    if (out == whole && len > 0) {
+        memcpy(buf, whole, len - 1);
+        buf[len - 1] = '\0';
+    }
     return buf;
 }
 

@@ -21,6 +21,22 @@ START_TEST(test_iso_roundtrip)
 }
 END_TEST
 
+/* The per-thread cache of the last second: same second, next second, the second before
+ * the epoch (time_t -1) first, and a buffer too short for the whole text. */
+START_TEST(test_iso_cache)
+{
+    char buf[40], small[12];
+    ck_assert_str_eq(zq_time_iso(-0.5, buf, sizeof buf), "1969-12-31T23:59:59.500000Z");
+    ck_assert_str_eq(zq_time_iso(1795694400.25, buf, sizeof buf), "2026-11-26T12:00:00.250000Z");
+    ck_assert_str_eq(zq_time_iso(1795694400.75, buf, sizeof buf), "2026-11-26T12:00:00.750000Z");
+    ck_assert_str_eq(zq_time_iso(1795694401.000001, buf, sizeof buf),
+                     "2026-11-26T12:00:01.000001Z");
+    ck_assert_str_eq(zq_time_iso(1795694400.9999996, buf, sizeof buf),
+                     "2026-11-26T12:00:01.000000Z");
+    ck_assert_str_eq(zq_time_iso(1795694400.5, small, sizeof small), "2026-11-26T");
+}
+END_TEST
+
 START_TEST(test_parse_forms)
 {
     double t;
@@ -118,6 +134,7 @@ static Suite *zq_time_suite(void)
     Suite *s = suite_create("zq_time");
     TCase *core = tcase_create("Core");
     tcase_add_test(core, test_iso_roundtrip);
+    tcase_add_test(core, test_iso_cache);
     tcase_add_test(core, test_parse_forms);
     tcase_add_test(core, test_clocks);
     suite_add_tcase(s, core);
