@@ -51,6 +51,8 @@
 #define READ_CHUNK 65536     /* bytes read from a child's pipe at a time */
 #define BUF_KEEP (1 << 20)   /* a buffer larger than this is freed once empty (bytes) */
 #define JOB_PIPE_SIZE (1 << 20) /* requested job pipe capacity (bytes; best effort) */
+#define SCAN_EVERY 0.005     /* s between looks at shared memory for jobs started unseen */
+#define PPID_EVERY 0.1       /* s between a child's checks that its parent still lives */
 
 enum { J_QUEUED = 0, J_STARTED = 1, J_CANCELLED = 2 };
 #define JW(seq_, st_) (((uint64_t)(seq_) << 2) | (uint64_t)(st_))
@@ -59,7 +61,7 @@ typedef struct {
     uint32_t magic;
     uint32_t len;   /* payload bytes */
     uint64_t seq;
-    double time;    /* REC_STARTED: when the child started it (zq_now) */
+    double time;    /* REC_DONE: when the child started it (zq_now) */
     uint8_t type;
     uint8_t state;  /* REC_DONE: zq_outcome_state_t */
     uint8_t pad[6];
@@ -80,8 +82,11 @@ typedef struct {
     pthread_mutex_t rlock;        /* held by the child reading the job pipe */
     double lease;                 /* zq_pool_set_lease(); read and written with __atomic */
     uint64_t ring[RING];          /* job state words, index seq % RING */
+    double start_t[RING];         /* zq_now() a job started, written before child[].started */
     struct {
         uint64_t running;         /* seq the child took (0: none) */
+        uint64_t started;         /* seq it runs (past the lease and expiry checks; 0: none) */
+        uint64_t nrec;            /* DONE / EXPIRED records it has written */
         uint64_t soft;            /* seq whose soft limit passed */
         uint64_t term;            /* seq the parent asked to terminate */
     } child[];                    /* per slot */
@@ -122,7 +127,8 @@ typedef struct {
     int from_child;                   /* read end of its result pipe (O_NONBLOCK), or -1 */
     char *in;                         /* partial records read from it */
     size_t in_len, in_cap;
-    uint64_t running;                 /* seq it reported started, 0 when idle */
+    uint64_t running;                 /* seq reported STARTED and not ended, 0 when idle */
+    uint64_t nrec;                    /* DONE / EXPIRED records read from it */
     /* threads */
     pthread_t thread;
     int started;                      /* 1 once the thread runs */
@@ -147,6 +153,7 @@ struct zq_pool {
     uint64_t seq;                     /* last job sequence number */
     s_pjob_t *jobs;                   /* RING entries */
     int broken;                       /* a child found the job pipe misaligned */
+    double scanned;                   /* zq_mono() of the last s_scan */
     /* threads */
     pthread_mutex_t mu;
     pthread_cond_t work_cv;           /* a job arrived, or stop */
@@ -289,13 +296,13 @@ static void s_on_usr1(int sig)
         s_child_soft = 1;
 }
 
-static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, const char *json,
-                        size_t len)
+static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, double time,
+                        const char *json, size_t len)
 {
     s_rec_hdr_t h;
     memset(&h, 0, sizeof h);
     h.magic = MAGIC;
-    h.time = type == REC_STARTED ? zq_now() : 0;
+    h.time = time;
     h.len = (uint32_t)len;
     h.seq = seq;
     h.type = type;
@@ -308,7 +315,7 @@ static int s_child_emit(void *arg, const char *cmd, const char *json, size_t len
 {
     if (strcmp(cmd, ZQ_CMD_SUBMIT) != 0 || len > ZQ_MAX_MSG_SIZE)
         return ZQ_EINVAL;
-    return s_child_send(*(int *)arg, REC_SUBMIT, s_child_seq, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
+    return s_child_send(*(int *)arg, REC_SUBMIT, s_child_seq, 0, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
 }
 
 static void s_child_signals(void)
@@ -336,7 +343,7 @@ static void s_child_signals(void)
 /* Say the queue is broken and leave (the parent rebuilds it). */
 __attribute__((noreturn)) static void s_child_broken(int out_fd)
 {
-    s_child_send(out_fd, REC_BROKEN, 0, 0, NULL, 0);
+    s_child_send(out_fd, REC_BROKEN, 0, 0, 0, NULL, 0);
     _exit(3);
 }
 
@@ -351,7 +358,10 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
     s_child_signals();
     zq_exec_env_t env = {p->cfg.worker, s_child_emit, &out_fd, &s_child_soft};
     uint64_t *running = &shm->child[slot].running;
+    uint64_t *started = &shm->child[slot].started;
+    uint64_t *nrec = &shm->child[slot].nrec;
     pid_t parent = getppid();
+    double ppid_at = zq_mono();
     for (;;) {
         int rc = pthread_mutex_lock(&shm->rlock);
         if (rc == EOWNERDEAD) {
@@ -382,12 +392,20 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
         pthread_mutex_unlock(&shm->rlock);
         /* past the worker's lease the broker may have given this job to another worker:
          * wait until the worker knows it is still ours (lease extended) or takes it back */
-        for (;;) {
-            if (getppid() != parent)
-                _exit(0); /* the worker died: what it held is the broker's to hand out again */
+        for (int waited = 0;; waited = 1) {
+            /* the worker died: what it held is the broker's to hand out again. Checked when
+             * waiting and now and then, not per job (a syscall); a child that took a job
+             * from a dead worker within its lease at worst runs that one, whose DONE then
+             * fails (EPIPE) */
+            double m = zq_mono();
+            if (waited || m - ppid_at >= PPID_EVERY) {
+                if (getppid() != parent)
+                    _exit(0);
+                ppid_at = m;
+            }
             double lease;
             __atomic_load(&shm->lease, &lease, __ATOMIC_SEQ_CST);
-            if (zq_mono() < lease ||
+            if (m < lease ||
                 __atomic_load_n(&shm->ring[h.seq % RING], __ATOMIC_SEQ_CST) !=
                     JW(h.seq, J_QUEUED))
                 break;
@@ -408,15 +426,19 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
         const zq_task_entry_t *t = NULL;
         if (body && zq_exec_decode(&r, body, err, sizeof err) == ZQ_OK)
             t = zq_loader_find(p->cfg.loader, r.task);
-        if (r.expires_t > 0 && r.expires_t <= zq_now()) {
-            s_child_send(out_fd, REC_EXPIRED, h.seq, 0, NULL, 0);
+        double now = zq_now();
+        if (r.expires_t > 0 && r.expires_t <= now) {
+            s_child_send(out_fd, REC_EXPIRED, h.seq, 0, 0, NULL, 0);
+            __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
         } else {
             s_child_seq = h.seq;
             s_child_soft = 0;
             zq_outcome_t out;
             memset(&out, 0, sizeof out);
-            if (s_child_send(out_fd, REC_STARTED, h.seq, 0, NULL, 0) != 0)
-                _exit(0); /* the parent is gone */
+            /* STARTED without a message: the parent looks here (s_scan_slot) or learns it
+             * from the DONE record, which carries the start time */
+            __atomic_store(&shm->start_t[h.seq % RING], &now, __ATOMIC_SEQ_CST);
+            __atomic_store_n(started, h.seq, __ATOMIC_SEQ_CST);
             if (t) {
                 r.hostname = p->cfg.worker;
                 r.hard = h.hard;
@@ -424,10 +446,12 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
                 zq_exec_run(t, &r, &env, &out);
             }
             /* an empty DONE tells the parent to report the failure itself */
-            if (s_child_send(out_fd, REC_DONE, h.seq, (uint8_t)out.state, out.json,
+            if (s_child_send(out_fd, REC_DONE, h.seq, (uint8_t)out.state, now, out.json,
                              out.json ? out.len : 0) != 0)
-                _exit(0);
+                _exit(0); /* the parent is gone */
             zq_outcome_clear(&out);
+            __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
+            __atomic_store_n(started, 0, __ATOMIC_SEQ_CST);
             s_child_seq = 0;
         }
         __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
@@ -486,6 +510,11 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
                  strerror(errno));
         return ZQ_EIO;
     }
+    /* a fresh child: nothing taken, started or written yet */
+    __atomic_store_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].started, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].nrec, 0, __ATOMIC_SEQ_CST);
+    s->nrec = 0;
     /* no signal handler may run in the child before it resets them */
     sigset_t all, old;
     sigfillset(&all);
@@ -640,6 +669,31 @@ static void s_rebuild(zq_pool_t *p)
         p->stopping = 1; /* nothing can run any more; the worker reports the rest lost */
 }
 
+/* Report that j began in slot s at t (zq_now). */
+static void s_started(zq_pool_t *p, s_slot_t *s, s_pjob_t *j, double t)
+{
+    j->started = 1;
+    p->nqueued--;
+    s->running = j->seq;
+    s_emit_at(p, ZQ_POOL_EV_STARTED, s->index, j->ctx, 0, NULL, 0, (long)s->pid, 0, t);
+}
+
+/* The job slot's child has started, per shared memory, if not reported yet. */
+static s_pjob_t *s_started_unseen(zq_pool_t *p, s_slot_t *s, double *t)
+{
+    uint64_t seq = __atomic_load_n(&p->shm->child[s->index].started, __ATOMIC_SEQ_CST);
+    if (!seq || seq == s->running)
+        return NULL;
+    s_pjob_t *j = s_pjob(p, seq);
+    if (!j || j->started)
+        return NULL;
+    /* written before `started`, and not again before the child moves on to another seq */
+    __atomic_load(&p->shm->start_t[seq % RING], t, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&p->shm->child[s->index].started, __ATOMIC_SEQ_CST) != seq)
+        return NULL;
+    return j;
+}
+
 static void s_child_lost(zq_pool_t *p, s_slot_t *s)
 {
     pid_t pid = s->pid;
@@ -649,9 +703,15 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
     kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    /* it died running a job it had not told about yet: STARTED first, as always */
+    double t;
+    s_pjob_t *js = s_started_unseen(p, s, &t);
+    if (js)
+        s_started(p, s, js, t);
     uint64_t seq = __atomic_exchange_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].soft, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].term, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].started, 0, __ATOMIC_SEQ_CST);
     s->pid = 0;
     s->in_len = 0;
     s->running = 0;
@@ -695,16 +755,8 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
         json[h.len] = '\0';
         s_pjob_t *j = s_pjob(p, h.seq);
         switch (h.type) {
-        case REC_STARTED:
-            if (j && !j->started) {
-                j->started = 1;
-                p->nqueued--;
-                s->running = h.seq;
-                s_emit_at(p, ZQ_POOL_EV_STARTED, s->index, j->ctx, 0, NULL, 0, (long)s->pid, 0,
-                          h.time);
-            }
-            break;
         case REC_EXPIRED:
+            s->nrec++;
             if (j) {
                 void *ctx = j->ctx;
                 s_pjob_forget(p, j);
@@ -712,7 +764,12 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
             }
             break;
         case REC_DONE:
-            s->running = 0;
+            s->nrec++;
+            /* a short job: nobody saw it start; its record says when */
+            if (j && !j->started)
+                s_started(p, s, j, h.time);
+            if (s->running == h.seq)
+                s->running = 0;
             if (j) {
                 void *ctx = j->ctx;
                 s_pjob_forget(p, j);
@@ -788,6 +845,32 @@ static void s_read_child(zq_pool_t *p, s_slot_t *s)
     }
     if (eof)
         s_child_lost(p, s);
+}
+
+/* Children do not say when they start a job (a message per job costs both sides a
+ * syscall and the parent a wakeup): report what shared memory shows started. A child ends
+ * one job (DONE through its pipe) before it starts the next, so with every live child known
+ * busy nothing can start unseen; zq_pool_due() tells the main loop when to look again. */
+static void s_scan(zq_pool_t *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        s_slot_t *s = &p->slots[i];
+        if (s->pid <= 0)
+            continue;
+        double t;
+        s_pjob_t *j = s_started_unseen(p, s, &t);
+        if (!j)
+            continue;
+        if (__atomic_load_n(&p->shm->child[i].nrec, __ATOMIC_SEQ_CST) != s->nrec) {
+            /* it ended something since: that DONE comes first (a slot runs one job) */
+            pid_t pid = s->pid;
+            s_read_child(p, s);
+            if (s->pid != pid || !(j = s_started_unseen(p, s, &t)))
+                continue;
+        }
+        s_started(p, s, j, t);
+    }
+    p->scanned = zq_mono();
 }
 
 static int s_prefork_init(zq_pool_t *p)
@@ -1317,6 +1400,22 @@ int zq_pool_pollitems(const zq_pool_t *self, zmq_pollitem_t *items, int max)
     return n;
 }
 
+double zq_pool_due(const zq_pool_t *self)
+{
+    if (!self || self->cfg.kind != ZQ_POOL_PREFORK || !self->shm || self->nqueued <= 0)
+        return 0;
+    /* past the lease no child starts anything until zq_pool_set_lease */
+    double lease;
+    __atomic_load(&self->shm->lease, &lease, __ATOMIC_SEQ_CST);
+    if (zq_mono() >= lease)
+        return 0;
+    /* a child we do not know busy may start a queued job any moment */
+    for (int i = 0; i < self->n; i++)
+        if (self->slots[i].pid > 0 && !self->slots[i].running)
+            return self->scanned + SCAN_EVERY;
+    return 0;
+}
+
 void zq_pool_dispatch(zq_pool_t *self, const zmq_pollitem_t *items, int n)
 {
     if (!self)
@@ -1336,6 +1435,7 @@ void zq_pool_dispatch(zq_pool_t *self, const zmq_pollitem_t *items, int n)
                     break;
                 }
         }
+        s_scan(self);
         /* jobs appended while the pipe was full go out as soon as it drains */
         if (self->out_off < self->out_len && !self->broken && s_flush_out(self) < 0)
             self->broken = 1;

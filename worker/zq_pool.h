@@ -132,6 +132,10 @@ int zq_pool_can_kill(const zq_pool_t *self);
 /* Poll items (raw fds) the main loop must add to its zmq_poll; returns how many were
  * written (at most max; zq_pool_size() + 2 is always enough). */
 int zq_pool_pollitems(const zq_pool_t *self, zmq_pollitem_t *items, int max);
+/* The zq_mono() time by which zq_pool_dispatch() must run even if none of the pool's items
+ * is ready (prefork: a child may have started a job, which it does not announce); 0: no
+ * such time. */
+double zq_pool_due(const zq_pool_t *self);
 /* After zmq_poll: handle the pool's items (the n written by zq_pool_pollitems, with their
  * revents) and report events through the callback. Also restarts children that could not
  * be forked earlier. */
