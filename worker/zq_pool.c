@@ -659,6 +659,7 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
         for (int i = 0; i < p->n; i++)
             if (p->slots[i].from_child >= 0)
                 close(p->slots[i].from_child);
+        s_out_discard(p); /* the body files of jobs not sent yet are not ours either */
         s_child_main(p, s->index, p->jobq[0], up[1]);
     }
     int e = errno;
