@@ -1,21 +1,37 @@
 /*
  * zq_pool - prefork, threads and solo pools behind one interface (see zq_pool.h).
  *
- * Prefork, the shared job queue: the parent writes jobs into one pipe; an idle child takes
- * the read lock (a process-shared robust mutex in shared memory), reads exactly one record
- * and lets go, so jobs are served in order by whichever child is free. Each job also has a
- * state word in shared memory, (seq << 2) | QUEUED / STARTED / CANCELLED, that the child
- * and the parent compare-and-swap: a job taken back by the parent (revoke, shutdown) is
- * skipped by the child that reads it, and one a child has started cannot be taken back.
- * Shared memory also says which job each child runs, so signals for soft and hard limits
- * only hit the job they are meant for.
+ * Prefork, the shared job queue: one AF_UNIX SOCK_SEQPACKET socket pair. The parent sends
+ * one message per job; idle children all wait in recvmsg() on the other end, without a lock,
+ * and the kernel gives each message, whole, to exactly one of them (wakes one waiter), so
+ * jobs are served in order by whichever child is free and a job never waits behind a busy
+ * child while another is idle. A body too big for one message (inline_max) travels as a
+ * file (memfd) passed with it (SCM_RIGHTS). Each job also has a state word in shared memory,
+ * (seq << 2) | QUEUED / STARTED / CANCELLED, that the child and the parent compare-and-swap:
+ * a job taken back by the parent (revoke, shutdown) is skipped by the child that reads it,
+ * and one a child has started cannot be taken back.
+ *
+ * Shared memory also says, per child, which job it took (`running`: the job LOST with it),
+ * which it runs (`started`, with the start time in start_t[]) and how many DONE / EXPIRED
+ * records it has written (`nrec`). A child sends nothing when it starts a job: the parent
+ * reports STARTED from the DONE record (which carries the start time) or, for a job still
+ * running, from shared memory, which it reads after handling the children's pipes each turn
+ * and, while a child not known busy could pick up a queued job, at least every SCAN_EVERY
+ * (zq_pool_due). Signals for soft and hard limits only hit the job they are meant for.
+ *
+ * Messages are atomic, so a dying child cannot leave the queue misaligned; but one killed
+ * between taking a message and publishing `running` would lose that job. So when a child of
+ * the current queue dies holding no job of ours while jobs are queued, the parent rebuilds
+ * the queue: every queued job is handed back (RETURNED), a new socket pair is made, children
+ * of the old one read EOF and are replaced.
  *
  * Records (native byte order: both ends are the same binary):
- *   parent -> children  [s_task_hdr_t: magic, len, seq, hard, soft, 'T'][len bytes: TASK body]
- *   child -> parent     [s_rec_hdr_t: magic, len, seq, type, state][len bytes]
- *                       'S' started, 'E' expired (not run), 'D' done (STATE body),
- *                       'U' sub-task (SUBMIT body), 'B' the job queue is broken
- * The parent writes the job pipe non-blocking (what does not fit waits in a buffer) and
+ *   parent -> children  one message: [s_task_hdr_t: magic, len, seq, hard, soft, 'T', big]
+ *                       [len bytes: TASK body, unless big]
+ *   child -> parent     [s_rec_hdr_t: magic, len, seq, time, type, state][len bytes] on its pipe
+ *                       'E' expired (not run), 'D' done (STATE body; time: when it started),
+ *                       'U' sub-task (SUBMIT body), 'B' a malformed job message
+ * The parent sends jobs non-blocking (what does not fit waits, whole, in a buffer) and
  * reads children's pipes non-blocking, so no child can stall the main loop.
  */
 #include "config.h"
@@ -35,6 +51,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,7 +67,10 @@
 #define QUEUE_MIN 64         /* queued jobs the pool takes at least (beyond running ones) */
 #define READ_CHUNK 65536     /* bytes read from a child's pipe at a time */
 #define BUF_KEEP (1 << 20)   /* a buffer larger than this is freed once empty (bytes) */
-#define JOB_PIPE_SIZE (1 << 20) /* requested job pipe capacity (bytes; best effort) */
+#define JOB_PIPE_SIZE (1 << 20) /* requested job queue send buffer (bytes; best effort) */
+#define INLINE_MAX 65536     /* bodies up to this many bytes go inside the job message */
+#define SCAN_EVERY 0.005     /* s between looks at shared memory for jobs started unseen */
+#define PPID_EVERY 0.1       /* s between a child's checks that its parent still lives */
 
 enum { J_QUEUED = 0, J_STARTED = 1, J_CANCELLED = 2 };
 #define JW(seq_, st_) (((uint64_t)(seq_) << 2) | (uint64_t)(st_))
@@ -59,7 +79,7 @@ typedef struct {
     uint32_t magic;
     uint32_t len;   /* payload bytes */
     uint64_t seq;
-    double time;    /* REC_STARTED: when the child started it (zq_now) */
+    double time;    /* REC_DONE: when the child started it (zq_now) */
     uint8_t type;
     uint8_t state;  /* REC_DONE: zq_outcome_state_t */
     uint8_t pad[6];
@@ -72,16 +92,20 @@ typedef struct {
     double hard;    /* effective limits, seconds; 0 = none */
     double soft;
     uint8_t type;   /* REC_TASK */
-    uint8_t pad[7];
+    uint8_t big;    /* 1: the body is in a file that comes with the message (SCM_RIGHTS) */
+    uint8_t pad[2];
+    int32_t fd;     /* big: that file, while the record waits in the parent's buffer */
 } s_task_hdr_t;
 
 /* Shared between the parent and every child (MAP_SHARED, created before the first fork). */
 typedef struct {
-    pthread_mutex_t rlock;        /* held by the child reading the job pipe */
     double lease;                 /* zq_pool_set_lease(); read and written with __atomic */
     uint64_t ring[RING];          /* job state words, index seq % RING */
+    double start_t[RING];         /* zq_now() a job started, written before child[].started */
     struct {
         uint64_t running;         /* seq the child took (0: none) */
+        uint64_t started;         /* seq it runs (past the lease and expiry checks; 0: none) */
+        uint64_t nrec;            /* DONE / EXPIRED records it has written */
         uint64_t soft;            /* seq whose soft limit passed */
         uint64_t term;            /* seq the parent asked to terminate */
     } child[];                    /* per slot */
@@ -122,7 +146,9 @@ typedef struct {
     int from_child;                   /* read end of its result pipe (O_NONBLOCK), or -1 */
     char *in;                         /* partial records read from it */
     size_t in_len, in_cap;
-    uint64_t running;                 /* seq it reported started, 0 when idle */
+    uint64_t running;                 /* seq reported STARTED and not ended, 0 when idle */
+    uint64_t nrec;                    /* DONE / EXPIRED records read from it */
+    unsigned gen;                     /* the job queue it reads (zq_pool.gen) */
     /* threads */
     pthread_t thread;
     int started;                      /* 1 once the thread runs */
@@ -141,12 +167,16 @@ struct zq_pool {
     /* prefork */
     s_shm_t *shm;
     size_t shm_size;
-    int jobq[2];                      /* job pipe: [0] for the children, [1] ours (O_NONBLOCK) */
-    char *out;                        /* job bytes not yet in the pipe */
+    int jobq[2];                      /* job queue (SOCK_SEQPACKET pair): [0] the children's end,
+                                       * [1] ours (O_NONBLOCK) */
+    size_t inline_max;                /* bodies up to this go inside the message */
+    unsigned gen;                     /* job queues made so far (s_rebuild makes a new one) */
+    char *out;                        /* job records not yet in the queue, whole */
     size_t out_off, out_len, out_cap;
     uint64_t seq;                     /* last job sequence number */
     s_pjob_t *jobs;                   /* RING entries */
-    int broken;                       /* a child found the job pipe misaligned */
+    int broken;                       /* the job queue may have lost a job: rebuild it */
+    double scanned;                   /* zq_mono() of the last s_scan */
     /* threads */
     pthread_mutex_t mu;
     pthread_cond_t work_cv;           /* a job arrived, or stop */
@@ -212,24 +242,6 @@ static int s_write_all(int fd, const struct iovec *iov_in, int iovcnt)
     return 0;
 }
 
-/* 0 when len bytes were read, 1 on EOF before any byte, -1 on error or a short read. */
-static int s_read_all(int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = read(fd, (char *)buf + got, len - got);
-        if (n == 0)
-            return got == 0 ? 1 : -1;
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        got += (size_t)n;
-    }
-    return 0;
-}
-
 static void s_close(int *fd)
 {
     if (*fd >= 0)
@@ -289,13 +301,13 @@ static void s_on_usr1(int sig)
         s_child_soft = 1;
 }
 
-static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, const char *json,
-                        size_t len)
+static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, double time,
+                        const char *json, size_t len)
 {
     s_rec_hdr_t h;
     memset(&h, 0, sizeof h);
     h.magic = MAGIC;
-    h.time = type == REC_STARTED ? zq_now() : 0;
+    h.time = time;
     h.len = (uint32_t)len;
     h.seq = seq;
     h.type = type;
@@ -308,7 +320,7 @@ static int s_child_emit(void *arg, const char *cmd, const char *json, size_t len
 {
     if (strcmp(cmd, ZQ_CMD_SUBMIT) != 0 || len > ZQ_MAX_MSG_SIZE)
         return ZQ_EINVAL;
-    return s_child_send(*(int *)arg, REC_SUBMIT, s_child_seq, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
+    return s_child_send(*(int *)arg, REC_SUBMIT, s_child_seq, 0, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
 }
 
 static void s_child_signals(void)
@@ -336,7 +348,7 @@ static void s_child_signals(void)
 /* Say the queue is broken and leave (the parent rebuilds it). */
 __attribute__((noreturn)) static void s_child_broken(int out_fd)
 {
-    s_child_send(out_fd, REC_BROKEN, 0, 0, NULL, 0);
+    s_child_send(out_fd, REC_BROKEN, 0, 0, 0, NULL, 0);
     _exit(3);
 }
 
@@ -351,43 +363,89 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
     s_child_signals();
     zq_exec_env_t env = {p->cfg.worker, s_child_emit, &out_fd, &s_child_soft};
     uint64_t *running = &shm->child[slot].running;
+    uint64_t *started = &shm->child[slot].started;
+    uint64_t *nrec = &shm->child[slot].nrec;
     pid_t parent = getppid();
+    double ppid_at = zq_mono();
+    /* one message is one job; a body too big to come inline comes as a file (h.big) */
+    size_t cap = sizeof(s_task_hdr_t) + p->inline_max;
+    char *msgbuf = malloc(cap);
+    if (!msgbuf)
+        _exit(4);
     for (;;) {
-        int rc = pthread_mutex_lock(&shm->rlock);
-        if (rc == EOWNERDEAD) {
-            /* its holder died, maybe halfway through a record: the stream may be misaligned */
-            pthread_mutex_consistent(&shm->rlock);
-            pthread_mutex_unlock(&shm->rlock);
-            s_child_broken(out_fd);
-        } else if (rc != 0) {
-            _exit(4);
-        }
-        s_task_hdr_t h;
-        rc = s_read_all(in_fd, &h, sizeof h);
-        if (rc == 1) {
-            pthread_mutex_unlock(&shm->rlock);
+        struct iovec iov = {msgbuf, cap};
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } cm;
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cm.buf;
+        msg.msg_controllen = sizeof cm.buf;
+        /* no lock: idle children wait in recvmsg together and the kernel hands each
+         * message to exactly one of them, whole */
+        ssize_t n = recvmsg(in_fd, &msg, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
             _exit(0); /* the parent closed the queue: shutdown or rebuild */
-        }
-        if (rc != 0 || h.magic != MAGIC || h.type != REC_TASK || h.len > ZQ_MAX_MSG_SIZE) {
-            pthread_mutex_unlock(&shm->rlock);
+        int fd = -1;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+                c->cmsg_len == CMSG_LEN(sizeof(int)) && fd < 0)
+                memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        s_task_hdr_t h;
+        memcpy(&h, msgbuf, (size_t)n < sizeof h ? (size_t)n : sizeof h);
+        if ((size_t)n < sizeof h || h.magic != MAGIC || h.type != REC_TASK ||
+            h.len > ZQ_MAX_MSG_SIZE || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+            (h.big ? fd < 0 : (size_t)n != sizeof h + h.len)) {
+            if (fd >= 0)
+                close(fd);
             s_child_broken(out_fd);
         }
         /* from here on the parent can tell which job died with us */
         __atomic_store_n(running, h.seq, __ATOMIC_SEQ_CST);
-        char *buf = malloc((size_t)h.len + 1);
-        if (!buf || s_read_all(in_fd, buf, h.len) != 0) {
-            pthread_mutex_unlock(&shm->rlock);
-            s_child_broken(out_fd);
+        const char *text = msgbuf + sizeof h;
+        char *big = NULL;
+        if (h.big) {
+            /* a failed read runs nothing: the empty DONE makes the parent report it */
+            big = malloc((size_t)h.len + 1);
+            size_t got = 0;
+            while (big && got < h.len) {
+                ssize_t r = pread(fd, big + got, h.len - got, (off_t)got);
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0)
+                    break;
+                got += (size_t)r;
+            }
+            close(fd);
+            if (got < h.len) {
+                free(big);
+                big = NULL;
+            }
+            text = big;
+        } else if (fd >= 0) {
+            close(fd);
         }
-        pthread_mutex_unlock(&shm->rlock);
         /* past the worker's lease the broker may have given this job to another worker:
          * wait until the worker knows it is still ours (lease extended) or takes it back */
-        for (;;) {
-            if (getppid() != parent)
-                _exit(0); /* the worker died: what it held is the broker's to hand out again */
+        for (int waited = 0;; waited = 1) {
+            /* the worker died: what it held is the broker's to hand out again. Checked when
+             * waiting and now and then, not per job (a syscall); a child that took a job
+             * from a dead worker within its lease at worst runs that one, whose DONE then
+             * fails (EPIPE) */
+            double m = zq_mono();
+            if (waited || m - ppid_at >= PPID_EVERY) {
+                if (getppid() != parent)
+                    _exit(0);
+                ppid_at = m;
+            }
             double lease;
             __atomic_load(&shm->lease, &lease, __ATOMIC_SEQ_CST);
-            if (zq_mono() < lease ||
+            if (m < lease ||
                 __atomic_load_n(&shm->ring[h.seq % RING], __ATOMIC_SEQ_CST) !=
                     JW(h.seq, J_QUEUED))
                 break;
@@ -397,26 +455,30 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
         if (!s_cas(&shm->ring[h.seq % RING], JW(h.seq, J_QUEUED), JW(h.seq, J_STARTED))) {
             /* taken back by the parent (revoked, returned): not ours to run */
             __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
-            free(buf);
+            free(big);
             continue;
         }
-        cJSON *body = cJSON_ParseWithLength(buf, h.len);
-        free(buf);
+        cJSON *body = text ? cJSON_ParseWithLength(text, h.len) : NULL;
+        free(big);
         zq_request_t r;
         memset(&r, 0, sizeof r);
         char err[256];
         const zq_task_entry_t *t = NULL;
         if (body && zq_exec_decode(&r, body, err, sizeof err) == ZQ_OK)
             t = zq_loader_find(p->cfg.loader, r.task);
-        if (r.expires_t > 0 && r.expires_t <= zq_now()) {
-            s_child_send(out_fd, REC_EXPIRED, h.seq, 0, NULL, 0);
+        double now = zq_now();
+        if (r.expires_t > 0 && r.expires_t <= now) {
+            s_child_send(out_fd, REC_EXPIRED, h.seq, 0, 0, NULL, 0);
+            __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
         } else {
             s_child_seq = h.seq;
             s_child_soft = 0;
             zq_outcome_t out;
             memset(&out, 0, sizeof out);
-            if (s_child_send(out_fd, REC_STARTED, h.seq, 0, NULL, 0) != 0)
-                _exit(0); /* the parent is gone */
+            /* STARTED without a message: the parent looks here (s_scan_slot) or learns it
+             * from the DONE record, which carries the start time */
+            __atomic_store(&shm->start_t[h.seq % RING], &now, __ATOMIC_SEQ_CST);
+            __atomic_store_n(started, h.seq, __ATOMIC_SEQ_CST);
             if (t) {
                 r.hostname = p->cfg.worker;
                 r.hard = h.hard;
@@ -424,10 +486,12 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
                 zq_exec_run(t, &r, &env, &out);
             }
             /* an empty DONE tells the parent to report the failure itself */
-            if (s_child_send(out_fd, REC_DONE, h.seq, (uint8_t)out.state, out.json,
+            if (s_child_send(out_fd, REC_DONE, h.seq, (uint8_t)out.state, now, out.json,
                              out.json ? out.len : 0) != 0)
-                _exit(0);
+                _exit(0); /* the parent is gone */
             zq_outcome_clear(&out);
+            __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
+            __atomic_store_n(started, 0, __ATOMIC_SEQ_CST);
             s_child_seq = 0;
         }
         __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
@@ -467,15 +531,105 @@ static void s_pjob_forget(zq_pool_t *p, s_pjob_t *j)
 
 static int s_job_pipe_open(zq_pool_t *p)
 {
-    if (pipe2(p->jobq, O_CLOEXEC) != 0) {
-        ZQ_ERROR("pool: cannot create the job pipe: %s", strerror(errno));
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        ZQ_ERROR("pool: cannot create the job queue: %s", strerror(errno));
         p->jobq[0] = p->jobq[1] = -1;
         return ZQ_EIO;
     }
-    fcntl(p->jobq[1], F_SETPIPE_SZ, JOB_PIPE_SIZE); /* fewer partial writes; fine if refused */
+    p->jobq[0] = sv[1];
+    p->jobq[1] = sv[0];
+    /* room for more queued jobs before we buffer them; fine if refused */
+    int sz = JOB_PIPE_SIZE;
+    setsockopt(p->jobq[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    socklen_t szl = sizeof sz;
+    if (getsockopt(p->jobq[1], SOL_SOCKET, SO_SNDBUF, &sz, &szl) != 0 || sz < 16384)
+        sz = 16384;
+    /* a message must fit the send buffer whole: keep inline ones well below it */
+    size_t lim = (size_t)sz / 4 - sizeof(s_task_hdr_t);
+    if (p->gen == 0)
+        p->inline_max = lim < INLINE_MAX ? lim : INLINE_MAX; /* children know it from the fork */
     fcntl(p->jobq[1], F_SETFL, fcntl(p->jobq[1], F_GETFL) | O_NONBLOCK);
     p->out_off = p->out_len = 0;
+    p->gen++;
     return ZQ_OK;
+}
+
+/* Send one job record (h, then body unless h->big, whose file goes along): 0 when sent, 1
+ * when the queue is full, -1 on error. */
+static int s_send_job(zq_pool_t *p, const s_task_hdr_t *h, const char *body)
+{
+    struct iovec iov[2] = {{(void *)h, sizeof *h}, {(void *)body, h->big ? 0 : h->len}};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cm;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = h->big || !h->len ? 1 : 2;
+    if (h->big) {
+        memset(&cm, 0, sizeof cm);
+        msg.msg_control = cm.buf;
+        msg.msg_controllen = sizeof cm.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        int fd = h->fd;
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    ssize_t n;
+    do
+        n = sendmsg(p->jobq[1], &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+        if (h->big)
+            close(h->fd); /* the message holds it now */
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 1;
+    ZQ_ERROR("pool: cannot write to the job queue: %s", strerror(errno));
+    return -1;
+}
+
+/* A file holding a body too big to go inline; -1 on error (logged). */
+static int s_body_file(const char *body, size_t len)
+{
+    int fd = memfd_create("zq-task", MFD_CLOEXEC);
+    if (fd < 0)
+        fd = open(P_tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ZQ_ERROR("pool: cannot create a file for a task body: %s", strerror(errno));
+        return -1;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, body + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ZQ_ERROR("pool: cannot write a task body to a file: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    return fd;
+}
+
+/* Drop the records waiting in p->out (their jobs are handed back by the caller). */
+static void s_out_discard(zq_pool_t *p)
+{
+    while (p->out_len - p->out_off >= sizeof(s_task_hdr_t)) {
+        s_task_hdr_t h;
+        memcpy(&h, p->out + p->out_off, sizeof h);
+        if (h.big)
+            close(h.fd);
+        p->out_off += sizeof h + (h.big ? 0 : h.len);
+    }
+    p->out_off = p->out_len = 0;
 }
 
 static int s_spawn(zq_pool_t *p, s_slot_t *s)
@@ -486,6 +640,11 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
                  strerror(errno));
         return ZQ_EIO;
     }
+    /* a fresh child: nothing taken, started or written yet */
+    __atomic_store_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].started, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].nrec, 0, __ATOMIC_SEQ_CST);
+    s->nrec = 0;
     /* no signal handler may run in the child before it resets them */
     sigset_t all, old;
     sigfillset(&all);
@@ -500,6 +659,7 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
         for (int i = 0; i < p->n; i++)
             if (p->slots[i].from_child >= 0)
                 close(p->slots[i].from_child);
+        s_out_discard(p); /* the body files of jobs not sent yet are not ours either */
         s_child_main(p, s->index, p->jobq[0], up[1]);
     }
     int e = errno;
@@ -512,6 +672,7 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
     }
     fcntl(up[0], F_SETFL, fcntl(up[0], F_GETFL) | O_NONBLOCK);
     s->pid = pid;
+    s->gen = p->gen;
     s->from_child = up[0];
     s->in_len = 0;
     s->running = 0;
@@ -519,21 +680,16 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
     return ZQ_OK;
 }
 
-/* Write what waits in p->out; 0 when all is out, 1 when some remains, -1 on error. */
+/* Send what waits in p->out; 0 when all is out, 1 when some remains, -1 on error. */
 static int s_flush_out(zq_pool_t *p)
 {
-    while (p->out_off < p->out_len) {
-        ssize_t n = write(p->jobq[1], p->out + p->out_off, p->out_len - p->out_off);
-        if (n > 0) {
-            p->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 1;
-        ZQ_ERROR("pool: cannot write to the job pipe: %s", strerror(errno));
-        return -1;
+    while (p->out_len - p->out_off >= sizeof(s_task_hdr_t)) {
+        s_task_hdr_t h;
+        memcpy(&h, p->out + p->out_off, sizeof h);
+        int rc = s_send_job(p, &h, p->out + p->out_off + sizeof h);
+        if (rc != 0)
+            return rc;
+        p->out_off += sizeof h + (h.big ? 0 : h.len);
     }
     p->out_off = p->out_len = 0;
     if (p->out_cap > BUF_KEEP) {
@@ -588,43 +744,38 @@ static int s_prefork_submit(zq_pool_t *p, const zq_pool_job_t *job)
     h.hard = job->hard;
     h.soft = job->soft;
     h.type = REC_TASK;
-    size_t written = 0;
-    if (p->out_off == p->out_len) {
-        /* nothing waiting: straight into the pipe, copying only what does not fit */
-        struct iovec iov[2] = {{&h, sizeof h}, {(void *)job->raw, job->rawlen}};
-        ssize_t n;
-        do
-            n = writev(p->jobq[1], iov, 2);
-        while (n < 0 && errno == EINTR);
-        if (n > 0)
-            written = (size_t)n;
+    h.fd = -1;
+    if (job->rawlen > p->inline_max) {
+        h.big = 1;
+        h.fd = s_body_file(job->raw, job->rawlen);
     }
-    if (written < sizeof h + job->rawlen) {
-        size_t hpart = written < sizeof h ? sizeof h - written : 0;
-        size_t roff = written > sizeof h ? written - sizeof h : 0;
-        if (s_out_append(p, (const char *)&h + (sizeof h - hpart), hpart, job->raw + roff,
-                         job->rawlen - roff) != ZQ_OK) {
-            if (written) {
-                p->broken = 1; /* half a record in the pipe: rebuild (which returns it) */
-                return ZQ_OK;
-            }
-            __atomic_store_n(&p->shm->ring[seq % RING], JW(seq, J_CANCELLED), __ATOMIC_SEQ_CST);
-            s_pjob_forget(p, j);
-            return ZQ_ENOMEM;
-        }
+    int rc = h.big && h.fd < 0 ? -2 : 1;
+    if (rc == 1 && p->out_off == p->out_len)
+        rc = s_send_job(p, &h, job->raw); /* nothing waiting: straight into the queue */
+    if (rc == 0)
+        return ZQ_OK;
+    if (rc == -1)
+        p->broken = 1; /* rebuilt (and this job handed back) before the next poll */
+    if (rc == -2 || s_out_append(p, &h, sizeof h, job->raw, h.big ? 0 : job->rawlen) != ZQ_OK) {
+        if (h.fd >= 0)
+            close(h.fd);
+        __atomic_store_n(&p->shm->ring[seq % RING], JW(seq, J_CANCELLED), __ATOMIC_SEQ_CST);
+        s_pjob_forget(p, j);
+        return rc == -2 ? ZQ_EIO : ZQ_ENOMEM;
     }
     return ZQ_OK;
 }
 
-/* The job queue was left half-read: hand every queued job back and start a new pipe.
+/* The job queue may have lost a job: hand every queued job back and start a new queue.
  * Children on the old one read EOF and exit; they are replaced with the new one. */
 static void s_rebuild(zq_pool_t *p)
 {
-    ZQ_ERROR("pool: a child died while reading the job queue; rebuilding it (queued tasks are "
-             "queued again)");
+    ZQ_WARN("pool: a child died idle or while taking a job, or the job queue failed: "
+            "rebuilding it (queued tasks are queued again)");
     p->broken = 0;
     s_close(&p->jobq[1]);
     s_close(&p->jobq[0]);
+    s_out_discard(p);
     for (uint64_t k = 0; k < RING && k < p->seq; k++) {
         uint64_t seq = p->seq - k;
         s_pjob_t *j = s_pjob(p, seq);
@@ -640,6 +791,29 @@ static void s_rebuild(zq_pool_t *p)
         p->stopping = 1; /* nothing can run any more; the worker reports the rest lost */
 }
 
+/* Report that j began at t (zq_now) in slot s, process pid. */
+static void s_started(zq_pool_t *p, s_slot_t *s, s_pjob_t *j, double t, pid_t pid)
+{
+    j->started = 1;
+    p->nqueued--;
+    s->running = j->seq;
+    s_emit_at(p, ZQ_POOL_EV_STARTED, s->index, j->ctx, 0, NULL, 0, (long)pid, 0, t);
+}
+
+/* The job slot's child has started, per shared memory, if not reported yet. */
+static s_pjob_t *s_started_unseen(zq_pool_t *p, s_slot_t *s, double *t)
+{
+    uint64_t seq = __atomic_load_n(&p->shm->child[s->index].started, __ATOMIC_SEQ_CST);
+    if (!seq || seq == s->running)
+        return NULL;
+    s_pjob_t *j = s_pjob(p, seq);
+    if (!j || j->started)
+        return NULL;
+    /* written before `started`; the entry is seq's until the job is forgotten */
+    __atomic_load(&p->shm->start_t[seq % RING], t, __ATOMIC_SEQ_CST);
+    return j;
+}
+
 static void s_child_lost(zq_pool_t *p, s_slot_t *s)
 {
     pid_t pid = s->pid;
@@ -649,9 +823,17 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
     kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    /* it died running a job not reported yet: STARTED first, as always (with pid 0 in the
+     * slot, so that nothing the callback does signals a pid that may be reused by now) */
+    double t;
+    s_pjob_t *js = s_started_unseen(p, s, &t);
+    s->pid = 0;
+    if (js)
+        s_started(p, s, js, t, pid);
     uint64_t seq = __atomic_exchange_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].soft, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].term, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].started, 0, __ATOMIC_SEQ_CST);
     s->pid = 0;
     s->in_len = 0;
     s->running = 0;
@@ -668,11 +850,16 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
             s_pjob_forget(p, j);
         }
     }
+    /* dead with no job of ours: it may have died between taking a message off the queue
+     * and saying so (`running`), and that job would never run. A child of an older queue
+     * cannot have taken one of the current queue's */
+    if (!j && !p->stopping && s->gen == p->gen && p->nqueued > 0)
+        p->broken = 1;
     /* an idle child leaving cleanly (shutdown, queue rebuilt) is no news */
     if (ctx || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         s_emit(p, ZQ_POOL_EV_LOST, s->index, ctx, 0, NULL, 0, (long)pid, status);
-    if (!p->stopping)
-        s_spawn(p, s); /* on failure dispatch retries */
+    if (!p->stopping && !p->broken)
+        s_spawn(p, s); /* on failure (or after a rebuild) dispatch starts it */
 }
 
 /* Handle the complete records in s->in. Returns -1 when the child broke the protocol. */
@@ -695,16 +882,8 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
         json[h.len] = '\0';
         s_pjob_t *j = s_pjob(p, h.seq);
         switch (h.type) {
-        case REC_STARTED:
-            if (j && !j->started) {
-                j->started = 1;
-                p->nqueued--;
-                s->running = h.seq;
-                s_emit_at(p, ZQ_POOL_EV_STARTED, s->index, j->ctx, 0, NULL, 0, (long)s->pid, 0,
-                          h.time);
-            }
-            break;
         case REC_EXPIRED:
+            s->nrec++;
             if (j) {
                 void *ctx = j->ctx;
                 s_pjob_forget(p, j);
@@ -712,7 +891,12 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
             }
             break;
         case REC_DONE:
-            s->running = 0;
+            s->nrec++;
+            /* a short job: nobody saw it start; its record says when */
+            if (j && !j->started)
+                s_started(p, s, j, h.time, s->pid);
+            if (s->running == h.seq)
+                s->running = 0;
             if (j) {
                 void *ctx = j->ctx;
                 s_pjob_forget(p, j);
@@ -790,6 +974,32 @@ static void s_read_child(zq_pool_t *p, s_slot_t *s)
         s_child_lost(p, s);
 }
 
+/* Children do not say when they start a job (a message per job costs both sides a
+ * syscall and the parent a wakeup): report what shared memory shows started. A child ends
+ * one job (DONE through its pipe) before it starts the next, so with every live child known
+ * busy nothing can start unseen; zq_pool_due() tells the main loop when to look again. */
+static void s_scan(zq_pool_t *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        s_slot_t *s = &p->slots[i];
+        if (s->pid <= 0)
+            continue;
+        double t;
+        s_pjob_t *j = s_started_unseen(p, s, &t);
+        if (!j)
+            continue;
+        if (__atomic_load_n(&p->shm->child[i].nrec, __ATOMIC_SEQ_CST) != s->nrec) {
+            /* it ended something since: that DONE comes first (a slot runs one job) */
+            pid_t pid = s->pid;
+            s_read_child(p, s);
+            if (s->pid != pid || !(j = s_started_unseen(p, s, &t)))
+                continue;
+        }
+        s_started(p, s, j, t, s->pid);
+    }
+    p->scanned = zq_mono();
+}
+
 static int s_prefork_init(zq_pool_t *p)
 {
     p->jobq[0] = p->jobq[1] = -1;
@@ -803,17 +1013,6 @@ static int s_prefork_init(zq_pool_t *p)
     p->shm = m; /* zero-filled */
     double none = INFINITY;
     __atomic_store(&p->shm->lease, &none, __ATOMIC_SEQ_CST);
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
-    /* robust: a child killed while holding it does not block the others forever */
-    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
-    int rc = pthread_mutex_init(&p->shm->rlock, &ma);
-    pthread_mutexattr_destroy(&ma);
-    if (rc != 0) {
-        ZQ_ERROR("pool: cannot create the job queue lock: %s", strerror(rc));
-        return ZQ_EIO;
-    }
     if (s_job_pipe_open(p) != ZQ_OK)
         return ZQ_EIO;
     for (int i = 0; i < p->n; i++)
@@ -1049,6 +1248,7 @@ void zq_pool_destroy(zq_pool_t **self_p, int cold)
         /* EOF on the job pipe makes idle children exit */
         s_close(&p->jobq[1]);
         s_close(&p->jobq[0]);
+        s_out_discard(p);
         for (int i = 0; i < p->n; i++) {
             s_slot_t *s = &p->slots[i];
             if (cold && s->pid > 0)
@@ -1317,6 +1517,22 @@ int zq_pool_pollitems(const zq_pool_t *self, zmq_pollitem_t *items, int max)
     return n;
 }
 
+double zq_pool_due(const zq_pool_t *self)
+{
+    if (!self || self->cfg.kind != ZQ_POOL_PREFORK || !self->shm || self->nqueued <= 0)
+        return 0;
+    /* past the lease no child starts anything until zq_pool_set_lease */
+    double lease;
+    __atomic_load(&self->shm->lease, &lease, __ATOMIC_SEQ_CST);
+    if (zq_mono() >= lease)
+        return 0;
+    /* a child we do not know busy may start a queued job any moment */
+    for (int i = 0; i < self->n; i++)
+        if (self->slots[i].pid > 0 && !self->slots[i].running)
+            return self->scanned + SCAN_EVERY;
+    return 0;
+}
+
 void zq_pool_dispatch(zq_pool_t *self, const zmq_pollitem_t *items, int n)
 {
     if (!self)
@@ -1336,6 +1552,7 @@ void zq_pool_dispatch(zq_pool_t *self, const zmq_pollitem_t *items, int n)
                     break;
                 }
         }
+        s_scan(self);
         /* jobs appended while the pipe was full go out as soon as it drains */
         if (self->out_off < self->out_len && !self->broken && s_flush_out(self) < 0)
             self->broken = 1;

@@ -1,10 +1,12 @@
 /*
  * zq_pool - where tasks run. One interface, three implementations (Celery's -P):
  *
- *   prefork (default)  -c forked children. Jobs go into one shared job queue (a pipe that
- *                      idle children read in turn, like billiard's), so a job never waits
- *                      behind a busy child while another is idle, and under load nobody
- *                      sleeps between tasks. A task that crashes kills only its child: the
+ *   prefork (default)  -c forked children. Jobs go into one shared job queue (a datagram
+ *                      socket pair that idle children all wait on; each job is one message,
+ *                      taken by exactly one of them), so a job never waits behind a busy
+ *                      child while another is idle, and under load nobody sleeps between
+ *                      tasks. Children do not announce a start: the pool reports STARTED
+ *                      from shared memory (zq_pool_due) or with the job's DONE. A task that crashes kills only its child: the
  *                      pool reports it LOST and forks a replacement. Hard time limits and
  *                      terminate are signals to the child. Children never touch ZeroMQ and
  *                      leave with _exit().
@@ -42,14 +44,18 @@ int zq_pool_kind_parse(const char *s, zq_pool_kind_t *out);
 
 /* What the pool reports. */
 typedef enum {
-    ZQ_POOL_EV_STARTED = 1,  /* ctx began running in `slot` (process `pid`) */
+    ZQ_POOL_EV_STARTED = 1,  /* ctx began running in `slot` (process `pid`) at `time`;
+                              * always before its DONE or LOST. Prefork reports it within
+                              * a few ms (zq_pool_due), or together with the DONE of a job
+                              * that ended sooner */
     ZQ_POOL_EV_DONE = 2,     /* ctx ended; json is its STATE body (NULL: it could not be run) */
     ZQ_POOL_EV_EXPIRED = 3,  /* ctx's expiry passed before it could start: it did not run */
     ZQ_POOL_EV_SUBMIT = 4,   /* a running task sent a sub-task; json is the SUBMIT body */
     ZQ_POOL_EV_LOST = 5,     /* the process of `slot` died (prefork): ctx is the job it was
                               * running (NULL when idle); a replacement is on its way */
     ZQ_POOL_EV_RETURNED = 6  /* ctx was taken back without running (the job queue had to be
-                              * rebuilt after a child died reading it): queue it again */
+                              * rebuilt: a child died idle or while taking a job, so it may
+                              * have lost one): queue it again */
 } zq_pool_ev_kind_t;
 
 typedef struct {
@@ -132,6 +138,10 @@ int zq_pool_can_kill(const zq_pool_t *self);
 /* Poll items (raw fds) the main loop must add to its zmq_poll; returns how many were
  * written (at most max; zq_pool_size() + 2 is always enough). */
 int zq_pool_pollitems(const zq_pool_t *self, zmq_pollitem_t *items, int max);
+/* The zq_mono() time by which zq_pool_dispatch() must run even if none of the pool's items
+ * is ready (prefork: a child may have started a job, which it does not announce); 0: no
+ * such time. */
+double zq_pool_due(const zq_pool_t *self);
 /* After zmq_poll: handle the pool's items (the n written by zq_pool_pollitems, with their
  * revents) and report events through the callback. Also restarts children that could not
  * be forked earlier. */

@@ -732,7 +732,11 @@ static void s_on_started(zq_worker_t *w, s_job_t *job, int slot, long pid, doubl
     job->slot = slot;
     w->active[slot] = job;
     w->nactive++;
-    double m = zq_mono();
+    double m = zq_mono(), late = when > 0 ? zq_now() - when : 0;
+    /* the pool may tell a few ms after the start: limits count from the start itself (a
+     * wall-clock step makes `late` absurd: then from now) */
+    if (late > 0 && late < 1)
+        m -= late;
     job->started = m;
     job->soft_at = job->soft > 0 && w->pool_kind != ZQ_POOL_SOLO ? m + job->soft : 0;
     job->hard_at = job->hard > 0 && zq_pool_can_kill(w->pool) ? m + job->hard : 0;
@@ -2152,6 +2156,9 @@ int zq_worker_run(zq_worker_t *w)
             wait = next_limit - m;
         if (next_state > 0 && next_state - m < wait)
             wait = next_state - m;
+        double next_pool = zq_pool_due(w->pool);
+        if (next_pool > 0 && next_pool - m < wait)
+            wait = next_pool - m;
         long timeout = wait <= 0 ? 0 : (long)ceil(wait * 1000);
 
         int n = 0;

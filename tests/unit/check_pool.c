@@ -1,7 +1,11 @@
 /*
- * check_pool - the pool's lease (worker/zq_pool.c, zq_pool_set_lease): past it, a queued job
- * waits in the prefork child or pool thread that took it, until the lease is extended or the
- * job is taken back. Uses the plugins/tasks.so example.
+ * check_pool - the pool (worker/zq_pool.c). The lease (zq_pool_set_lease): past it, a queued
+ * job waits in the prefork child or pool thread that took it, until the lease is extended or
+ * the job is taken back. Prefork: STARTED comes from shared memory (promptly, with the
+ * child's start time, even for a task that runs long), time limits and kills hit the running
+ * job, a SIGKILLed child reports LOST with its job, a child dying idle while jobs are queued
+ * has the queue rebuilt (its job handed back), big bodies travel as files, an expired job is
+ * not started. Uses the plugins/tasks.so example.
  */
 #include "config.h"
 #include "zq_loader.h"
@@ -11,6 +15,10 @@
 
 #include <check.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,28 +36,72 @@ static const char *s_built(const char *rel)
 }
 
 typedef struct {
-    int started, done;
+    int started, done, lost, returned, expired;
     void *last;
+    int slot;                    /* of the last STARTED */
+    double start_time, seen_at;  /* the last STARTED: its time, and zq_now() when reported */
+    double done_at;              /* zq_now() of the last DONE */
+    int state;                   /* of the last DONE */
+    int done_before_start;       /* a DONE or LOST whose job had no STARTED before */
+    void *started_ctx[8];        /* jobs reported STARTED (first 8) */
+    void *lost_ctx;
+    int lost_status;
+    char json[512];              /* the last DONE's body (cut) */
 } s_seen_t;
+
+static int s_was_started(const s_seen_t *s, void *ctx)
+{
+    for (int i = 0; i < s->started && i < 8; i++)
+        if (s->started_ctx[i] == ctx)
+            return 1;
+    return 0;
+}
 
 static void s_on_event(void *arg, const zq_pool_event_t *ev)
 {
     s_seen_t *s = arg;
-    if (ev->kind == ZQ_POOL_EV_STARTED)
+    switch (ev->kind) {
+    case ZQ_POOL_EV_STARTED:
+        if (s->started < 8)
+            s->started_ctx[s->started] = ev->ctx;
         s->started++;
-    else if (ev->kind == ZQ_POOL_EV_DONE)
+        s->slot = ev->slot;
+        s->start_time = ev->time;
+        s->seen_at = zq_now();
+        break;
+    case ZQ_POOL_EV_DONE:
+        s->done_before_start += !s_was_started(s, ev->ctx);
         s->done++;
+        s->done_at = zq_now();
+        s->state = ev->state;
+        snprintf(s->json, sizeof s->json, "%.*s", (int)ev->len, ev->json ? ev->json : "");
+        break;
+    case ZQ_POOL_EV_LOST:
+        if (ev->ctx)
+            s->done_before_start += !s_was_started(s, ev->ctx);
+        s->lost++;
+        s->lost_ctx = ev->ctx;
+        s->lost_status = ev->status;
+        break;
+    case ZQ_POOL_EV_RETURNED: s->returned++; break;
+    case ZQ_POOL_EV_EXPIRED: s->expired++; break;
+    default: break;
+    }
     s->last = ev->ctx;
 }
 
-/* Run the pool's events for ms, or until *until reaches want (until may be NULL). */
+/* Run the pool's events for ms, or until *until reaches want (until may be NULL). Like the
+ * worker's loop, it sleeps until an item is ready or zq_pool_due(), nothing else. */
 static void s_pump(zq_pool_t *p, int ms, const int *until, int want)
 {
     double end = zq_mono() + ms / 1000.0;
     while (zq_mono() < end && !(until && *until >= want)) {
         zmq_pollitem_t items[8];
         int n = zq_pool_pollitems(p, items, 8);
-        zmq_poll(items, n, 20);
+        double m = zq_mono(), wake = end, due = zq_pool_due(p);
+        if (due > 0 && due < wake)
+            wake = due;
+        zmq_poll(items, n, wake <= m ? 0 : (long)ceil((wake - m) * 1000));
         zq_pool_dispatch(p, items, n);
     }
 }
@@ -61,7 +113,8 @@ START_TEST(test_lease_holds_jobs)
     zq_log_set_level(ZQ_LOG_ERROR);
     zq_loader_t *l = zq_loader_new();
     ck_assert_int_eq(zq_loader_load_file(l, s_built("plugins/tasks.so")), ZQ_OK);
-    s_seen_t seen = {0, 0, NULL};
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
     zq_pool_config_t cfg = {s_kinds[_i], 1, l, "lease@test", s_on_event, &seen};
     zq_pool_t *p = zq_pool_new(&cfg);
     ck_assert_ptr_nonnull(p);
@@ -109,7 +162,8 @@ START_TEST(test_destroy_with_a_job_held)
     zq_log_set_level(ZQ_LOG_ERROR);
     zq_loader_t *l = zq_loader_new();
     ck_assert_int_eq(zq_loader_load_file(l, s_built("plugins/tasks.so")), ZQ_OK);
-    s_seen_t seen = {0, 0, NULL};
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
     zq_pool_config_t cfg = {s_kinds[_i], 1, l, "lease@test", s_on_event, &seen};
     zq_pool_t *p = zq_pool_new(&cfg);
     static const char text[] = "{\"id\":\"c\",\"task\":\"tasks.add\",\"args\":[1,1],\"kwargs\":{}}";
@@ -127,6 +181,242 @@ START_TEST(test_destroy_with_a_job_held)
 }
 END_TEST
 
+static zq_loader_t *s_loader(void)
+{
+    zq_log_set_level(ZQ_LOG_ERROR);
+    zq_loader_t *l = zq_loader_new();
+    ck_assert_int_eq(zq_loader_load_file(l, s_built("plugins/tasks.so")), ZQ_OK);
+    return l;
+}
+
+/* A job whose body text lives in a static buffer. */
+typedef struct {
+    char text[256];
+    cJSON *body;
+    zq_pool_job_t job;
+} s_job_t;
+
+static void s_job(s_job_t *j, const char *id, const char *task, const char *args)
+{
+    snprintf(j->text, sizeof j->text, "{\"id\":\"%s\",\"task\":\"%s\",\"args\":%s,\"kwargs\":{}}", id,
+             task, args);
+    j->body = cJSON_Parse(j->text);
+    ck_assert_ptr_nonnull(j->body);
+    zq_pool_job_t pj = {j, j->text, strlen(j->text), j->body, 0, 0, 0};
+    j->job = pj;
+}
+
+START_TEST(test_started_long_task)
+{
+    /* a task still running is reported STARTED within a few ms (no message from the child:
+     * the pool looks at shared memory when zq_pool_due says), with the child's start time;
+     * a short one gets STARTED (folded into its DONE record) before DONE */
+    zq_loader_t *l = s_loader();
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    zq_pool_config_t cfg = {ZQ_POOL_PREFORK, 2, l, "started@test", s_on_event, &seen};
+    zq_pool_t *p = zq_pool_new(&cfg);
+    ck_assert_ptr_nonnull(p);
+    s_job_t a, b;
+    s_job(&a, "a", "tasks.sleep", "[0.8]");
+    s_job(&b, "b", "tasks.add", "[1,2]");
+    double t0 = zq_now();
+    ck_assert_int_eq(zq_pool_submit(p, &a.job), ZQ_OK);
+    s_pump(p, 3000, &seen.started, 1);
+    ck_assert_int_eq(seen.started, 1);
+    ck_assert_int_eq(seen.done, 0);
+    ck_assert_ptr_eq(seen.last, &a);
+    ck_assert(seen.start_time >= t0 - 0.001);
+    ck_assert_msg(seen.seen_at - seen.start_time < 0.25, "STARTED reported %.3fs late",
+                  seen.seen_at - seen.start_time);
+    ck_assert_int_eq(zq_pool_pid(p, seen.slot) > 0, 1);
+    double a_start = seen.start_time;
+    /* the other child runs a short one meanwhile */
+    ck_assert_int_eq(zq_pool_submit(p, &b.job), ZQ_OK);
+    s_pump(p, 3000, &seen.done, 1);
+    ck_assert_int_eq(seen.done, 1);
+    ck_assert_ptr_eq(seen.last, &b);
+    ck_assert_int_eq(seen.state, ZQ_OUT_SUCCESS);
+    ck_assert_int_eq(seen.started, 2);
+    s_pump(p, 5000, &seen.done, 2);
+    ck_assert_int_eq(seen.done, 2);
+    ck_assert_ptr_eq(seen.last, &a);
+    ck_assert(seen.done_at - a_start >= 0.79);
+    ck_assert_int_eq(seen.done_before_start, 0);
+    zq_pool_destroy(&p, 0);
+    cJSON_Delete(a.body);
+    cJSON_Delete(b.body);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
+START_TEST(test_limits_and_kill)
+{
+    zq_loader_t *l = s_loader();
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    zq_pool_config_t cfg = {ZQ_POOL_PREFORK, 1, l, "limits@test", s_on_event, &seen};
+    zq_pool_t *p = zq_pool_new(&cfg);
+    ck_assert_ptr_nonnull(p);
+    s_job_t a, b, c, d;
+    s_job(&a, "a", "tasks.sleep", "[30]");
+    s_job(&b, "b", "tasks.sleep", "[30]");
+    s_job(&c, "c", "tasks.add", "[2,3]");
+    s_job(&d, "d", "tasks.sleep", "[30]");
+
+    /* soft limit: the running task gives up (SoftTimeLimitExceeded) */
+    ck_assert_int_eq(zq_pool_submit(p, &a.job), ZQ_OK);
+    s_pump(p, 3000, &seen.started, 1);
+    ck_assert_int_eq(seen.started, 1);
+    ck_assert_int_eq(zq_pool_soft_limit(p, seen.slot, &b), ZQ_ESTATE); /* not its job */
+    ck_assert_int_eq(zq_pool_soft_limit(p, seen.slot, &a), ZQ_OK);
+    s_pump(p, 5000, &seen.done, 1);
+    ck_assert_int_eq(seen.done, 1);
+    ck_assert_int_eq(seen.state, ZQ_OUT_FAILURE);
+    ck_assert_ptr_nonnull(strstr(seen.json, "SoftTimeLimitExceeded"));
+
+    /* hard limit / terminate: the child dies, LOST carries the job */
+    ck_assert_int_eq(zq_pool_submit(p, &b.job), ZQ_OK);
+    s_pump(p, 3000, &seen.started, 2);
+    ck_assert_int_eq(seen.started, 2);
+    ck_assert_int_eq(zq_pool_kill(p, seen.slot, &a, SIGKILL), ZQ_ESTATE);
+    ck_assert_int_eq(zq_pool_kill(p, seen.slot, &b, SIGKILL), ZQ_OK);
+    s_pump(p, 5000, &seen.lost, 1);
+    ck_assert_int_eq(seen.lost, 1);
+    ck_assert_ptr_eq(seen.lost_ctx, &b);
+    ck_assert(WIFSIGNALED(seen.lost_status) && WTERMSIG(seen.lost_status) == SIGKILL);
+
+    /* killed from outside while a job waits behind it: LOST with its job, and the queued
+     * one runs on the replacement (nothing handed back) */
+    ck_assert_int_eq(zq_pool_submit(p, &d.job), ZQ_OK);
+    s_pump(p, 3000, &seen.started, 3);
+    ck_assert_int_eq(seen.started, 3);
+    ck_assert_int_eq(zq_pool_submit(p, &c.job), ZQ_OK);
+    s_pump(p, 100, NULL, 0);
+    ck_assert_int_eq(kill((pid_t)zq_pool_pid(p, 0), SIGKILL), 0);
+    s_pump(p, 5000, &seen.done, 2);
+    ck_assert_int_eq(seen.lost, 2);
+    ck_assert_ptr_eq(seen.lost_ctx, &d);
+    ck_assert_int_eq(seen.done, 2);
+    ck_assert_ptr_eq(seen.last, &c);
+    ck_assert_int_eq(seen.state, ZQ_OUT_SUCCESS);
+    ck_assert_int_eq(seen.returned, 0);
+    ck_assert_int_eq(seen.done_before_start, 0);
+
+    zq_pool_destroy(&p, 0);
+    cJSON_Delete(a.body);
+    cJSON_Delete(b.body);
+    cJSON_Delete(c.body);
+    cJSON_Delete(d.body);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
+/* 1 when pid sits in recvmsg (an idle prefork child), 0 if not, -1 if we cannot tell. */
+static int s_in_recvmsg(long pid)
+{
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/proc/%ld/syscall", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int ok = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    if (!ok || buf[0] < '0' || buf[0] > '9')
+        return -1;
+    return atol(buf) == SYS_recvmsg;
+}
+
+START_TEST(test_idle_death_rebuilds_queue)
+{
+    /* a child killed while idle may have taken a job off the queue just before: with jobs
+     * queued, the pool rebuilds the queue and hands them back */
+    zq_loader_t *l = s_loader();
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    zq_pool_config_t cfg = {ZQ_POOL_PREFORK, 2, l, "rebuild@test", s_on_event, &seen};
+    zq_pool_t *p = zq_pool_new(&cfg);
+    ck_assert_ptr_nonnull(p);
+    s_job_t a;
+    s_job(&a, "a", "tasks.add", "[4,5]");
+    zq_pool_set_lease(p, 0); /* the child that takes it holds it */
+    ck_assert_int_eq(zq_pool_submit(p, &a.job), ZQ_OK);
+    long idle = 0;
+    for (int tries = 0; tries < 100 && !idle; tries++) {
+        s_pump(p, 30, NULL, 0);
+        int i0 = s_in_recvmsg(zq_pool_pid(p, 0)), i1 = s_in_recvmsg(zq_pool_pid(p, 1));
+        if (i0 < 0 || i1 < 0)
+            break;
+        if (i0 != i1)
+            idle = zq_pool_pid(p, i0 ? 0 : 1);
+    }
+    if (!idle) {
+        fprintf(stderr, "check_pool: cannot tell an idle child (/proc/PID/syscall): skipped\n");
+    } else {
+        ck_assert_int_eq(kill((pid_t)idle, SIGKILL), 0);
+        s_pump(p, 5000, &seen.returned, 1);
+        ck_assert_int_eq(seen.returned, 1);
+        ck_assert_ptr_eq(seen.last, &a);
+        ck_assert_int_eq(seen.started, 0);
+        /* handed back, queued again: it runs on the new queue */
+        zq_pool_set_lease(p, INFINITY);
+        ck_assert_int_eq(zq_pool_submit(p, &a.job), ZQ_OK);
+        s_pump(p, 5000, &seen.done, 1);
+        ck_assert_int_eq(seen.done, 1);
+        ck_assert_ptr_eq(seen.last, &a);
+        ck_assert_int_eq(seen.state, ZQ_OUT_SUCCESS);
+        long pids[4];
+        s_pump(p, 200, NULL, 0);
+        ck_assert_int_eq(zq_pool_pids(p, pids, 4), 2);
+    }
+    zq_pool_destroy(&p, 0);
+    cJSON_Delete(a.body);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
+START_TEST(test_big_body_and_expired)
+{
+    zq_loader_t *l = s_loader();
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    zq_pool_config_t cfg = {ZQ_POOL_PREFORK, 1, l, "big@test", s_on_event, &seen};
+    zq_pool_t *p = zq_pool_new(&cfg);
+    ck_assert_ptr_nonnull(p);
+    /* a body larger than fits one message goes as a file */
+    size_t pad = 300 * 1024;
+    char *text = malloc(pad + 200);
+    ck_assert_ptr_nonnull(text);
+    int k = snprintf(text, 200, "{\"id\":\"big\",\"task\":\"tasks.add\",\"args\":[20,22],"
+                     "\"kwargs\":{},\"pad\":\"");
+    memset(text + k, 'x', pad);
+    strcpy(text + k + pad, "\"}");
+    cJSON *body = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(body);
+    int ctx = 0;
+    zq_pool_job_t big = {&ctx, text, strlen(text), body, 0, 0, 0};
+    ck_assert_int_eq(zq_pool_submit(p, &big), ZQ_OK);
+    s_pump(p, 5000, &seen.done, 1);
+    ck_assert_int_eq(seen.done, 1);
+    ck_assert_int_eq(seen.state, ZQ_OUT_SUCCESS);
+    ck_assert_ptr_nonnull(strstr(seen.json, "42"));
+    /* expired by the time it starts: EXPIRED, never STARTED */
+    static const char old[] = "{\"id\":\"old\",\"task\":\"tasks.add\",\"args\":[1,1],"
+                              "\"kwargs\":{},\"expires\":\"2001-01-01T00:00:00+00:00\"}";
+    cJSON *obody = cJSON_Parse(old);
+    zq_pool_job_t o = {&ctx, old, strlen(old), obody, 0, 0, 0};
+    ck_assert_int_eq(zq_pool_submit(p, &o), ZQ_OK);
+    s_pump(p, 5000, &seen.expired, 1);
+    ck_assert_int_eq(seen.expired, 1);
+    ck_assert_int_eq(seen.started, 1);
+    zq_pool_destroy(&p, 0);
+    cJSON_Delete(body);
+    cJSON_Delete(obody);
+    free(text);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
@@ -135,6 +425,13 @@ int main(void)
     tcase_add_loop_test(tc, test_lease_holds_jobs, 0, 2);
     tcase_add_loop_test(tc, test_destroy_with_a_job_held, 0, 2);
     suite_add_tcase(s, tc);
+    TCase *pf = tcase_create("prefork");
+    tcase_set_timeout(pf, 60);
+    tcase_add_test(pf, test_started_long_task);
+    tcase_add_test(pf, test_limits_and_kill);
+    tcase_add_test(pf, test_idle_death_rebuilds_queue);
+    tcase_add_test(pf, test_big_body_and_expired);
+    suite_add_tcase(s, pf);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
