@@ -307,8 +307,9 @@ void zq_client_set_timeout(zq_client_t *self, double seconds);
  * (pipelining); zq_client_flush() does, and so does zq_result_get(). At most 16384 tasks
  * are in flight unacknowledged: past that the call waits for acknowledgements, up to the
  * client's timeout (zq_client_set_timeout), then fails with ZQ_ETIMEOUT (broker down).
- * With a handle, the task's record is subscribed to (as Celery's Redis backend does at
- * send time): the broker sends it when the task ends and the client keeps it, so
+ * With a handle (and without ignore_result), the task's record is subscribed to (as
+ * Celery's Redis backend does at send time): the broker sends it when the task ends and
+ * the client keeps it, so
  * zq_result_get() / zq_client_get_async() usually send nothing. Destroy handles you will
  * not wait on; pass result_p NULL for fire-and-forget tasks.
  * ZQ_EINVAL for bad input (zq_client_errmsg says which field), ZQ_ENOMEM. */

@@ -1193,8 +1193,9 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
         r->submit_req = req;
         snprintf(r->id, sizeof r->id, "%s", id);
         /* subscribe to the record: the broker sends it when the task ends, and get()
-         * then has nothing to send (without memory for it, get() sends a GET) */
-        if (s_pm_put(c, id, req + 1) == ZQ_OK)
+         * then has nothing to send (without memory for it, get() sends a GET). Not for
+         * ignore_result: such a record carries no value, and is seldom waited for */
+        if (!o->ignore_result && s_pm_put(c, id, req + 1) == ZQ_OK)
             push_req = c->next_req++;
     }
 

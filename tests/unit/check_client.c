@@ -386,6 +386,7 @@ START_TEST(test_submit_body)
     ck_assert_str_eq(zq_json_str(b, "queue", ""), ZQ_DEFAULT_QUEUE);
     ck_assert_str_eq(zq_json_str(b, "expires", ""), "2031-05-06T07:08:09.000000Z");
     ck_assert(zq_json_bool(b, "ignore_result", 0));
+    ck_assert_ptr_null(cJSON_GetObjectItem(b, "get")); /* no subscription without a value */
     ck_assert(cJSON_IsArray(cJSON_GetObjectItem(b, "args")));
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(b, "args")), 0);
     ck_assert(cJSON_IsObject(cJSON_GetObjectItem(b, "kwargs")));
