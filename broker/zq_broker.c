@@ -472,8 +472,19 @@ typedef struct s_pend {
     const cJSON *received, *started; /* RECEIVED / STARTED bodies, if any */
     const cJSON *final;              /* the furthest state: what the store gets */
     int unheld;                      /* final came for a task no worker held */
+    char *msg;                       /* somebody waits for this end and nothing was applied */
+    size_t msglen;                   /* before it: the task message (owned), to compose */
+    double eta, expires;             /* the record from (zq_store_record_compose) */
     char id[];
 } s_pend_t;
+
+/* A task that ended this turn while GETs wait for it, with its record when it could be
+ * composed without reading the row (else it is read after the commit). */
+typedef struct {
+    char *id;
+    char *rec;
+    size_t len;
+} s_note_t;
 
 /* Buffered outgoing message (sent after the commit). Offsets into the outbox arena. */
 enum { OB_REPLY, OB_EVENT, OB_BROADCAST, OB_SENT };
@@ -574,7 +585,7 @@ struct zq_broker {
     size_t nretry, retry_cap;
     s_map_t pend;              /* id -> STATEs of the turn, written at the end of the drain */
     s_pend_t *pend_first, *pend_last;
-    char **notify;             /* ids that ended this turn and have parked GETs */
+    s_note_t *notify;          /* tasks that ended this turn and have parked GETs */
     size_t nnotify, notify_cap;
     int recheck_waits;         /* a purge ended tasks we cannot name: look at every GET */
     s_out_t *out;
@@ -1353,15 +1364,16 @@ static void s_answer_waiter(zq_broker_t *self, s_waiter_t *w, const char *rec, s
     free(w);
 }
 
-/* The task ended (committed): answer everyone waiting for it. */
-static void s_answer_waits(zq_broker_t *self, const char *id)
+/* The task ended (committed): answer everyone waiting for it. rec (taken; NULL: read it
+ * from the store) is its record. */
+static void s_answer_waits_rec(zq_broker_t *self, const char *id, char *rec, size_t len)
 {
     s_waitlist_t *wl = (s_waitlist_t *)s_map_get(&self->waits, id);
-    if (!wl)
+    if (!wl) {
+        free(rec);
         return;
-    char *rec;
-    size_t len;
-    if (zq_store_record_text(self->store, id, &rec, &len) != ZQ_OK) {
+    }
+    if (!rec && zq_store_record_text(self->store, id, &rec, &len) != ZQ_OK) {
         ZQ_ERROR("broker: cannot read task %s for a GET: %s", id, zq_store_errmsg(self->store));
         return; /* they wait on; their deadline still applies */
     }
@@ -1374,26 +1386,52 @@ static void s_answer_waits(zq_broker_t *self, const char *id)
     free(rec);
 }
 
-/* Remember, during the turn, that id ended (answered after the commit). */
-static void s_notify(zq_broker_t *self, const char *id)
+static void s_answer_waits(zq_broker_t *self, const char *id)
 {
-    if (!s_map_get(&self->waits, id))
+    s_answer_waits_rec(self, id, NULL, 0);
+}
+
+/* Remember, during the turn, that id ended (answered after the commit); rec (taken, may be
+ * NULL) is its record. */
+static void s_notify_rec(zq_broker_t *self, const char *id, char *rec, size_t len)
+{
+    if (!s_map_get(&self->waits, id)) {
+        free(rec);
         return;
+    }
     self->need_commit = 1; /* somebody waits for this end: commit and answer now */
     if (self->nnotify == self->notify_cap) {
         size_t nc = self->notify_cap ? self->notify_cap * 2 : 64;
-        char **v = realloc(self->notify, nc * sizeof *v);
+        s_note_t *v = realloc(self->notify, nc * sizeof *v);
         if (!v)
             goto lost;
         self->notify = v;
         self->notify_cap = nc;
     }
-    if (!(self->notify[self->nnotify] = strdup(id)))
+    s_note_t *n = &self->notify[self->nnotify];
+    if (!(n->id = strdup(id)))
         goto lost;
+    n->rec = rec;
+    n->len = len;
     self->nnotify++;
     return;
 lost:
+    free(rec);
     self->recheck_waits = 1; /* out of memory: look at every parked GET instead */
+}
+
+static void s_notify(zq_broker_t *self, const char *id)
+{
+    s_notify_rec(self, id, NULL, 0);
+}
+
+static void s_notes_clear(zq_broker_t *self)
+{
+    for (size_t i = 0; i < self->nnotify; i++) {
+        free(self->notify[i].id);
+        free(self->notify[i].rec);
+    }
+    self->nnotify = 0;
 }
 
 static void s_recheck_one(void *arg, s_hnode_t *node)
@@ -1408,8 +1446,9 @@ static void s_recheck_one(void *arg, s_hnode_t *node)
 static void s_serve_waits(zq_broker_t *self)
 {
     for (size_t i = 0; i < self->nnotify; i++) {
-        s_answer_waits(self, self->notify[i]);
-        free(self->notify[i]);
+        s_note_t *n = &self->notify[i];
+        s_answer_waits_rec(self, n->id, n->rec, n->len);
+        free(n->id);
     }
     self->nnotify = 0;
     if (self->recheck_waits) {
@@ -2624,7 +2663,13 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                 self->stats.failed++;
             else
                 self->stats.revoked++;
-            s_notify(self, p->id);
+            /* compose the record for whoever waits instead of reading the row back */
+            char *rec = NULL;
+            size_t reclen = 0;
+            if (p->msg && zq_store_record_compose(&st, p->msg, p->msglen, p->eta, p->expires,
+                                                  &rec, &reclen) != ZQ_OK)
+                rec = NULL;
+            s_notify_rec(self, p->id, rec, reclen);
         }
     } else if (rc == ZQ_ESTATE) {
         ZQ_DEBUG("broker: %s for task %s ignored: it is already %s", st.state, p->id,
@@ -2645,6 +2690,7 @@ static void s_flush_states(zq_broker_t *self)
         s_map_del(&self->pend, &p->node);
         if (!self->batch_failed)
             s_apply_pending(self, p);
+        free(p->msg);
         free(p);
         p = next;
     }
@@ -2670,6 +2716,16 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
     const char *worker = zq_json_str(body, "worker", NULL);
     int rank = s_state_rank(state);
     s_held_t *h = s_held_find(self, id);
+    char *msg = NULL; /* kept to compose the record of a first and final state */
+    size_t msglen = 0;
+    double eta = 0, expires = 0;
+    if (h && rank == 3 && !h->received && !h->started && h->task && h->task->msg &&
+        s_map_get(&self->waits, id) && (msg = malloc(h->task->msglen))) {
+        memcpy(msg, h->task->msg, h->task->msglen);
+        msglen = h->task->msglen;
+        eta = h->task->eta;
+        expires = h->task->expires;
+    }
     if (h) {
         h->received = 1;
         if (rank == 2) {
@@ -2692,6 +2748,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         size_t n = strlen(id);
         p = calloc(1, sizeof *p + n + 1);
         if (!p) {
+            free(msg);
             s_bad_upstream(self, "STATE %s: out of memory", id);
             return;
         }
@@ -2699,6 +2756,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         p->node.key = p->id;
         if (s_map_put(&self->pend, &p->node) != ZQ_OK) {
             free(p);
+            free(msg);
             s_bad_upstream(self, "STATE %s: out of memory", id);
             return;
         }
@@ -2708,6 +2766,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
             self->pend_first = p;
         self->pend_last = p;
     } else if (s_state_rank(zq_json_str(p->final, "state", "")) == 3) {
+        free(msg);
         return; /* the first end of a run wins, as in the store */
     }
     if (rank == 1 && !p->received)
@@ -2718,6 +2777,14 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         p->final = body;
         p->unheld = h == NULL;
     }
+    if (msg && !p->msg && !p->received && !p->started && p->final == body) {
+        p->msg = msg;
+        p->msglen = msglen;
+        p->eta = eta;
+        p->expires = expires;
+        msg = NULL;
+    }
+    free(msg);
 }
 
 /* RETURN {"worker","ids"}: tasks a worker will not run go back to the head of their queue. */
@@ -4310,9 +4377,7 @@ static void s_batch_end(zq_broker_t *self)
         s_drop_acks(self);
         s_drop_pushes(self);
         self->retry_after = s_mono() + 0.5;
-        for (size_t i = 0; i < self->nnotify; i++)
-            free(self->notify[i]);
-        self->nnotify = 0;
+        s_notes_clear(self);
         self->recheck_waits = 0;
         s_resync(self);
         return;
@@ -4662,8 +4727,7 @@ void zq_broker_destroy(zq_broker_t **self_p)
     if (self->nretry)
         ZQ_ERROR("zq-broker: %zu upstream messages could not be stored", self->nretry);
     free(self->retry);
-    for (size_t i = 0; i < self->nnotify; i++)
-        free(self->notify[i]);
+    s_notes_clear(self);
     free(self->notify);
     s_drop_pushes(self);
     free(self->pushes);

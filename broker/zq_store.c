@@ -1475,6 +1475,113 @@ static void s_put_record(zq_sb_t *b, sqlite3_stmt *st)
     zq_sb_puts(b, ",\"known\":true}");
 }
 
+/* A member of the stored message as it is there (JSON text), or "null". */
+static void s_put_member_or_null(zq_sb_t *b, const char *msg, size_t len, const char *key)
+{
+    s_put_member_raw(b, msg, len, key, "null");
+}
+
+static void s_put_time_or_null(zq_sb_t *b, double t)
+{
+    if (t <= 0) {
+        zq_sb_putn(b, "null", 4);
+        return;
+    }
+    char iso[40];
+    zq_time_iso(t, iso, sizeof iso);
+    zq_sb_putn(b, "\"", 1);
+    zq_sb_puts(b, iso);
+    zq_sb_putn(b, "\"", 1);
+}
+
+int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t msglen,
+                            double eta, double expires, char **text_out, size_t *len_out)
+{
+    *text_out = NULL;
+    *len_out = 0;
+    const char *state = zq_state_canonical(st->state);
+    const char *v;
+    size_t vlen;
+    if (!state || !zq_state_is_terminal(state) || !st->id || !st->worker || !msg ||
+        !s_find_member(msg, msglen, "task", &v, &vlen))
+        return ZQ_EINVAL;
+    long retries = 0;
+    if (s_find_member(msg, msglen, "retries", &v, &vlen)) {
+        char num[24];
+        if (vlen >= sizeof num)
+            return ZQ_EINVAL;
+        memcpy(num, v, vlen);
+        num[vlen] = '\0';
+        char *end;
+        retries = strtol(num, &end, 10);
+        if (*end || retries < 0 || retries > 2000000000L)
+            return ZQ_EINVAL;
+    }
+    /* a retried task's dates of an earlier run stay unless this state brings both */
+    if (retries > 0 && !(st->received_at > 0 && st->started_at > 0))
+        return ZQ_EINVAL;
+    int ignore = s_find_member(msg, msglen, "ignore_result", &v, &vlen) && vlen == 4 &&
+                 !memcmp(v, "true", 4);
+    zq_sb_t b = {0};
+    /* the same members, in the same order, as s_put_record */
+    zq_sb_puts(&b, "{\"id\":");
+    zq_sb_json_str(&b, st->id);
+    zq_sb_puts(&b, ",\"task\":");
+    s_put_member_or_null(&b, msg, msglen, "task");
+    zq_sb_puts(&b, ",\"state\":");
+    zq_sb_json_str(&b, state);
+    zq_sb_puts(&b, ",\"result\":");
+    zq_sb_puts(&b, !ignore && st->result ? st->result : "null");
+    zq_sb_puts(&b, ",\"exception\":");
+    if (st->exc_type) {
+        zq_sb_puts(&b, "{\"type\":");
+        zq_sb_json_str(&b, st->exc_type);
+        zq_sb_puts(&b, ",\"message\":");
+        zq_sb_json_str(&b, st->exc_message ? st->exc_message : "");
+        zq_sb_puts(&b, "}");
+    } else {
+        zq_sb_puts(&b, "null");
+    }
+    zq_sb_puts(&b, ",\"traceback\":");
+    zq_sb_json_str(&b, st->traceback);
+    zq_sb_printf(&b, ",\"retries\":%ld,\"worker\":", retries);
+    zq_sb_json_str(&b, st->worker);
+    zq_sb_puts(&b, ",\"queue\":");
+    s_put_member_or_null(&b, msg, msglen, "queue");
+    zq_sb_puts(&b, ",\"args\":");
+    s_put_member_raw(&b, msg, msglen, "args", "[]");
+    zq_sb_puts(&b, ",\"kwargs\":");
+    s_put_member_raw(&b, msg, msglen, "kwargs", "{}");
+    zq_sb_puts(&b, ",\"eta\":");
+    s_put_time_or_null(&b, eta);
+    zq_sb_puts(&b, ",\"expires\":");
+    s_put_time_or_null(&b, expires);
+    zq_sb_puts(&b, ",\"parent_id\":");
+    s_put_member_or_null(&b, msg, msglen, "parent_id");
+    zq_sb_puts(&b, ",\"root_id\":");
+    s_put_member_or_null(&b, msg, msglen, "root_id");
+    zq_sb_puts(&b, ",\"date_sent\":");
+    s_put_member_or_null(&b, msg, msglen, "sent");
+    zq_sb_puts(&b, ",\"date_received\":");
+    s_put_time_or_null(&b, st->received_at);
+    zq_sb_puts(&b, ",\"date_started\":");
+    s_put_time_or_null(&b, st->started_at);
+    zq_sb_puts(&b, ",\"date_done\":");
+    s_put_time_or_null(&b, st->timestamp > 0 ? st->timestamp : zq_now());
+    if (st->runtime >= 0)
+        zq_sb_printf(&b, ",\"runtime\":%.6f", st->runtime);
+    else
+        zq_sb_puts(&b, ",\"runtime\":null");
+    zq_sb_puts(&b, ",\"known\":true}");
+    if (b.oom) {
+        free(b.buf);
+        return ZQ_ENOMEM;
+    }
+    *text_out = b.buf;
+    *len_out = b.len;
+    return ZQ_OK;
+}
+
 int zq_store_record_text(zq_store_t *self, const char *id, char **text_out, size_t *len_out)
 {
     sqlite3_stmt *st = self->st[ST_RECORD];

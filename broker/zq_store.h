@@ -217,6 +217,15 @@ long zq_store_count_unfinished(zq_store_t *self);
 /* The state of a task (static string, e.g. "SUCCESS") or NULL when unknown. */
 const char *zq_store_get_state(zq_store_t *self, const char *id);
 
+/* The record (docs/protocol.md §9) that zq_store_record_text will give for a task that a
+ * terminal zq_store_set_state(st) just ended, composed from st and the task's stored
+ * message (msg: its JSON text; eta, expires: 0 = none) without reading the row. Only valid
+ * when no RECEIVED / STARTED / RETRY of the task was applied before st (their dates would
+ * be in the row); the caller knows that, this function checks the rest: ZQ_EINVAL when it
+ * cannot compose it (not terminal, no worker, a retried task without both dates, a message
+ * without "task"): then read the record. *text_out: caller frees. */
+int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t msglen,
+                            double eta, double expires, char **text_out, size_t *len_out);
 /* The task record of docs/protocol.md §9 as JSON text ("known": true), or for an id never
  * accepted the record {"id", "known": false, "state": "PENDING", every other field null}.
  * *text_out is NUL-terminated; caller owns it and must free() it. ZQ_OK, ZQ_ENOMEM,

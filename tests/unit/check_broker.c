@@ -610,6 +610,69 @@ START_TEST(test_submit_get_pushes_record)
 }
 END_TEST
 
+/* A record composed from the final STATE and the task message the broker still holds (the
+ * row is not read back) equals the record QUERY reads afterwards: success with folded
+ * dates, failure with an exception, ignore_result with expires and a parent, a REVOKED
+ * without dates. */
+START_TEST(test_pushed_record_matches_query)
+{
+    static const char *const subs[4] = {
+        "{\"id\":\"c1\",\"task\":\"tasks.add\",\"args\":[2,3],\"kwargs\":{\"k\":\"v\"},"
+        "\"req\":1,\"get\":2}",
+        "{\"id\":\"c2\",\"task\":\"tasks.div\",\"args\":[1,0],\"req\":3,\"get\":4}",
+        "{\"id\":\"c3\",\"task\":\"tasks.add\",\"args\":[3,4],\"ignore_result\":true,"
+        "\"expires\":3600,\"parent_id\":\"par\",\"req\":5,\"get\":6}",
+        "{\"id\":\"c4\",\"task\":\"tasks.add\",\"req\":7,\"get\":8}"};
+    for (int i = 0; i < 4; i++) {
+        cJSON *r = s_call(s_cli, "SUBMIT", subs[i]);
+        ck_assert_msg(!s_errcode(r), "refused: %s", s_errmsg(r));
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "get")));
+        cJSON_Delete(r);
+    }
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "w1@h", 4, 0, ""));
+    for (int i = 0; i < 4; i++)
+        cJSON_Delete(fw_task(&w, WAIT_MS));
+    char t0[40], t1[40], dates[120];
+    zq_time_iso(zq_now() - 0.002, t0, sizeof t0);
+    zq_time_iso(zq_now() - 0.001, t1, sizeof t1);
+    snprintf(dates, sizeof dates, "\"received\":\"%s\",\"started\":\"%s\"", t0, t1);
+    char extra[512];
+    snprintf(extra, sizeof extra, "\"result\":5,\"runtime\":0.0005,%s", dates);
+    fw_state(&w, "c1", "SUCCESS", extra);
+    snprintf(extra, sizeof extra,
+             "\"exception\":{\"type\":\"ZeroDivisionError\",\"message\":\"division by zero\"},"
+             "\"traceback\":\"Traceback (most recent call last):\\n  x\",\"runtime\":0.25,%s",
+             dates);
+    fw_state(&w, "c2", "FAILURE", extra);
+    snprintf(extra, sizeof extra, "\"result\":7,\"runtime\":0.001,%s", dates);
+    fw_state(&w, "c3", "SUCCESS", extra);
+    fw_state(&w, "c4", "REVOKED",
+             "\"exception\":{\"type\":\"TaskRevokedError\",\"message\":\"revoked\"}");
+    /* every record first (a QUERY's answer would be mixed with them), then compare */
+    cJSON *recs = cJSON_CreateArray();
+    while (cJSON_GetArraySize(recs) < 4) {
+        char cmd[32];
+        cJSON *batch = s_recv_replies(s_cli, WAIT_MS, cmd);
+        ck_assert_msg(batch != NULL, "%d of 4 records came", cJSON_GetArraySize(recs));
+        while (batch->child)
+            cJSON_AddItemToArray(recs, cJSON_DetachItemViaPointer(batch, batch->child));
+        cJSON_Delete(batch);
+    }
+    for (cJSON *rec = recs->child; rec; rec = rec->next) {
+        cJSON_DeleteItemFromObject(rec, "req");
+        cJSON *q = s_query(zq_json_str(rec, "id", ""));
+        char *a = cJSON_PrintUnformatted(rec), *b = cJSON_PrintUnformatted(q);
+        ck_assert_msg(cJSON_Compare(rec, q, 1), "pushed %s\n  query %s", a, b);
+        cJSON_free(a);
+        cJSON_free(b);
+        cJSON_Delete(q);
+    }
+    cJSON_Delete(recs);
+    fw_close(&w);
+}
+END_TEST
+
 START_TEST(test_get_timeout)
 {
     s_submit("{\"id\":\"slow\",\"task\":\"tasks.add\"}");
@@ -1899,6 +1962,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_get_parked_then_answered);
     tcase_add_test(tc, test_submit_get_pushes_record);
+    tcase_add_test(tc, test_pushed_record_matches_query);
     tcase_add_test(tc, test_get_timeout);
     tcase_add_test(tc, test_many_parked_gets);
     tcase_add_test(tc, test_credit_limit);
