@@ -74,19 +74,6 @@
  * said, as a crash with them still in the socket would */
 #define S_COMMIT_DELAY 0.02
 
-/* A timestamp as a JSON string, or null for 0. */
-static void s_jtime(zq_sb_t *b, double t)
-{
-    if (t <= 0) {
-        zq_sb_putn(b, "null", 4);
-        return;
-    }
-    char iso[40];
-    zq_time_iso(t, iso, sizeof iso);
-    zq_sb_putn(b, "\"", 1);
-    zq_sb_puts(b, iso);
-    zq_sb_putn(b, "\"", 1);
-}
 
 /* A JSON number: integers without a fraction (exact up to 2^53), others as %.17g. Not
  * zq_sb_json_num (1e15 limit, shortest form): kept so the broker's bytes do not change. */
@@ -115,21 +102,11 @@ typedef struct {
     size_t nb, n;
 } s_map_t;
 
-static uint64_t s_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static s_hnode_t *s_map_get(const s_map_t *m, const char *key)
 {
     if (!m->n)
         return NULL;
-    uint64_t h = s_hash(key);
+    uint64_t h = zq_hash_str(key);
     for (s_hnode_t *e = m->b[h & (m->nb - 1)]; e; e = e->next)
         if (e->hash == h && !strcmp(e->key, key))
             return e;
@@ -154,7 +131,7 @@ static int s_map_put(s_map_t *m, s_hnode_t *node)
         m->b = b;
         m->nb = nb;
     }
-    node->hash = s_hash(node->key);
+    node->hash = zq_hash_str(node->key);
     s_hnode_t **slot = &m->b[node->hash & (m->nb - 1)];
     node->next = *slot;
     *slot = node;
@@ -620,11 +597,7 @@ static double s_mono(void)
 /* 1 when a log about this peer (or source) may be written now: at most once a second. */
 static int s_rate_ok(zq_broker_t *self, const void *peer, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= ((const unsigned char *)peer)[i];
-        h *= 1099511628211ULL;
-    }
+    uint64_t h = zq_hash(peer, len);
     s_rate_t *r = &self->rate[h % S_RATE_SLOTS];
     double now = s_mono();
     if (r->hash == h && now - r->last < 1.0)
@@ -870,14 +843,6 @@ static int s_coalesce(const zq_msg_t *m)
  * Coalesced replies: every REPLY of one flush to a peer that allows it travels in one
  * REPLIES message (one send here, one receive there, instead of one per task).
  */
-static uint64_t s_ident_hash(const unsigned char *id, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ id[i]) * 1099511628211ULL;
-    return h;
-}
-
 static void s_send_reply_now(zq_broker_t *self, const void *ident, size_t idlen, const char *cmd,
                              const char *text, size_t len)
 {
@@ -930,7 +895,7 @@ static s_rgroup_t *s_rgroup_find(zq_broker_t *self, const void *ident, size_t id
         if (!h)
             return NULL;
         for (size_t i = 0; i < self->nrg; i++) {
-            size_t k = (size_t)s_ident_hash(self->rg[i].identity, self->rg[i].idlen) & (nc - 1);
+            size_t k = (size_t)zq_hash(self->rg[i].identity, self->rg[i].idlen) & (nc - 1);
             while (h[k])
                 k = (k + 1) & (nc - 1);
             h[k] = i + 1;
@@ -939,7 +904,7 @@ static s_rgroup_t *s_rgroup_find(zq_broker_t *self, const void *ident, size_t id
         self->rg_hash = h;
         self->rg_hcap = nc;
     }
-    size_t k = (size_t)s_ident_hash(ident, idlen) & (self->rg_hcap - 1);
+    size_t k = (size_t)zq_hash(ident, idlen) & (self->rg_hcap - 1);
     for (; self->rg_hash[k]; k = (k + 1) & (self->rg_hcap - 1)) {
         s_rgroup_t *g = &self->rg[self->rg_hash[k] - 1];
         if (g->idlen == idlen && memcmp(g->identity, ident, idlen) == 0)
@@ -1107,7 +1072,7 @@ static s_out_t *s_event_begin(zq_broker_t *self, int ev)
     zq_sb_puts(b, "{\"type\":");
     zq_sb_json_str(b, s_ev_names[ev]);
     zq_sb_puts(b, ",\"timestamp\":");
-    s_jtime(b, zq_now());
+    zq_sb_json_time(b, zq_now());
     return o;
 }
 
@@ -2218,9 +2183,9 @@ static void s_event_sent(zq_broker_t *self, const cJSON *body, const s_sub_t *s)
     s_member(b, "queue");
     zq_sb_json_str(b, s->queue);
     s_member(b, "eta");
-    s_jtime(b, s->eta);
+    zq_sb_json_time(b, s->eta);
     s_member(b, "expires");
-    s_jtime(b, s->expires);
+    zq_sb_json_time(b, s->expires);
     zq_sb_printf(b, ",\"retries\":%d", s->retries);
     s_member(b, "root_id");
     zq_sb_json_str(b, s->root_id);
@@ -2493,7 +2458,7 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
         s_member(b, "exception");
         s_exc_json(b, st->exc_type, st->exc_message);
         s_member(b, "eta");
-        s_jtime(b, st->eta);
+        zq_sb_json_time(b, st->eta);
         break;
     case EV_TASK_REVOKED: {
         const char *why = st->exc_message ? st->exc_message : "";
@@ -3083,7 +3048,7 @@ static void s_on_workers(zq_broker_t *self, zq_msg_t *m)
         zq_sb_putn(b, info, n - 1); /* without "}" */
         cJSON_free(info);
         s_member(b, "last_heartbeat");
-        s_jtime(b, w->hb_wall);
+        zq_sb_json_time(b, w->hb_wall);
         zq_sb_printf(b,
                      ",\"held\":%d,\"held_eta\":%d,\"processed\":%ld,\"active\":%ld,"
                      "\"connected\":%s,\"dispatch\":",
@@ -3663,7 +3628,7 @@ static int s_sched_row(void *arg, const zq_store_row_t *row)
     s_member(b, "task");
     zq_sb_json_str(b, row->task);
     s_member(b, "eta");
-    s_jtime(b, row->eta);
+    zq_sb_json_time(b, row->eta);
     s_member(b, "queue");
     zq_sb_json_str(b, row->queue);
     s_member(b, "args");
@@ -3828,7 +3793,7 @@ static void s_wstats_live(zq_sb_t *b, const s_worker_t *w)
                  w ? "true" : "false", w ? w->active : 0, w ? w->held + w->held_eta : 0,
                  w ? w->concurrency : 0);
     s_member(b, "last_heartbeat");
-    s_jtime(b, w ? w->hb_wall : 0);
+    zq_sb_json_time(b, w ? w->hb_wall : 0);
 }
 
 static int s_wstats_row(void *arg, const char *worker, long succeeded, long failed, long retried)

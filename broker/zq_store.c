@@ -749,21 +749,12 @@ static int s_run(zq_store_t *self, int which, const char *what)
 
 /* ---- monitor counters (s_counts_t) ---- */
 
-static uint64_t s_name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 /* The counters of worker name, added when new; NULL past S_WCOUNT_MAX names or on ENOMEM. */
 static s_wcount_t *s_wcount(s_counts_t *c, const char *name)
 {
     if (c->wcap) {
-        size_t i = s_name_hash(name) & (c->wcap - 1);
+        size_t i = zq_hash_str(name) & (c->wcap - 1);
         for (; c->w[i].name; i = (i + 1) & (c->wcap - 1))
             if (!strcmp(c->w[i].name, name))
                 return &c->w[i];
@@ -778,7 +769,7 @@ static s_wcount_t *s_wcount(s_counts_t *c, const char *name)
         for (size_t k = 0; k < c->wcap; k++) {
             if (!c->w[k].name)
                 continue;
-            size_t i = s_name_hash(c->w[k].name) & (ncap - 1);
+            size_t i = zq_hash_str(c->w[k].name) & (ncap - 1);
             while (nw[i].name)
                 i = (i + 1) & (ncap - 1);
             nw[i] = c->w[k];
@@ -787,7 +778,7 @@ static s_wcount_t *s_wcount(s_counts_t *c, const char *name)
         c->w = nw;
         c->wcap = ncap;
     }
-    size_t i = s_name_hash(name) & (c->wcap - 1);
+    size_t i = zq_hash_str(name) & (c->wcap - 1);
     while (c->w[i].name)
         i = (i + 1) & (c->wcap - 1);
     c->w[i].name = strdup(name);
@@ -1475,25 +1466,6 @@ static void s_put_record(zq_sb_t *b, sqlite3_stmt *st)
     zq_sb_puts(b, ",\"known\":true}");
 }
 
-/* A member of the stored message as it is there (JSON text), or "null". */
-static void s_put_member_or_null(zq_sb_t *b, const char *msg, size_t len, const char *key)
-{
-    s_put_member_raw(b, msg, len, key, "null");
-}
-
-static void s_put_time_or_null(zq_sb_t *b, double t)
-{
-    if (t <= 0) {
-        zq_sb_putn(b, "null", 4);
-        return;
-    }
-    char iso[40];
-    zq_time_iso(t, iso, sizeof iso);
-    zq_sb_putn(b, "\"", 1);
-    zq_sb_puts(b, iso);
-    zq_sb_putn(b, "\"", 1);
-}
-
 int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t msglen,
                             double eta, double expires, char **text_out, size_t *len_out)
 {
@@ -1527,7 +1499,7 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
     zq_sb_puts(&b, "{\"id\":");
     zq_sb_json_str(&b, st->id);
     zq_sb_puts(&b, ",\"task\":");
-    s_put_member_or_null(&b, msg, msglen, "task");
+    s_put_member_raw(&b, msg, msglen, "task", "null");
     zq_sb_puts(&b, ",\"state\":");
     zq_sb_json_str(&b, state);
     zq_sb_puts(&b, ",\"result\":");
@@ -1547,27 +1519,27 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
     zq_sb_printf(&b, ",\"retries\":%ld,\"worker\":", retries);
     zq_sb_json_str(&b, st->worker);
     zq_sb_puts(&b, ",\"queue\":");
-    s_put_member_or_null(&b, msg, msglen, "queue");
+    s_put_member_raw(&b, msg, msglen, "queue", "null");
     zq_sb_puts(&b, ",\"args\":");
     s_put_member_raw(&b, msg, msglen, "args", "[]");
     zq_sb_puts(&b, ",\"kwargs\":");
     s_put_member_raw(&b, msg, msglen, "kwargs", "{}");
     zq_sb_puts(&b, ",\"eta\":");
-    s_put_time_or_null(&b, eta);
+    zq_sb_json_time(&b, eta);
     zq_sb_puts(&b, ",\"expires\":");
-    s_put_time_or_null(&b, expires);
+    zq_sb_json_time(&b, expires);
     zq_sb_puts(&b, ",\"parent_id\":");
-    s_put_member_or_null(&b, msg, msglen, "parent_id");
+    s_put_member_raw(&b, msg, msglen, "parent_id", "null");
     zq_sb_puts(&b, ",\"root_id\":");
-    s_put_member_or_null(&b, msg, msglen, "root_id");
+    s_put_member_raw(&b, msg, msglen, "root_id", "null");
     zq_sb_puts(&b, ",\"date_sent\":");
-    s_put_member_or_null(&b, msg, msglen, "sent");
+    s_put_member_raw(&b, msg, msglen, "sent", "null");
     zq_sb_puts(&b, ",\"date_received\":");
-    s_put_time_or_null(&b, st->received_at);
+    zq_sb_json_time(&b, st->received_at);
     zq_sb_puts(&b, ",\"date_started\":");
-    s_put_time_or_null(&b, st->started_at);
+    zq_sb_json_time(&b, st->started_at);
     zq_sb_puts(&b, ",\"date_done\":");
-    s_put_time_or_null(&b, st->timestamp > 0 ? st->timestamp : zq_now());
+    zq_sb_json_time(&b, st->timestamp > 0 ? st->timestamp : zq_now());
     if (st->runtime >= 0)
         zq_sb_printf(&b, ",\"runtime\":%.6f", st->runtime);
     else

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 #include "zq_sb.h"
+#include "zq_time.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -267,4 +268,17 @@ void zq_sb_pytuple(zq_sb_t *sb, const cJSON *array)
             zq_sb_putc(sb, ',');
     }
     zq_sb_putc(sb, ')');
+}
+
+void zq_sb_json_time(zq_sb_t *sb, double t)
+{
+    if (t <= 0) {
+        zq_sb_putn(sb, "null", 4);
+        return;
+    }
+    char iso[40];
+    zq_time_iso(t, iso, sizeof iso);
+    zq_sb_putc(sb, '"');
+    zq_sb_puts(sb, iso);
+    zq_sb_putc(sb, '"');
 }

@@ -31,6 +31,9 @@ void zq_sb_json_str(zq_sb_t *sb, const char *s);
 /* A JSON number: integral values without a fraction, others in shortest round-trip form;
  * null for NaN/inf (JSON has neither). */
 void zq_sb_json_num(zq_sb_t *sb, double v);
+/* A time (epoch seconds) as a JSON string in the wire format (docs/protocol.md §5), or
+ * null for t <= 0. */
+void zq_sb_json_time(zq_sb_t *sb, double t);
 /* Compact JSON of v (borrowed); null when v is NULL. */
 void zq_sb_json(zq_sb_t *sb, const cJSON *v);
 /* Python repr() of a JSON value: 'str', None, True, [1, 2], {'k': 'v'}. */

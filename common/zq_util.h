@@ -6,6 +6,7 @@
 #define ZQ_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 
 /* Field access on a borrowed object; absent or wrong type gives the fallback. */
@@ -37,5 +38,8 @@ const char *zq_hostname(void);
 
 /* 1 for a valid task id or name: 1-255 printable ASCII chars, no spaces. */
 int zq_valid_token(const char *s);
+/* FNV-1a of len bytes / of a NUL-terminated string: for hash tables, not for security. */
+uint64_t zq_hash(const void *p, size_t len);
+uint64_t zq_hash_str(const char *s);
 
 #endif

@@ -280,20 +280,12 @@ static void s_fmt_secs(char *buf, size_t len, double secs)
  * Result subscriptions by task id (apply_async asks the broker to send the record when the
  * task ends: docs/protocol.md §7, SUBMIT "get"), so that get() usually sends nothing.
  */
-static uint64_t s_strhash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 static s_pslot_t *s_pm_find(zq_client_t *c, const char *id)
 {
     if (!c->pm_live)
         return NULL;
     size_t mask = c->pm_cap - 1;
-    for (size_t k = (size_t)s_strhash(id) & mask;; k = (k + 1) & mask) {
+    for (size_t k = (size_t)zq_hash_str(id) & mask;; k = (k + 1) & mask) {
         s_pslot_t *p = &c->pm[k];
         if (!p->id && p->req == 0)
             return NULL;
@@ -325,7 +317,7 @@ static int s_pm_grow(zq_client_t *c)
     for (size_t i = 0; i < c->pm_cap; i++) {
         if (!c->pm[i].id)
             continue;
-        size_t k = (size_t)s_strhash(c->pm[i].id) & (nc - 1);
+        size_t k = (size_t)zq_hash_str(c->pm[i].id) & (nc - 1);
         while (v[k].id)
             k = (k + 1) & (nc - 1);
         v[k] = c->pm[i];
@@ -348,7 +340,7 @@ static int s_pm_put(zq_client_t *c, const char *id, uint64_t req)
     char *copy = strdup(id);
     if (!copy)
         return ZQ_ENOMEM;
-    size_t mask = c->pm_cap - 1, k = (size_t)s_strhash(id) & mask;
+    size_t mask = c->pm_cap - 1, k = (size_t)zq_hash_str(id) & mask;
     while (c->pm[k].id)
         k = (k + 1) & mask;
     if (c->pm[k].req == 0)
