@@ -449,9 +449,9 @@ typedef struct s_pend {
     const cJSON *received, *started; /* RECEIVED / STARTED bodies, if any */
     const cJSON *final;              /* the furthest state: what the store gets */
     int unheld;                      /* final came for a task no worker held */
-    char *msg;                       /* somebody waits for this end and nothing was applied */
-    size_t msglen;                   /* before it: the task message (owned), to compose */
-    double eta, expires;             /* the record from (zq_store_record_compose) */
+    s_task_t *task;                  /* owned: somebody waits for this end and nothing was
+                                      * applied before it: the record is composed from the
+                                      * task's message (zq_store_record_compose) */
     char id[];
 } s_pend_t;
 
@@ -2631,8 +2631,9 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
             /* compose the record for whoever waits instead of reading the row back */
             char *rec = NULL;
             size_t reclen = 0;
-            if (p->msg && zq_store_record_compose(&st, p->msg, p->msglen, p->eta, p->expires,
-                                                  &rec, &reclen) != ZQ_OK)
+            s_task_t *t = p->task;
+            if (t && zq_store_record_compose(&st, t->msg, t->msglen, t->eta, t->expires, &rec,
+                                             &reclen) != ZQ_OK)
                 rec = NULL;
             s_notify_rec(self, p->id, rec, reclen);
         }
@@ -2655,7 +2656,7 @@ static void s_flush_states(zq_broker_t *self)
         s_map_del(&self->pend, &p->node);
         if (!self->batch_failed)
             s_apply_pending(self, p);
-        free(p->msg);
+        free(p->task);
         free(p);
         p = next;
     }
@@ -2681,16 +2682,10 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
     const char *worker = zq_json_str(body, "worker", NULL);
     int rank = s_state_rank(state);
     s_held_t *h = s_held_find(self, id);
-    char *msg = NULL; /* kept to compose the record of a first and final state */
-    size_t msglen = 0;
-    double eta = 0, expires = 0;
-    if (h && rank == 3 && !h->received && !h->started && h->task && h->task->msg &&
-        s_map_get(&self->waits, id) && (msg = malloc(h->task->msglen))) {
-        memcpy(msg, h->task->msg, h->task->msglen);
-        msglen = h->task->msglen;
-        eta = h->task->eta;
-        expires = h->task->expires;
-    }
+    /* the first and final state of a task somebody waits for: keep the task, its record is
+     * composed from the message instead of read back from the row */
+    int compose = h && rank == 3 && !h->received && !h->started && s_map_get(&self->waits, id);
+    s_task_t *kept = NULL;
     if (h) {
         h->received = 1;
         if (rank == 2) {
@@ -2705,7 +2700,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
                 w->runtime_avg = w->runtime_avg < 0 ? rt->valuedouble
                                                     : 0.9 * w->runtime_avg + 0.1 * rt->valuedouble;
             }
-            s_held_release(self, h, 0);
+            kept = s_held_release(self, h, compose);
         }
     }
     s_pend_t *p = (s_pend_t *)s_map_get(&self->pend, id);
@@ -2713,7 +2708,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         size_t n = strlen(id);
         p = calloc(1, sizeof *p + n + 1);
         if (!p) {
-            free(msg);
+            free(kept);
             s_bad_upstream(self, "STATE %s: out of memory", id);
             return;
         }
@@ -2721,7 +2716,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         p->node.key = p->id;
         if (s_map_put(&self->pend, &p->node) != ZQ_OK) {
             free(p);
-            free(msg);
+            free(kept);
             s_bad_upstream(self, "STATE %s: out of memory", id);
             return;
         }
@@ -2731,7 +2726,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
             self->pend_first = p;
         self->pend_last = p;
     } else if (s_state_rank(zq_json_str(p->final, "state", "")) == 3) {
-        free(msg);
+        free(kept);
         return; /* the first end of a run wins, as in the store */
     }
     if (rank == 1 && !p->received)
@@ -2742,14 +2737,11 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         p->final = body;
         p->unheld = h == NULL;
     }
-    if (msg && !p->msg && !p->received && !p->started && p->final == body) {
-        p->msg = msg;
-        p->msglen = msglen;
-        p->eta = eta;
-        p->expires = expires;
-        msg = NULL;
+    if (kept && !p->task && !p->received && !p->started && p->final == body) {
+        p->task = kept;
+        kept = NULL;
     }
-    free(msg);
+    free(kept);
 }
 
 /* RETURN {"worker","ids"}: tasks a worker will not run go back to the head of their queue. */
