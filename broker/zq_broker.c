@@ -463,6 +463,13 @@ typedef struct {
     size_t len;
 } s_note_t;
 
+/* A result subscription (SUBMIT "get") waiting for the commit of its task. */
+typedef struct {
+    s_waiter_t *w;
+    char *id;
+    int check; /* the task may have ended already (a duplicate SUBMIT) */
+} s_push_t;
+
 /* Buffered outgoing message (sent after the commit). Offsets into the outbox arena. */
 enum { OB_REPLY, OB_EVENT, OB_BROADCAST, OB_SENT };
 typedef struct {
@@ -571,9 +578,8 @@ struct zq_broker {
     size_t nrg, rg_cap;
     size_t *rg_hash;           /* open addressing over rg: index + 1, 0 = empty */
     size_t rg_hcap;
-    s_waiter_t **pushes;       /* result subscriptions of SUBMITs of this turn (linked after */
-    char **push_ids;           /* the commit): waiter and task id */
-    unsigned char *push_check; /* 1: the task may have ended already (a duplicate) */
+    s_push_t *pushes;          /* result subscriptions of SUBMITs of this turn, parked after
+                                * the commit */
     size_t npush, push_cap;
     zq_sb_t arena;             /* bytes of the outbox */
     zq_sb_t scratch;           /* TASK messages, records */
@@ -1252,22 +1258,19 @@ static s_waiter_t *s_waiter_new(const void *identity, size_t idlen, int has_req,
     return w;
 }
 
-/* Park w on id (takes it; freed on failure). */
+/* Park w on id: it belongs to the waiting list then (on failure, still to the caller). */
 static int s_park_waiter(zq_broker_t *self, s_waiter_t *w, const char *id)
 {
     s_waitlist_t *wl = (s_waitlist_t *)s_map_get(&self->waits, id);
     if (!wl) {
         size_t n = strlen(id);
         wl = calloc(1, sizeof *wl + n + 1);
-        if (!wl) {
-            free(w);
+        if (!wl)
             return ZQ_ENOMEM;
-        }
         memcpy(wl->id, id, n + 1);
         wl->node.key = wl->id;
         if (s_map_put(&self->waits, &wl->node) != ZQ_OK) {
             free(wl);
-            free(w);
             return ZQ_ENOMEM;
         }
     }
@@ -1290,7 +1293,6 @@ static int s_park_waiter(zq_broker_t *self, s_waiter_t *w, const char *id)
     self->nwaiters++;
     return ZQ_OK;
 oom:
-    free(w);
     if (!wl->first) {
         s_map_del(&self->waits, &wl->node);
         free(wl);
@@ -1304,7 +1306,12 @@ static int s_park(zq_broker_t *self, const zq_msg_t *m, const char *id, double t
     s_waiter_t *w = s_waiter_new(m->identity, m->identity_len, cJSON_IsNumber(req),
                                  cJSON_IsNumber(req) ? req->valuedouble : 0, timeout,
                                  s_coalesce(m));
-    return w ? s_park_waiter(self, w, id) : ZQ_ENOMEM;
+    if (!w)
+        return ZQ_ENOMEM;
+    int rc = s_park_waiter(self, w, id);
+    if (rc != ZQ_OK)
+        free(w);
+    return rc;
 }
 
 /* Answer one waiter with a record (text "{...}") and free it. */
@@ -2202,16 +2209,10 @@ static int s_push_later(zq_broker_t *self, const zq_msg_t *m, double req, const 
         return 0;
     if (self->npush == self->push_cap) {
         size_t nc = self->push_cap ? self->push_cap * 2 : 256;
-        s_waiter_t **w = realloc(self->pushes, nc * sizeof *w);
-        if (w)
-            self->pushes = w;
-        char **ids = w ? realloc(self->push_ids, nc * sizeof *ids) : NULL;
-        if (ids)
-            self->push_ids = ids;
-        unsigned char *ck = ids ? realloc(self->push_check, nc) : NULL;
-        if (!ck)
+        s_push_t *v = realloc(self->pushes, nc * sizeof *v);
+        if (!v)
             return 0;
-        self->push_check = ck;
+        self->pushes = v;
         self->push_cap = nc;
     }
     s_waiter_t *w = s_waiter_new(m->identity, m->identity_len, 1, req, INFINITY, s_coalesce(m));
@@ -2220,10 +2221,7 @@ static int s_push_later(zq_broker_t *self, const zq_msg_t *m, double req, const 
         free(w);
         return 0;
     }
-    self->pushes[self->npush] = w;
-    self->push_ids[self->npush] = copy;
-    self->push_check[self->npush] = (unsigned char)check;
-    self->npush++;
+    self->pushes[self->npush++] = (s_push_t){w, copy, check};
     return 1;
 }
 
@@ -2231,27 +2229,25 @@ static int s_push_later(zq_broker_t *self, const zq_msg_t *m, double req, const 
 static void s_link_pushes(zq_broker_t *self)
 {
     for (size_t i = 0; i < self->npush; i++) {
-        s_waiter_t *w = self->pushes[i];
-        const char *id = self->push_ids[i];
-        unsigned char ident[256];
-        size_t idlen = w->idlen < sizeof ident ? w->idlen : sizeof ident;
-        memcpy(ident, w->identity, idlen);
-        double req = w->req;
-        int coalesce = w->coalesce;
-        if (s_park_waiter(self, w, id) != ZQ_OK) {
-            /* the client was promised the result: tell it to ask with GET instead */
+        s_push_t *p = &self->pushes[i];
+        if (s_park_waiter(self, p->w, p->id) != ZQ_OK) {
+            /* the client was promised the record: tell it to ask with GET instead */
+            ZQ_ERROR("broker: out of memory: the result subscription of task %s is answered "
+                     "with EINTERNAL (the client asks with GET)", p->id);
             zq_sb_t *b = &self->scratch;
             b->len = 0;
             zq_sb_puts(b, "{\"error\":{\"code\":\"" S_INTERNAL "\",\"message\":\"out of memory: "
                           "send GET\"},\"req\":");
-            s_jnum(b, req);
+            s_jnum(b, p->w->req);
             zq_sb_puts(b, "}");
             if (!b->oom)
-                s_send_reply(self, ident, idlen, b->buf, b->len, coalesce, 1, req);
-        } else if (self->push_check[i] && zq_state_is_terminal(zq_store_get_state(self->store, id))) {
-            s_answer_waits(self, id); /* a duplicate of a task that has ended */
+                s_send_reply(self, p->w->identity, p->w->idlen, b->buf, b->len, p->w->coalesce,
+                             1, p->w->req);
+            free(p->w);
+        } else if (p->check && zq_state_is_terminal(zq_store_get_state(self->store, p->id))) {
+            s_answer_waits(self, p->id); /* a duplicate of a task that has ended */
         }
-        free(self->push_ids[i]);
+        free(p->id);
     }
     self->npush = 0;
 }
@@ -2260,8 +2256,8 @@ static void s_link_pushes(zq_broker_t *self)
 static void s_drop_pushes(zq_broker_t *self)
 {
     for (size_t i = 0; i < self->npush; i++) {
-        free(self->pushes[i]);
-        free(self->push_ids[i]);
+        free(self->pushes[i].w);
+        free(self->pushes[i].id);
     }
     self->npush = 0;
 }
@@ -4688,8 +4684,6 @@ void zq_broker_destroy(zq_broker_t **self_p)
     free(self->notify);
     s_drop_pushes(self);
     free(self->pushes);
-    free(self->push_ids);
-    free(self->push_check);
     for (size_t i = 0; i < self->rg_cap; i++) {
         free(self->rg[i].text.buf);
         free(self->rg[i].items);
