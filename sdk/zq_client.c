@@ -1481,27 +1481,20 @@ const cJSON *zq_result_record(const zq_async_result_t *r)
     return r ? r->record : NULL;
 }
 
-/* The record of r's subscription if it arrived (caller owns it); else NULL, and *live_p
- * says whether it may still come. */
-static cJSON *s_push_take(zq_client_t *c, zq_async_result_t *r, s_entry_t **live_p)
+/* Take the subscription of task id (req: only that one; 0: whichever): its record if it
+ * came (caller owns it); else *live_p is its entry when the record may still come. The
+ * subscription is forgotten either way. */
+static cJSON *s_push_claim(zq_client_t *c, const char *id, uint64_t req, s_entry_t **live_p)
 {
     *live_p = NULL;
-    if (!r->push_req)
+    s_pslot_t *slot = s_pm_find(c, id);
+    if (!slot || (req && slot->req != req))
         return NULL;
-    s_pslot_t *slot = s_pm_find(c, r->id);
-    if (!slot || slot->req != r->push_req) {
-        r->push_req = 0;
-        return NULL;
-    }
-    int arrived = slot->rec || slot->text;
     cJSON *rec = s_pm_record(slot);
-    s_entry_t *e = arrived ? NULL : s_find(c, r->push_req);
+    s_entry_t *e = rec ? NULL : s_find(c, slot->req);
     if (e && !e->done && e->kind == S_PUSH)
         *live_p = e;
-    if (!*live_p) {
-        s_pm_del(c, slot);
-        r->push_req = 0;
-    }
+    s_pm_del(c, slot);
     return rec;
 }
 
@@ -1513,13 +1506,10 @@ void zq_result_destroy(zq_async_result_t **r_p)
     zq_client_t *c = r->client;
     if (c) {
         s_entry_t *live = NULL;
-        cJSON_Delete(s_push_take(c, r, &live));
-        if (live) { /* nobody will ask: drop the record when it comes */
-            s_pslot_t *slot = s_pm_find(c, r->id);
-            if (slot)
-                s_pm_del(c, slot);
-            s_finish(c, live);
-        }
+        if (r->push_req)
+            cJSON_Delete(s_push_claim(c, r->id, r->push_req, &live));
+        if (live)
+            s_finish(c, live); /* nobody will ask: the record is dropped when it comes */
         if (r->prev)
             r->prev->next = r->next;
         else
@@ -1576,14 +1566,11 @@ int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p)
     char what[300];
     snprintf(what, sizeof what, "waiting for task %s", r->id);
     s_entry_t *live = NULL;
-    cJSON *rec = s_push_take(c, r, &live);
+    cJSON *rec = r->push_req ? s_push_claim(c, r->id, r->push_req, &live) : NULL;
+    r->push_req = 0;
     double get_timeout = timeout;
-    if (!rec && live) {
+    if (live) {
         /* the subscription becomes this wait: nothing to send */
-        s_pslot_t *slot = s_pm_find(c, r->id);
-        if (slot)
-            s_pm_del(c, slot);
-        r->push_req = 0;
         live->kind = S_GET_SYNC;
         live->until = timeout < 0 ? -1 : zq_mono() + timeout;
         int rc = s_roundtrip(c, live, 0, live->until, r, what, timeout, &rec);
@@ -1686,24 +1673,19 @@ int zq_client_get_async(zq_client_t *self, const char *task_id, double timeout)
         s_err(c, "bad task id '%s'", task_id ? task_id : "(null)");
         return ZQ_EINVAL;
     }
-    s_pslot_t *slot = s_pm_find(c, task_id);
-    if (slot) {
-        int arrived = slot->rec || slot->text;
-        s_entry_t *p = arrived ? NULL : s_find(c, slot->req);
-        cJSON *rec = arrived ? s_pm_record(slot) : NULL;
-        s_pm_del(c, slot);
-        if (rec) { /* it came already */
-            cJSON_AddItemToArray(c->ready, rec);
-            return ZQ_OK;
-        }
-        if (p && !p->done && p->kind == S_PUSH) { /* it comes through the subscription */
-            p->kind = S_GET_ASYNC;
-            p->until = timeout < 0 ? -1 : zq_mono() + timeout;
-            c->async_out++;
-            if (p->until >= 0 && p->until < c->next_async_deadline)
-                c->next_async_deadline = p->until;
-            return ZQ_OK;
-        }
+    s_entry_t *p = NULL;
+    cJSON *rec = s_push_claim(c, task_id, 0, &p);
+    if (rec) { /* it came already */
+        cJSON_AddItemToArray(c->ready, rec);
+        return ZQ_OK;
+    }
+    if (p) { /* it comes through the subscription */
+        p->kind = S_GET_ASYNC;
+        p->until = timeout < 0 ? -1 : zq_mono() + timeout;
+        c->async_out++;
+        if (p->until >= 0 && p->until < c->next_async_deadline)
+            c->next_async_deadline = p->until;
+        return ZQ_OK;
     }
     s_entry_t *e = s_register_get(c, S_GET_ASYNC, task_id, timeout);
     if (!e)
