@@ -968,6 +968,8 @@ static void s_send_reply(zq_broker_t *self, const void *ident, size_t idlen, con
 /* Send every group collected since the last call. */
 static void s_replies_flush(zq_broker_t *self)
 {
+    if (self->nrg == 0)
+        return;
     for (size_t i = 0; i < self->nrg; i++)
         s_rgroup_send(self, &self->rg[i]);
     self->nrg = 0;
