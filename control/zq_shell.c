@@ -60,18 +60,6 @@ static void s_lex_free(s_lex_t *lx)
     memset(lx, 0, sizeof *lx);
 }
 
-static void s_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void s_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static s_tok_t *s_push(s_lex_t *lx, s_tkind_t kind, size_t pos)
 {
     if (lx->n == lx->cap) {
@@ -137,7 +125,7 @@ static int s_lex_string(s_lex_t *lx, size_t *i, char *err, size_t errlen)
         char c = s[*i];
         if (!c) {
             zq_sb_free(&sb);
-            s_errf(err, errlen, "invalid syntax at column %zu: unterminated string", start + 1);
+            zq_errf(err, errlen, "invalid syntax at column %zu: unterminated string", start + 1);
             return ZQ_EINVAL;
         }
         (*i)++;
@@ -155,7 +143,7 @@ static int s_lex_string(s_lex_t *lx, size_t *i, char *err, size_t errlen)
                 int h = s_hex(s[*i]);
                 if (h < 0) {
                     zq_sb_free(&sb);
-                    s_errf(err, errlen, "invalid syntax at column %zu: bad \\%c escape", *i + 1,
+                    zq_errf(err, errlen, "invalid syntax at column %zu: bad \\%c escape", *i + 1,
                            e);
                     return ZQ_EINVAL;
                 }
@@ -164,7 +152,7 @@ static int s_lex_string(s_lex_t *lx, size_t *i, char *err, size_t errlen)
             }
             if (cp > 0x10FFFF || cp == 0) {
                 zq_sb_free(&sb);
-                s_errf(err, errlen, "invalid syntax at column %zu: bad \\%c escape", *i + 1,
+                zq_errf(err, errlen, "invalid syntax at column %zu: bad \\%c escape", *i + 1,
                        e);
                 return ZQ_EINVAL;
             }
@@ -189,7 +177,7 @@ static int s_lex_string(s_lex_t *lx, size_t *i, char *err, size_t errlen)
     s_tok_t *t = s_push(lx, T_STR, start);
     if (!t || sb.oom) {
         zq_sb_free(&sb);
-        s_errf(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
         return ZQ_ENOMEM;
     }
     t->str = zq_sb_steal(&sb, NULL);
@@ -218,7 +206,7 @@ static int s_lex(s_lex_t *lx, const char *src, char *err, size_t errlen)
             char *end;
             double v = strtod(src + i, &end);
             if (end == src + i || s_is_ident(*end) || !isfinite(v)) {
-                s_errf(err, errlen, "invalid syntax at column %zu: bad number", i + 1);
+                zq_errf(err, errlen, "invalid syntax at column %zu: bad number", i + 1);
                 return ZQ_EINVAL;
             }
             s_tok_t *t = s_push(lx, T_NUM, i);
@@ -236,7 +224,7 @@ static int s_lex(s_lex_t *lx, const char *src, char *err, size_t errlen)
                 goto oom;
             t->c = c;
         } else {
-            s_errf(err, errlen, "invalid syntax at column %zu: unexpected character '%c'", i + 1,
+            zq_errf(err, errlen, "invalid syntax at column %zu: unexpected character '%c'", i + 1,
                    c);
             return ZQ_EINVAL;
         }
@@ -244,7 +232,7 @@ static int s_lex(s_lex_t *lx, const char *src, char *err, size_t errlen)
     if (s_push(lx, T_END, i))
         return ZQ_OK;
 oom:
-    s_errf(err, errlen, "out of memory");
+    zq_errf(err, errlen, "out of memory");
     return ZQ_ENOMEM;
 }
 
@@ -277,7 +265,7 @@ static int s_unexpected(const s_lex_t *lx, const s_tok_t *t, const char *want, c
     case T_NUM: snprintf(what, sizeof what, "number"); break;
     case T_STR: snprintf(what, sizeof what, "string"); break;
     }
-    s_errf(err, errlen, "invalid syntax at column %zu: unexpected %s%s%s", t->pos + 1, what,
+    zq_errf(err, errlen, "invalid syntax at column %zu: unexpected %s%s%s", t->pos + 1, what,
            want ? ", expected " : "", want ? want : "");
     return ZQ_EINVAL;
 }
@@ -312,7 +300,7 @@ static cJSON *s_items(s_lex_t *lx, char close, int dict, int depth, int *count, 
             if (!key)
                 break;
             if (!cJSON_IsString(key)) {
-                s_errf(err, errlen, "invalid syntax at column %zu: dict keys must be strings "
+                zq_errf(err, errlen, "invalid syntax at column %zu: dict keys must be strings "
                        "(JSON objects)", t->pos + 1);
                 cJSON_Delete(key);
                 break;
@@ -339,7 +327,7 @@ static cJSON *s_items(s_lex_t *lx, char close, int dict, int depth, int *count, 
         cJSON_Delete(key);
         if (!ok) {
             cJSON_Delete(v);
-            s_errf(err, errlen, "out of memory");
+            zq_errf(err, errlen, "out of memory");
             break;
         }
         (*count)++;
@@ -348,7 +336,7 @@ static cJSON *s_items(s_lex_t *lx, char close, int dict, int depth, int *count, 
             lx->i++;
     }
     if (!out)
-        s_errf(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
     cJSON_Delete(out);
     return NULL;
 }
@@ -356,7 +344,7 @@ static cJSON *s_items(s_lex_t *lx, char close, int dict, int depth, int *count, 
 static cJSON *s_value(s_lex_t *lx, int depth, char *err, size_t errlen)
 {
     if (depth > S_DEPTH_MAX) {
-        s_errf(err, errlen, "too deeply nested (more than %d levels)", S_DEPTH_MAX);
+        zq_errf(err, errlen, "too deeply nested (more than %d levels)", S_DEPTH_MAX);
         return NULL;
     }
     const s_tok_t *t = s_peek(lx, 0);
@@ -377,7 +365,7 @@ static cJSON *s_value(s_lex_t *lx, int depth, char *err, size_t errlen)
         while (k < 6 && !s_is_word(lx, t, words[k]))
             k++;
         if (k == 6) {
-            s_errf(err, errlen, "invalid syntax at column %zu: '%.*s' is not a value (give "
+            zq_errf(err, errlen, "invalid syntax at column %zu: '%.*s' is not a value (give "
                    "numbers, 'strings', True, False, None, lists or dicts)", t->pos + 1,
                    (int)(t->len < 40 ? t->len : 40), lx->src + t->pos);
             return NULL;
@@ -417,7 +405,7 @@ static cJSON *s_value(s_lex_t *lx, int depth, char *err, size_t errlen)
         return NULL;
     }
     if (!v)
-        s_errf(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
     return v;
 }
 
@@ -425,7 +413,7 @@ cJSON *zq_shell_literal(const char *text, char *err, size_t errlen)
 {
     s_lex_t lx;
     if (!text) {
-        s_errf(err, errlen, "no value");
+        zq_errf(err, errlen, "no value");
         return NULL;
     }
     if (s_lex(&lx, text, err, errlen) != ZQ_OK) {
@@ -503,7 +491,7 @@ int zq_shell_split(const char *line, char ***argv_p, int *argc_p, char *err, siz
         if (q) {
             zq_sb_free(&sb);
             zq_shell_free_argv(argv);
-            s_errf(err, errlen, "unterminated %c quote starting near column %zu", q, col);
+            zq_errf(err, errlen, "unterminated %c quote starting near column %zu", q, col);
             return ZQ_EINVAL;
         }
         char *word = zq_sb_steal(&sb, NULL);
@@ -526,7 +514,7 @@ int zq_shell_split(const char *line, char ***argv_p, int *argc_p, char *err, siz
     return ZQ_OK;
 oom:
     zq_shell_free_argv(argv);
-    s_errf(err, errlen, "out of memory");
+    zq_errf(err, errlen, "out of memory");
     return ZQ_ENOMEM;
 }
 
@@ -549,7 +537,7 @@ static int s_call_args(s_lex_t *lx, const char *fn, s_call_t *ca, char *err, siz
     ca->pos = cJSON_CreateArray();
     ca->kw = cJSON_CreateObject();
     if (!ca->pos || !ca->kw) {
-        s_errf(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
         return ZQ_ENOMEM;
     }
     if (!s_is_punct(s_peek(lx, 0), '('))
@@ -571,7 +559,7 @@ static int s_call_args(s_lex_t *lx, const char *fn, s_call_t *ca, char *err, siz
             snprintf(key, sizeof key, "%.*s", (int)(t->len < 63 ? t->len : 63), lx->src + t->pos);
             lx->i += 2;
             if (cJSON_GetObjectItemCaseSensitive(ca->kw, key)) {
-                s_errf(err, errlen, "%s() got multiple values for keyword argument '%s'", fn, key);
+                zq_errf(err, errlen, "%s() got multiple values for keyword argument '%s'", fn, key);
                 return ZQ_EINVAL;
             }
             cJSON *v = s_value(lx, 0, err, errlen);
@@ -584,7 +572,7 @@ static int s_call_args(s_lex_t *lx, const char *fn, s_call_t *ca, char *err, siz
             continue;
         }
         if (cJSON_GetArraySize(ca->kw) > 0) {
-            s_errf(err, errlen, "invalid syntax at column %zu: positional argument follows "
+            zq_errf(err, errlen, "invalid syntax at column %zu: positional argument follows "
                    "keyword argument", t->pos + 1);
             return ZQ_EINVAL;
         }
@@ -608,24 +596,24 @@ static int s_get_args(const s_call_t *ca, double *timeout, char *err, size_t err
     cJSON_ArrayForEach(k, ca->kw)
     {
         if (strcmp(k->string, "timeout") != 0) {
-            s_errf(err, errlen, "get() got an unexpected keyword argument '%s'", k->string);
+            zq_errf(err, errlen, "get() got an unexpected keyword argument '%s'", k->string);
             return ZQ_EINVAL;
         }
         if (t) {
-            s_errf(err, errlen, "get() got multiple values for argument 'timeout'");
+            zq_errf(err, errlen, "get() got multiple values for argument 'timeout'");
             return ZQ_EINVAL;
         }
         t = k;
     }
     if (cJSON_GetArraySize(ca->pos) > 1) {
-        s_errf(err, errlen, "get() takes at most 1 positional argument (timeout)");
+        zq_errf(err, errlen, "get() takes at most 1 positional argument (timeout)");
         return ZQ_EINVAL;
     }
     *timeout = -1;
     if (!t || cJSON_IsNull(t))
         return ZQ_OK;
     if (!cJSON_IsNumber(t) || !(t->valuedouble >= 0) || !isfinite(t->valuedouble)) {
-        s_errf(err, errlen, "get(): timeout must be a number of seconds >= 0 or None");
+        zq_errf(err, errlen, "get(): timeout must be a number of seconds >= 0 or None");
         return ZQ_EINVAL;
     }
     *timeout = t->valuedouble;
@@ -644,7 +632,7 @@ static int s_apply_async_args(zq_shell_stmt_t *st, s_call_t *ca, char *err, size
 {
     int npos = cJSON_GetArraySize(ca->pos);
     if (npos > 2) {
-        s_errf(err, errlen, "apply_async() takes at most 2 positional arguments (args, kwargs)");
+        zq_errf(err, errlen, "apply_async() takes at most 2 positional arguments (args, kwargs)");
         return ZQ_EINVAL;
     }
     cJSON *args = npos > 0 ? cJSON_DetachItemFromArray(ca->pos, 0) : NULL;
@@ -658,7 +646,7 @@ static int s_apply_async_args(zq_shell_stmt_t *st, s_call_t *ca, char *err, size
         if (!strcmp(key, "args") || !strcmp(key, "kwargs")) {
             cJSON **slot = key[0] == 'a' ? &args : &kwargs;
             if (*slot) {
-                s_errf(err, errlen, "apply_async() got multiple values for argument '%s'", key);
+                zq_errf(err, errlen, "apply_async() got multiple values for argument '%s'", key);
                 rc = ZQ_EINVAL;
             } else {
                 *slot = k;
@@ -666,14 +654,14 @@ static int s_apply_async_args(zq_shell_stmt_t *st, s_call_t *ca, char *err, size
             }
         } else if (!strcmp(key, "countdown")) {
             if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0)) {
-                s_errf(err, errlen, "apply_async(): countdown must be a number of seconds >= 0");
+                zq_errf(err, errlen, "apply_async(): countdown must be a number of seconds >= 0");
                 rc = ZQ_EINVAL;
             } else {
                 st->countdown = k->valuedouble;
             }
         } else if (!strcmp(key, "eta")) {
             if (!cJSON_IsString(k) || zq_time_parse(k->valuestring, &d) != ZQ_OK) {
-                s_errf(err, errlen, "apply_async(): eta must be an ISO 8601 date/time string");
+                zq_errf(err, errlen, "apply_async(): eta must be an ISO 8601 date/time string");
                 rc = ZQ_EINVAL;
             } else {
                 rc = s_dup(&st->eta, k->valuestring);
@@ -684,13 +672,13 @@ static int s_apply_async_args(zq_shell_stmt_t *st, s_call_t *ca, char *err, size
             } else if (cJSON_IsString(k) && zq_time_parse(k->valuestring, &d) == ZQ_OK) {
                 rc = s_dup(&st->expires, k->valuestring);
             } else {
-                s_errf(err, errlen, "apply_async(): expires must be seconds > 0 or an ISO 8601 "
+                zq_errf(err, errlen, "apply_async(): expires must be seconds > 0 or an ISO 8601 "
                        "date/time string");
                 rc = ZQ_EINVAL;
             }
         } else if (!strcmp(key, "queue") || !strcmp(key, "task_id")) {
             if (!cJSON_IsString(k) || !zq_valid_token(k->valuestring)) {
-                s_errf(err, errlen, "apply_async(): %s must be a name (1-255 printable "
+                zq_errf(err, errlen, "apply_async(): %s must be a name (1-255 printable "
                        "characters, no spaces)", key);
                 rc = ZQ_EINVAL;
             } else {
@@ -699,20 +687,20 @@ static int s_apply_async_args(zq_shell_stmt_t *st, s_call_t *ca, char *err, size
         } else if (!strcmp(key, "priority")) {
             if (!cJSON_IsNumber(k) || k->valuedouble != floor(k->valuedouble) ||
                 k->valuedouble < 0 || k->valuedouble > 9) {
-                s_errf(err, errlen, "apply_async(): priority must be an integer 0-9");
+                zq_errf(err, errlen, "apply_async(): priority must be an integer 0-9");
                 rc = ZQ_EINVAL;
             } else {
                 st->priority = (int)k->valuedouble;
             }
         } else if (!strcmp(key, "ignore_result")) {
             if (!cJSON_IsBool(k)) {
-                s_errf(err, errlen, "apply_async(): ignore_result must be True or False");
+                zq_errf(err, errlen, "apply_async(): ignore_result must be True or False");
                 rc = ZQ_EINVAL;
             } else {
                 st->ignore_result = cJSON_IsTrue(k);
             }
         } else {
-            s_errf(err, errlen, "apply_async() got an unexpected keyword argument '%s' (args, "
+            zq_errf(err, errlen, "apply_async() got an unexpected keyword argument '%s' (args, "
                    "kwargs, countdown, eta, expires, queue, task_id, priority, ignore_result)",
                    key);
             rc = ZQ_EINVAL;
@@ -728,11 +716,11 @@ static int s_apply_async_args(zq_shell_stmt_t *st, s_call_t *ca, char *err, size
         kwargs = NULL;
     }
     if (rc == ZQ_OK && args && !cJSON_IsArray(args)) {
-        s_errf(err, errlen, "apply_async(): args must be a list or a tuple");
+        zq_errf(err, errlen, "apply_async(): args must be a list or a tuple");
         rc = ZQ_EINVAL;
     }
     if (rc == ZQ_OK && kwargs && !cJSON_IsObject(kwargs)) {
-        s_errf(err, errlen, "apply_async(): kwargs must be a dict");
+        zq_errf(err, errlen, "apply_async(): kwargs must be a dict");
         rc = ZQ_EINVAL;
     }
     if (rc != ZQ_OK) {
@@ -749,7 +737,7 @@ static int s_ident_copy(const s_lex_t *lx, const s_tok_t *t, char *out, size_t o
                         char *err, size_t errlen)
 {
     if (t->len >= outlen) {
-        s_errf(err, errlen, "name too long at column %zu (at most %zu characters)", t->pos + 1,
+        zq_errf(err, errlen, "name too long at column %zu (at most %zu characters)", t->pos + 1,
                outlen - 1);
         return ZQ_EINVAL;
     }
@@ -780,7 +768,7 @@ static int s_parse_python(s_lex_t *lx, zq_shell_stmt_t *st, char *err, size_t er
         if (t->kind != T_IDENT)
             return s_unexpected(lx, t, "a name", err, errlen);
         if (n == sizeof parts / sizeof parts[0]) {
-            s_errf(err, errlen, "name too long");
+            zq_errf(err, errlen, "name too long");
             return ZQ_EINVAL;
         }
         parts[n++] = t;
@@ -811,7 +799,7 @@ static int s_parse_python(s_lex_t *lx, zq_shell_stmt_t *st, char *err, size_t er
                 st->kind = ZQ_SHELL_ATTR;
                 st->attr = "ready";
                 if (cJSON_GetArraySize(ca.pos) || cJSON_GetArraySize(ca.kw)) {
-                    s_errf(err, errlen, "ready() takes no arguments");
+                    zq_errf(err, errlen, "ready() takes no arguments");
                     rc = ZQ_EINVAL;
                 }
             }
@@ -827,7 +815,7 @@ static int s_parse_python(s_lex_t *lx, zq_shell_stmt_t *st, char *err, size_t er
             else
                 snprintf(st->target, sizeof st->target, "_");
             if (rc == ZQ_OK && st->assign[0]) {
-                s_errf(err, errlen, "only a task call can be assigned (r = tasks.add(2, 2))");
+                zq_errf(err, errlen, "only a task call can be assigned (r = tasks.add(2, 2))");
                 rc = ZQ_EINVAL;
             }
             if (rc == ZQ_OK && s_peek(lx, 0)->kind != T_END)
@@ -842,7 +830,7 @@ static int s_parse_python(s_lex_t *lx, zq_shell_stmt_t *st, char *err, size_t er
         st->kind = ZQ_SHELL_ATTR;
         st->attr = "show";
         if (st->assign[0]) {
-            s_errf(err, errlen, "only a task call can be assigned (r = tasks.add(2, 2))");
+            zq_errf(err, errlen, "only a task call can be assigned (r = tasks.add(2, 2))");
             return ZQ_EINVAL;
         }
         if ((rc = s_ident_copy(lx, parts[0], st->target, sizeof st->target, err, errlen)) != ZQ_OK)
@@ -851,7 +839,7 @@ static int s_parse_python(s_lex_t *lx, zq_shell_stmt_t *st, char *err, size_t er
                                             : s_unexpected(lx, s_peek(lx, 0), NULL, err, errlen);
     }
     if (n == 1) {
-        s_errf(err, errlen, "unknown function '%.*s' (task names are MODULE.NAME, e.g. "
+        zq_errf(err, errlen, "unknown function '%.*s' (task names are MODULE.NAME, e.g. "
                "tasks.add(2, 2); type help)", (int)(last->len < 40 ? last->len : 40),
                lx->src + last->pos);
         return ZQ_EINVAL;
@@ -865,7 +853,7 @@ static int s_parse_python(s_lex_t *lx, zq_shell_stmt_t *st, char *err, size_t er
     if (!(st->task = strndup(from, len)))
         return ZQ_ENOMEM;
     if (!zq_valid_token(st->task)) {
-        s_errf(err, errlen, "not a valid task name: '%s'", st->task);
+        zq_errf(err, errlen, "not a valid task name: '%s'", st->task);
         return ZQ_EINVAL;
     }
     if (!call) {
@@ -901,7 +889,7 @@ static int s_parse_python(s_lex_t *lx, zq_shell_stmt_t *st, char *err, size_t er
             return rc;
         st->then_get = 1;
         if (st->assign[0]) {
-            s_errf(err, errlen, "%s = ....get() would keep the value, not the result: write "
+            zq_errf(err, errlen, "%s = ....get() would keep the value, not the result: write "
                    "%s = %s(...) then %s.get()", st->assign, st->assign, st->task, st->assign);
             return ZQ_EINVAL;
         }
@@ -957,15 +945,15 @@ int zq_shell_parse(const char *line, zq_shell_stmt_t *st, char *err, size_t errl
         int argc = 0;
         int rc = zq_shell_split(rest, &argv, &argc, err, errlen);
         if (rc == ZQ_OK && (argc < 2 || argc > 3)) {
-            s_errf(err, errlen, "usage: get TASK_ID [TIMEOUT]");
+            zq_errf(err, errlen, "usage: get TASK_ID [TIMEOUT]");
             rc = ZQ_EINVAL;
         }
         if (rc == ZQ_OK && !zq_valid_token(argv[1])) {
-            s_errf(err, errlen, "not a valid task id: '%s'", argv[1]);
+            zq_errf(err, errlen, "not a valid task id: '%s'", argv[1]);
             rc = ZQ_EINVAL;
         }
         if (rc == ZQ_OK && argc == 3 && zq_cli_parse_seconds(argv[2], &st->timeout) != ZQ_OK) {
-            s_errf(err, errlen, "get: not a number of seconds >= 0: '%s'", argv[2]);
+            zq_errf(err, errlen, "get: not a number of seconds >= 0: '%s'", argv[2]);
             rc = ZQ_EINVAL;
         }
         if (rc == ZQ_OK) {
@@ -998,7 +986,7 @@ int zq_shell_parse(const char *line, zq_shell_stmt_t *st, char *err, size_t errl
     s_lex_free(&lx);
     free(copy);
     if (rc == ZQ_ENOMEM)
-        s_errf(err, errlen, "out of memory");
+        zq_errf(err, errlen, "out of memory");
     return rc;
 }
 

@@ -20,18 +20,6 @@
 /* Longest result repr in the "succeeded in" log line (Celery's resultrepr_maxsize). */
 #define RESULT_REPR_MAX 1024
 
-static void s_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void s_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const char *s_type_name(const cJSON *v)
 {
     if (!v)
@@ -67,7 +55,7 @@ static int s_time_field(const cJSON *body, const char *key, const char **text, d
     if (!it || cJSON_IsNull(it))
         return ZQ_OK;
     if (!cJSON_IsString(it) || zq_time_parse(it->valuestring, t) != ZQ_OK) {
-        s_err(err, errlen, "%s must be an ISO 8601 timestamp or null, got %s", key,
+        zq_errf(err, errlen, "%s must be an ISO 8601 timestamp or null, got %s", key,
               s_type_name(it));
         return ZQ_EINVAL;
     }
@@ -80,12 +68,12 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
     memset(r, 0, sizeof *r);
     r->body = body;
     if (!cJSON_IsObject(body)) {
-        s_err(err, errlen, "task message is not a JSON object");
+        zq_errf(err, errlen, "task message is not a JSON object");
         return ZQ_EPROTO;
     }
     const char *id = s_opt_str(body, "id");
     if (!zq_valid_token(id)) {
-        s_err(err, errlen, "task message without a valid id");
+        zq_errf(err, errlen, "task message without a valid id");
         return ZQ_EPROTO;
     }
     r->id = id;
@@ -113,31 +101,31 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
     /* fields that decide whether and how it runs: a wrong one fails the task */
     const char *task = s_opt_str(body, "task");
     if (!zq_valid_token(task)) {
-        s_err(err, errlen, "task name missing or invalid");
+        zq_errf(err, errlen, "task name missing or invalid");
         return ZQ_EINVAL;
     }
     r->task = task;
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
     if (!args || cJSON_IsNull(args)) {
         if (!(r->own_args = cJSON_CreateArray())) {
-            s_err(err, errlen, "out of memory");
+            zq_errf(err, errlen, "out of memory");
             return ZQ_EPROTO;
         }
         args = r->own_args;
     } else if (!cJSON_IsArray(args)) {
-        s_err(err, errlen, "args must be a JSON array, got %s", s_type_name(args));
+        zq_errf(err, errlen, "args must be a JSON array, got %s", s_type_name(args));
         return ZQ_EINVAL;
     }
     r->args = args;
     const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(body, "kwargs");
     if (!kwargs || cJSON_IsNull(kwargs)) {
         if (!(r->own_kwargs = cJSON_CreateObject())) {
-            s_err(err, errlen, "out of memory");
+            zq_errf(err, errlen, "out of memory");
             return ZQ_EPROTO;
         }
         kwargs = r->own_kwargs;
     } else if (!cJSON_IsObject(kwargs)) {
-        s_err(err, errlen, "kwargs must be a JSON object, got %s", s_type_name(kwargs));
+        zq_errf(err, errlen, "kwargs must be a JSON object, got %s", s_type_name(kwargs));
         return ZQ_EINVAL;
     }
     r->kwargs = kwargs;
