@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -142,11 +143,19 @@ struct zq_worker {
     s_job_t **table;          /* id -> job, chained */
     size_t table_cap, njobs;
     s_job_t *ready_head, *ready_tail;
+    /* last of the ETA jobs at the front of the ready FIFO (due, waiting for pool room): the
+     * next due ones go after it, so late jobs start in eta order, not newest first */
+    s_job_t *ready_due_tail;
     s_job_t **heap;           /* min-heap on eta */
     size_t nheap, heap_cap;
     s_job_t **active;         /* by slot */
     int nslots, nactive;
     int npooled;              /* jobs queued in the pool, not started yet */
+    /* ETA wake-ups: a timerfd armed at the earliest eta (absolute, wall clock). poll()'s own
+     * timeout is whole milliseconds with a slack of 0.1% of the wait (~1 ms for a task due in
+     * 1 s); an hrtimer fires within tens of microseconds. -1: no timerfd, poll's timeout. */
+    int eta_fd;
+    double eta_armed;         /* eta it is armed for, 0 when disarmed */
     /* revoked ids: hash set + FIFO ring for eviction */
     s_revoked_t **rv;
     size_t rv_cap;
@@ -367,6 +376,8 @@ static void s_ready_push(zq_worker_t *w, s_job_t *job, s_job_t *after)
 
 static void s_ready_unlink(zq_worker_t *w, s_job_t *job)
 {
+    if (w->ready_due_tail == job)
+        w->ready_due_tail = job->prev;
     if (job->prev)
         job->prev->next = job->next;
     else
@@ -909,18 +920,43 @@ static void s_dispatch_ready(zq_worker_t *w)
     }
 }
 
-/* Move due ETA jobs to the head of the ready FIFO (they are late already). Returns the
- * next eta (epoch seconds) or 0. */
+/* Move due ETA jobs to the front of the ready FIFO (they are late already), behind the
+ * due ones still waiting there. Returns the next eta (epoch seconds) or 0. */
 static double s_promote_eta(zq_worker_t *w, double now)
 {
-    s_job_t *after = NULL;
     while (w->nheap && w->heap[0]->req.eta_t <= now) {
         s_job_t *job = w->heap[0];
         s_heap_remove(w, job);
-        s_ready_push(w, job, after);
-        after = job;
+        s_ready_push(w, job, w->ready_due_tail);
+        w->ready_due_tail = job;
     }
     return w->nheap ? w->heap[0]->req.eta_t : 0;
+}
+
+/* Arm the ETA timerfd for eta (0: disarm), unless it already is. */
+static void s_eta_arm(zq_worker_t *w, double eta)
+{
+    if (w->eta_fd < 0 || eta == w->eta_armed)
+        return;
+    struct itimerspec its = {{0, 0}, {0, 0}};
+    if (eta > 0) {
+        double sec = floor(eta);
+        its.it_value.tv_sec = (time_t)sec;
+        its.it_value.tv_nsec = (long)((eta - sec) * 1e9);
+        if (its.it_value.tv_nsec >= 1000000000L)
+            its.it_value.tv_nsec = 999999999L;
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+            its.it_value.tv_nsec = 1; /* all zero would disarm it */
+    }
+    if (timerfd_settime(w->eta_fd, TFD_TIMER_ABSTIME, &its, NULL) != 0) {
+        /* fall back to poll's timeout for good */
+        ZQ_WARN("timerfd: %s; ETA tasks start up to ~2 ms late", strerror(errno));
+        close(w->eta_fd);
+        w->eta_fd = -1;
+        w->eta_armed = 0;
+        return;
+    }
+    w->eta_armed = eta;
 }
 
 /* Enforce soft and hard limits; returns the next deadline (zq_mono) or 0. */
@@ -1792,6 +1828,7 @@ zq_worker_t *zq_worker_new(const zq_worker_config_t *cfg)
     if (!w)
         return NULL;
     w->started = zq_now();
+    w->eta_fd = -1;
     w->broker_url = strdup(zq_broker_url(cfg->broker_url));
     w->plugins_dir = strdup(cfg->plugins_dir);
     w->control = strdup(cfg->control ? cfg->control : "");
@@ -2114,6 +2151,10 @@ int zq_worker_run(zq_worker_t *w)
         return 1;
     w->nslots = zq_pool_size(w->pool);
     w->active = calloc((size_t)w->nslots, sizeof *w->active);
+    w->eta_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+    w->eta_armed = 0;
+    if (w->eta_fd < 0)
+        ZQ_WARN("timerfd: %s; ETA tasks start up to ~2 ms late", strerror(errno));
     w->ctx = zmq_ctx_new();
     w->up_ctx = zmq_ctx_new();
     if (!w->active || !w->ctx || !w->up_ctx || s_control_open(w) != ZQ_OK ||
@@ -2124,7 +2165,7 @@ int zq_worker_run(zq_worker_t *w)
         s_send_hello(w);
     }
     int npool_max = w->nslots + 2;
-    zmq_pollitem_t *items = calloc((size_t)npool_max + 3 + ZQ_CONTROL_POLLITEMS, sizeof *items);
+    zmq_pollitem_t *items = calloc((size_t)npool_max + 4 + ZQ_CONTROL_POLLITEMS, sizeof *items);
     if (!items) {
         w->exit_code = 1;
         w->stop = 1;
@@ -2139,6 +2180,7 @@ int zq_worker_run(zq_worker_t *w)
         if (w->stop)
             break;
         double next_eta = s_promote_eta(w, now);
+        s_eta_arm(w, next_eta);
         s_dispatch_ready(w);
         double next_limit = s_check_limits(w, zq_mono());
         double next_state = s_up_flush(w, zq_mono(), 0);
@@ -2150,7 +2192,7 @@ int zq_worker_run(zq_worker_t *w)
             wait = w->hb_next - m;
         else if (!w->registered && w->hello_req && w->hello_at + ZQ_WORKER_HELLO_RETRY - m < wait)
             wait = w->hello_at + ZQ_WORKER_HELLO_RETRY - m;
-        if (next_eta > 0 && next_eta - zq_now() < wait)
+        if (next_eta > 0 && w->eta_fd < 0 && next_eta - zq_now() < wait)
             wait = next_eta - zq_now();
         if (next_limit > 0 && next_limit - m < wait)
             wait = next_limit - m;
@@ -2163,6 +2205,11 @@ int zq_worker_run(zq_worker_t *w)
 
         int n = 0;
         items[n++] = (zmq_pollitem_t){NULL, s_sig_pipe[0], ZMQ_POLLIN, 0};
+        int i_eta = -1;
+        if (w->eta_armed > 0) {
+            i_eta = n;
+            items[n++] = (zmq_pollitem_t){NULL, w->eta_fd, ZMQ_POLLIN, 0};
+        }
         int i_front = -1, i_disp = -1, i_ctl = n;
         n += zq_control_pollitems(w->ctl, items + n, ZQ_CONTROL_POLLITEMS);
         int n_ctl = n - i_ctl;
@@ -2184,6 +2231,12 @@ int zq_worker_run(zq_worker_t *w)
             w->exit_code = 1;
             break;
         }
+        if (i_eta >= 0 && (items[i_eta].revents & ZMQ_POLLIN)) {
+            uint64_t expirations;
+            if (read(w->eta_fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+                ZQ_WARN("timerfd: %s", strerror(errno));
+            w->eta_armed = 0; /* fired: the next turn arms it for the new earliest eta */
+        }
         if (i_front >= 0 && (items[i_front].revents & ZMQ_POLLIN))
             s_read_front(w);
         if (i_disp >= 0 && (items[i_disp].revents & ZMQ_POLLIN))
@@ -2192,6 +2245,9 @@ int zq_worker_run(zq_worker_t *w)
         zq_control_dispatch(w->ctl, items + i_ctl, n_ctl);
     }
     free(items);
+    if (w->eta_fd >= 0)
+        close(w->eta_fd);
+    w->eta_fd = -1;
     zq_pool_destroy(&w->pool, 0);
     s_up_flush(w, zq_mono(), 1);
     s_await_acks(w);

@@ -54,6 +54,65 @@ static const char *s_exc(const cJSON *rec, const char *field)
     return zq_json_str(cJSON_GetObjectItem(rec, "exception"), field, "");
 }
 
+/* ETA tasks that fall due while every pool slot is busy start in eta order. Both children
+ * sleep; group A (more than the pool queues) falls due, then group B, both before the
+ * sleeps end: once the sleeps are over no task of A may start after B's first half (the
+ * worker used to put each newly due group ahead of the due tasks still waiting). */
+#define DUE_GROUP 100
+static void s_due_order(zq_client_t *c)
+{
+    zq_async_result_t *sl[2] = {NULL, NULL}, *r[2 * DUE_GROUP];
+    memset(r, 0, sizeof r);
+    cJSON *a = zq_args("[1.2]");
+    for (int i = 0; i < 2; i++)
+        zq_client_apply_async(c, "tasks.sleep", a, NULL, NULL, &sl[i]);
+    cJSON_Delete(a);
+    double t0 = zq_now();
+    char iso[2][40];
+    zq_time_iso(t0 + 0.3, iso[0], sizeof iso[0]);
+    zq_time_iso(t0 + 0.6, iso[1], sizeof iso[1]);
+    a = zq_args("[1, 2]");
+    int sent = 0;
+    for (int i = 0; i < 2 * DUE_GROUP; i++) {
+        zq_send_opts_t o;
+        memset(&o, 0, sizeof o);
+        o.eta = iso[i / DUE_GROUP];
+        sent += zq_client_apply_async(c, "tasks.add", a, NULL, &o, &r[i]) == ZQ_OK;
+    }
+    cJSON_Delete(a);
+    CHECK(sent == 2 * DUE_GROUP, "due order: %d ETA tasks sent", sent);
+    double start[2 * DUE_GROUP];
+    int got = 0;
+    for (int i = 0; i < 2 * DUE_GROUP; i++) {
+        start[i] = NAN;
+        if (r[i] && zq_result_get(r[i], 30, NULL) == ZQ_OK) {
+            start[i] = s_ts(zq_result_record(r[i]), "date_started");
+            got += !isnan(start[i]);
+        }
+        zq_result_destroy(&r[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        zq_result_get(sl[i], 30, NULL);
+        zq_result_destroy(&sl[i]);
+    }
+    CHECK(got == 2 * DUE_GROUP, "due order: %d of %d ETA tasks succeeded", got, 2 * DUE_GROUP);
+    /* the median start of group B; A's tasks must all start before it */
+    double b[DUE_GROUP];
+    for (int i = 0; i < DUE_GROUP; i++)
+        b[i] = start[DUE_GROUP + i];
+    for (int i = 1; i < DUE_GROUP; i++)
+        for (int j = i; j > 0 && b[j] < b[j - 1]; j--) {
+            double x = b[j];
+            b[j] = b[j - 1];
+            b[j - 1] = x;
+        }
+    int late_a = 0;
+    for (int i = 0; i < DUE_GROUP; i++)
+        late_a += !(start[i] < b[DUE_GROUP / 2]);
+    CHECK(late_a == 0, "due order: %d tasks of the earlier group started after most of the later one",
+          late_a);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2)
@@ -146,6 +205,8 @@ int main(int argc, char **argv)
     CHECK(strcmp(s_exc(rec, "type"), "MaxRetriesExceededError") == 0, "div(4,0) -> MaxRetries");
     CHECK((int)zq_json_num(rec, "retries", -1) == 1, "div(4,0) retried once");
     cJSON_Delete(rec);
+
+    s_due_order(c);
 
     zq_client_destroy(&c);
     printf("%d failed\n", s_fail);
