@@ -26,12 +26,14 @@
  * of the old one read EOF and are replaced.
  *
  * Records (native byte order: both ends are the same binary):
- *   parent -> children  one message: [s_task_hdr_t: magic, len, seq, hard, soft, 'T', big]
- *                       [len bytes: TASK body, unless big]
+ *   parent -> children  one message: [s_task_hdr_t: magic, len, seq, hard, soft, eta, 'T',
+ *                       big] [len bytes: TASK body, unless big]; a child waits for eta
+ *                       before starting the job (handed in up to ZQ_POOL_ETA_AHEAD early)
  *   child -> parent     [s_rec_hdr_t: magic, len, seq, time, type, state][len bytes] on its pipe
  *                       'E' expired (not run), 'D' done (STATE body; time: when it started),
  *                       'U' sub-task (SUBMIT body), 'B' a malformed job message
- * The parent sends jobs non-blocking (what does not fit waits, whole, in a buffer) and
+ * The parent queues the jobs of a dispatch pass in a buffer and sends them non-blocking with
+ * one sendmmsg() (what does not fit waits there, whole, for the next flush) and
  * reads children's pipes non-blocking, so no child can stall the main loop.
  */
 #include "config.h"
@@ -54,6 +56,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAGIC 0x31305a51u    /* "QZ01" */
@@ -91,6 +94,7 @@ typedef struct {
     uint64_t seq;
     double hard;    /* effective limits, seconds; 0 = none */
     double soft;
+    double eta;     /* epoch seconds, 0 = none: the child waits for it (ZQ_POOL_ETA_AHEAD) */
     uint8_t type;   /* REC_TASK */
     uint8_t big;    /* 1: the body is in a file that comes with the message (SCM_RIGHTS) */
     uint8_t pad[2];
@@ -122,7 +126,7 @@ typedef struct {
 typedef struct s_tjob {
     void *ctx;
     const cJSON *body;
-    double hard, soft, expires;
+    double hard, soft, expires, eta;
     struct s_tjob *next;
 } s_tjob_t;
 
@@ -352,6 +356,24 @@ __attribute__((noreturn)) static void s_child_broken(int out_fd)
     _exit(3);
 }
 
+/* The absolute wall-clock time of eta, capped at S_ETA_WAIT_MAX from now: a clock set
+ * back must not hold a job (and its slot) for long. 0 when eta is not in the future. */
+#define S_ETA_WAIT_MAX 0.1
+static int s_eta_deadline(double eta, struct timespec *ts)
+{
+    double now = zq_now();
+    if (!(eta > now))
+        return 0;
+    if (eta - now > S_ETA_WAIT_MAX)
+        eta = now + S_ETA_WAIT_MAX;
+    double sec = floor(eta);
+    ts->tv_sec = (time_t)sec;
+    ts->tv_nsec = (long)((eta - sec) * 1e9);
+    if (ts->tv_nsec > 999999999L)
+        ts->tv_nsec = 999999999L;
+    return 1;
+}
+
 __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int in_fd, int out_fd)
 {
     char name[48];
@@ -430,6 +452,11 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
         } else if (fd >= 0) {
             close(fd);
         }
+        /* handed in ahead of its eta: start it on time, never early (a signal or a capped
+         * wait just looks again) */
+        struct timespec due;
+        while (s_eta_deadline(h.eta, &due))
+            clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &due, NULL);
         /* past the worker's lease the broker may have given this job to another worker:
          * wait until the worker knows it is still ours (lease extended) or takes it back */
         for (int waited = 0;; waited = 1) {
@@ -680,10 +707,60 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
     return ZQ_OK;
 }
 
-/* Send what waits in p->out; 0 when all is out, 1 when some remains, -1 on error. */
+#define MMSG_MAX 64 /* job messages per sendmmsg() */
+
+/* Send the inline jobs at the head of p->out with one sendmmsg(): how many went out, 0
+ * when the first one is big (s_send_job's), -1 when the queue is full, -2 on error. */
+static int s_send_inline_run(zq_pool_t *p)
+{
+    struct mmsghdr mv[MMSG_MAX];
+    struct iovec iov[MMSG_MAX][2];
+    size_t size[MMSG_MAX];
+    unsigned k = 0;
+    size_t off = p->out_off;
+    while (k < MMSG_MAX && p->out_len - off >= sizeof(s_task_hdr_t)) {
+        s_task_hdr_t h;
+        memcpy(&h, p->out + off, sizeof h);
+        if (h.big)
+            break;
+        iov[k][0] = (struct iovec){p->out + off, sizeof h};
+        iov[k][1] = (struct iovec){p->out + off + sizeof h, h.len};
+        memset(&mv[k], 0, sizeof mv[k]);
+        mv[k].msg_hdr.msg_iov = iov[k];
+        mv[k].msg_hdr.msg_iovlen = h.len ? 2 : 1;
+        size[k] = sizeof h + h.len;
+        off += size[k];
+        k++;
+    }
+    if (k == 0)
+        return 0;
+    int n;
+    do
+        n = sendmmsg(p->jobq[1], mv, k, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -1;
+        ZQ_ERROR("pool: cannot write to the job queue: %s", strerror(errno));
+        return -2;
+    }
+    for (int i = 0; i < n; i++)
+        p->out_off += size[i];
+    return n;
+}
+
+/* Send what waits in p->out; 0 when all is out, 1 when some remains, -1 on error. One
+ * syscall per run of inline jobs, not one per job: a dispatch pass queues them all first. */
 static int s_flush_out(zq_pool_t *p)
 {
     while (p->out_len - p->out_off >= sizeof(s_task_hdr_t)) {
+        int sent = s_send_inline_run(p);
+        if (sent == -1)
+            return 1;
+        if (sent < -1)
+            return -1;
+        if (sent > 0)
+            continue;
         s_task_hdr_t h;
         memcpy(&h, p->out + p->out_off, sizeof h);
         int rc = s_send_job(p, &h, p->out + p->out_off + sizeof h);
@@ -743,19 +820,15 @@ static int s_prefork_submit(zq_pool_t *p, const zq_pool_job_t *job)
     h.seq = seq;
     h.hard = job->hard;
     h.soft = job->soft;
+    h.eta = job->eta;
     h.type = REC_TASK;
     h.fd = -1;
     if (job->rawlen > p->inline_max) {
         h.big = 1;
         h.fd = s_body_file(job->raw, job->rawlen);
     }
+    /* queued here; zq_pool_flush() (or the next zq_pool_dispatch()) sends them */
     int rc = h.big && h.fd < 0 ? -2 : 1;
-    if (rc == 1 && p->out_off == p->out_len)
-        rc = s_send_job(p, &h, job->raw); /* nothing waiting: straight into the queue */
-    if (rc == 0)
-        return ZQ_OK;
-    if (rc == -1)
-        p->broken = 1; /* rebuilt (and this job handed back) before the next poll */
     if (rc == -2 || s_out_append(p, &h, sizeof h, job->raw, h.big ? 0 : job->rawlen) != ZQ_OK) {
         if (h.fd >= 0)
             close(h.fd);
@@ -1114,6 +1187,13 @@ static void *s_thread_main(void *arg)
             pthread_cond_wait(&p->work_cv, &p->mu);
         if (p->stop)
             break;
+        /* handed in ahead of its eta: wait for it here, the job still in the queue (so that
+         * it can be taken back); a new job or a cancel wakes us to look again */
+        struct timespec due;
+        if (s_eta_deadline(p->t_head->eta, &due)) {
+            pthread_cond_timedwait(&p->work_cv, &p->mu, &due);
+            continue;
+        }
         s_tjob_t *job = p->t_head;
         p->t_head = job->next;
         if (!p->t_head)
@@ -1345,6 +1425,7 @@ int zq_pool_submit(zq_pool_t *self, const zq_pool_job_t *job)
         t->hard = job->hard;
         t->soft = job->soft;
         t->expires = job->expires;
+        t->eta = job->eta;
         pthread_mutex_lock(&self->mu);
         if (self->t_tail)
             self->t_tail->next = t;
@@ -1470,6 +1551,15 @@ int zq_pool_soft_limit(zq_pool_t *self, int slot, void *ctx)
         break;
     }
     return ZQ_ESTATE;
+}
+
+void zq_pool_flush(zq_pool_t *self)
+{
+    if (!self || self->cfg.kind != ZQ_POOL_PREFORK || self->broken)
+        return;
+    /* a failed queue is rebuilt, and what it held handed back, in zq_pool_dispatch() */
+    if (self->out_off < self->out_len && s_flush_out(self) < 0)
+        self->broken = 1;
 }
 
 int zq_pool_kill(zq_pool_t *self, int slot, void *ctx, int signum)

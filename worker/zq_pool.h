@@ -91,7 +91,15 @@ typedef struct {
                          * or a successful zq_pool_cancel */
     double hard, soft;  /* effective limits for request.timelimit; 0 = none */
     double expires;     /* epoch seconds, 0 = none: checked again when it starts */
+    double eta;         /* epoch seconds, 0 = none: not started before it. Prefork and
+                         * threads take a job up to ZQ_POOL_ETA_AHEAD early and wait for its
+                         * eta where it runs, so that a busy main loop does not make it late;
+                         * solo runs what it is given at once */
 } zq_pool_job_t;
+
+/* How early (s) the worker may hand an ETA job to a prefork or threads pool. A slot waiting
+ * for such a job's eta is busy, so this stays short. */
+#define ZQ_POOL_ETA_AHEAD 0.005
 
 /* Start the pool: fork the children / start the threads. Caller owns return value and must
  * destroy it. NULL on error (logged). */
@@ -110,6 +118,10 @@ int zq_pool_room(const zq_pool_t *self);
 /* Queue a job (copies what it needs). Solo runs it here and reports STARTED and DONE (or
  * EXPIRED) before returning. ZQ_OK; ZQ_ESTATE when there is no room; ZQ_ENOMEM. */
 int zq_pool_submit(zq_pool_t *self, const zq_pool_job_t *job);
+/* Send what was submitted since the last flush (prefork: one sendmmsg() for a run of jobs).
+ * Call it after a dispatch pass; zq_pool_dispatch() also does, so nothing waits longer
+ * than one turn of the caller's loop. No-op for threads and solo. */
+void zq_pool_flush(zq_pool_t *self);
 /* Take back a queued job: ZQ_OK when it will not run (no event about it follows);
  * ZQ_ESTATE when it is starting or started (STARTED, then DONE or LOST, will tell). */
 int zq_pool_cancel(zq_pool_t *self, void *ctx);

@@ -374,6 +374,15 @@ static void s_ready_push(zq_worker_t *w, s_job_t *job, s_job_t *after)
         w->ready_head = job;
 }
 
+/* Back to the head of the ready FIFO (a job the pool refused or handed back). A due ETA
+ * job there counts as due, so that the ones falling due later queue behind it. */
+static void s_ready_push_front(zq_worker_t *w, s_job_t *job)
+{
+    s_ready_push(w, job, NULL);
+    if (job->req.eta_t > 0 && !w->ready_due_tail)
+        w->ready_due_tail = job;
+}
+
 static void s_ready_unlink(zq_worker_t *w, s_job_t *job)
 {
     if (w->ready_due_tail == job)
@@ -836,7 +845,7 @@ static void s_on_pool_event(void *arg, const zq_pool_event_t *ev)
     case ZQ_POOL_EV_RETURNED:
         /* never started: first in line again */
         s_release_slot(w, job);
-        s_ready_push(w, job, NULL);
+        s_ready_push_front(w, job);
         break;
     }
 }
@@ -903,21 +912,22 @@ static void s_dispatch_ready(zq_worker_t *w)
         }
         job->where = J_POOLED;
         w->npooled++;
-        zq_pool_job_t pj = {job,      job->raw,  job->rawlen,         job->body,
-                            job->hard, job->soft, job->req.expires_t};
+        zq_pool_job_t pj = {job,       job->raw,  job->rawlen,         job->body,
+                            job->hard, job->soft, job->req.expires_t, job->req.eta_t};
         s_inline_running = w->pool_kind == ZQ_POOL_SOLO;
         int rc = zq_pool_submit(w->pool, &pj);
         s_inline_running = 0;
         /* from here on `job` may be gone (solo reports DONE inside submit) */
         if (rc != ZQ_OK) {
             w->npooled--;
-            s_ready_push(w, job, NULL);
+            s_ready_push_front(w, job);
             if (rc != ZQ_ESTATE)
                 ZQ_ERROR("pool: cannot queue %s[%s]: %s", s_name(job), job->req.id,
                          rc == ZQ_ENOMEM ? "out of memory" : "refused");
             break;
         }
     }
+    zq_pool_flush(w->pool);
 }
 
 /* Move due ETA jobs to the front of the ready FIFO (they are late already), behind the
@@ -2179,8 +2189,10 @@ int zq_worker_run(zq_worker_t *w)
         s_session_tick(w, m);
         if (w->stop)
             break;
-        double next_eta = s_promote_eta(w, now);
-        s_eta_arm(w, next_eta);
+        /* a pool that waits for an eta itself gets its ETA jobs a little early */
+        double ahead = w->pool_kind == ZQ_POOL_SOLO ? 0 : ZQ_POOL_ETA_AHEAD;
+        double next_eta = s_promote_eta(w, now + ahead);
+        s_eta_arm(w, next_eta > 0 ? next_eta - ahead : 0);
         s_dispatch_ready(w);
         double next_limit = s_check_limits(w, zq_mono());
         double next_state = s_up_flush(w, zq_mono(), 0);
@@ -2192,8 +2204,8 @@ int zq_worker_run(zq_worker_t *w)
             wait = w->hb_next - m;
         else if (!w->registered && w->hello_req && w->hello_at + ZQ_WORKER_HELLO_RETRY - m < wait)
             wait = w->hello_at + ZQ_WORKER_HELLO_RETRY - m;
-        if (next_eta > 0 && w->eta_fd < 0 && next_eta - zq_now() < wait)
-            wait = next_eta - zq_now();
+        if (next_eta > 0 && w->eta_fd < 0 && next_eta - ahead - zq_now() < wait)
+            wait = next_eta - ahead - zq_now();
         if (next_limit > 0 && next_limit - m < wait)
             wait = next_limit - m;
         if (next_state > 0 && next_state - m < wait)

@@ -5,7 +5,8 @@
  * child's start time, even for a task that runs long), time limits and kills hit the running
  * job, a SIGKILLed child reports LOST with its job, a child dying idle while jobs are queued
  * has the queue rebuilt (its job handed back), big bodies travel as files, an expired job is
- * not started. Uses the plugins/tasks.so example.
+ * not started. A job handed in before its eta waits for it where it runs (still cancellable).
+ * Uses the plugins/tasks.so example.
  */
 #include "config.h"
 #include "zq_loader.h"
@@ -417,6 +418,45 @@ START_TEST(test_big_body_and_expired)
 }
 END_TEST
 
+START_TEST(test_eta_waits_in_the_pool)
+{
+    /* a job handed in before its eta (the worker does, up to ZQ_POOL_ETA_AHEAD early) starts
+     * at its eta, never before, and can be taken back until then */
+    zq_loader_t *l = s_loader();
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    zq_pool_config_t cfg = {s_kinds[_i], 1, l, "eta@test", s_on_event, &seen};
+    zq_pool_t *p = zq_pool_new(&cfg);
+    ck_assert_ptr_nonnull(p);
+    s_job_t a, b;
+    s_job(&a, "a", "tasks.add", "[1, 2]");
+    s_job(&b, "b", "tasks.add", "[3, 4]");
+    a.job.eta = zq_now() + 0.25; /* longer than one capped wait (0.1 s) */
+    ck_assert_int_eq(zq_pool_submit(p, &a.job), ZQ_OK);
+    zq_pool_flush(p);
+    s_pump(p, 5000, &seen.done, 1);
+    ck_assert_int_eq(seen.started, 1);
+    ck_assert_int_eq(seen.done, 1);
+    ck_assert_msg(seen.start_time >= a.job.eta, "started %.6f s before its eta",
+                  a.job.eta - seen.start_time);
+
+    b.job.eta = zq_now() + 0.3;
+    ck_assert_int_eq(zq_pool_submit(p, &b.job), ZQ_OK);
+    zq_pool_flush(p);
+    s_pump(p, 100, NULL, 0);
+    ck_assert_int_eq(seen.started, 1);
+    ck_assert_int_eq(zq_pool_cancel(p, &b), ZQ_OK);
+    s_pump(p, 400, NULL, 0);
+    ck_assert_int_eq(seen.started, 1);
+    ck_assert_int_eq(seen.done, 1);
+
+    zq_pool_destroy(&p, 0);
+    cJSON_Delete(a.body);
+    cJSON_Delete(b.body);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
@@ -424,6 +464,7 @@ int main(void)
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_lease_holds_jobs, 0, 2);
     tcase_add_loop_test(tc, test_destroy_with_a_job_held, 0, 2);
+    tcase_add_loop_test(tc, test_eta_waits_in_the_pool, 0, 2);
     suite_add_tcase(s, tc);
     TCase *pf = tcase_create("prefork");
     tcase_set_timeout(pf, 60);
