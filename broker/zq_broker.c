@@ -2,9 +2,10 @@
  * zq_broker - the zq-broker event loop (zq_broker.h; every message is in docs/protocol.md).
  *
  * One thread owns every socket, the store and all memory state. One turn of the loop:
- *   1. zmq_poll on frontend (ROUTER), upstream (PULL), events (XPUB: we read subscriptions
- *      so that no event text is built while nobody listens), the stop pipe, and the dispatch
- *      PUSH of any worker whose channel was not connected yet; timeout = the next timer.
+ *   1. zq_zpoll (zmq_poll with fewer syscalls) on frontend (ROUTER), upstream (PULL), events
+ *      (XPUB: we read subscriptions so that no event text is built while nobody listens),
+ *      the stop pipe, and the dispatch PUSH of any worker whose channel was not connected
+ *      yet; timeout = the next timer.
  *   2. BEGIN; drain up to ZQ_BROKER_BATCH messages and run the due timers (dead workers,
  *      unclaimed tasks after a restart, tasks found expired by dispatch); COMMIT. One
  *      commit per turn, never one per task (group commit).
@@ -38,6 +39,7 @@
 #include "zq_sb.h"
 #include "zq_time.h"
 #include "zq_util.h"
+#include "zq_zpoll.h"
 #include "zq_uuid.h"
 
 #include <errno.h>
@@ -559,6 +561,7 @@ struct zq_broker {
     /* the current turn */
     int in_batch;
     int batch_failed;          /* a write failed and SQLite dropped the transaction */
+    int up_settled;            /* the upstream PULL was drained to EAGAIN (zq_zpoll.h) */
     int need_commit;           /* the turn promised durability or revealed a state change */
     int force_commit;          /* commit even if nothing needs it (shutdown) */
     double tx_since;           /* monotonic: the open transaction was left open since then */
@@ -4260,6 +4263,7 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
                 continue;
             }
             int rc = zq_msg_recv(self->upstream, 0, slot, ZMQ_DONTWAIT, err, sizeof err);
+            self->up_settled = rc == ZQ_ETIMEOUT; /* drained: its fd tells of what comes */
             if (rc == ZQ_OK) {
                 self->nupkeep++;
                 s_on_upstream(self, slot);
@@ -4385,7 +4389,15 @@ static int s_turn(zq_broker_t *self)
         i++;
     }
     long timeout = s_next_timeout(self);
-    int rc = zmq_poll(items, n, timeout);
+    /* the frontend and the events socket are sent on every turn: never settled */
+    unsigned char sfixed[4 + 16] = {0}, *settled = sfixed;
+    if (n > 4 + 16 && !(settled = calloc((size_t)n, 1)))
+        settled = NULL;
+    if (settled)
+        settled[1] = (unsigned char)self->up_settled;
+    int rc = zq_zpoll(items, settled, n, timeout);
+    if (settled != sfixed)
+        free(settled);
     int fatal = 0;
     if (rc < 0) {
         if (zmq_errno() != EINTR) {

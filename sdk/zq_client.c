@@ -19,6 +19,7 @@
 #include "zq_proto.h"
 #include "zq_time.h"
 #include "zq_util.h"
+#include "zq_zpoll.h"
 #include "zq_uuid.h"
 
 #include <errno.h>
@@ -180,6 +181,7 @@ struct zq_client {
     void *ctx;
     void *sock;              /* DEALER to the frontend */
     void *mon;               /* PAIR receiving the DEALER's connect/disconnect events */
+    int sock_settled, mon_settled; /* drained to EAGAIN since their last other use (zq_zpoll.h) */
     zq_curve_client_t curve; /* CurveZMQ keys; curve.enabled = 0 when plain */
     int auth_failed;         /* the last handshake failed (errmsg-ready text in auth_msg) */
     char auth_msg[600];
@@ -508,6 +510,7 @@ static int s_send_entry(zq_client_t *c, const s_entry_t *e)
             return ZQ_ENOMEM;
     }
     /* the socket has no send limit (S_WINDOW bounds memory instead): never blocks */
+    c->sock_settled = 0; /* a send may take the fd's signal (zq_zpoll.h) */
     if (zq_msg_send_raw(c->sock, NULL, 0, cmd, body, len, ZMQ_DONTWAIT) != ZQ_OK) {
         s_err(c, "cannot send %s to %s: %s", cmd, c->url, zmq_strerror(errno));
         return ZQ_EIO;
@@ -770,9 +773,11 @@ static size_t s_recv_frames(zq_client_t *c)
         zmq_msg_t tmp, *part = n < c->parts_cap ? &c->parts[n] : &tmp;
         zmq_msg_init(part);
         if (zmq_msg_recv(part, c->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            c->sock_settled = n == 0 && errno == EAGAIN;
             zmq_msg_close(part);
             break;
         }
+        c->sock_settled = 0;
         more = zmq_msg_more(part);
         if (part == &tmp)
             zmq_msg_close(part); /* over the limit (or no memory): dropped */
@@ -803,9 +808,11 @@ static void s_drain_monitor(zq_client_t *c)
         zmq_msg_t ev, addr;
         zmq_msg_init(&ev);
         if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            c->mon_settled = errno == EAGAIN;
             zmq_msg_close(&ev);
             return;
         }
+        c->mon_settled = 0;
         uint16_t event = 0;
         uint32_t value = 0;
         if (zmq_msg_size(&ev) >= 6) {
@@ -845,7 +852,8 @@ static void s_pump(zq_client_t *c, double wait)
     long ms = wait <= 0 ? 0 : (long)ceil(wait * 1000.0);
     if (ms > 1000000)
         ms = 1000000;
-    if (zmq_poll(items, 2, ms) <= 0)
+    unsigned char settled[2] = {(unsigned char)c->sock_settled, (unsigned char)c->mon_settled};
+    if (zq_zpoll(items, settled, 2, ms) <= 0)
         return; /* timeout, or EINTR: the caller re-checks its condition and deadline */
     if (items[1].revents & ZMQ_POLLIN)
         s_drain_monitor(c);

@@ -25,6 +25,7 @@
 #include "zq_proto.h"
 #include "zq_time.h"
 #include "zq_util.h"
+#include "zq_zpoll.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -110,6 +111,7 @@ struct zq_worker {
      * every queued STATE before BYE goes out on the frontend (another connection) */
     void *ctx, *front, *dispatch, *upstream;
     void *up_ctx;
+    int front_settled, disp_settled; /* drained to EAGAIN since the last other use (zq_zpoll.h) */
     char upstream_ep[512];
     char dispatch_ep[512];    /* resolved endpoint the dispatch PULL is connected to */
     char broker_id[64];       /* broker incarnation of the current session */
@@ -651,6 +653,7 @@ static long s_request(zq_worker_t *w, const char *cmd, cJSON *body)
 {
     long req = 0;
     if (body && w->front) {
+        w->front_settled = 0; /* a send may take the fd's signal (zq_zpoll.h) */
         req = ++w->seq;
         if (!cJSON_AddNumberToObject(body, "req", (double)req) ||
             zq_msg_send(w->front, NULL, 0, cmd, body, ZMQ_DONTWAIT) != ZQ_OK) {
@@ -1326,7 +1329,9 @@ static void s_read_dispatch(zq_worker_t *w, int acks_only)
     for (int i = 0; i < BATCH && w->dispatch; i++) {
         zmq_msg_t parts[MAX_FRAMES];
         size_t n, total;
-        if (s_recv_frames(w->dispatch, parts, &n, &total) != ZQ_OK)
+        int rc = s_recv_frames(w->dispatch, parts, &n, &total);
+        w->disp_settled = rc == ZQ_ETIMEOUT; /* drained: its fd tells of what comes */
+        if (rc != ZQ_OK)
             return;
         const void *frames[MAX_FRAMES];
         size_t sizes[MAX_FRAMES];
@@ -1353,6 +1358,7 @@ static void s_close_socket(void **sock)
 static int s_front_open(zq_worker_t *w)
 {
     s_close_socket(&w->front);
+    w->front_settled = 0;
     s_close_socket(&w->front_mon);
     w->front = zmq_socket(w->ctx, ZMQ_DEALER);
     if (!w->front) {
@@ -1367,6 +1373,7 @@ static int s_front_open(zq_worker_t *w)
     if (zmq_connect(w->front, w->broker_url) != 0) {
         ZQ_ERROR("cannot connect to the broker at %s: %s", w->broker_url, zmq_strerror(errno));
         s_close_socket(&w->front);
+        w->front_settled = 0;
         return ZQ_EIO;
     }
     return ZQ_OK;
@@ -1489,6 +1496,7 @@ static void s_on_hello_reply(zq_worker_t *w, const cJSON *body)
     if (w->dispatch && (w->draining || strcmp(broker_id, w->broker_id) != 0 ||
                         strcmp(ep, w->dispatch_ep) != 0)) {
         s_close_socket(&w->dispatch);
+        w->disp_settled = 0;
         w->dispatch_ep[0] = '\0';
     }
     /* a broker that restarted may have lost what it had not committed: send again every
@@ -1504,6 +1512,7 @@ static void s_on_hello_reply(zq_worker_t *w, const cJSON *body)
                            sizeof w->dispatch_ep) != ZQ_OK)) {
         /* a broker we cannot follow: try again later rather than spin */
         s_close_socket(&w->dispatch);
+        w->disp_settled = 0;
         w->dispatch_ep[0] = '\0';
         return;
     }
@@ -1549,6 +1558,7 @@ static void s_read_front(zq_worker_t *w)
         zq_msg_t msg;
         char err[256];
         int rc = zq_msg_recv(w->front, 0, &msg, ZMQ_DONTWAIT, err, sizeof err);
+        w->front_settled = rc == ZQ_ETIMEOUT;
         if (rc == ZQ_ETIMEOUT || rc == ZQ_EIO)
             return;
         if (rc != ZQ_OK) {
@@ -1735,6 +1745,7 @@ static void s_warm_shutdown(zq_worker_t *w)
     fflush(stdout);
     w->draining = 1;
     s_close_socket(&w->dispatch); /* take no more tasks */
+    w->disp_settled = 0;
     w->dispatch_ep[0] = '\0';
     s_return_unstarted(w);
     if (w->nactive + w->npooled)
@@ -1749,6 +1760,7 @@ static void s_cold_shutdown(zq_worker_t *w)
     if (!w->draining) {
         w->draining = 1;
         s_close_socket(&w->dispatch);
+        w->disp_settled = 0;
         w->dispatch_ep[0] = '\0';
         s_return_unstarted(w);
     }
@@ -2235,7 +2247,13 @@ int zq_worker_run(zq_worker_t *w)
         }
         int i_pool = n;
         n += zq_pool_pollitems(w->pool, items + n, npool_max);
-        int rc = zmq_poll(items, n, timeout);
+        unsigned char settled[64];
+        memset(settled, 0, sizeof settled);
+        if (i_front >= 0 && i_front < 64)
+            settled[i_front] = (unsigned char)w->front_settled;
+        if (i_disp >= 0 && i_disp < 64)
+            settled[i_disp] = (unsigned char)w->disp_settled;
+        int rc = zq_zpoll(items, n <= 64 ? settled : NULL, n, timeout);
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -2264,6 +2282,7 @@ int zq_worker_run(zq_worker_t *w)
     s_up_flush(w, zq_mono(), 1);
     s_await_acks(w);
     s_close_socket(&w->dispatch);
+    w->disp_settled = 0;
     /* results first (up to the linger time), then BYE: the broker must not requeue a task
      * whose SUCCESS is still on its way */
     s_close_socket(&w->upstream);
@@ -2272,6 +2291,7 @@ int zq_worker_run(zq_worker_t *w)
     w->up_ctx = NULL;
     s_bye(w);
     s_close_socket(&w->front);
+    w->front_settled = 0;
     s_close_socket(&w->front_mon);
     zq_control_destroy(&w->ctl);
     if (w->ctx)
