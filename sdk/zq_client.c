@@ -578,6 +578,21 @@ static void s_remember_refusal(zq_client_t *c, s_entry_t *e, int code, const cha
 }
 
 /* Handle one REPLY body (owned). */
+/* A SUBMIT that subscribed (e->push) was answered; taken: the broker parked the
+ * subscription ("get": true), else the record must be asked for. */
+static void s_submit_acked(zq_client_t *c, s_entry_t *e, int taken)
+{
+    uint64_t req = e->req;
+    s_finish(c, e);
+    s_entry_t *p = s_find(c, req + 1); /* e may move: look it up by req */
+    if (p && !p->done && p->push) {
+        if (taken)
+            p->resend = 1; /* armed: after a reconnection it becomes a GET */
+        else
+            s_push_declined(c, p);
+    }
+}
+
 static void s_handle_reply(zq_client_t *c, cJSON *body)
 {
     const cJSON *reqv = cJSON_GetObjectItemCaseSensitive(body, "req");
@@ -605,16 +620,7 @@ static void s_handle_reply(zq_client_t *c, cJSON *body)
         if (err)
             s_remember_refusal(c, e, code, msg);
         if (e->push) {
-            uint64_t req = e->req;
-            int taken = !err && zq_json_bool(body, "get", 0);
-            s_finish(c, e);
-            s_entry_t *p = s_find(c, req + 1); /* e may move: look it up by req */
-            if (p && !p->done && p->push) {
-                if (taken)
-                    p->resend = 1; /* armed: after a reconnection it becomes a GET */
-                else
-                    s_push_declined(c, p);
-            }
+            s_submit_acked(c, e, !err && zq_json_bool(body, "get", 0));
             e = NULL;
         }
         break;
@@ -705,6 +711,18 @@ static void s_handle_element(zq_client_t *c, const char *reqf, size_t reqlen, co
                 return;
             }
         }
+    }
+    /* the usual answer to a SUBMIT, {"id":"...","get":true} or without "get", needs no tree:
+     * one per task. Keys are found as text: the broker prints compact JSON, and a quote
+     * inside a string is escaped, so "error" or "get":true cannot come from a value */
+    if (e && !e->done && e->kind == S_SUBMIT && len >= 2 && len < 1024 && body[0] == '{' &&
+        body[len - 1] == '}' && !memmem(body, len, "\"error\"", 7)) {
+        int taken = memmem(body, len, "\"get\":true", 10) != NULL;
+        if (e->push)
+            s_submit_acked(c, e, taken);
+        else
+            s_finish(c, e);
+        return;
     }
     cJSON *item = cJSON_ParseWithLength(body, len);
     if (!cJSON_IsObject(item)) {
