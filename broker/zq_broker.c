@@ -65,6 +65,8 @@
 #define S_SCHED_MIN 64          /* ETA tasks per queue in memory, at least */
 #define S_RATE_SLOTS 64         /* peers tracked for rate-limited logs */
 #define S_REPLIES_MAX (1 << 20) /* bytes: a REPLIES is closed before it passes this */
+#define S_HACK_MAX 100000       /* held acknowledgements at most; beyond, they go at once */
+#define S_HACK_TOMB ((size_t)-1)
 #define S_PUSH_MAX 100000       /* result subscriptions (SUBMIT "get") parked at most */
 #define S_WINDOW_TIME 0.02      /* s of work an adaptive credit window holds */
 #define S_WINDOW_FLOOR 0.00005  /* s: shorter runtimes count as this (per-task overhead) */
@@ -480,6 +482,8 @@ typedef struct {
     int has_req;
     double req;
     int coalesce;           /* REPLY that may travel inside a REPLIES */
+    int hold;               /* acknowledgement of a SUBMIT that subscribed: may wait for the
+                             * task's record (s_hold_ack) */
     size_t id_off, idlen;   /* identity (REPLY) or topic (EVENT) */
     size_t text_off, len;   /* JSON body */
 } s_out_t;
@@ -521,6 +525,16 @@ typedef struct {
     s_ritem_t *items;
     size_t n, cap;
 } s_rgroup_t;
+
+/* An acknowledgement held after its commit (docs/protocol.md §7 "Held acknowledgements"):
+ * it leaves with its task's record (req + 1 to the same peer) or at its deadline. */
+typedef struct {
+    double deadline;  /* s_mono() */
+    double req;
+    int gone;         /* sent with its record */
+    size_t idlen, len;
+    char *buf;        /* identity, then the body */
+} s_hack_t;
 
 struct zq_broker {
     /* configuration */
@@ -581,6 +595,11 @@ struct zq_broker {
     size_t nrg, rg_cap;
     size_t *rg_hash;           /* open addressing over rg: index + 1, 0 = empty */
     size_t rg_hcap;
+    double ack_hold;           /* seconds an acknowledgement may wait for its record */
+    s_hack_t *hacks;           /* held acknowledgements, a ring in deadline order */
+    size_t hack_head, nhack, hack_cap;
+    size_t *hack_hash;         /* (peer, req) -> ring position + 1; S_HACK_TOMB: deleted */
+    size_t hack_hcap, hack_used; /* slots used, tombstones included */
     s_push_t *pushes;          /* result subscriptions of SUBMITs of this turn, parked after
                                 * the commit */
     size_t npush, push_cap;
@@ -938,10 +957,177 @@ static s_rgroup_t *s_rgroup_find(zq_broker_t *self, const void *ident, size_t id
     return g;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Held acknowledgements: the answer to a SUBMIT that subscribed to its record waits up to
+ * ack_hold after the commit, so that a short task's acknowledgement and record reach the
+ * client in one REPLIES (one message and one wake-up less per task for both sides).
+ */
+static size_t s_hack_key(const void *ident, size_t idlen, double req)
+{
+    return (size_t)(zq_hash(ident, idlen) ^ ((uint64_t)req * 0x9E3779B97F4A7C15ull));
+}
+
+static s_hack_t *s_hack_at(zq_broker_t *self, size_t pos)
+{
+    return &self->hacks[pos % self->hack_cap];
+}
+
+/* Rebuild the hash over the live entries (after growth, or too many tombstones). */
+static int s_hack_rehash(zq_broker_t *self, size_t hcap)
+{
+    size_t *h = calloc(hcap, sizeof *h);
+    if (!h)
+        return ZQ_ENOMEM;
+    size_t used = 0;
+    for (size_t i = 0; i < self->nhack; i++) {
+        size_t pos = self->hack_head + i;
+        s_hack_t *a = s_hack_at(self, pos);
+        if (a->gone)
+            continue;
+        size_t k = s_hack_key(a->buf, a->idlen, a->req) & (hcap - 1);
+        while (h[k])
+            k = (k + 1) & (hcap - 1);
+        h[k] = pos + 1;
+        used++;
+    }
+    free(self->hack_hash);
+    self->hack_hash = h;
+    self->hack_hcap = hcap;
+    self->hack_used = used;
+    return ZQ_OK;
+}
+
+/* The hash slot of the live entry for (ident, req), or NULL. */
+static size_t *s_hack_find(zq_broker_t *self, const void *ident, size_t idlen, double req)
+{
+    if (!self->hack_hcap)
+        return NULL;
+    size_t k = s_hack_key(ident, idlen, req) & (self->hack_hcap - 1);
+    for (; self->hack_hash[k]; k = (k + 1) & (self->hack_hcap - 1)) {
+        if (self->hack_hash[k] == S_HACK_TOMB)
+            continue;
+        s_hack_t *a = s_hack_at(self, self->hack_hash[k] - 1);
+        if (a->req == req && a->idlen == idlen && memcmp(a->buf, ident, idlen) == 0)
+            return &self->hack_hash[k];
+    }
+    return NULL;
+}
+
+/* Hold an acknowledgement; 0 when it cannot be held (the caller sends it now). */
+static int s_hold_ack(zq_broker_t *self, const void *ident, size_t idlen, const char *text,
+                      size_t len, double req)
+{
+    if (self->ack_hold <= 0 || self->nhack >= S_HACK_MAX)
+        return 0;
+    if (self->nhack == self->hack_cap) {
+        size_t nc = self->hack_cap ? self->hack_cap * 2 : 64;
+        s_hack_t *v = malloc(nc * sizeof *v);
+        if (!v)
+            return 0;
+        /* unroll the ring; positions restart at 0 */
+        for (size_t i = 0; i < self->nhack; i++)
+            v[i] = *s_hack_at(self, self->hack_head + i);
+        free(self->hacks);
+        self->hacks = v;
+        self->hack_cap = nc;
+        self->hack_head = 0;
+        if (s_hack_rehash(self, 2 * nc) != ZQ_OK) {
+            /* the old hash names old positions: forget it (those acknowledgements then
+             * leave at their deadline) and hold nothing more until a rehash succeeds */
+            if (self->hack_hcap)
+                memset(self->hack_hash, 0, self->hack_hcap * sizeof *self->hack_hash);
+            self->hack_used = 0;
+            return 0;
+        }
+    }
+    if (2 * (self->hack_used + 1) > self->hack_hcap &&
+        s_hack_rehash(self, self->hack_hcap ? self->hack_hcap : 128) != ZQ_OK)
+        return 0;
+    char *buf = malloc(idlen + len);
+    if (!buf)
+        return 0;
+    memcpy(buf, ident, idlen);
+    memcpy(buf + idlen, text, len);
+    size_t pos = self->hack_head + self->nhack;
+    s_hack_t *a = s_hack_at(self, pos);
+    *a = (s_hack_t){s_mono() + self->ack_hold, req, 0, idlen, len, buf};
+    self->nhack++;
+    size_t k = s_hack_key(ident, idlen, req) & (self->hack_hcap - 1);
+    while (self->hack_hash[k] && self->hack_hash[k] != S_HACK_TOMB)
+        k = (k + 1) & (self->hack_hcap - 1);
+    if (!self->hack_hash[k])
+        self->hack_used++;
+    self->hack_hash[k] = pos + 1;
+    return 1;
+}
+
+static void s_add_reply(zq_broker_t *self, const void *ident, size_t idlen, const char *text,
+                        size_t len, int coalesce, int has_req, double req);
+static void s_replies_flush(zq_broker_t *self);
+
+/* Send the held acknowledgements whose deadline passed (all of them when force), oldest
+ * first, and drop the ones that left with their records. */
+static void s_release_acks(zq_broker_t *self, int force)
+{
+    double now = s_mono();
+    int sent = 0;
+    while (self->nhack) {
+        s_hack_t *a = s_hack_at(self, self->hack_head);
+        if (!a->gone && !force && a->deadline > now)
+            break;
+        if (!a->gone) {
+            size_t *slot = s_hack_find(self, a->buf, a->idlen, a->req);
+            if (slot)
+                *slot = S_HACK_TOMB;
+            s_add_reply(self, a->buf, a->idlen, a->buf + a->idlen, a->len, 1, 1, a->req);
+            sent = 1;
+        }
+        free(a->buf);
+        self->hack_head++;
+        self->nhack--;
+    }
+    if (!self->nhack) {
+        self->hack_head = 0;
+        if (self->hack_hcap && self->hack_used) {
+            memset(self->hack_hash, 0, self->hack_hcap * sizeof *self->hack_hash);
+            self->hack_used = 0;
+        }
+    }
+    if (sent)
+        s_replies_flush(self);
+}
+
+/* Seconds until the oldest held acknowledgement is due; INFINITY when none is held. */
+static double s_hack_wait(zq_broker_t *self)
+{
+    for (size_t i = 0; i < self->nhack; i++) {
+        s_hack_t *a = s_hack_at(self, self->hack_head + i);
+        if (!a->gone)
+            return a->deadline - s_mono();
+    }
+    return self->nhack ? 0 : INFINITY;
+}
+
 /* Send a REPLY body now, or (coalesce, and it answers req) add it to its peer's REPLIES of
- * this flush. */
+ * this flush; a record for a subscription (req) takes its held acknowledgement (req - 1)
+ * along, ahead of it. */
 static void s_send_reply(zq_broker_t *self, const void *ident, size_t idlen, const char *text,
                          size_t len, int coalesce, int has_req, double req)
+{
+    if (self->nhack && coalesce && has_req) {
+        size_t *slot = s_hack_find(self, ident, idlen, req - 1);
+        if (slot) {
+            s_hack_t *a = s_hack_at(self, *slot - 1);
+            *slot = S_HACK_TOMB;
+            a->gone = 1;
+            s_add_reply(self, ident, idlen, a->buf + a->idlen, a->len, 1, 1, a->req);
+        }
+    }
+    s_add_reply(self, ident, idlen, text, len, coalesce, has_req, req);
+}
+
+static void s_add_reply(zq_broker_t *self, const void *ident, size_t idlen, const char *text,
+                        size_t len, int coalesce, int has_req, double req)
 {
     s_rgroup_t *g = coalesce && has_req ? s_rgroup_find(self, ident, idlen) : NULL;
     if (g && g->n == g->cap) {
@@ -1183,6 +1369,9 @@ static void s_flush(zq_broker_t *self, int ok)
             text = err->buf;
             len = err->len;
         }
+        if (ok > 0 && o->hold && o->has_req &&
+            s_hold_ack(self, base + o->id_off, o->idlen, text, len, o->req))
+            continue;
         s_send_reply(self, base + o->id_off, o->idlen, text, len, o->coalesce, o->has_req,
                      o->req);
     }
@@ -2384,6 +2573,7 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
             zq_sb_json_str(&self->arena, s.id);
             if (pushed)
                 zq_sb_puts(&self->arena, ",\"get\":true");
+            o->hold = pushed && o->coalesce;
             s_reply_end(self, o);
         }
     }
@@ -4167,7 +4357,9 @@ static void s_eta_timer(void *arg, s_hnode_t *node)
 }
 
 /* Milliseconds until the next timer (0: work is waiting). */
-static long s_next_timeout(zq_broker_t *self)
+/* ms until the next timer; held acknowledgements count only with acks (they need a turn,
+ * not a transaction). */
+static long s_next_timeout(zq_broker_t *self, int acks)
 {
     double mono = s_mono(), t = S_MAX_WAIT;
     if (self->nexpired)
@@ -4185,6 +4377,8 @@ static long s_next_timeout(zq_broker_t *self)
         t = fmin(t, self->wheap[0]->deadline - mono);
     if (self->tx_since)
         t = fmin(t, self->tx_since + S_COMMIT_DELAY - mono);
+    if (acks && self->nhack)
+        t = fmin(t, s_hack_wait(self));
     if (self->workers) {
         double eta[2] = {zq_now() + self->lookahead, INFINITY};
         s_map_each(&self->queues, s_eta_timer, eta);
@@ -4388,7 +4582,7 @@ static int s_turn(zq_broker_t *self)
         n++;
         i++;
     }
-    long timeout = s_next_timeout(self);
+    long timeout = s_next_timeout(self, 1);
     /* the frontend and the events socket are sent on every turn: never settled */
     unsigned char sfixed[4 + 16] = {0}, *settled = sfixed;
     if (n > 4 + 16 && !(settled = calloc((size_t)n, 1)))
@@ -4419,10 +4613,12 @@ static int s_turn(zq_broker_t *self)
     int fr = (items[0].revents & ZMQ_POLLIN) != 0, ur = (items[1].revents & ZMQ_POLLIN) != 0;
     if (fr || ur || self->nexpired || (self->nretry && s_mono() >= self->retry_after) ||
         (self->tx_since && s_mono() - self->tx_since >= S_COMMIT_DELAY) ||
-        s_next_timeout(self) == 0)
+        s_next_timeout(self, 0) == 0)
         s_batch(self, fr, ur);
     s_serve_waits(self);
     s_dispatch(self);
+    if (self->nhack)
+        s_release_acks(self, 0);
 out:
     if (items != fixed)
         free(items);
@@ -4439,6 +4635,7 @@ void zq_broker_config_init(zq_broker_config_t *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->sync = ZQ_STORE_SYNC_NORMAL;
     cfg->lookahead = ZQ_BROKER_DEFAULT_LOOKAHEAD;
+    cfg->ack_hold = ZQ_BROKER_ACK_HOLD;
     cfg->heartbeat = ZQ_BROKER_DEFAULT_HEARTBEAT;
     cfg->max_ready_in_memory = ZQ_BROKER_DEFAULT_MAX_READY;
 }
@@ -4536,9 +4733,10 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
         err = &dummy;
     *err = ZQ_EINVAL;
     if (!(cfg->lookahead >= 0) || !isfinite(cfg->lookahead) || !(cfg->heartbeat > 0) ||
-        !isfinite(cfg->heartbeat) || cfg->max_ready_in_memory < 1) {
-        ZQ_ERROR("zq-broker: bad configuration: lookahead must be >= 0, heartbeat > 0 and "
-                 "max-ready-in-memory >= 1");
+        !isfinite(cfg->heartbeat) || cfg->max_ready_in_memory < 1 || !(cfg->ack_hold >= 0) ||
+        !isfinite(cfg->ack_hold)) {
+        ZQ_ERROR("zq-broker: bad configuration: lookahead and ack hold must be >= 0, "
+                 "heartbeat > 0 and max-ready-in-memory >= 1");
         return NULL;
     }
     const char *frontend = zq_broker_url(cfg->frontend);
@@ -4558,6 +4756,7 @@ zq_broker_t *zq_broker_new(const zq_broker_config_t *cfg, int *err)
     self->stop_pipe[0] = self->stop_pipe[1] = -1;
     self->sync = cfg->sync;
     self->lookahead = cfg->lookahead;
+    self->ack_hold = cfg->ack_hold;
     self->heartbeat = cfg->heartbeat;
     self->max_ready = cfg->max_ready_in_memory;
     self->max_sched = self->max_ready / 4 > S_SCHED_MIN ? self->max_ready / 4 : S_SCHED_MIN;
@@ -4704,6 +4903,10 @@ void zq_broker_destroy(zq_broker_t **self_p)
     }
     free(self->rg);
     free(self->rg_hash);
+    for (size_t i = 0; i < self->nhack; i++)
+        free(s_hack_at(self, self->hack_head + i)->buf);
+    free(self->hacks);
+    free(self->hack_hash);
     free(self->out);
     free(self->arena.buf);
     free(self->scratch.buf);
@@ -4745,6 +4948,7 @@ int zq_broker_run(zq_broker_t *self)
         s_batch(self, 0, 0);
         self->force_commit = 0;
     }
+    s_release_acks(self, 1); /* their tasks are on disk: say so before leaving */
     long waiting = zq_store_count_unfinished(self->store);
     ZQ_INFO("zq-broker: shutting down: %ld unfinished task%s kept in %s", waiting > 0 ? waiting : 0,
             waiting == 1 ? "" : "s", self->data_dir);

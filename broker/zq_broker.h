@@ -17,6 +17,7 @@
 
 #define ZQ_BROKER_DEFAULT_DATA_DIR "./zq-data"
 #define ZQ_BROKER_DEFAULT_LOOKAHEAD 1.0     /* seconds: ETA tasks go to a worker this early */
+#define ZQ_BROKER_ACK_HOLD 0.002           /* s: default ack_hold */
 #define ZQ_BROKER_DEFAULT_HEARTBEAT 2.0     /* seconds between worker heartbeats */
 #define ZQ_BROKER_DEFAULT_MAX_READY 20000   /* ready tasks per queue kept in memory */
 #define ZQ_BROKER_DEAD_AFTER 3              /* missed heartbeat intervals -> worker is dead */
@@ -37,6 +38,9 @@ typedef struct {
     double lookahead;          /* seconds, >= 0 */
     double heartbeat;          /* seconds, > 0 */
     long max_ready_in_memory;  /* >= 1 */
+    /* seconds the acknowledgement of a SUBMIT that subscribed to its record may wait for
+     * that record, to travel with it (docs/protocol.md §7); >= 0, 0: never held */
+    double ack_hold;
     /* CurveZMQ (docs/protocol.md §13): both or neither. With them every socket is a CURVE
      * server with this key pair and lets in only the keys of curve_authorized. */
     const char *curve_secret;     /* the broker's secret key file (NAME.key_secret) */

@@ -37,10 +37,14 @@ static void *s_run(void *arg)
     return NULL;
 }
 
+static double s_ack_hold = -1; /* >= 0: the next broker's ack_hold */
+
 static void s_start_with(double heartbeat, long max_ready, double lookahead)
 {
     zq_broker_config_t cfg;
     zq_broker_config_init(&cfg);
+    if (s_ack_hold >= 0)
+        cfg.ack_hold = s_ack_hold;
     cfg.frontend = s_fe;
     cfg.data_dir = s_data;
     cfg.sync = ZQ_STORE_SYNC_OFF;
@@ -96,6 +100,13 @@ static void setup_fast_heartbeat(void)
 static void setup_small_memory(void)
 {
     setup_with(2.0, 3, 1.0);
+}
+
+static void setup_long_ack_hold(void)
+{
+    s_ack_hold = 30;
+    setup_with(2.0, 20000, 1.0);
+    s_ack_hold = -1;
 }
 
 static void teardown(void)
@@ -606,6 +617,45 @@ START_TEST(test_submit_get_pushes_record)
     r = s_query("p3");
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "known")));
     cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
+/* Held acknowledgements (docs/protocol.md §7): the answer to a SUBMIT that subscribed and
+ * allows coalescing waits (here up to 30 s) and leaves in the same REPLIES as the record,
+ * ahead of it; SUBMITs without "get" or without "coalesce" are answered at once. */
+START_TEST(test_held_ack_travels_with_record)
+{
+    s_send(s_cli, "SUBMIT", "{\"id\":\"h1\",\"task\":\"tasks.add\",\"args\":[1,2],\"req\":1,"
+                           "\"get\":2,\"coalesce\":true}");
+    cJSON *none = s_reply(s_cli, QUIET_MS);
+    ck_assert_msg(none == NULL, "the acknowledgement was not held");
+    /* not held: no subscription, or no coalescing */
+    cJSON *r = s_call(s_cli, "SUBMIT", "{\"id\":\"h2\",\"task\":\"tasks.add\",\"coalesce\":true}");
+    ck_assert_str_eq(zq_json_str(r, "id", ""), "h2");
+    cJSON_Delete(r);
+    r = s_call(s_cli, "SUBMIT", "{\"id\":\"h3\",\"task\":\"tasks.add\",\"get\":99}");
+    ck_assert_str_eq(zq_json_str(r, "id", ""), "h3");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "get")));
+    cJSON_Delete(r);
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "w1@h", 3, 0, ""));
+    for (int i = 0; i < 3; i++)
+        cJSON_Delete(fw_task(&w, WAIT_MS));
+    fw_succeed(&w, "h1", "3");
+    char cmd[32];
+    cJSON *v = s_recv_replies(s_cli, WAIT_MS, cmd);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(cmd, "REPLIES");
+    ck_assert_int_eq(cJSON_GetArraySize(v), 2);
+    cJSON *ack = cJSON_GetArrayItem(v, 0), *rec = cJSON_GetArrayItem(v, 1);
+    ck_assert_int_eq(zq_json_num(ack, "req", 0), 1);
+    ck_assert_str_eq(zq_json_str(ack, "id", ""), "h1");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(ack, "get")));
+    ck_assert_int_eq(zq_json_num(rec, "req", 0), 2);
+    ck_assert_str_eq(zq_json_str(rec, "state", ""), "SUCCESS");
+    ck_assert_int_eq(zq_json_num(rec, "result", 0), 3);
+    cJSON_Delete(v);
     fw_close(&w);
 }
 END_TEST
@@ -1974,6 +2024,12 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_adaptive_window);
     tcase_add_test(tc, test_tasks_batch);
     suite_add_tcase(s, tc);
+    tc = tcase_create("held acknowledgements");
+    tcase_add_checked_fixture(tc, setup_long_ack_hold, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_held_ack_travels_with_record);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("fed");
     tcase_add_checked_fixture(tc, setup_fed, teardown_fed);
     tcase_set_timeout(tc, 60);
