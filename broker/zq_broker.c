@@ -4356,9 +4356,8 @@ static void s_eta_timer(void *arg, s_hnode_t *node)
         next[1] = wait;
 }
 
-/* Milliseconds until the next timer (0: work is waiting). */
-/* ms until the next timer; held acknowledgements count only with acks (they need a turn,
- * not a transaction). */
+/* Milliseconds until the next timer (0: work is waiting). Held acknowledgements count only
+ * with acks: they need a turn, not a transaction. */
 static long s_next_timeout(zq_broker_t *self, int acks)
 {
     double mono = s_mono(), t = S_MAX_WAIT;
