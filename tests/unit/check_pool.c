@@ -124,8 +124,8 @@ START_TEST(test_lease_holds_jobs)
     static const char b_text[] = "{\"id\":\"b\",\"task\":\"tasks.add\",\"args\":[3,4],\"kwargs\":{}}";
     cJSON *a_body = cJSON_Parse(a_text), *b_body = cJSON_Parse(b_text);
     int a_ctx = 0, b_ctx = 0;
-    zq_pool_job_t a = {&a_ctx, a_text, strlen(a_text), a_body, 0, 0, 0};
-    zq_pool_job_t b = {&b_ctx, b_text, strlen(b_text), b_body, 0, 0, 0};
+    zq_pool_job_t a = {&a_ctx, a_text, strlen(a_text), a_body, 0, 0, 0, 0};
+    zq_pool_job_t b = {&b_ctx, b_text, strlen(b_text), b_body, 0, 0, 0, 0};
 
     /* the lease has run out: a queued job does not start */
     zq_pool_set_lease(p, zq_mono() - 1);
@@ -170,7 +170,7 @@ START_TEST(test_destroy_with_a_job_held)
     static const char text[] = "{\"id\":\"c\",\"task\":\"tasks.add\",\"args\":[1,1],\"kwargs\":{}}";
     cJSON *body = cJSON_Parse(text);
     int ctx = 0;
-    zq_pool_job_t j = {&ctx, text, strlen(text), body, 0, 0, 0};
+    zq_pool_job_t j = {&ctx, text, strlen(text), body, 0, 0, 0, 0};
     zq_pool_set_lease(p, 0);
     ck_assert_int_eq(zq_pool_submit(p, &j), ZQ_OK);
     s_pump(p, 200, NULL, 0);
@@ -203,7 +203,7 @@ static void s_job(s_job_t *j, const char *id, const char *task, const char *args
              task, args);
     j->body = cJSON_Parse(j->text);
     ck_assert_ptr_nonnull(j->body);
-    zq_pool_job_t pj = {j, j->text, strlen(j->text), j->body, 0, 0, 0};
+    zq_pool_job_t pj = {j, j->text, strlen(j->text), j->body, 0, 0, 0, 0};
     j->job = pj;
 }
 
@@ -395,7 +395,7 @@ START_TEST(test_big_body_and_expired)
     cJSON *body = cJSON_Parse(text);
     ck_assert_ptr_nonnull(body);
     int ctx = 0;
-    zq_pool_job_t big = {&ctx, text, strlen(text), body, 0, 0, 0};
+    zq_pool_job_t big = {&ctx, text, strlen(text), body, 0, 0, 0, 0};
     ck_assert_int_eq(zq_pool_submit(p, &big), ZQ_OK);
     s_pump(p, 5000, &seen.done, 1);
     ck_assert_int_eq(seen.done, 1);
@@ -405,7 +405,7 @@ START_TEST(test_big_body_and_expired)
     static const char old[] = "{\"id\":\"old\",\"task\":\"tasks.add\",\"args\":[1,1],"
                               "\"kwargs\":{},\"expires\":\"2001-01-01T00:00:00+00:00\"}";
     cJSON *obody = cJSON_Parse(old);
-    zq_pool_job_t o = {&ctx, old, strlen(old), obody, 0, 0, 0};
+    zq_pool_job_t o = {&ctx, old, strlen(old), obody, 0, 0, 0, 0};
     ck_assert_int_eq(zq_pool_submit(p, &o), ZQ_OK);
     s_pump(p, 5000, &seen.expired, 1);
     ck_assert_int_eq(seen.expired, 1);
