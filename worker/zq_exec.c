@@ -39,17 +39,70 @@ static const char *s_type_name(const cJSON *v)
     return "an invalid value";
 }
 
-static const char *s_opt_str(const cJSON *body, const char *key)
+/* The members zq_exec_decode reads, found in one pass over the message (it runs twice per
+ * task, in the worker and in the pool child; a lookup per key walked the members 16 times). */
+enum {
+    F_ID,
+    F_ROOT_ID,
+    F_PARENT_ID,
+    F_GROUP,
+    F_ORIGIN,
+    F_QUEUE,
+    F_RETRIES,
+    F_PRIORITY,
+    F_REDELIVERED,
+    F_IGNORE_RESULT,
+    F_TIMELIMIT,
+    F_TASK,
+    F_ARGS,
+    F_KWARGS,
+    F_ETA,
+    F_EXPIRES,
+    F_COUNT
+};
+static const char *const s_keys[F_COUNT] = {
+    "id",       "root_id",  "parent_id", "group",       "origin",        "queue",
+    "retries",  "priority", "redelivered", "ignore_result", "timelimit", "task",
+    "args",     "kwargs",   "eta",       "expires"};
+
+/* f[k]: the first member named s_keys[k] (what cJSON_GetObjectItemCaseSensitive finds), or
+ * NULL. */
+static void s_fields(const cJSON *body, const cJSON *f[F_COUNT])
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, key);
+    for (int k = 0; k < F_COUNT; k++)
+        f[k] = NULL;
+    for (const cJSON *c = body->child; c; c = c->next) {
+        const char *name = c->string;
+        if (!name)
+            continue;
+        for (int k = 0; k < F_COUNT; k++)
+            if (name[0] == s_keys[k][0] && strcmp(name, s_keys[k]) == 0) {
+                if (!f[k])
+                    f[k] = c;
+                break;
+            }
+    }
+}
+
+static const char *s_str(const cJSON *it)
+{
     return cJSON_IsString(it) && it->valuestring ? it->valuestring : NULL;
 }
 
-/* An optional timestamp field: absent/null = none; else an ISO 8601 string. */
-static int s_time_field(const cJSON *body, const char *key, const char **text, double *t, char *err,
+static double s_num(const cJSON *it, double fallback)
+{
+    return cJSON_IsNumber(it) ? it->valuedouble : fallback;
+}
+
+static int s_bool(const cJSON *it, int fallback)
+{
+    return cJSON_IsBool(it) ? cJSON_IsTrue(it) : fallback;
+}
+
+/* An optional timestamp member: absent/null = none; else an ISO 8601 string. */
+static int s_time_field(const cJSON *it, const char *key, const char **text, double *t, char *err,
                         size_t errlen)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, key);
     *text = NULL;
     *t = 0;
     if (!it || cJSON_IsNull(it))
@@ -71,27 +124,29 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
         zq_errf(err, errlen, "task message is not a JSON object");
         return ZQ_EPROTO;
     }
-    const char *id = s_opt_str(body, "id");
+    const cJSON *f[F_COUNT];
+    s_fields(body, f);
+    const char *id = s_str(f[F_ID]);
     if (!zq_valid_token(id)) {
         zq_errf(err, errlen, "task message without a valid id");
         return ZQ_EPROTO;
     }
     r->id = id;
     /* informational fields: a wrong type falls back to the default (§5: be lenient) */
-    const char *root = s_opt_str(body, "root_id");
+    const char *root = s_str(f[F_ROOT_ID]);
     r->root_id = root ? root : id;
-    r->parent_id = s_opt_str(body, "parent_id");
-    r->group = s_opt_str(body, "group");
-    r->origin = s_opt_str(body, "origin");
-    const char *queue = s_opt_str(body, "queue");
+    r->parent_id = s_str(f[F_PARENT_ID]);
+    r->group = s_str(f[F_GROUP]);
+    r->origin = s_str(f[F_ORIGIN]);
+    const char *queue = s_str(f[F_QUEUE]);
     r->queue = queue ? queue : ZQ_DEFAULT_QUEUE;
-    double retries = zq_json_num(body, "retries", 0);
+    double retries = s_num(f[F_RETRIES], 0);
     r->retries = retries >= 0 && retries < 1e9 ? (int)retries : 0;
-    double prio = zq_json_num(body, "priority", 0);
+    double prio = s_num(f[F_PRIORITY], 0);
     r->priority = prio >= 0 && prio <= 9 ? (int)prio : 0;
-    r->redelivered = zq_json_bool(body, "redelivered", 0);
-    r->ignore_result = zq_json_bool(body, "ignore_result", 0);
-    const cJSON *tl = cJSON_GetObjectItemCaseSensitive(body, "timelimit");
+    r->redelivered = s_bool(f[F_REDELIVERED], 0);
+    r->ignore_result = s_bool(f[F_IGNORE_RESULT], 0);
+    const cJSON *tl = f[F_TIMELIMIT];
     if (cJSON_IsArray(tl)) {
         const cJSON *h = cJSON_GetArrayItem(tl, 0), *s = cJSON_GetArrayItem(tl, 1);
         r->hard = cJSON_IsNumber(h) && h->valuedouble > 0 ? h->valuedouble : 0;
@@ -99,13 +154,13 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
     }
 
     /* fields that decide whether and how it runs: a wrong one fails the task */
-    const char *task = s_opt_str(body, "task");
+    const char *task = s_str(f[F_TASK]);
     if (!zq_valid_token(task)) {
         zq_errf(err, errlen, "task name missing or invalid");
         return ZQ_EINVAL;
     }
     r->task = task;
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
+    const cJSON *args = f[F_ARGS];
     if (!args || cJSON_IsNull(args)) {
         if (!(r->own_args = cJSON_CreateArray())) {
             zq_errf(err, errlen, "out of memory");
@@ -117,7 +172,7 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
         return ZQ_EINVAL;
     }
     r->args = args;
-    const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(body, "kwargs");
+    const cJSON *kwargs = f[F_KWARGS];
     if (!kwargs || cJSON_IsNull(kwargs)) {
         if (!(r->own_kwargs = cJSON_CreateObject())) {
             zq_errf(err, errlen, "out of memory");
@@ -129,8 +184,8 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
         return ZQ_EINVAL;
     }
     r->kwargs = kwargs;
-    if (s_time_field(body, "eta", &r->eta, &r->eta_t, err, errlen) != ZQ_OK ||
-        s_time_field(body, "expires", &r->expires, &r->expires_t, err, errlen) != ZQ_OK)
+    if (s_time_field(f[F_ETA], "eta", &r->eta, &r->eta_t, err, errlen) != ZQ_OK ||
+        s_time_field(f[F_EXPIRES], "expires", &r->expires, &r->expires_t, err, errlen) != ZQ_OK)
         return ZQ_EINVAL;
     return ZQ_OK;
 }

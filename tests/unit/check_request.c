@@ -241,6 +241,28 @@ START_TEST(test_decode_errors)
 }
 END_TEST
 
+/* A member given twice: the first counts, as cJSON_GetObjectItemCaseSensitive finds it
+ * (the decoder reads every member in one pass); unknown members are ignored. */
+START_TEST(test_decode_first_of_duplicates)
+{
+    cJSON *body = cJSON_Parse("{\"zz\":1,\"task\":\"tasks.add\",\"id\":\"" ID "\","
+                              "\"queue\":\"q1\",\"retries\":2,\"id\":\"other\","
+                              "\"queue\":\"q2\",\"retries\":\"x\",\"ignore_result\":true,"
+                              "\"ignore_result\":false,\"args\":[1],\"args\":\"bad\"}");
+    ck_assert_ptr_nonnull(body);
+    zq_request_t r;
+    char err[256];
+    ck_assert_int_eq(zq_exec_decode(&r, body, err, sizeof err), ZQ_OK);
+    ck_assert_str_eq(r.id, ID);
+    ck_assert_str_eq(r.queue, "q1");
+    ck_assert_int_eq(r.retries, 2);
+    ck_assert_int_eq(r.ignore_result, 1);
+    ck_assert_int_eq(cJSON_GetArraySize(r.args), 1);
+    zq_request_clear(&r);
+    cJSON_Delete(body);
+}
+END_TEST
+
 /* --- Repr ---------------------------------------------------------------------------- */
 
 START_TEST(test_to_string_shape)
@@ -751,6 +773,7 @@ static Suite *zq_request_suite(void)
     tcase_add_test(dec, test_decode_every_accessor);
     tcase_add_test(dec, test_decode_defaults);
     tcase_add_test(dec, test_decode_errors);
+    tcase_add_test(dec, test_decode_first_of_duplicates);
     suite_add_tcase(s, dec);
     TCase *repr = tcase_create("Repr");
     tcase_add_checked_fixture(repr, s_setup, s_teardown);
