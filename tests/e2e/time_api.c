@@ -57,7 +57,8 @@ static const char *s_exc(const cJSON *rec, const char *field)
 /* ETA tasks that fall due while every pool slot is busy start in eta order. Both children
  * sleep; group A (more than the pool queues) falls due, then group B, both before the
  * sleeps end: once the sleeps are over no task of A may start after B's first half (the
- * worker used to put each newly due group ahead of the due tasks still waiting). */
+ * worker used to put each newly due group ahead of the due tasks still waiting), bar one
+ * per pool child (below). */
 #define DUE_GROUP 100
 static void s_due_order(zq_client_t *c)
 {
@@ -106,10 +107,13 @@ static void s_due_order(zq_client_t *c)
             b[j] = b[j - 1];
             b[j - 1] = x;
         }
+    /* a child descheduled between taking a job and starting it (seen under ASan on a busy
+     * machine) makes that one job late: at most one per child (the worker has 2). Out of
+     * order, the 36 of the earlier group still waiting for pool room start last */
     int late_a = 0;
     for (int i = 0; i < DUE_GROUP; i++)
         late_a += !(start[i] < b[DUE_GROUP / 2]);
-    CHECK(late_a == 0, "due order: %d tasks of the earlier group started after most of the later one",
+    CHECK(late_a <= 2, "due order: %d tasks of the earlier group started after most of the later one",
           late_a);
 }
 
