@@ -155,3 +155,16 @@ int zq_time_parse(const char *s, double *out)
     *out = t;
     return ZQ_OK;
 }
+
+struct timespec zq_time_timespec(double t)
+{
+    struct timespec ts = {0, 0};
+    if (!(t > 0))
+        return ts;
+    double sec = floor(t);
+    ts.tv_sec = (time_t)sec;
+    ts.tv_nsec = (long)((t - sec) * 1e9);
+    if (ts.tv_nsec > 999999999L)
+        ts.tv_nsec = 999999999L;
+    return ts;
+}

@@ -7,6 +7,7 @@
 #define ZQ_TIME_H
 
 #include <stddef.h>
+#include <time.h>
 
 /* Wall clock, seconds since the epoch, microsecond resolution. */
 double zq_now(void);
@@ -19,5 +20,7 @@ char *zq_time_iso(double t, char *buf, size_t len);
  * No offset means UTC; an offset is at most 23:59. ZQ_OK, or ZQ_EINVAL (also for a time
  * outside years 0000-9999 UTC). */
 int zq_time_parse(const char *s, double *out);
+/* t (seconds, >= 0) as a timespec, for absolute timers (timerfd, clock_nanosleep). */
+struct timespec zq_time_timespec(double t);
 
 #endif

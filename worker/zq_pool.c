@@ -366,11 +366,7 @@ static int s_eta_deadline(double eta, struct timespec *ts)
         return 0;
     if (eta - now > S_ETA_WAIT_MAX)
         eta = now + S_ETA_WAIT_MAX;
-    double sec = floor(eta);
-    ts->tv_sec = (time_t)sec;
-    ts->tv_nsec = (long)((eta - sec) * 1e9);
-    if (ts->tv_nsec > 999999999L)
-        ts->tv_nsec = 999999999L;
+    *ts = zq_time_timespec(eta);
     return 1;
 }
 

@@ -953,11 +953,7 @@ static void s_eta_arm(zq_worker_t *w, double eta)
         return;
     struct itimerspec its = {{0, 0}, {0, 0}};
     if (eta > 0) {
-        double sec = floor(eta);
-        its.it_value.tv_sec = (time_t)sec;
-        its.it_value.tv_nsec = (long)((eta - sec) * 1e9);
-        if (its.it_value.tv_nsec >= 1000000000L)
-            its.it_value.tv_nsec = 999999999L;
+        its.it_value = zq_time_timespec(eta);
         if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
             its.it_value.tv_nsec = 1; /* all zero would disarm it */
     }

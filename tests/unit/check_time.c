@@ -21,6 +21,23 @@ START_TEST(test_iso_roundtrip)
 }
 END_TEST
 
+START_TEST(test_timespec)
+{
+    struct timespec ts = zq_time_timespec(1795694400.25);
+    ck_assert_int_eq((long)ts.tv_sec, 1795694400L);
+    ck_assert_int_eq(ts.tv_nsec, 250000000L);
+    ts = zq_time_timespec(0);
+    ck_assert(ts.tv_sec == 0 && ts.tv_nsec == 0);
+    ts = zq_time_timespec(-5);
+    ck_assert(ts.tv_sec == 0 && ts.tv_nsec == 0);
+    ts = zq_time_timespec(NAN);
+    ck_assert(ts.tv_sec == 0 && ts.tv_nsec == 0);
+    ts = zq_time_timespec(7.9999999999);
+    ck_assert_int_eq((long)ts.tv_sec, 7L);
+    ck_assert(ts.tv_nsec >= 0 && ts.tv_nsec <= 999999999L);
+}
+END_TEST
+
 /* The per-thread cache of the last second: same second, next second, the second before
  * the epoch (time_t -1) first, and a buffer too short for the whole text. */
 START_TEST(test_iso_cache)
@@ -135,6 +152,7 @@ static Suite *zq_time_suite(void)
     TCase *core = tcase_create("Core");
     tcase_add_test(core, test_iso_roundtrip);
     tcase_add_test(core, test_iso_cache);
+    tcase_add_test(core, test_timespec);
     tcase_add_test(core, test_parse_forms);
     tcase_add_test(core, test_clocks);
     suite_add_tcase(s, core);
