@@ -1352,49 +1352,54 @@ static const char *s_skip_value(const char *p, const char *end)
     return p;
 }
 
-/* Find the raw text of top-level member key in the JSON object text. */
-static int s_find_member(const char *text, size_t len, const char *key, const char **val,
-                         size_t *vlen)
+/* The raw text of the top-level members keys[0..n) of the JSON object text, in one pass:
+ * val[k] (vlen[k] bytes) is the first member named keys[k], NULL when there is none (also
+ * past a malformed member, where the scan stops). */
+static void s_find_members(const char *text, size_t len, const char *const *keys, size_t n,
+                           const char **val, size_t *vlen)
 {
+    size_t left = n;
+    for (size_t k = 0; k < n; k++) {
+        val[k] = NULL;
+        vlen[k] = 0;
+    }
     const char *p = text, *end = text + len;
-    size_t klen = strlen(key);
     while (p < end && *p != '{')
         p++;
     if (p >= end)
-        return 0;
+        return;
     p++;
-    while (p < end) {
+    while (p < end && left) {
         while (p < end && (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t' || *p == '\r'))
             p++;
         if (p >= end || *p != '"')
-            return 0;
+            return;
         const char *kstart = p + 1;
         const char *kend = s_skip_value(p, end);
         if (!kend)
-            return 0;
-        int match = (size_t)(kend - 1 - kstart) == klen && !memcmp(kstart, key, klen);
+            return;
+        size_t klen = (size_t)(kend - 1 - kstart);
         p = kend;
         while (p < end && (*p == ' ' || *p == ':'))
             p++;
         const char *vend = s_skip_value(p, end);
         if (!vend)
-            return 0;
-        if (match) {
-            *val = p;
-            *vlen = (size_t)(vend - p);
-            return 1;
-        }
+            return;
+        for (size_t k = 0; k < n; k++)
+            if (!val[k] && strlen(keys[k]) == klen && !memcmp(kstart, keys[k], klen)) {
+                val[k] = p;
+                vlen[k] = (size_t)(vend - p);
+                left--;
+                break;
+            }
         p = vend;
     }
-    return 0;
 }
 
-static void s_put_member_raw(zq_sb_t *b, const char *msg, size_t len, const char *key,
-                             const char *fallback)
+/* A member's raw text found by s_find_members, or fallback. */
+static void s_put_raw(zq_sb_t *b, const char *v, size_t vlen, const char *fallback)
 {
-    const char *v;
-    size_t vlen;
-    if (msg && s_find_member(msg, len, key, &v, &vlen))
+    if (v)
         zq_sb_putn(b, v, vlen);
     else
         zq_sb_puts(b, fallback);
@@ -1437,10 +1442,14 @@ static void s_put_record(zq_sb_t *b, sqlite3_stmt *st)
     s_put_col_str(b, st, 10);
     zq_sb_puts(b, ",\"queue\":");
     s_put_col_str(b, st, 2);
+    static const char *const keys[] = {"args", "kwargs"};
+    const char *v[2];
+    size_t vlen[2];
+    s_find_members(msg ? msg : "", msg ? msglen : 0, keys, 2, v, vlen);
     zq_sb_puts(b, ",\"args\":");
-    s_put_member_raw(b, msg, msglen, "args", "[]");
+    s_put_raw(b, v[0], vlen[0], "[]");
     zq_sb_puts(b, ",\"kwargs\":");
-    s_put_member_raw(b, msg, msglen, "kwargs", "{}");
+    s_put_raw(b, v[1], vlen[1], "{}");
     zq_sb_puts(b, ",\"eta\":");
     s_put_col_time(b, st, 11);
     zq_sb_puts(b, ",\"expires\":");
@@ -1472,18 +1481,25 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
     *text_out = NULL;
     *len_out = 0;
     const char *state = zq_state_canonical(st->state);
-    const char *v;
-    size_t vlen;
-    if (!state || !zq_state_is_terminal(state) || !st->id || !st->worker || !msg ||
-        !s_find_member(msg, msglen, "task", &v, &vlen))
+    if (!state || !zq_state_is_terminal(state) || !st->id || !st->worker || !msg)
+        return ZQ_EINVAL;
+    /* every member the record takes from the message, in one pass */
+    enum { M_TASK, M_RETRIES, M_IGNORE, M_QUEUE, M_ARGS, M_KWARGS, M_PARENT, M_ROOT, M_SENT, M_N };
+    static const char *const keys[M_N] = {"task",   "retries",   "ignore_result",
+                                          "queue",  "args",      "kwargs",
+                                          "parent_id", "root_id", "sent"};
+    const char *v[M_N];
+    size_t vlen[M_N];
+    s_find_members(msg, msglen, keys, M_N, v, vlen);
+    if (!v[M_TASK])
         return ZQ_EINVAL;
     long retries = 0;
-    if (s_find_member(msg, msglen, "retries", &v, &vlen)) {
+    if (v[M_RETRIES]) {
         char num[24];
-        if (vlen >= sizeof num)
+        if (vlen[M_RETRIES] >= sizeof num)
             return ZQ_EINVAL;
-        memcpy(num, v, vlen);
-        num[vlen] = '\0';
+        memcpy(num, v[M_RETRIES], vlen[M_RETRIES]);
+        num[vlen[M_RETRIES]] = '\0';
         char *end;
         retries = strtol(num, &end, 10);
         if (*end || retries < 0 || retries > 2000000000L)
@@ -1492,14 +1508,13 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
     /* a retried task's dates of an earlier run stay unless this state brings both */
     if (retries > 0 && !(st->received_at > 0 && st->started_at > 0))
         return ZQ_EINVAL;
-    int ignore = s_find_member(msg, msglen, "ignore_result", &v, &vlen) && vlen == 4 &&
-                 !memcmp(v, "true", 4);
+    int ignore = v[M_IGNORE] && vlen[M_IGNORE] == 4 && !memcmp(v[M_IGNORE], "true", 4);
     zq_sb_t b = {0};
     /* the same members, in the same order, as s_put_record */
     zq_sb_puts(&b, "{\"id\":");
     zq_sb_json_str(&b, st->id);
     zq_sb_puts(&b, ",\"task\":");
-    s_put_member_raw(&b, msg, msglen, "task", "null");
+    s_put_raw(&b, v[M_TASK], vlen[M_TASK], "null");
     zq_sb_puts(&b, ",\"state\":");
     zq_sb_json_str(&b, state);
     zq_sb_puts(&b, ",\"result\":");
@@ -1519,21 +1534,21 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
     zq_sb_printf(&b, ",\"retries\":%ld,\"worker\":", retries);
     zq_sb_json_str(&b, st->worker);
     zq_sb_puts(&b, ",\"queue\":");
-    s_put_member_raw(&b, msg, msglen, "queue", "null");
+    s_put_raw(&b, v[M_QUEUE], vlen[M_QUEUE], "null");
     zq_sb_puts(&b, ",\"args\":");
-    s_put_member_raw(&b, msg, msglen, "args", "[]");
+    s_put_raw(&b, v[M_ARGS], vlen[M_ARGS], "[]");
     zq_sb_puts(&b, ",\"kwargs\":");
-    s_put_member_raw(&b, msg, msglen, "kwargs", "{}");
+    s_put_raw(&b, v[M_KWARGS], vlen[M_KWARGS], "{}");
     zq_sb_puts(&b, ",\"eta\":");
     zq_sb_json_time(&b, eta);
     zq_sb_puts(&b, ",\"expires\":");
     zq_sb_json_time(&b, expires);
     zq_sb_puts(&b, ",\"parent_id\":");
-    s_put_member_raw(&b, msg, msglen, "parent_id", "null");
+    s_put_raw(&b, v[M_PARENT], vlen[M_PARENT], "null");
     zq_sb_puts(&b, ",\"root_id\":");
-    s_put_member_raw(&b, msg, msglen, "root_id", "null");
+    s_put_raw(&b, v[M_ROOT], vlen[M_ROOT], "null");
     zq_sb_puts(&b, ",\"date_sent\":");
-    s_put_member_raw(&b, msg, msglen, "sent", "null");
+    s_put_raw(&b, v[M_SENT], vlen[M_SENT], "null");
     zq_sb_puts(&b, ",\"date_received\":");
     zq_sb_json_time(&b, st->received_at);
     zq_sb_puts(&b, ",\"date_started\":");
