@@ -49,24 +49,30 @@ static void s_fail(const char *what, const char *detail)
     abort();
 }
 
-/* One event off the SUB: [topic][ZQP01][body], body a JSON object whose "type" is the
- * topic (docs/protocol.md §11). */
-static void s_event(void *sub)
+/* One whole message off sock: its first 4 frames in f (the rest dropped); how many. */
+static size_t s_recv_parts(void *sock, const char *what, zmq_msg_t f[4])
 {
-    zmq_msg_t f[4];
     size_t n = 0;
-    int more = 1;
-    while (more) {
+    for (int more = 1; more;) {
         zmq_msg_t part;
         zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sub, 0) < 0)
-            s_fail("event", zmq_strerror(zmq_errno()));
+        if (zmq_msg_recv(&part, sock, 0) < 0)
+            s_fail(what, zmq_strerror(zmq_errno()));
         more = zmq_msg_more(&part);
         if (n < 4)
             f[n++] = part;
         else
             zmq_msg_close(&part);
     }
+    return n;
+}
+
+/* One event off the SUB: [topic][ZQP01][body], body a JSON object whose "type" is the
+ * topic (docs/protocol.md §11). */
+static void s_event(void *sub)
+{
+    zmq_msg_t f[4];
+    size_t n = s_recv_parts(sub, "event", f);
     if (n != 3 || zmq_msg_size(&f[1]) != 5 || memcmp(zmq_msg_data(&f[1]), "ZQP01", 5))
         s_fail("event", "not [topic][ZQP01][body]");
     cJSON *body = cJSON_ParseWithLength(zmq_msg_data(&f[2]), zmq_msg_size(&f[2]));
@@ -93,19 +99,7 @@ static void s_task_ok(const char *what, const cJSON *t)
 static void s_dispatched(void *pull)
 {
     zmq_msg_t f[4];
-    size_t n = 0;
-    int more = 1;
-    while (more) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, pull, 0) < 0)
-            s_fail("dispatch channel", zmq_strerror(zmq_errno()));
-        more = zmq_msg_more(&part);
-        if (n < 4)
-            f[n++] = part;
-        else
-            zmq_msg_close(&part);
-    }
+    size_t n = s_recv_parts(pull, "dispatch channel", f);
     if (n == 3 && zmq_msg_size(&f[1]) == 5 && !memcmp(zmq_msg_data(&f[1]), "TASKS", 5)) {
         if (zmq_msg_size(&f[0]) != 5 || memcmp(zmq_msg_data(&f[0]), "ZQP01", 5))
             s_fail("TASKS", "not [ZQP01][TASKS][body]");
