@@ -53,5 +53,14 @@ for f in $logs; do
     done < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$f")
 done
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1   # a build or harness failure counts too
+# Name each failed check (and the first lines of a sanitizer report) last, where a CI
+# summary that keeps only the tail of the output still shows them.
+if [ "$failed" -ne 0 ]; then
+    echo "failed checks:"
+    for f in $logs; do
+        grep -hE '^FAIL - |:[0-9]+:[EF]:|^(==[0-9]+==ERROR|SUMMARY): |runtime error:' "$f" 2>/dev/null |
+            head -n 20 | sed "s|^|  ${f#"$root"/}: |"
+    done
+fi
 echo "$passed passed, $failed failed"
 exit $status
