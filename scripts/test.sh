@@ -53,8 +53,8 @@ for f in $logs; do
     done < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$f")
 done
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1   # a build or harness failure counts too
-# Name each failed check (and the first lines of a sanitizer report) last, where a CI
-# summary that keeps only the tail of the output still shows them.
+# Name each failed check (and the first lines of a sanitizer report) just before the
+# closing line, where a CI summary that keeps only the tail of the output still shows them.
 if [ "$failed" -ne 0 ]; then
     echo "failed checks:"
     for f in $logs; do
