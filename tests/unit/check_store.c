@@ -1112,6 +1112,9 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_revoke_queued);
     suite_add_tcase(s, tc);
     tc = tcase_create("durability");
+    /* the WAL-cycle tests commit 1,900 transactions: ~2 s alone under ASan, several times
+     * that beside the rest of a parallel sanitized suite (Check's default limit is 4 s) */
+    tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_revoke_durable);
     tcase_add_test(tc, test_recover_after_reopen);
