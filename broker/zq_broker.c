@@ -85,6 +85,8 @@ static void s_jnum(zq_sb_t *b, double v)
 {
     if (!isfinite(v))
         zq_sb_putn(b, "null", 4);
+    else if (v == floor(v) && v >= 0 && v < 9007199254740992.0)
+        zq_sb_put_u64(b, (uint64_t)v);
     else if (v == floor(v) && fabs(v) < 9007199254740992.0)
         zq_sb_printf(b, "%.0f", v);
     else
@@ -521,9 +523,10 @@ typedef struct {
 typedef struct {
     unsigned char identity[256];
     size_t idlen;
-    zq_sb_t text;     /* the bodies, back to back */
+    zq_sb_t text;     /* the elements back to back, each "req len\n" then its body */
     s_ritem_t *items;
     size_t n, cap;
+    int level;        /* the lowest "coalesce" of its elements: 2 = packed form allowed */
 } s_rgroup_t;
 
 /* An acknowledgement held after its commit (docs/protocol.md §7 "Held acknowledgements"):
@@ -532,6 +535,7 @@ typedef struct {
     double deadline;  /* s_mono() */
     double req;
     int gone;         /* sent with its record */
+    int coalesce;     /* the SUBMIT's "coalesce" level */
     size_t idlen, len;
     char *buf;        /* identity, then the body */
 } s_hack_t;
@@ -861,10 +865,18 @@ static s_out_t *s_out_new(zq_broker_t *self, int kind)
     return o;
 }
 
-/* 1 when the request m allows its answer inside a REPLIES ("coalesce": true). */
+/* How the request m allows its answer to travel (docs/protocol.md §7 "Coalesced replies"):
+ * 0 alone in a REPLY, 1 inside a REPLIES of frame pairs ("coalesce": true), 2 also inside a
+ * packed REPLIES ("coalesce": 2, or any larger integer: the forms a later peer may add). */
 static int s_coalesce(const zq_msg_t *m)
 {
-    return m->body && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m->body, "coalesce"));
+    const cJSON *v = m->body ? cJSON_GetObjectItemCaseSensitive(m->body, "coalesce") : NULL;
+    if (cJSON_IsTrue(v))
+        return 1;
+    return cJSON_IsNumber(v) && v->valuedouble >= 2 && v->valuedouble < 1e9 &&
+                   v->valuedouble == floor(v->valuedouble)
+               ? 2
+               : 0;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -892,13 +904,16 @@ static void s_rgroup_send(zq_broker_t *self, s_rgroup_t *g)
         s_send_reply_now(self, g->identity, g->idlen, ZQ_CMD_REPLY, b->buf + g->items[0].off,
                          g->items[0].len);
     } else if (zmq_send(self->frontend, g->identity, g->idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
-        /* [ZQP01][REPLIES] then [req][body] per reply: the peer finds each req without
-         * parsing the body, and can keep a record as text until somebody wants it */
         zmq_send(self->frontend, ZQ_PROTO_VERSION, strlen(ZQ_PROTO_VERSION),
                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
         zmq_send(self->frontend, ZQ_CMD_REPLIES, strlen(ZQ_CMD_REPLIES),
                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        for (size_t i = 0; i < g->n; i++) {
+        /* packed: the text as it is, one frame (a frame costs an allocation and a queue
+         * slot on both sides); else [req][body] per reply. Either way the peer finds each
+         * req without parsing the body, and can keep a record as text until it is wanted */
+        if (g->level >= 2)
+            zmq_send(self->frontend, b->buf, b->len, ZMQ_DONTWAIT);
+        for (size_t i = 0; g->level < 2 && i < g->n; i++) {
             char req[32];
             int rl = snprintf(req, sizeof req, "%.0f", g->items[i].req);
             zmq_send(self->frontend, req, (size_t)rl, ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -1015,7 +1030,7 @@ static size_t *s_hack_find(zq_broker_t *self, const void *ident, size_t idlen, d
 
 /* Hold an acknowledgement; 0 when it cannot be held (the caller sends it now). */
 static int s_hold_ack(zq_broker_t *self, const void *ident, size_t idlen, const char *text,
-                      size_t len, double req)
+                      size_t len, double req, int coalesce)
 {
     if (self->ack_hold <= 0 || self->nhack >= S_HACK_MAX)
         return 0;
@@ -1050,7 +1065,7 @@ static int s_hold_ack(zq_broker_t *self, const void *ident, size_t idlen, const 
     memcpy(buf + idlen, text, len);
     size_t pos = self->hack_head + self->nhack;
     s_hack_t *a = s_hack_at(self, pos);
-    *a = (s_hack_t){s_mono() + self->ack_hold, req, 0, idlen, len, buf};
+    *a = (s_hack_t){s_mono() + self->ack_hold, req, 0, coalesce, idlen, len, buf};
     self->nhack++;
     size_t k = s_hack_key(ident, idlen, req) & (self->hack_hcap - 1);
     while (self->hack_hash[k] && self->hack_hash[k] != S_HACK_TOMB)
@@ -1079,7 +1094,8 @@ static void s_release_acks(zq_broker_t *self, int force)
             size_t *slot = s_hack_find(self, a->buf, a->idlen, a->req);
             if (slot)
                 *slot = S_HACK_TOMB;
-            s_add_reply(self, a->buf, a->idlen, a->buf + a->idlen, a->len, 1, 1, a->req);
+            s_add_reply(self, a->buf, a->idlen, a->buf + a->idlen, a->len, a->coalesce, 1,
+                        a->req);
             sent = 1;
         }
         free(a->buf);
@@ -1120,7 +1136,7 @@ static void s_send_reply(zq_broker_t *self, const void *ident, size_t idlen, con
             s_hack_t *a = s_hack_at(self, *slot - 1);
             *slot = S_HACK_TOMB;
             a->gone = 1;
-            s_add_reply(self, ident, idlen, a->buf + a->idlen, a->len, 1, 1, a->req);
+            s_add_reply(self, ident, idlen, a->buf + a->idlen, a->len, a->coalesce, 1, a->req);
         }
     }
     s_add_reply(self, ident, idlen, text, len, coalesce, has_req, req);
@@ -1147,8 +1163,13 @@ static void s_add_reply(zq_broker_t *self, const void *ident, size_t idlen, cons
     if (g->n && g->text.len + len > S_REPLIES_MAX) {
         s_rgroup_send(self, g);
     }
+    g->level = g->n == 0 || coalesce < g->level ? coalesce : g->level;
     s_ritem_t *it = &g->items[g->n++];
     it->req = req;
+    s_jnum(&g->text, req);
+    zq_sb_putc(&g->text, ' ');
+    zq_sb_put_u64(&g->text, len);
+    zq_sb_putc(&g->text, '\n');
     it->off = g->text.len;
     it->len = len;
     zq_sb_putn(&g->text, text, len);
@@ -1370,7 +1391,7 @@ static void s_flush(zq_broker_t *self, int ok)
             len = err->len;
         }
         if (ok > 0 && o->hold && o->has_req &&
-            s_hold_ack(self, base + o->id_off, o->idlen, text, len, o->req))
+            s_hold_ack(self, base + o->id_off, o->idlen, text, len, o->req, o->coalesce))
             continue;
         s_send_reply(self, base + o->id_off, o->idlen, text, len, o->coalesce, o->has_req,
                      o->req);

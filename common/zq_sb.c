@@ -140,6 +140,17 @@ static void s_shortest(char *buf, size_t len, double v)
     }
 }
 
+void zq_sb_put_u64(zq_sb_t *sb, uint64_t v)
+{
+    char buf[20];
+    size_t i = sizeof buf;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    zq_sb_putn(sb, buf + i, sizeof buf - i);
+}
+
 void zq_sb_json_num(zq_sb_t *sb, double v)
 {
     char buf[40];

@@ -6,6 +6,7 @@
 #define ZQ_SB_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 
 /* Appends never fail loudly: on ENOMEM the builder is marked (oom) and further appends are
@@ -25,6 +26,8 @@ char *zq_sb_steal(zq_sb_t *sb, size_t *len);
 void zq_sb_putn(zq_sb_t *sb, const char *s, size_t n);
 void zq_sb_puts(zq_sb_t *sb, const char *s);
 void zq_sb_putc(zq_sb_t *sb, char c);
+/* v in decimal (no printf: this is on the per-task paths). */
+void zq_sb_put_u64(zq_sb_t *sb, uint64_t v);
 void zq_sb_printf(zq_sb_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A JSON string literal with escapes, or null when s is NULL. */
 void zq_sb_json_str(zq_sb_t *sb, const char *s);

@@ -735,6 +735,35 @@ static void s_handle_element(zq_client_t *c, const char *reqf, size_t reqlen, co
     s_handle_reply(c, item);
 }
 
+/* A packed REPLIES frame (docs/protocol.md §7): elements "req len\n" + body, back to
+ * back. A malformed element ends the frame (the ones before it are handled). */
+static void s_handle_packed(zq_client_t *c, const char *p, size_t n)
+{
+    size_t at = 0;
+    if (n == 0 && !c->warned_bad++)
+        ZQ_WARN("zq client: a REPLIES without an element from %s", c->url);
+    while (at < n) {
+        size_t rq = at, rqlen = 0, len = 0, digits = 0;
+        while (at < n && p[at] >= '0' && p[at] <= '9' && rqlen < 16) {
+            at++;
+            rqlen++;
+        }
+        int ok = rqlen > 0 && at < n && p[at++] == ' ';
+        while (ok && at < n && p[at] >= '0' && p[at] <= '9' && digits < 10) {
+            len = len * 10 + (size_t)(p[at++] - '0');
+            digits++;
+        }
+        ok = ok && digits > 0 && at < n && p[at++] == '\n' && len <= n - at;
+        if (!ok) {
+            if (!c->warned_bad++)
+                ZQ_WARN("zq client: malformed REPLIES element from %s at byte %zu", c->url, at);
+            return;
+        }
+        s_handle_element(c, p + rq, rqlen, p + at, len);
+        at += len;
+    }
+}
+
 /* Handle the n frames of one message in c->parts: a REPLY, or a REPLIES carrying several. */
 static void s_handle_frames(zq_client_t *c, size_t n)
 {
@@ -745,8 +774,13 @@ static void s_handle_frames(zq_client_t *c, size_t n)
         sz[i] = zmq_msg_size(&c->parts[i]);
     }
     size_t vlen = strlen(ZQ_PROTO_VERSION), clen = strlen(ZQ_CMD_REPLIES);
-    if (n >= 4 && n % 2 == 0 && sz[0] == vlen && !memcmp(f[0], ZQ_PROTO_VERSION, vlen) &&
-        sz[1] == clen && !memcmp(f[1], ZQ_CMD_REPLIES, clen)) {
+    int replies = n >= 3 && sz[0] == vlen && !memcmp(f[0], ZQ_PROTO_VERSION, vlen) &&
+                  sz[1] == clen && !memcmp(f[1], ZQ_CMD_REPLIES, clen);
+    if (replies && n == 3) {
+        s_handle_packed(c, f[2], sz[2]);
+        return;
+    }
+    if (replies && n % 2 == 0) {
         for (size_t i = 2; i + 1 < n; i += 2)
             s_handle_element(c, zmq_msg_data(&c->parts[i]), zmq_msg_size(&c->parts[i]),
                              zmq_msg_data(&c->parts[i + 1]), zmq_msg_size(&c->parts[i + 1]));
@@ -1258,7 +1292,7 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
     s_buf_json_str(b, id);
     if (push_req)
         s_buf_printf(b, ",\"get\":%" PRIu64, push_req);
-    s_buf_puts(b, ",\"coalesce\":true}");
+    s_buf_puts(b, ",\"coalesce\":2}");
 
     int rc = ZQ_OK;
     s_entry_t *e = NULL;

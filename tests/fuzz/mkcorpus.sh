@@ -153,6 +153,11 @@ seed client_reply replies \
     ZQP01 REPLIES '$REQ' '{"req":$REQ,"id":"fz-task","get":true}' '$REQ' "$REC_OK" -- \
     ZQP01 REPLIES '$REQ' "$REC_OK" '99' '{"req":99}' -- ZQP01 REPLIES '$REQ' -- \
     ZQP01 REPLIES 'x1' '{}' '$REQ' '[1]' -- ZQP01 REPLIES '$REQ' '{"error":{"code":"EINTERNAL"},"req":$REQ}' '$REQ' "$REC_STARTED"
+# packed REPLIES: [ZQP01][REPLIES]["req len\n" body ...] (fixed reqs: a length cannot follow $REQ)
+seed client_reply packed \
+    ZQP01 REPLIES $'1 12\n{"req":1,"a":}2 9\n{"req":2}3 8\n{"req":3' -- ZQP01 REPLIES '' -- \
+    ZQP01 REPLIES $'7 99\n{}' -- ZQP01 REPLIES $'x 2\n{}' -- ZQP01 REPLIES $'4 2\n{}5 2 {}' -- \
+    ZQP01 REPLIES $'99999999999999999 2\n{}' -- ZQP01 REPLIES $'6 2\n[]6 9\n{"req":6}'
 seed client_reply odd ZQP01 TASK '{"req":$REQ}' -- ZQP01 REPLY '{"req":-1}' -- ZQP01 REPLY '{"req":"$REQ"}' -- \
     ZQP02 REPLY '{}' -- ZQP01 REPLY '{"req":$REQ,"error":"flat"}'
 

@@ -504,8 +504,11 @@ START_TEST(test_get_parked_then_answered)
 }
 END_TEST
 
-/* One REPLY or REPLIES within ms as an array of bodies (each checked to carry the req of
- * its REPLIES element); NULL if nothing came. *cmd gets the command. Caller owns it. */
+static int s_packed; /* the last REPLIES s_recv_replies took was in the packed form */
+
+/* One REPLY or REPLIES (either form) within ms as an array of bodies (each checked to carry
+ * the req of its REPLIES element); NULL if nothing came. *cmd gets the command. Caller owns
+ * it. */
 static cJSON *s_recv_replies(void *sock, int ms, char *cmd)
 {
     zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
@@ -530,8 +533,28 @@ static cJSON *s_recv_replies(void *sock, int ms, char *cmd)
     if (!strcmp(cmd, "REPLY")) {
         ck_assert_int_eq(n, 3);
         cJSON_AddItemToArray(out, cJSON_Parse(frames[2]));
+    } else if (n == 3) {
+        /* packed: "req len\n" + body, back to back */
+        ck_assert_str_eq(cmd, "REPLIES");
+        s_packed = 1;
+        const char *p = frames[2], *end = p + strlen(p);
+        while (p < end) {
+            char *sp, *nl;
+            long req = strtol(p, &sp, 10);
+            ck_assert_msg(sp > p && *sp == ' ', "packed element header: %.20s", p);
+            unsigned long len = strtoul(sp + 1, &nl, 10);
+            ck_assert_msg(*nl == '\n' && len <= (size_t)(end - nl - 1), "packed length");
+            char *body = strndup(nl + 1, len);
+            cJSON *b = cJSON_Parse(body);
+            free(body);
+            ck_assert_ptr_nonnull(b);
+            ck_assert_int_eq(zq_json_num(b, "req", -1), req);
+            cJSON_AddItemToArray(out, b);
+            p = nl + 1 + len;
+        }
     } else {
         ck_assert_str_eq(cmd, "REPLIES");
+        s_packed = 0;
         ck_assert_msg(n >= 6 && n % 2 == 0, "REPLIES with %zu frames", n);
         for (size_t i = 2; i + 1 < n; i += 2) {
             cJSON *b = cJSON_Parse(frames[i + 1]);
@@ -647,6 +670,7 @@ START_TEST(test_held_ack_travels_with_record)
     cJSON *v = s_recv_replies(s_cli, WAIT_MS, cmd);
     ck_assert_ptr_nonnull(v);
     ck_assert_str_eq(cmd, "REPLIES");
+    ck_assert_msg(!s_packed, "\"coalesce\": true got the packed form");
     ck_assert_int_eq(cJSON_GetArraySize(v), 2);
     cJSON *ack = cJSON_GetArrayItem(v, 0), *rec = cJSON_GetArrayItem(v, 1);
     ck_assert_int_eq(zq_json_num(ack, "req", 0), 1);
@@ -655,6 +679,52 @@ START_TEST(test_held_ack_travels_with_record)
     ck_assert_int_eq(zq_json_num(rec, "req", 0), 2);
     ck_assert_str_eq(zq_json_str(rec, "state", ""), "SUCCESS");
     ck_assert_int_eq(zq_json_num(rec, "result", 0), 3);
+    cJSON_Delete(v);
+    fw_close(&w);
+}
+END_TEST
+
+/* Packed REPLIES (docs/protocol.md §7): "coalesce": 2 gets its acknowledgement and record
+ * in one element frame; a REPLIES that also carries an answer allowed only frame pairs
+ * ("coalesce": true) goes as frame pairs. */
+START_TEST(test_packed_replies)
+{
+    s_send(s_cli, "SUBMIT", "{\"id\":\"k1\",\"task\":\"tasks.add\",\"args\":[1,2],\"req\":1,"
+                           "\"get\":2,\"coalesce\":2}");
+    cJSON *none = s_reply(s_cli, QUIET_MS);
+    ck_assert_msg(none == NULL, "the acknowledgement was not held");
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "w1@h", 3, 0, ""));
+    cJSON_Delete(fw_task(&w, WAIT_MS));
+    fw_succeed(&w, "k1", "3");
+    char cmd[32];
+    cJSON *v = s_recv_replies(s_cli, WAIT_MS, cmd);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(cmd, "REPLIES");
+    ck_assert_msg(s_packed, "\"coalesce\": 2 got frame pairs");
+    ck_assert_int_eq(cJSON_GetArraySize(v), 2);
+    ck_assert_int_eq(zq_json_num(cJSON_GetArrayItem(v, 0), "req", 0), 1);
+    ck_assert_str_eq(zq_json_str(cJSON_GetArrayItem(v, 0), "id", ""), "k1");
+    ck_assert_int_eq(zq_json_num(cJSON_GetArrayItem(v, 1), "req", 0), 2);
+    ck_assert_int_eq(zq_json_num(cJSON_GetArrayItem(v, 1), "result", 0), 3);
+    cJSON_Delete(v);
+
+    /* two held acknowledgements, one allowing only frame pairs, leave together when the
+     * broker stops */
+    s_send(s_cli, "SUBMIT", "{\"id\":\"m1\",\"task\":\"tasks.add\",\"req\":3,\"get\":4,"
+                           "\"coalesce\":2}");
+    s_send(s_cli, "SUBMIT", "{\"id\":\"m2\",\"task\":\"tasks.add\",\"req\":5,\"get\":6,"
+                           "\"coalesce\":true}");
+    none = s_reply(s_cli, QUIET_MS);
+    ck_assert_msg(none == NULL, "the acknowledgements were not held");
+    s_stop();
+    v = s_recv_replies(s_cli, WAIT_MS, cmd);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(cmd, "REPLIES");
+    ck_assert_msg(!s_packed, "a REPLIES with a \"coalesce\": true answer was packed");
+    ck_assert_int_eq(cJSON_GetArraySize(v), 2);
+    ck_assert_int_eq(zq_json_num(cJSON_GetArrayItem(v, 0), "req", 0), 3);
+    ck_assert_int_eq(zq_json_num(cJSON_GetArrayItem(v, 1), "req", 0), 5);
     cJSON_Delete(v);
     fw_close(&w);
 }
@@ -2028,6 +2098,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, setup_long_ack_hold, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_held_ack_travels_with_record);
+    tcase_add_test(tc, test_packed_replies);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fed");

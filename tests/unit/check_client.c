@@ -12,8 +12,10 @@
  *           {"known": false};
  *   QUERY   the record; REVOKE {"revoked": ids}; anything else EUNKNOWNCMD.
  * Result subscriptions (SUBMIT "get"): taken only for ids "push-*" (acknowledged with
- * "get": true; the record is sent with the acknowledgement, both in one REPLIES:
- * [ZQP01][REPLIES][req][ack][get][record]) and
+ * "get": true; the record is sent with the acknowledgement, both in one REPLIES: packed,
+ * [ZQP01][REPLIES]["req len\n" ack "get len\n" record], when the SUBMIT says
+ * "coalesce": 2, but in frame pairs, [ZQP01][REPLIES][req][ack][get][record], for ids
+ * "push-pairs-*") and
  * "pushlate-*" (taken, but the record never comes); other SUBMITs are acknowledged
  * without "get", as an older broker does.
  */
@@ -149,7 +151,8 @@ static void s_fake_handle(fake_t *f, zq_msg_t *m)
                     pthread_mutex_unlock(&f->mu);
                     cJSON_AddNumberToObject(rec, "req", get);
                 }
-                /* [ZQP01][REPLIES] then [req][body] per reply (docs/protocol.md §7) */
+                /* docs/protocol.md §7: [ZQP01][REPLIES] then the packed elements, or
+                 * [req][body] per reply */
                 char *t1 = cJSON_PrintUnformatted(b), *t2 = rec ? cJSON_PrintUnformatted(rec) : NULL;
                 char r1[32], r2[32];
                 snprintf(r1, sizeof r1, "%.0f", req);
@@ -157,11 +160,22 @@ static void s_fake_handle(fake_t *f, zq_msg_t *m)
                 zmq_send(f->sock, m->identity, m->identity_len, ZMQ_SNDMORE);
                 zmq_send(f->sock, "ZQP01", 5, ZMQ_SNDMORE);
                 zmq_send(f->sock, "REPLIES", 7, ZMQ_SNDMORE);
-                zmq_send(f->sock, r1, strlen(r1), ZMQ_SNDMORE);
-                zmq_send(f->sock, t1, strlen(t1), t2 ? ZMQ_SNDMORE : 0);
-                if (t2) {
-                    zmq_send(f->sock, r2, strlen(r2), ZMQ_SNDMORE);
-                    zmq_send(f->sock, t2, strlen(t2), 0);
+                if (zq_json_num(m->body, "coalesce", 0) == 2 && strncmp(id, "push-pairs-", 11)) {
+                    size_t cap = strlen(t1) + (t2 ? strlen(t2) : 0) + 128;
+                    char *packed = malloc(cap);
+                    int pl = snprintf(packed, cap, "%s %zu\n%s", r1, strlen(t1), t1);
+                    if (t2)
+                        pl += snprintf(packed + pl, cap - (size_t)pl, "%s %zu\n%s", r2,
+                                       strlen(t2), t2);
+                    zmq_send(f->sock, packed, (size_t)pl, 0);
+                    free(packed);
+                } else {
+                    zmq_send(f->sock, r1, strlen(r1), ZMQ_SNDMORE);
+                    zmq_send(f->sock, t1, strlen(t1), t2 ? ZMQ_SNDMORE : 0);
+                    if (t2) {
+                        zmq_send(f->sock, r2, strlen(r2), ZMQ_SNDMORE);
+                        zmq_send(f->sock, t2, strlen(t2), 0);
+                    }
                 }
                 cJSON_free(t1);
                 cJSON_free(t2);
@@ -566,7 +580,7 @@ START_TEST(test_pushed_result_needs_no_get)
         sent = s_last();
     }
     ck_assert(zq_json_num(sent, "get", 0) == zq_json_num(sent, "req", 0) + 1);
-    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(sent, "coalesce")));
+    ck_assert_int_eq(zq_json_num(sent, "coalesce", 0), 2); /* packed REPLIES accepted */
     cJSON_Delete(sent);
     cJSON *v = NULL;
     ck_assert_int_eq(zq_result_get(r, 10, &v), ZQ_OK);
@@ -585,6 +599,14 @@ START_TEST(test_pushed_result_needs_no_get)
     ck_assert_str_eq(zq_json_str(rec, "id", ""), "push-2");
     ck_assert_int_eq(zq_json_num(rec, "result", 0), 5);
     cJSON_Delete(rec);
+    ck_assert_int_eq(s_count(&s_fake->gets), 0);
+    zq_result_destroy(&r);
+    /* the same from a broker that sends frame pairs */
+    o.task_id = "push-pairs-1";
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, &r), ZQ_OK);
+    ck_assert_int_eq(zq_result_get(r, 10, &v), ZQ_OK);
+    ck_assert(cJSON_IsNumber(v) && v->valuedouble == 5);
+    cJSON_Delete(v);
     ck_assert_int_eq(s_count(&s_fake->gets), 0);
     zq_result_destroy(&r);
     /* a handle destroyed before its record came: nothing left behind, nothing breaks */
