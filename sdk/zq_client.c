@@ -165,6 +165,7 @@ typedef struct {
 /* A result subscription by task id: the req of its S_PUSH entry, then its record. */
 typedef struct {
     char *id;     /* owned; NULL: empty (req 0) or deleted (req UINT64_MAX) */
+    uint64_t hash; /* of id: ids made at the same moment share a long prefix (UUIDv7) */
     uint64_t req;
     cJSON *rec;   /* the record once it arrived in a REPLY (owned), "req" removed */
     char *text;   /* or as it arrived in a REPLIES: its text, parsed when wanted */
@@ -287,11 +288,12 @@ static s_pslot_t *s_pm_find(zq_client_t *c, const char *id)
     if (!c->pm_live)
         return NULL;
     size_t mask = c->pm_cap - 1;
-    for (size_t k = (size_t)zq_hash_str(id) & mask;; k = (k + 1) & mask) {
+    uint64_t h = zq_hash_str(id);
+    for (size_t k = (size_t)h & mask;; k = (k + 1) & mask) {
         s_pslot_t *p = &c->pm[k];
         if (!p->id && p->req == 0)
             return NULL;
-        if (p->id && strcmp(p->id, id) == 0)
+        if (p->id && p->hash == h && strcmp(p->id, id) == 0)
             return p;
     }
 }
@@ -319,7 +321,7 @@ static int s_pm_grow(zq_client_t *c)
     for (size_t i = 0; i < c->pm_cap; i++) {
         if (!c->pm[i].id)
             continue;
-        size_t k = (size_t)zq_hash_str(c->pm[i].id) & (nc - 1);
+        size_t k = (size_t)c->pm[i].hash & (nc - 1);
         while (v[k].id)
             k = (k + 1) & (nc - 1);
         v[k] = c->pm[i];
@@ -342,12 +344,14 @@ static int s_pm_put(zq_client_t *c, const char *id, uint64_t req)
     char *copy = strdup(id);
     if (!copy)
         return ZQ_ENOMEM;
-    size_t mask = c->pm_cap - 1, k = (size_t)zq_hash_str(id) & mask;
+    uint64_t h = zq_hash_str(id);
+    size_t mask = c->pm_cap - 1, k = (size_t)h & mask;
     while (c->pm[k].id)
         k = (k + 1) & mask;
     if (c->pm[k].req == 0)
         c->pm_used++; /* a fresh slot, not a reused deleted one */
     c->pm[k].id = copy;
+    c->pm[k].hash = h;
     c->pm[k].req = req;
     c->pm[k].rec = NULL;
     c->pm[k].text = NULL;
