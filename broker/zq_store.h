@@ -47,10 +47,11 @@ int zq_store_parse_sync(const char *s, zq_store_sync_t *out);
 const char *zq_store_sync_name(zq_store_sync_t sync);
 
 /* Open (creating when needed, mode 0700) the data directory dir and the database in it,
- * migrating the schema. Testing aids: $ZQ_STORE_MAX_PAGES=N caps the database at N pages
- * of 4 KiB, so that writes fail as on a full disk; $ZQ_STORE_CKPT_PAGES=N checkpoints the
- * WAL from N pages on (default 10,000) instead. On failure returns NULL and writes a one-line reason into err
- * (errlen bytes, may be NULL). Caller owns return value and must destroy it. */
+ * migrating the schema (a new database gets 16 KiB pages). Testing aids:
+ * $ZQ_STORE_MAX_PAGES=N caps the database at N x 4 KiB, so that writes fail as on a full
+ * disk; $ZQ_STORE_CKPT_PAGES=N checkpoints the WAL from N frames on (default: 40 MiB worth)
+ * instead. On failure returns NULL and writes a one-line reason into err (errlen bytes, may
+ * be NULL). Caller owns return value and must destroy it. */
 zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size_t errlen);
 /* Commit what is pending (if a transaction is open), close, free. NULL-safe; clears *self_p. */
 void zq_store_destroy(zq_store_t **self_p);

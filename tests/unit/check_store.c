@@ -926,6 +926,51 @@ START_TEST(test_migrate_v1)
 }
 END_TEST
 
+/* The page size of the database file (read with a connection of the test's own). */
+static int s_page_size(void)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", s_dir, ZQ_STORE_FILE);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int page = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return page;
+}
+
+/* A new database gets 16 KiB pages; an existing one keeps its own (SQLite cannot change the
+ * page size of a WAL database) and works as before. */
+START_TEST(test_page_size)
+{
+    ck_assert_int_eq(s_page_size(), 16384);
+    zq_store_destroy(&s_st);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -f '%s/%s'*", s_dir, ZQ_STORE_FILE);
+    ck_assert_int_eq(system(cmd), 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", s_dir, ZQ_STORE_FILE);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA page_size=4096; CREATE TABLE x(a)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE x", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char err[256] = "";
+    s_st = zq_store_open(s_dir, ZQ_STORE_SYNC_OFF, err, sizeof err);
+    ck_assert_msg(s_st != NULL, "%s", err);
+    s_add("old-pages", "celery", 0, 0);
+    ck_assert_str_eq(zq_store_get_state(s_st, "old-pages"), "PENDING");
+    zq_store_destroy(&s_st);
+    ck_assert_int_eq(s_page_size(), 4096);
+    s_reopen();
+}
+END_TEST
+
 START_TEST(test_schema_too_new)
 {
     zq_store_destroy(&s_st);
@@ -1130,6 +1175,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_schema_too_new);
     tcase_add_test(tc, test_sync_names);
     tcase_add_test(tc, test_migrate_v1);
+    tcase_add_test(tc, test_page_size);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("monitor");
