@@ -2254,17 +2254,27 @@ static int s_is_int(const cJSON *v, double lo, double hi)
 
 #define S_ABSENT(v) (!(v) || cJSON_IsNull(v))
 
+#define S_SUB_NKEYS 16
+
 /* Validate a SUBMIT body and complete it in place into the task message of docs §6 (the
  * broker fills in what the client left out). ZQ_EINVAL with err naming the field. */
 static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, size_t errlen)
 {
+    /* the members read, found in one pass (every SUBMIT); the ones added below when absent
+     * do not move these */
+    static const char *const keys[S_SUB_NKEYS] = {
+        "task",    "id",       "args",      "kwargs",  "queue",     "eta",
+        "countdown", "expires", "retries", "priority", "ignore_result", "timelimit",
+        "root_id", "parent_id", "group",    "origin"};
+    const cJSON *f[S_SUB_NKEYS];
+    zq_json_members(body, keys, S_SUB_NKEYS, f);
     memset(out, 0, sizeof *out);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "task");
+    const cJSON *v = f[0]; /* task */
     if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
         snprintf(err, errlen, "task: must be a task name (1-255 printable characters, no spaces)");
         return ZQ_EINVAL;
     }
-    v = cJSON_GetObjectItemCaseSensitive(body, "id");
+    v = f[1]; /* id */
     if (S_ABSENT(v)) {
         char id[37];
         zq_uuid7(id);
@@ -2274,7 +2284,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         snprintf(err, errlen, "id: must be a task id (1-255 printable characters, no spaces)");
         return ZQ_EINVAL;
     }
-    v = cJSON_GetObjectItemCaseSensitive(body, "args");
+    v = f[2]; /* args */
     if (S_ABSENT(v)) {
         if (s_set(body, "args", cJSON_CreateArray()) != ZQ_OK)
             return ZQ_ENOMEM;
@@ -2282,7 +2292,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         snprintf(err, errlen, "args: must be a JSON array");
         return ZQ_EINVAL;
     }
-    v = cJSON_GetObjectItemCaseSensitive(body, "kwargs");
+    v = f[3]; /* kwargs */
     if (S_ABSENT(v)) {
         if (s_set(body, "kwargs", cJSON_CreateObject()) != ZQ_OK)
             return ZQ_ENOMEM;
@@ -2290,7 +2300,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         snprintf(err, errlen, "kwargs: must be a JSON object");
         return ZQ_EINVAL;
     }
-    v = cJSON_GetObjectItemCaseSensitive(body, "queue");
+    v = f[4]; /* queue */
     if (S_ABSENT(v)) {
         if (s_set(body, "queue", cJSON_CreateString(ZQ_DEFAULT_QUEUE)) != ZQ_OK)
             return ZQ_ENOMEM;
@@ -2300,12 +2310,12 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     }
     /* countdown wins over eta when both are given, as in Celery's apply_async */
     double eta = 0;
-    v = cJSON_GetObjectItemCaseSensitive(body, "eta");
+    v = f[5]; /* eta */
     if (!S_ABSENT(v) && (!cJSON_IsString(v) || zq_time_parse(v->valuestring, &eta) != ZQ_OK)) {
         snprintf(err, errlen, "eta: must be an ISO 8601 timestamp or null");
         return ZQ_EINVAL;
     }
-    v = cJSON_GetObjectItemCaseSensitive(body, "countdown");
+    v = f[6]; /* countdown */
     if (!S_ABSENT(v)) {
         if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e10) {
             snprintf(err, errlen, "countdown: must be a number of seconds");
@@ -2314,7 +2324,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         eta = now + v->valuedouble;
     }
     double expires = 0;
-    v = cJSON_GetObjectItemCaseSensitive(body, "expires");
+    v = f[7]; /* expires */
     if (cJSON_IsNumber(v) && isfinite(v->valuedouble) && fabs(v->valuedouble) <= 1e10) {
         expires = now + v->valuedouble;
         if (expires <= 0)
@@ -2324,24 +2334,24 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         snprintf(err, errlen, "expires: must be seconds from now or an ISO 8601 timestamp");
         return ZQ_EINVAL;
     }
-    v = cJSON_GetObjectItemCaseSensitive(body, "retries");
+    v = f[8]; /* retries */
     if (!S_ABSENT(v) && !s_is_int(v, 0, 1e9)) {
         snprintf(err, errlen, "retries: must be an integer >= 0");
         return ZQ_EINVAL;
     }
     out->retries = S_ABSENT(v) ? 0 : (int)v->valuedouble;
-    v = cJSON_GetObjectItemCaseSensitive(body, "priority");
+    v = f[9]; /* priority */
     if (!S_ABSENT(v) && !s_is_int(v, 0, 9)) {
         snprintf(err, errlen, "priority: must be an integer 0-9");
         return ZQ_EINVAL;
     }
-    v = cJSON_GetObjectItemCaseSensitive(body, "ignore_result");
+    v = f[10]; /* ignore_result */
     if (!S_ABSENT(v) && !cJSON_IsBool(v)) {
         snprintf(err, errlen, "ignore_result: must be true or false");
         return ZQ_EINVAL;
     }
     out->ignore_result = cJSON_IsTrue(v);
-    v = cJSON_GetObjectItemCaseSensitive(body, "timelimit");
+    v = f[11]; /* timelimit */
     if (!S_ABSENT(v)) {
         int ok = cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2;
         for (const cJSON *e = ok ? v->child : NULL; e; e = e->next)
@@ -2354,14 +2364,14 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     }
     static const char *const ids[] = {"parent_id", "group", "origin"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
-        v = cJSON_GetObjectItemCaseSensitive(body, ids[i]);
+        v = f[S_SUB_NKEYS - 3 + i];
         if (!S_ABSENT(v) && (!cJSON_IsString(v) || !zq_valid_token(v->valuestring))) {
             snprintf(err, errlen, "%s: must be a string (1-255 printable characters, no spaces)",
                      ids[i]);
             return ZQ_EINVAL;
         }
     }
-    v = cJSON_GetObjectItemCaseSensitive(body, "root_id");
+    v = f[12]; /* root_id */
     if (S_ABSENT(v)) {
         const char *own = zq_json_str(body, "id", NULL);
         if (s_set(body, "root_id", cJSON_CreateString(own)) != ZQ_OK)
@@ -2691,30 +2701,38 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
  * SUCCESS value as JSON text (caller frees with cJSON_free). ZQ_ENOMEM. */
 static int s_state_fields(const cJSON *body, zq_store_state_t *st, char **result_out)
 {
+    enum { F_ID, F_STATE, F_WORKER, F_TS, F_RUNTIME, F_EXC, F_TB, F_RESULT, F_ETA, F_COUNTDOWN,
+           F_ACKS_LATE, F_RECEIVED, F_STARTED, F_N };
+    static const char *const keys[F_N] = {"id",        "state",     "worker",   "timestamp",
+                                          "runtime",   "exception", "traceback", "result",
+                                          "eta",       "countdown", "acks_late", "received",
+                                          "started"};
+    const cJSON *f[F_N];
+    zq_json_members(body, keys, F_N, f); /* one pass: this runs for every state of every task */
     memset(st, 0, sizeof *st);
     *result_out = NULL;
-    st->id = zq_json_str(body, "id", NULL);
-    st->state = zq_state_canonical(zq_json_str(body, "state", NULL));
-    st->worker = zq_json_str(body, "worker", NULL);
+    st->id = zq_json_member_str(f[F_ID], NULL);
+    st->state = zq_state_canonical(zq_json_member_str(f[F_STATE], NULL));
+    st->worker = zq_json_member_str(f[F_WORKER], NULL);
     if (st->worker && !zq_valid_token(st->worker))
         st->worker = NULL;
-    const char *tss = zq_json_str(body, "timestamp", NULL);
+    const char *tss = zq_json_member_str(f[F_TS], NULL);
     if (!tss || zq_time_parse(tss, &st->timestamp) != ZQ_OK)
         st->timestamp = zq_now();
     st->runtime = -1;
-    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(body, "runtime");
+    const cJSON *rt = f[F_RUNTIME];
     if (cJSON_IsNumber(rt) && rt->valuedouble >= 0 && isfinite(rt->valuedouble))
         st->runtime = rt->valuedouble;
-    const cJSON *exc = cJSON_GetObjectItemCaseSensitive(body, "exception");
+    const cJSON *exc = f[F_EXC];
     if (cJSON_IsObject(exc)) {
         st->exc_type = zq_json_str(exc, "type", "Exception");
         st->exc_message = zq_json_str(exc, "message", "");
     }
-    st->traceback = zq_json_str(body, "traceback", NULL);
+    st->traceback = zq_json_member_str(f[F_TB], NULL);
     const char *state = st->state;
     int is_retry = !strcmp(state, ZQ_STATE_RETRY);
     if (!strcmp(state, ZQ_STATE_SUCCESS)) {
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(body, "result");
+        const cJSON *r = f[F_RESULT];
         if (r && !(*result_out = cJSON_PrintUnformatted(r)))
             return ZQ_ENOMEM;
         st->result = *result_out;
@@ -2723,20 +2741,20 @@ static int s_state_fields(const cJSON *body, zq_store_state_t *st, char **result
                                                                              : "Exception";
     }
     if (is_retry) {
-        const char *etas = zq_json_str(body, "eta", NULL);
+        const char *etas = zq_json_member_str(f[F_ETA], NULL);
         double eta = 0;
-        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(body, "countdown");
+        const cJSON *cd = f[F_COUNTDOWN];
         if (!etas || zq_time_parse(etas, &eta) != ZQ_OK)
             eta = cJSON_IsNumber(cd) && isfinite(cd->valuedouble) ? st->timestamp + cd->valuedouble
                                                                    : st->timestamp;
         st->eta = eta > 0 ? eta : st->timestamp;
     }
-    st->acks_late = !strcmp(state, ZQ_STATE_STARTED) && zq_json_bool(body, "acks_late", 0);
+    st->acks_late = !strcmp(state, ZQ_STATE_STARTED) && cJSON_IsTrue(f[F_ACKS_LATE]);
     /* RECEIVED / STARTED the worker folded into this state (docs §8) */
-    const char *folded = zq_json_str(body, "received", NULL);
+    const char *folded = zq_json_member_str(f[F_RECEIVED], NULL);
     if (folded && zq_time_parse(folded, &st->received_at) != ZQ_OK)
         st->received_at = 0;
-    folded = zq_json_str(body, "started", NULL);
+    folded = zq_json_member_str(f[F_STARTED], NULL);
     if (folded && zq_time_parse(folded, &st->started_at) != ZQ_OK)
         st->started_at = 0;
     return ZQ_OK;

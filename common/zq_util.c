@@ -14,6 +14,29 @@ const char *zq_json_str(const cJSON *obj, const char *key, const char *fallback)
     return cJSON_IsString(it) && it->valuestring ? it->valuestring : fallback;
 }
 
+void zq_json_members(const cJSON *obj, const char *const *keys, size_t n, const cJSON **out)
+{
+    uint64_t open = n >= 64 ? UINT64_MAX : (UINT64_C(1) << n) - 1; /* keys not found yet */
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    for (const cJSON *m = obj ? obj->child : NULL; m && open; m = m->next) {
+        const char *k = m->string;
+        if (!k)
+            continue;
+        for (size_t i = 0; i < n && i < 64; i++)
+            if ((open >> i & 1) && k[0] == keys[i][0] && strcmp(k, keys[i]) == 0) {
+                out[i] = m;
+                open &= ~(UINT64_C(1) << i);
+                break;
+            }
+    }
+}
+
+const char *zq_json_member_str(const cJSON *member, const char *fallback)
+{
+    return cJSON_IsString(member) && member->valuestring ? member->valuestring : fallback;
+}
+
 double zq_json_num(const cJSON *obj, const char *key, double fallback)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);

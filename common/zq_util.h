@@ -13,6 +13,12 @@
 const char *zq_json_str(const cJSON *obj, const char *key, const char *fallback);
 double zq_json_num(const cJSON *obj, const char *key, double fallback);
 int zq_json_bool(const cJSON *obj, const char *key, int fallback);
+/* One pass over obj's members: out[i] gets the first member named keys[i] (borrowed from
+ * obj), or NULL. For code that reads many members of one object per task: a lookup each
+ * walks the members again and compares every name. n <= 64. */
+void zq_json_members(const cJSON *obj, const char *const *keys, size_t n, const cJSON **out);
+/* The string value of a member zq_json_members found (or NULL), else fallback. */
+const char *zq_json_member_str(const cJSON *member, const char *fallback);
 
 /* Write a human-readable error message into err[errlen] (printf format); NULL-safe. */
 void zq_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

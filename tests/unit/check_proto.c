@@ -181,6 +181,31 @@ static int s_split(const char *text, char *out, size_t outlen)
     return rc;
 }
 
+/* zq_json_members: the first member of each name, in one pass; absent -> NULL. */
+START_TEST(test_json_members)
+{
+    cJSON *o = cJSON_Parse("{\"b\":2,\"a\":\"x\",\"b\":3,\"ab\":true,\"c\":null}");
+    static const char *const keys[] = {"a", "b", "ab", "zz", "c"};
+    const cJSON *f[5];
+    zq_json_members(o, keys, 5, f);
+    ck_assert_str_eq(zq_json_member_str(f[0], "-"), "x");
+    ck_assert(cJSON_IsNumber(f[1]) && f[1]->valuedouble == 2); /* the first "b" */
+    ck_assert(cJSON_IsTrue(f[2]));
+    ck_assert_ptr_null(f[3]);
+    ck_assert(cJSON_IsNull(f[4]));
+    ck_assert_str_eq(zq_json_member_str(f[1], "-"), "-"); /* not a string */
+    ck_assert_str_eq(zq_json_member_str(NULL, "-"), "-");
+    cJSON_Delete(o);
+    o = cJSON_Parse("[1,2]");
+    zq_json_members(o, keys, 5, f); /* not an object: nothing found */
+    for (int i = 0; i < 5; i++)
+        ck_assert_ptr_null(f[i]);
+    zq_json_members(NULL, keys, 5, f);
+    ck_assert_ptr_null(f[0]);
+    cJSON_Delete(o);
+}
+END_TEST
+
 START_TEST(test_jarray_split)
 {
     char out[512];
@@ -319,6 +344,7 @@ static Suite *zq_proto_suite(void)
     tcase_add_test(core, test_decode_no_identity);
     tcase_add_test(core, test_roundtrip_over_sockets);
     tcase_add_test(core, test_jarray_split);
+    tcase_add_test(core, test_json_members);
     suite_add_tcase(s, core);
     TCase *errors = tcase_create("Errors");
     tcase_add_test(errors, test_decode_bad_version);
