@@ -1166,7 +1166,9 @@ static void s_add_reply(zq_broker_t *self, const void *ident, size_t idlen, cons
     g->level = g->n == 0 || coalesce < g->level ? coalesce : g->level;
     s_ritem_t *it = &g->items[g->n++];
     it->req = req;
-    s_jnum(&g->text, req);
+    /* the decimal req as in the frame-pair form (a req that is no whole number, which
+     * zq's clients never send, is rounded there too; out of range: 0, matching nothing) */
+    zq_sb_put_u64(&g->text, req >= 0 && req < 9007199254740992.0 ? (uint64_t)llround(req) : 0);
     zq_sb_putc(&g->text, ' ');
     zq_sb_put_u64(&g->text, len);
     zq_sb_putc(&g->text, '\n');
