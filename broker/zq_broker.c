@@ -37,6 +37,7 @@
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_sb.h"
+#include "zq_submit.h"
 #include "zq_time.h"
 #include "zq_util.h"
 #include "zq_zpoll.h"
@@ -609,6 +610,7 @@ struct zq_broker {
     size_t npush, push_cap;
     zq_sb_t arena;             /* bytes of the outbox */
     zq_sb_t scratch;           /* TASK messages, records */
+    zq_sb_t submit_text;       /* the task message of a SUBMIT read without a tree */
     int fail_dispatch;         /* test seam: dispatch sends left to fail as if full */
     /* events */
     char **subs;               /* XPUB subscriptions (topic prefixes) */
@@ -1189,8 +1191,28 @@ static void s_replies_flush(zq_broker_t *self)
         memset(self->rg_hash, 0, self->rg_hcap * sizeof *self->rg_hash);
 }
 
-/* Start a REPLY to m: "{" is written; add members with s_member(), end with s_reply_end. */
-static s_out_t *s_reply_begin(zq_broker_t *self, const zq_msg_t *m, int durable)
+/* Who asked, and how the answer may travel: what a REPLY needs of its request. */
+typedef struct {
+    const unsigned char *ident;
+    size_t idlen;
+    int has_req;
+    double req;
+    int coalesce; /* s_coalesce */
+} s_asker_t;
+
+static s_asker_t s_asker(const zq_msg_t *m)
+{
+    s_asker_t a = {m->identity, m->identity_len, 0, 0, s_coalesce(m)};
+    const cJSON *req = m->body ? cJSON_GetObjectItemCaseSensitive(m->body, "req") : NULL;
+    if (cJSON_IsNumber(req)) {
+        a.has_req = 1;
+        a.req = req->valuedouble;
+    }
+    return a;
+}
+
+/* Start a REPLY to a: "{" is written; add members with s_member(), end with s_reply_end. */
+static s_out_t *s_reply_begin_to(zq_broker_t *self, const s_asker_t *a, int durable)
 {
     s_out_t *o = s_out_new(self, OB_REPLY);
     if (!o)
@@ -1198,18 +1220,22 @@ static s_out_t *s_reply_begin(zq_broker_t *self, const zq_msg_t *m, int durable)
     o->durable = durable;
     if (durable)
         self->need_commit = 1;
-    const cJSON *req = m->body ? cJSON_GetObjectItemCaseSensitive(m->body, "req") : NULL;
-    if (cJSON_IsNumber(req)) {
-        o->has_req = 1;
-        o->req = req->valuedouble;
-    }
-    o->coalesce = s_coalesce(m);
+    o->has_req = a->has_req;
+    o->req = a->req;
+    o->coalesce = a->coalesce;
     o->id_off = self->arena.len;
-    o->idlen = m->identity_len;
-    zq_sb_putn(&self->arena, (const char *)m->identity, m->identity_len);
+    o->idlen = a->idlen;
+    zq_sb_putn(&self->arena, (const char *)a->ident, a->idlen);
     o->text_off = self->arena.len;
     zq_sb_putn(&self->arena, "{", 1);
     return o;
+}
+
+/* The same for the request m. */
+static s_out_t *s_reply_begin(zq_broker_t *self, const zq_msg_t *m, int durable)
+{
+    s_asker_t a = s_asker(m);
+    return s_reply_begin_to(self, &a, durable);
 }
 
 /* Separator before the next member of the object being written. */
@@ -1250,6 +1276,28 @@ static void s_reply_object(zq_broker_t *self, const zq_msg_t *m, int durable, co
     s_reply_end(self, o);
 }
 
+static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *code,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *code,
+                             const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s_out_t *o = s_reply_begin_to(self, a, 0);
+    if (!o)
+        return;
+    zq_sb_t *b = &self->arena;
+    zq_sb_puts(b, "\"error\":{\"code\":");
+    zq_sb_json_str(b, code);
+    zq_sb_puts(b, ",\"message\":");
+    zq_sb_json_str(b, msg);
+    zq_sb_puts(b, "}");
+    s_reply_end(self, o);
+}
+
 static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code, const char *fmt,
                           ...) __attribute__((format(printf, 4, 5)));
 static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code, const char *fmt,
@@ -1260,16 +1308,8 @@ static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    s_out_t *o = s_reply_begin(self, m, 0);
-    if (!o)
-        return;
-    zq_sb_t *b = &self->arena;
-    zq_sb_puts(b, "\"error\":{\"code\":");
-    zq_sb_json_str(b, code);
-    zq_sb_puts(b, ",\"message\":");
-    zq_sb_json_str(b, msg);
-    zq_sb_puts(b, "}");
-    s_reply_end(self, o);
+    s_asker_t a = s_asker(m);
+    s_reply_error_to(self, &a, code, "%s", msg);
 }
 
 /* 1 when somebody subscribed to events of this type. */
@@ -2400,8 +2440,22 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     return ZQ_OK;
 }
 
-static void s_event_sent(zq_broker_t *self, const cJSON *body, const s_sub_t *s)
+/* A SUBMIT read by either reader (s_submit_prepare or zq_submit_read): the task, the message
+ * to store, and its arguments for the task-sent event (the tree, or their text). */
+typedef struct {
+    s_sub_t s;
+    const char *msg;
+    size_t msglen;
+    double get_req;  /* "get"; 0 when absent */
+    double now;      /* when it was received: its "sent" */
+    const cJSON *body;
+    const char *args, *kwargs;
+    size_t args_len, kwargs_len;
+} s_subm_t;
+
+static void s_event_sent(zq_broker_t *self, const s_subm_t *x)
 {
+    const s_sub_t *s = &x->s;
     s_out_t *o = s_event_begin(self, EV_TASK_SENT);
     if (!o)
         return;
@@ -2411,9 +2465,15 @@ static void s_event_sent(zq_broker_t *self, const cJSON *body, const s_sub_t *s)
     s_member(b, "name");
     zq_sb_json_str(b, s->task);
     s_member(b, "args");
-    zq_sb_json(b, cJSON_GetObjectItemCaseSensitive(body, "args"));
+    if (x->body)
+        zq_sb_json(b, cJSON_GetObjectItemCaseSensitive(x->body, "args"));
+    else
+        zq_sb_putn(b, x->args, x->args_len);
     s_member(b, "kwargs");
-    zq_sb_json(b, cJSON_GetObjectItemCaseSensitive(body, "kwargs"));
+    if (x->body)
+        zq_sb_json(b, cJSON_GetObjectItemCaseSensitive(x->body, "kwargs"));
+    else
+        zq_sb_putn(b, x->kwargs, x->kwargs_len);
     s_member(b, "queue");
     zq_sb_json_str(b, s->queue);
     s_member(b, "eta");
@@ -2429,7 +2489,7 @@ static void s_event_sent(zq_broker_t *self, const cJSON *body, const s_sub_t *s)
 }
 
 /* Remember a result subscription (SUBMIT "get") until the commit: parked by s_link_pushes. */
-static int s_push_later(zq_broker_t *self, const zq_msg_t *m, double req, const char *id,
+static int s_push_later(zq_broker_t *self, const s_asker_t *a, double req, const char *id,
                         int check)
 {
     if (self->nwaiters + self->npush >= S_PUSH_MAX)
@@ -2442,7 +2502,7 @@ static int s_push_later(zq_broker_t *self, const zq_msg_t *m, double req, const 
         self->pushes = v;
         self->push_cap = nc;
     }
-    s_waiter_t *w = s_waiter_new(m->identity, m->identity_len, 1, req, INFINITY, s_coalesce(m));
+    s_waiter_t *w = s_waiter_new(a->ident, a->idlen, 1, req, INFINITY, a->coalesce);
     char *copy = w ? strdup(id) : NULL;
     if (!copy) {
         free(w);
@@ -2489,11 +2549,95 @@ static void s_drop_pushes(zq_broker_t *self)
     self->npush = 0;
 }
 
-/* Store a task and queue it. reply: answer on the frontend (else an upstream sub-task). */
+/* Store a task and queue it; a (the frontend's asker) is answered, NULL: an upstream
+ * sub-task, nobody to answer. */
+static void s_submit_take(zq_broker_t *self, const s_asker_t *a, const s_subm_t *x)
+{
+    const s_sub_t *sp = &x->s;
+    double now = x->now;
+    zq_store_task_t st = {.id = sp->id,
+                          .task = sp->task,
+                          .queue = sp->queue,
+                          .msg = x->msg,
+                          .msglen = x->msglen,
+                          .eta = sp->eta,
+                          .expires = sp->expires,
+                          .sent = now,
+                          .retries = sp->retries,
+                          .ignore_result = sp->ignore_result,
+                          .parent_id = sp->parent_id,
+                          .root_id = sp->root_id};
+    int64_t rid = 0;
+    self->need_commit = 1; /* acknowledged (or dispatched, for a sub-task) after a commit */
+    int rc = zq_store_enqueue(self->store, &st, &rid);
+    int pushed = 0;
+    if (rc == ZQ_EDUPLICATE) {
+        self->stats.duplicates++;
+        if (a && x->get_req > 0)
+            pushed = s_push_later(self, a, x->get_req, sp->id, 1);
+    } else if (rc != ZQ_OK) {
+        s_store_failed(self, "enqueue", sp->id);
+        if (a)
+            s_reply_error_to(self, a, ZQ_WERR_STORE, "SUBMIT: the task could not be stored: %s",
+                             zq_store_errmsg(self->store));
+        return;
+    } else {
+        self->stats.submitted++;
+        self->batch_submitted++;
+        if (s_wants(self, EV_TASK_SENT))
+            s_event_sent(self, x);
+        int revoked = self->n_revoked > 0 ? zq_store_is_revoked(self->store, sp->id) : 0;
+        if (a && x->get_req > 0)
+            pushed = s_push_later(self, a, x->get_req, sp->id, revoked == 1);
+        s_queue_t *q = s_queue_get(self, sp->queue);
+        if (revoked == 1) {
+            /* revoked before it was sent: it never runs */
+            if (zq_store_revoke_queued(self->store, sp->id, 0, "revoked", now, NULL) == ZQ_OK) {
+                self->stats.revoked++;
+                s_event_revoked(self, sp->id, 0);
+                s_notify(self, sp->id);
+            }
+        } else if (q) {
+            zq_store_row_t row = {.rid = rid,
+                                  .id = sp->id,
+                                  .task = sp->task,
+                                  .queue = sp->queue,
+                                  .msg = x->msg,
+                                  .msglen = x->msglen,
+                                  .eta = sp->eta,
+                                  .expires = sp->expires};
+            if (sp->eta > 0)
+                q->n_sched++;
+            else
+                q->n_ready++;
+            s_task_t *t = s_task_new(&row, q);
+            if (t)
+                s_place(self, t, 0);
+            else if (sp->eta > 0)
+                q->sched_spilled = 1;
+            else
+                q->ready_spilled = 1;
+        }
+    }
+    if (a) {
+        s_out_t *o = s_reply_begin_to(self, a, 1);
+        if (o) {
+            s_member(&self->arena, "id");
+            zq_sb_json_str(&self->arena, sp->id);
+            if (pushed)
+                zq_sb_puts(&self->arena, ",\"get\":true");
+            o->hold = pushed && o->coalesce;
+            s_reply_end(self, o);
+        }
+    }
+}
+
+/* A SUBMIT through the general path (a cJSON tree). reply: answer on the frontend (else an
+ * upstream sub-task). */
 static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
 {
     char err[256];
-    s_sub_t s;
+    s_subm_t x = {0};
     double now = zq_now();
     /* "get": the request number under which the client wants the task's record when it
      * ends (docs/protocol.md §7): a GET that travels with the SUBMIT */
@@ -2505,8 +2649,8 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
         s_reply_error(self, m, ZQ_WERR_INVAL, "SUBMIT: get: must be a request number");
         return;
     }
-    double get_req = reply && cJSON_IsNumber(getv) ? getv->valuedouble : 0;
-    int rc = s_submit_prepare(m->body, now, &s, err, sizeof err);
+    x.get_req = reply && cJSON_IsNumber(getv) ? getv->valuedouble : 0;
+    int rc = s_submit_prepare(m->body, now, &x.s, err, sizeof err);
     if (rc != ZQ_OK) {
         self->stats.bad_messages++;
         if (rc == ZQ_ENOMEM)
@@ -2533,84 +2677,47 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
             s_reply_error(self, m, S_INTERNAL, "SUBMIT: out of memory");
         return;
     }
-    size_t msglen = strlen(msg);
-    zq_store_task_t st = {.id = s.id,
-                          .task = s.task,
-                          .queue = s.queue,
-                          .msg = msg,
-                          .msglen = msglen,
-                          .eta = s.eta,
-                          .expires = s.expires,
-                          .sent = now,
-                          .retries = s.retries,
-                          .ignore_result = s.ignore_result,
-                          .parent_id = s.parent_id,
-                          .root_id = s.root_id};
-    int64_t rid = 0;
-    self->need_commit = 1; /* acknowledged (or dispatched, for a sub-task) after a commit */
-    rc = zq_store_enqueue(self->store, &st, &rid);
-    int pushed = 0;
-    if (rc == ZQ_EDUPLICATE) {
-        self->stats.duplicates++;
-        if (get_req > 0)
-            pushed = s_push_later(self, m, get_req, s.id, 1);
-    } else if (rc != ZQ_OK) {
-        s_store_failed(self, "enqueue", s.id);
-        if (reply)
-            s_reply_error(self, m, ZQ_WERR_STORE, "SUBMIT: the task could not be stored: %s",
-                          zq_store_errmsg(self->store));
-        cJSON_free(msg);
-        return;
-    } else {
-        self->stats.submitted++;
-        self->batch_submitted++;
-        if (s_wants(self, EV_TASK_SENT))
-            s_event_sent(self, m->body, &s);
-        int revoked = self->n_revoked > 0 ? zq_store_is_revoked(self->store, s.id) : 0;
-        if (get_req > 0)
-            pushed = s_push_later(self, m, get_req, s.id, revoked == 1);
-        s_queue_t *q = s_queue_get(self, s.queue);
-        if (revoked == 1) {
-            /* revoked before it was sent: it never runs */
-            if (zq_store_revoke_queued(self->store, s.id, 0, "revoked", now, NULL) == ZQ_OK) {
-                self->stats.revoked++;
-                s_event_revoked(self, s.id, 0);
-                s_notify(self, s.id);
-            }
-        } else if (q) {
-            zq_store_row_t row = {.rid = rid,
-                                  .id = s.id,
-                                  .task = s.task,
-                                  .queue = s.queue,
-                                  .msg = msg,
-                                  .msglen = msglen,
-                                  .eta = s.eta,
-                                  .expires = s.expires};
-            if (s.eta > 0)
-                q->n_sched++;
-            else
-                q->n_ready++;
-            s_task_t *t = s_task_new(&row, q);
-            if (t)
-                s_place(self, t, 0);
-            else if (s.eta > 0)
-                q->sched_spilled = 1;
-            else
-                q->ready_spilled = 1;
-        }
-    }
-    if (reply) {
-        s_out_t *o = s_reply_begin(self, m, 1);
-        if (o) {
-            s_member(&self->arena, "id");
-            zq_sb_json_str(&self->arena, s.id);
-            if (pushed)
-                zq_sb_puts(&self->arena, ",\"get\":true");
-            o->hold = pushed && o->coalesce;
-            s_reply_end(self, o);
-        }
-    }
+    x.msg = msg;
+    x.msglen = strlen(msg);
+    x.now = now;
+    x.body = m->body;
+    s_asker_t a = s_asker(m);
+    s_submit_take(self, reply ? &a : NULL, &x);
     cJSON_free(msg);
+}
+
+/* A SUBMIT from the frontend read without a tree (zq_submit.h); 0 when its reader declined
+ * (the caller decodes it and takes the general path). */
+static int s_submit_fast(zq_broker_t *self, const zq_frames_t *f)
+{
+    zq_submit_t r;
+    zq_sb_t *b = &self->submit_text;
+    b->len = 0;
+    b->oom = 0;
+    double now = zq_now();
+    if (zq_submit_read(f->data[3], f->size[3], now, &r, b) != ZQ_OK)
+        return 0;
+    s_subm_t x = {0};
+    x.now = now;
+    x.s.id = r.id;
+    x.s.task = r.task;
+    x.s.queue = r.queue;
+    x.s.root_id = r.root_id;
+    x.s.parent_id = r.parent_id[0] ? r.parent_id : NULL;
+    x.s.eta = r.eta;
+    x.s.expires = r.expires;
+    x.s.retries = r.retries;
+    x.s.ignore_result = r.ignore_result;
+    x.msg = b->buf;
+    x.msglen = b->len;
+    x.get_req = r.get;
+    x.args = r.args;
+    x.args_len = r.args_len;
+    x.kwargs = r.kwargs;
+    x.kwargs_len = r.kwargs_len;
+    s_asker_t a = {f->data[0], f->size[0], r.has_req, r.req, r.coalesce};
+    s_submit_take(self, &a, &x);
+    return 1;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -4465,6 +4572,30 @@ static int s_batch_begin(zq_broker_t *self)
 
 static void s_batch_end(zq_broker_t *self);
 
+/* [identity][ZQP01][SUBMIT][body]: a SUBMIT whose body zq_submit_read may take. */
+static int s_is_plain_submit(const zq_frames_t *f)
+{
+    return f->total == 4 && f->size[0] > 0 && f->size[0] <= ZQ_MAX_IDENTITY &&
+           f->size[1] == strlen(ZQ_PROTO_VERSION) &&
+           !memcmp(f->data[1], ZQ_PROTO_VERSION, f->size[1]) &&
+           f->size[2] == strlen(ZQ_CMD_SUBMIT) && !memcmp(f->data[2], ZQ_CMD_SUBMIT, f->size[2]);
+}
+
+/* One frontend message: a SUBMIT in the client library's form without a tree, anything else
+ * (and a SUBMIT that reader declines) decoded and handled by command. */
+static void s_frontend_message(zq_broker_t *self, const zq_frames_t *f)
+{
+    if (s_is_plain_submit(f) && s_submit_fast(self, f))
+        return;
+    char err[256];
+    zq_msg_t m;
+    if (zq_frames_decode(f, 1, &m, err, sizeof err) == ZQ_OK)
+        s_on_frontend(self, &m);
+    else
+        s_bad_frontend(self, &m, err);
+    zq_msg_clear(&m);
+}
+
 /* Drain, apply, commit, then send (see the top of this file). */
 static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
 {
@@ -4475,20 +4606,17 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
     int more_f = frontend_ready, more_u = upstream_ready;
     while (n < ZQ_BROKER_BATCH && (more_f || more_u) && !self->batch_failed) {
         if (more_f) {
-            zq_msg_t m;
-            int rc = zq_msg_recv(self->frontend, 1, &m, ZMQ_DONTWAIT, err, sizeof err);
+            zq_frames_t f;
+            int rc = zq_frames_recv(self->frontend, &f, ZMQ_DONTWAIT, err, sizeof err);
             if (rc == ZQ_OK) {
-                s_on_frontend(self, &m);
                 n++;
-            } else if (rc == ZQ_EPROTO) {
-                s_bad_frontend(self, &m, err);
-                n++;
+                s_frontend_message(self, &f);
+                zq_frames_close(&f);
             } else {
                 if (rc == ZQ_EIO)
                     ZQ_ERROR("broker: frontend: %s", err);
                 more_f = 0;
             }
-            zq_msg_clear(&m);
         }
         if (more_u && !self->batch_failed) {
             zq_msg_t *slot = s_upkeep_slot(self);
@@ -4950,6 +5078,7 @@ void zq_broker_destroy(zq_broker_t **self_p)
     free(self->out);
     free(self->arena.buf);
     free(self->scratch.buf);
+    free(self->submit_text.buf);
     for (size_t i = 0; i < self->nsubs; i++)
         free(self->subs[i]);
     free(self->subs);
@@ -5039,12 +5168,14 @@ void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
         return;
     char err[256];
     if (!upstream) {
-        zq_msg_t m;
-        if (zq_msg_decode(frames, sizes, nframes, 1, &m, err, sizeof err) == ZQ_OK)
-            s_on_frontend(self, &m);
-        else
-            s_bad_frontend(self, &m, err);
-        zq_msg_clear(&m);
+        zq_frames_t f; /* the data without libzmq's messages: nothing to close */
+        f.total = nframes;
+        f.n = nframes < ZQ_FRAMES_MAX ? nframes : ZQ_FRAMES_MAX;
+        for (size_t i = 0; i < f.n; i++) {
+            f.data[i] = frames[i];
+            f.size[i] = sizes[i];
+        }
+        s_frontend_message(self, &f);
     } else {
         zq_msg_t *slot = s_upkeep_slot(self); /* kept until the commit, as in s_batch */
         if (slot && zq_msg_decode(frames, sizes, nframes, 0, slot, err, sizeof err) == ZQ_OK) {

@@ -13,8 +13,6 @@
 #include <string.h>
 #include <zmq.h>
 
-#define MAX_FRAMES 8 /* more than any valid message has; extra frames are an error */
-
 static void s_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void s_err(char *err, size_t errlen, const char *fmt, ...)
@@ -98,54 +96,71 @@ int zq_msg_decode(const void *const *frames, const size_t *sizes, size_t nframes
     return ZQ_OK;
 }
 
-int zq_msg_recv(void *sock, int has_identity, zq_msg_t *out, int flags, char *err, size_t errlen)
+int zq_frames_recv(void *sock, zq_frames_t *f, int flags, char *err, size_t errlen)
 {
-    zmq_msg_t parts[MAX_FRAMES];
-    const void *frames[MAX_FRAMES];
-    size_t sizes[MAX_FRAMES];
-    size_t n = 0, total = 0;
-    int more = 1, rc = ZQ_OK;
-    memset(out, 0, sizeof *out);
-    while (more) {
+    f->n = f->total = 0;
+    for (int more = 1; more;) {
         zmq_msg_t part;
         zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sock, n == 0 ? flags : 0) < 0) {
+        if (zmq_msg_recv(&part, sock, f->total == 0 ? flags : 0) < 0) {
             int e = errno;
             zmq_msg_close(&part);
-            for (size_t k = 0; k < n; k++)
-                zmq_msg_close(&parts[k]);
+            zq_frames_close(f);
             if (e == EAGAIN)
                 return ZQ_ETIMEOUT;
             s_err(err, errlen, "recv: %s", zmq_strerror(e));
             return ZQ_EIO;
         }
         more = zmq_msg_more(&part);
-        total++;
-        if (n < MAX_FRAMES) {
-            parts[n] = part;
-            frames[n] = zmq_msg_data(&parts[n]);
-            sizes[n] = zmq_msg_size(&parts[n]);
-            n++;
+        f->total++;
+        if (f->n < ZQ_FRAMES_MAX) {
+            f->part[f->n] = part;
+            f->data[f->n] = zmq_msg_data(&f->part[f->n]);
+            f->size[f->n] = zmq_msg_size(&f->part[f->n]);
+            f->n++;
         } else {
             zmq_msg_close(&part); /* drain the rest so the next recv starts clean */
         }
     }
-    if (total > MAX_FRAMES) {
-        s_err(err, errlen, "too many frames (%zu)", total);
+    return ZQ_OK;
+}
+
+void zq_frames_close(zq_frames_t *f)
+{
+    for (size_t k = 0; k < f->n; k++)
+        zmq_msg_close(&f->part[k]);
+    f->n = f->total = 0;
+}
+
+int zq_frames_decode(const zq_frames_t *f, int has_identity, zq_msg_t *out, char *err,
+                     size_t errlen)
+{
+    int rc;
+    if (f->total > ZQ_FRAMES_MAX) {
+        memset(out, 0, sizeof *out);
+        s_err(err, errlen, "too many frames (%zu)", f->total);
         rc = ZQ_EPROTO;
-        if (has_identity && sizes[0] > 0 && sizes[0] <= ZQ_MAX_IDENTITY) {
-            memcpy(out->identity, frames[0], sizes[0]);
-            out->identity_len = sizes[0];
-        }
     } else {
-        rc = zq_msg_decode(frames, sizes, n, has_identity, out, err, errlen);
-        if (rc != ZQ_OK && has_identity && n > 0 && sizes[0] > 0 && sizes[0] <= ZQ_MAX_IDENTITY) {
-            memcpy(out->identity, frames[0], sizes[0]);
-            out->identity_len = sizes[0];
-        }
+        rc = zq_msg_decode(f->data, f->size, f->n, has_identity, out, err, errlen);
     }
-    for (size_t k = 0; k < n; k++)
-        zmq_msg_close(&parts[k]);
+    /* a malformed message still names its sender, so that it can be answered */
+    if (rc != ZQ_OK && has_identity && f->n > 0 && f->size[0] > 0 &&
+        f->size[0] <= ZQ_MAX_IDENTITY) {
+        memcpy(out->identity, f->data[0], f->size[0]);
+        out->identity_len = f->size[0];
+    }
+    return rc;
+}
+
+int zq_msg_recv(void *sock, int has_identity, zq_msg_t *out, int flags, char *err, size_t errlen)
+{
+    zq_frames_t f;
+    memset(out, 0, sizeof *out);
+    int rc = zq_frames_recv(sock, &f, flags, err, errlen);
+    if (rc != ZQ_OK)
+        return rc;
+    rc = zq_frames_decode(&f, has_identity, out, err, errlen);
+    zq_frames_close(&f);
     return rc;
 }
 

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <cjson/cJSON.h>
+#include <zmq.h>
 
 #define ZQ_PROTO_VERSION "ZQP01"
 /* Largest message accepted on any socket (ZMQ_MAXMSGSIZE); bytes. Task args bigger than
@@ -85,6 +86,26 @@ int zq_msg_decode(const void *const *frames, const size_t *sizes, size_t nframes
  * ZQ_EPROTO on a malformed message (fully consumed; err says why; out->identity is set
  * when it could be read, so that the sender can be answered). */
 int zq_msg_recv(void *sock, int has_identity, zq_msg_t *out, int flags, char *err, size_t errlen);
+
+/* A message received but not decoded (a reader that can take some commands from their
+ * text, without a cJSON tree): the first ZQ_FRAMES_MAX frames, in libzmq's buffers until
+ * zq_frames_close. */
+#define ZQ_FRAMES_MAX 8 /* more than any valid message has; extra frames are an error */
+typedef struct {
+    zmq_msg_t part[ZQ_FRAMES_MAX];
+    const void *data[ZQ_FRAMES_MAX];
+    size_t size[ZQ_FRAMES_MAX];
+    size_t n;     /* frames kept */
+    size_t total; /* frames received (more than n: malformed) */
+} zq_frames_t;
+
+/* Receive one whole message. ZQ_OK (close it with zq_frames_close), ZQ_ETIMEOUT when
+ * nothing is waiting (DONTWAIT), ZQ_EIO on socket error (err says why; nothing to close). */
+int zq_frames_recv(void *sock, zq_frames_t *f, int flags, char *err, size_t errlen);
+void zq_frames_close(zq_frames_t *f);
+/* Decode received frames as zq_msg_recv does (ZQ_OK or ZQ_EPROTO, same contract). */
+int zq_frames_decode(const zq_frames_t *f, int has_identity, zq_msg_t *out, char *err,
+                     size_t errlen);
 
 /* Send [identity?][ZQP01][cmd][json]. json is borrowed text of length len. */
 int zq_msg_send_raw(void *sock, const void *identity, size_t idlen, const char *cmd,

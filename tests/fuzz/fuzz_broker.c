@@ -14,6 +14,7 @@
 #include "zq_broker.h"
 #include "zq_broker_int.h"
 #include "zq_proto.h"
+#include "zq_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,47 @@ static void s_dispatched(void *pull)
     zq_msg_clear(&m);
 }
 
+/* One REPLY body inside a REPLIES: a JSON object with a "req", the element's when it is a
+ * whole number (another req is rounded in the element's header). */
+static void s_element(const char *req, size_t reqlen, const char *body, size_t len)
+{
+    cJSON *b = cJSON_ParseWithLength(body, len);
+    char want[32];
+    snprintf(want, sizeof want, "%.*s", (int)(reqlen < 31 ? reqlen : 31), req);
+    double r = zq_json_num(b, "req", -1);
+    if (!cJSON_IsObject(b) || !cJSON_IsNumber(cJSON_GetObjectItem(b, "req")) ||
+        (r >= 0 && r < 1e15 && r == (double)(long long)r && r != atof(want)))
+        s_fail("REPLIES", "an element that is not a REPLY body with its req");
+    cJSON_Delete(b);
+}
+
+/* A REPLIES (docs/protocol.md §7): frame pairs, or one frame of "req len\n" + body. */
+static void s_replies(zmq_msg_t *fr, size_t n)
+{
+    if (zmq_msg_size(&fr[0]) != 5 || memcmp(zmq_msg_data(&fr[0]), "ZQP01", 5))
+        s_fail("REPLIES", "not ZQP01");
+    if (n == 3) {
+        const char *p = zmq_msg_data(&fr[2]), *end = p + zmq_msg_size(&fr[2]);
+        if (p == end)
+            s_fail("REPLIES", "a packed REPLIES without an element");
+        while (p < end) {
+            const char *sp = memchr(p, ' ', (size_t)(end - p));
+            const char *nl = sp ? memchr(sp, '\n', (size_t)(end - sp)) : NULL;
+            size_t len = nl ? strtoul(sp + 1, NULL, 10) : 0;
+            if (!nl || sp == p || len > (size_t)(end - nl - 1))
+                s_fail("REPLIES", "a packed element whose header does not parse");
+            s_element(p, (size_t)(sp - p), nl + 1, len);
+            p = nl + 1 + len;
+        }
+        return;
+    }
+    if (n < 6 || n % 2)
+        s_fail("REPLIES", "not [ZQP01][REPLIES] and frame pairs");
+    for (size_t i = 2; i + 1 < n; i += 2)
+        s_element(zmq_msg_data(&fr[i]), zmq_msg_size(&fr[i]), zmq_msg_data(&fr[i + 1]),
+                  zmq_msg_size(&fr[i + 1]));
+}
+
 /* Read what waits on sock within ms: REPLYs with a JSON object body on the DEALER, events
  * on the SUB, TASK / REVOKED / ACK on the PULL. Returns how many came. */
 static int s_drain(void *sock, int ms)
@@ -154,14 +196,40 @@ static int s_drain(void *sock, int ms)
             s_dispatched(sock);
             continue;
         }
-        zq_msg_t m;
-        char err[256];
-        int rc = zq_msg_recv(sock, 0, &m, ZMQ_DONTWAIT, err, sizeof err);
-        if (rc != ZQ_OK)
-            s_fail("malformed REPLY", err);
-        if (strcmp(m.cmd, "REPLY"))
-            s_fail("the frontend sent", m.cmd);
-        zq_msg_clear(&m);
+        /* every frame: a REPLIES of frame pairs has two per answer */
+        size_t nf = 0, cap = 0;
+        zmq_msg_t *fr = NULL;
+        for (int more = 1; more;) {
+            if (nf == cap) {
+                cap = cap ? 2 * cap : 16;
+                if (!(fr = realloc(fr, cap * sizeof *fr)))
+                    abort();
+            }
+            zmq_msg_init(&fr[nf]);
+            if (zmq_msg_recv(&fr[nf], sock, nf ? 0 : ZMQ_DONTWAIT) < 0)
+                s_fail("frontend", zmq_strerror(zmq_errno()));
+            more = zmq_msg_more(&fr[nf++]);
+        }
+        const void *data[3] = {NULL, NULL, NULL};
+        size_t size[3] = {0, 0, 0};
+        for (size_t i = 0; i < nf && i < 3; i++) {
+            data[i] = zmq_msg_data(&fr[i]);
+            size[i] = zmq_msg_size(&fr[i]);
+        }
+        if (nf >= 3 && size[1] == 7 && !memcmp(data[1], "REPLIES", 7)) {
+            s_replies(fr, nf);
+        } else {
+            zq_msg_t m;
+            char err[256];
+            if (zq_msg_decode(data, size, nf, 0, &m, err, sizeof err) != ZQ_OK)
+                s_fail("malformed REPLY", err);
+            if (strcmp(m.cmd, "REPLY"))
+                s_fail("the frontend sent", m.cmd);
+            zq_msg_clear(&m);
+        }
+        for (size_t i = 0; i < nf; i++)
+            zmq_msg_close(&fr[i]);
+        free(fr);
     }
 }
 

@@ -48,6 +48,12 @@ seed broker_frontend submit_full \
     fz ZQP01 SUBMIT "{\"req\":3,\"id\":\"s-full\",\"task\":\"tasks.add\",\"args\":[1,{\"a\":[null,true]}],\"kwargs\":{\"x\":1.5},\"queue\":\"q2\",\"eta\":\"$TS\",\"expires\":\"2030-01-01T00:00:00Z\",\"retries\":2,\"root_id\":\"r\",\"parent_id\":\"p\",\"group\":\"g\",\"origin\":\"gen1@host\",\"ignore_result\":true,\"timelimit\":[10,5],\"priority\":3}" -- \
     fz ZQP01 SUBMIT '{"req":4,"id":"s-full","task":"tasks.add"}' -- \
     fz ZQP01 QUERY '{"req":5,"id":"s-full"}'
+# the client library's form (read without a tree: broker/zq_submit.c), then near misses of it
+seed broker_frontend submit_client \
+    fz ZQP01 SUBMIT '{"req":6,"id":"c-1","task":"tasks.add","args":[1,2],"kwargs":{},"queue":"celery","ignore_result":false,"priority":0,"origin":"gen1@h","root_id":"c-1","get":7,"coalesce":2}' -- \
+    fz ZQP01 SUBMIT '{"req":8,"id":"c-2","task":"tasks.add","args":["a\"b",{"k":[-1.5e3,false]}],"countdown":0.5,"expires":"2030-01-01T00:00:00Z","get":9,"coalesce":true}' -- \
+    fz ZQP01 SUBMIT '{"req":10,"id":"c-1","task":"tasks.add","args":[01],"get":11}' -- \
+    fz ZQP01 SUBMIT '{"req":12,"id":"c-3","task":"tasks.add","args":["\u00e9"],"priority":9}'
 seed broker_frontend get_query \
     fz ZQP01 GET '{"req":1,"id":"t2","timeout":0.5}' -- \
     fz ZQP01 GET '{"req":2,"id":"never","timeout":null}' -- \

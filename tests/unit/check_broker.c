@@ -644,6 +644,60 @@ START_TEST(test_submit_get_pushes_record)
 }
 END_TEST
 
+/* A SUBMIT in the client library's form (read without a tree, broker/zq_submit.c) stores
+ * and forwards the same task as the general path: the same members once as they are and once
+ * with "redelivered", which only the general path takes (and drops from the message). */
+START_TEST(test_fast_submit_same_task)
+{
+    static const char *const common =
+        "\"task\":\"tasks.add\",\"args\":[1,{\"a\":\"b\\n\"},-2.5e-3],"
+        "\"kwargs\":{\"x\":[true,null]},\"countdown\":0.5,\"expires\":600,\"priority\":3,"
+        "\"ignore_result\":false,\"origin\":\"gen1@h\",\"parent_id\":\"par-1\","
+        "\"group\":\"grp-1\",\"retries\":1";
+    char body[1024];
+    snprintf(body, sizeof body, "{\"req\":1,\"id\":\"fast-1\",%s}", common);
+    cJSON *r = s_call(s_cli, "SUBMIT", body);
+    ck_assert_str_eq(zq_json_str(r, "id", ""), "fast-1");
+    ck_assert_int_eq(zq_json_num(r, "req", 0), 1);
+    cJSON_Delete(r);
+    snprintf(body, sizeof body, "{\"req\":2,\"id\":\"slow-1\",%s,\"redelivered\":false}", common);
+    r = s_call(s_cli, "SUBMIT", body);
+    ck_assert_str_eq(zq_json_str(r, "id", ""), "slow-1");
+    cJSON_Delete(r);
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "w1@h", 2, 0, ""));
+    cJSON *t[2] = {fw_task(&w, WAIT_MS), fw_task(&w, WAIT_MS)};
+    ck_assert(t[0] && t[1]);
+    if (!strcmp(zq_json_str(t[0], "id", ""), "slow-1")) {
+        cJSON *x = t[0];
+        t[0] = t[1];
+        t[1] = x;
+    }
+    for (int i = 0; i < 2; i++) {
+        ck_assert_str_eq(zq_json_str(t[i], "id", ""), i ? "slow-1" : "fast-1");
+        ck_assert_str_eq(zq_json_str(t[i], "root_id", ""), i ? "slow-1" : "fast-1");
+        double sent, eta, expires;
+        ck_assert_int_eq(zq_time_parse(zq_json_str(t[i], "sent", ""), &sent), ZQ_OK);
+        ck_assert_int_eq(zq_time_parse(zq_json_str(t[i], "eta", ""), &eta), ZQ_OK);
+        ck_assert_int_eq(zq_time_parse(zq_json_str(t[i], "expires", ""), &expires), ZQ_OK);
+        ck_assert_msg(fabs(eta - sent - 0.5) < 0.01, "eta - sent = %f", eta - sent);
+        ck_assert_msg(fabs(expires - sent - 600) < 0.01, "expires - sent = %f", expires - sent);
+        static const char *const varying[] = {"id", "root_id", "sent", "eta", "expires"};
+        for (int k = 0; k < 5; k++)
+            cJSON_DeleteItemFromObject(t[i], varying[k]);
+    }
+    char *a = cJSON_PrintUnformatted(t[0]), *b = cJSON_PrintUnformatted(t[1]);
+    ck_assert_msg(cJSON_Compare(t[0], t[1], 1), "fast %s\nslow %s", a, b);
+    ck_assert_ptr_null(cJSON_GetObjectItem(t[0], "req"));
+    ck_assert_ptr_null(cJSON_GetObjectItem(t[0], "countdown"));
+    free(a);
+    free(b);
+    cJSON_Delete(t[0]);
+    cJSON_Delete(t[1]);
+    fw_close(&w);
+}
+END_TEST
+
 /* Held acknowledgements (docs/protocol.md §7): the answer to a SUBMIT that subscribed and
  * allows coalescing waits (here up to 30 s) and leaves in the same REPLIES as the record,
  * ahead of it; SUBMITs without "get" or without "coalesce" are answered at once. */
@@ -2082,6 +2136,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_get_parked_then_answered);
     tcase_add_test(tc, test_submit_get_pushes_record);
+    tcase_add_test(tc, test_fast_submit_same_task);
     tcase_add_test(tc, test_pushed_record_matches_query);
     tcase_add_test(tc, test_get_timeout);
     tcase_add_test(tc, test_many_parked_gets);
