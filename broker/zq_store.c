@@ -77,11 +77,13 @@
  * number of frames (pages) once the page size is known. Testing aid: $ZQ_STORE_CKPT_PAGES
  * gives the frames. */
 #define STORE_CKPT_BYTES (40 << 20)
-/* Page size of a new database (an existing one keeps its own). 16 KiB, not SQLite's 4 KiB:
- * a group commit writes the same bytes to the WAL in a quarter of the frames (one pwrite of
- * header and one of page each), and the recent rows a commit touches sit on fewer pages.
- * Measured: broker ~41 -> ~36 us of CPU per task at 50,000 tasks (bench/README.md). */
-#define STORE_PAGE_SIZE 16384
+/* Page size of a new database (an existing one keeps its own). 8 KiB, not SQLite's 4 KiB: a
+ * group commit writes the same bytes to the WAL in half the frames (one pwrite of header and
+ * one of page each), and the recent rows a commit touches sit on fewer pages. Not 16 KiB: a
+ * lone task's commit writes whole pages, and 16 KiB ones cost the round trip ~0.15 ms at p50
+ * and p90. Measured (bench/README.md): broker 34.4 -> 32.6 us of CPU per task at 50,000 tasks
+ * (16 KiB: 31.0), round trip p50 0.489 -> 0.475 ms (16 KiB: 0.63). */
+#define STORE_PAGE_SIZE 8192
 
 #define TERMINAL_SQL "('SUCCESS','FAILURE','REVOKED')"
 #define RECORD_COLS                                                                         \
@@ -659,7 +661,7 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
     /* more small allocations (cursors, records) from the connection's own pool than the
      * default 100 slots: fewer malloc/free calls per statement */
     sqlite3_db_config(self->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 1200, 1000);
-    /* checkpoints every ~40 MB of WAL (2,560 pages of 16 KiB), not SQLite's 1,000 pages, on
+    /* checkpoints every ~40 MB of WAL (5,120 pages of 8 KiB), not SQLite's 1,000 pages, on
      * the checkpointer's thread: pages rewritten by successive group commits (index tails,
      * recent rows) are copied back to the database once instead of many times */
     char pragmas[360];

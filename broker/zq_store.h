@@ -47,7 +47,7 @@ int zq_store_parse_sync(const char *s, zq_store_sync_t *out);
 const char *zq_store_sync_name(zq_store_sync_t sync);
 
 /* Open (creating when needed, mode 0700) the data directory dir and the database in it,
- * migrating the schema (a new database gets 16 KiB pages). Testing aids:
+ * migrating the schema (a new database gets 8 KiB pages). Testing aids:
  * $ZQ_STORE_MAX_PAGES=N caps the database at N x 4 KiB, so that writes fail as on a full
  * disk; $ZQ_STORE_CKPT_PAGES=N checkpoints the WAL from N frames on (default: 40 MiB worth)
  * instead. On failure returns NULL and writes a one-line reason into err (errlen bytes, may

@@ -942,11 +942,11 @@ static int s_page_size(void)
     return page;
 }
 
-/* A new database gets 16 KiB pages; an existing one keeps its own (SQLite cannot change the
+/* A new database gets 8 KiB pages; an existing one keeps its own (SQLite cannot change the
  * page size of a WAL database) and works as before. */
 START_TEST(test_page_size)
 {
-    ck_assert_int_eq(s_page_size(), 16384);
+    ck_assert_int_eq(s_page_size(), 8192);
     zq_store_destroy(&s_st);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -f '%s/%s'*", s_dir, ZQ_STORE_FILE);
