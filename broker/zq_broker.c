@@ -2296,7 +2296,10 @@ static int s_is_int(const cJSON *v, double lo, double hi)
 
 #define S_ABSENT(v) (!(v) || cJSON_IsNull(v))
 
-#define S_SUB_NKEYS 16
+/* The SUBMIT members s_submit_prepare reads, in its keys[] order. */
+enum { SF_TASK, SF_ID, SF_ARGS, SF_KWARGS, SF_QUEUE, SF_ETA, SF_COUNTDOWN, SF_EXPIRES, SF_RETRIES,
+       SF_PRIORITY, SF_IGNORE, SF_TIMELIMIT, SF_ROOT, SF_PARENT, SF_GROUP, SF_ORIGIN,
+       S_SUB_NKEYS };
 
 /* Validate a SUBMIT body and complete it in place into the task message of docs §6 (the
  * broker fills in what the client left out). ZQ_EINVAL with err naming the field. */
@@ -2311,12 +2314,12 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     const cJSON *f[S_SUB_NKEYS];
     zq_json_members(body, keys, S_SUB_NKEYS, f);
     memset(out, 0, sizeof *out);
-    const cJSON *v = f[0]; /* task */
+    const cJSON *v = f[SF_TASK];
     if (!cJSON_IsString(v) || !zq_valid_token(v->valuestring)) {
         snprintf(err, errlen, "task: must be a task name (1-255 printable characters, no spaces)");
         return ZQ_EINVAL;
     }
-    v = f[1]; /* id */
+    v = f[SF_ID];
     if (S_ABSENT(v)) {
         char id[37];
         zq_uuid7(id);
@@ -2326,7 +2329,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         snprintf(err, errlen, "id: must be a task id (1-255 printable characters, no spaces)");
         return ZQ_EINVAL;
     }
-    v = f[2]; /* args */
+    v = f[SF_ARGS];
     if (S_ABSENT(v)) {
         if (s_set(body, "args", cJSON_CreateArray()) != ZQ_OK)
             return ZQ_ENOMEM;
@@ -2334,7 +2337,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         snprintf(err, errlen, "args: must be a JSON array");
         return ZQ_EINVAL;
     }
-    v = f[3]; /* kwargs */
+    v = f[SF_KWARGS];
     if (S_ABSENT(v)) {
         if (s_set(body, "kwargs", cJSON_CreateObject()) != ZQ_OK)
             return ZQ_ENOMEM;
@@ -2342,7 +2345,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         snprintf(err, errlen, "kwargs: must be a JSON object");
         return ZQ_EINVAL;
     }
-    v = f[4]; /* queue */
+    v = f[SF_QUEUE];
     if (S_ABSENT(v)) {
         if (s_set(body, "queue", cJSON_CreateString(ZQ_DEFAULT_QUEUE)) != ZQ_OK)
             return ZQ_ENOMEM;
@@ -2352,12 +2355,12 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     }
     /* countdown wins over eta when both are given, as in Celery's apply_async */
     double eta = 0;
-    v = f[5]; /* eta */
+    v = f[SF_ETA];
     if (!S_ABSENT(v) && (!cJSON_IsString(v) || zq_time_parse(v->valuestring, &eta) != ZQ_OK)) {
         snprintf(err, errlen, "eta: must be an ISO 8601 timestamp or null");
         return ZQ_EINVAL;
     }
-    v = f[6]; /* countdown */
+    v = f[SF_COUNTDOWN];
     if (!S_ABSENT(v)) {
         if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e10) {
             snprintf(err, errlen, "countdown: must be a number of seconds");
@@ -2366,7 +2369,7 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         eta = now + v->valuedouble;
     }
     double expires = 0;
-    v = f[7]; /* expires */
+    v = f[SF_EXPIRES];
     if (cJSON_IsNumber(v) && isfinite(v->valuedouble) && fabs(v->valuedouble) <= 1e10) {
         expires = now + v->valuedouble;
         if (expires <= 0)
@@ -2376,24 +2379,24 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
         snprintf(err, errlen, "expires: must be seconds from now or an ISO 8601 timestamp");
         return ZQ_EINVAL;
     }
-    v = f[8]; /* retries */
+    v = f[SF_RETRIES];
     if (!S_ABSENT(v) && !s_is_int(v, 0, 1e9)) {
         snprintf(err, errlen, "retries: must be an integer >= 0");
         return ZQ_EINVAL;
     }
     out->retries = S_ABSENT(v) ? 0 : (int)v->valuedouble;
-    v = f[9]; /* priority */
+    v = f[SF_PRIORITY];
     if (!S_ABSENT(v) && !s_is_int(v, 0, 9)) {
         snprintf(err, errlen, "priority: must be an integer 0-9");
         return ZQ_EINVAL;
     }
-    v = f[10]; /* ignore_result */
+    v = f[SF_IGNORE];
     if (!S_ABSENT(v) && !cJSON_IsBool(v)) {
         snprintf(err, errlen, "ignore_result: must be true or false");
         return ZQ_EINVAL;
     }
     out->ignore_result = cJSON_IsTrue(v);
-    v = f[11]; /* timelimit */
+    v = f[SF_TIMELIMIT];
     if (!S_ABSENT(v)) {
         int ok = cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2;
         for (const cJSON *e = ok ? v->child : NULL; e; e = e->next)
@@ -2406,14 +2409,14 @@ static int s_submit_prepare(cJSON *body, double now, s_sub_t *out, char *err, si
     }
     static const char *const ids[] = {"parent_id", "group", "origin"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
-        v = f[S_SUB_NKEYS - 3 + i];
+        v = f[SF_PARENT + i];
         if (!S_ABSENT(v) && (!cJSON_IsString(v) || !zq_valid_token(v->valuestring))) {
             snprintf(err, errlen, "%s: must be a string (1-255 printable characters, no spaces)",
                      ids[i]);
             return ZQ_EINVAL;
         }
     }
-    v = f[12]; /* root_id */
+    v = f[SF_ROOT];
     if (S_ABSENT(v)) {
         const char *own = zq_json_str(body, "id", NULL);
         if (s_set(body, "root_id", cJSON_CreateString(own)) != ZQ_OK)
