@@ -151,6 +151,15 @@ void zq_sb_put_u64(zq_sb_t *sb, uint64_t v)
     zq_sb_putn(sb, buf + i, sizeof buf - i);
 }
 
+void zq_sb_json_secs(zq_sb_t *sb, double secs)
+{
+    char buf[48];
+    int n = snprintf(buf, sizeof buf, "%.9f", secs > 0 && secs < 1e15 ? secs : 0);
+    while (n > 2 && buf[n - 1] == '0' && buf[n - 2] != '.')
+        n--;
+    zq_sb_putn(sb, buf, (size_t)n);
+}
+
 void zq_sb_json_num(zq_sb_t *sb, double v)
 {
     char buf[40];

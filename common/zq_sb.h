@@ -34,6 +34,11 @@ void zq_sb_json_str(zq_sb_t *sb, const char *s);
 /* A JSON number: integral values without a fraction, others in shortest round-trip form;
  * null for NaN/inf (JSON has neither). */
 void zq_sb_json_num(zq_sb_t *sb, double v);
+/* A duration in seconds, fixed point to the nanosecond with trailing zeros trimmed
+ * ("0.000123", "2.5", never "1.2e-07"): a JSON number from one snprintf, where the shortest
+ * round-trip form of zq_sb_json_num costs up to three and three strtod (it is per task).
+ * Negative, NaN and infinite durations are written 0. */
+void zq_sb_json_secs(zq_sb_t *sb, double secs);
 /* A time (epoch seconds) as a JSON string in the wire format (docs/protocol.md §5), or
  * null for t <= 0. */
 void zq_sb_json_time(zq_sb_t *sb, double t);

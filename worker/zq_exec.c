@@ -259,7 +259,7 @@ char *zq_exec_state_error(const char *id, const char *worker, const char *state,
     zq_sb_json_str(&sb, traceback);
     if (runtime >= 0) {
         zq_sb_puts(&sb, ",\"runtime\":");
-        zq_sb_json_num(&sb, runtime);
+        zq_sb_json_secs(&sb, runtime);
     }
     if (extra && *extra) {
         zq_sb_putc(&sb, ',');
@@ -353,12 +353,8 @@ static int s_success(const zq_task_entry_t *t, const zq_request_t *r, const zq_e
     if (ZQ_LOG_INFO >= zq_log_get_level()) {
         zq_sb_t rs;
         zq_sb_init(&rs);
-        /* fixed point, ns precision, trailing zeros trimmed: "0.000123s", never "1.2e-07s" */
-        char secs[48];
-        int n = snprintf(secs, sizeof secs, "%.9f", runtime > 0 ? runtime : 0);
-        while (n > 2 && secs[n - 1] == '0' && secs[n - 2] != '.')
-            secs[--n] = '\0';
-        zq_sb_puts(&rs, secs);
+        /* "0.000123s", never "1.2e-07s" */
+        zq_sb_json_secs(&rs, runtime);
         zq_sb_puts(&rs, "s: ");
         size_t from = rs.len;
         zq_sb_pyrepr(&rs, result);
@@ -379,7 +375,7 @@ static int s_success(const zq_task_entry_t *t, const zq_request_t *r, const zq_e
     else
         zq_sb_json(&sb, result);
     zq_sb_puts(&sb, ",\"runtime\":");
-    zq_sb_json_num(&sb, runtime);
+    zq_sb_json_secs(&sb, runtime);
     zq_sb_putc(&sb, '}');
     out->state = ZQ_OUT_SUCCESS;
     out->json = zq_sb_steal(&sb, &out->len);
@@ -410,7 +406,7 @@ static int s_retry(const zq_request_t *r, const zq_exec_env_t *env, const zq_tas
     zq_sb_puts(&sb, ",\"countdown\":");
     zq_sb_json_num(&sb, task->countdown);
     zq_sb_printf(&sb, ",\"eta\":\"%s\",\"runtime\":", eta);
-    zq_sb_json_num(&sb, runtime);
+    zq_sb_json_secs(&sb, runtime);
     zq_sb_putc(&sb, '}');
     out->state = ZQ_OUT_RETRY;
     out->json = zq_sb_steal(&sb, &out->len);
