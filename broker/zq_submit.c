@@ -176,8 +176,9 @@ static int s_skip(s_rd_t *r, int depth)
         return s_literal(r, "false");
     if (c == 'n')
         return s_literal(r, "null");
+    /* a number cJSON would hold as inf is printed as null by the general path */
     double v;
-    return s_number(r, &v);
+    return s_number(r, &v) == 0 && isfinite(v) ? 0 : S_DECLINE;
 }
 
 static int s_bool(s_rd_t *r, int *v)

@@ -176,6 +176,7 @@ START_TEST(test_declines)
         "{\"task\":\"t.x\",\"args\":[+1]}",
         "{\"task\":\"t.x\",\"args\":[1e]}",
         "{\"task\":\"t.x\",\"args\":[tru]}",
+        "{\"task\":\"t.x\",\"args\":[1e400]}",      /* inf: the general path prints null */
         "{\"task\":\"t.x\",\"kwargs\":{\"a\"}}",
         "{\"task\":\"t.x\",\"kwargs\":{1:2}}",
         "{\"task\":\"t.x\",\"args\":[\"\\ud800\"]}", /* \u: cJSON may refuse it */
