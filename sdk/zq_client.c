@@ -1797,12 +1797,16 @@ int zq_client_poll_result(zq_client_t *self, double timeout, cJSON **record_p)
     }
     cJSON *rec = cJSON_DetachItemFromArray(c->ready, 0);
     *record_p = rec;
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(rec, "error");
+    /* one pass over the record's ~20 members (a lookup of the absent "error" is a full walk) */
+    static const char *const keys[3] = {"error", "state", "timeout"};
+    const cJSON *f[3];
+    zq_json_members(rec, keys, 3, f);
+    const cJSON *err = f[0];
     if (err) {
         s_err(c, "%s", zq_json_str(err, "message", "the broker refused the request"));
         return s_map_code(zq_json_str(err, "code", NULL));
     }
-    if (!cJSON_GetObjectItemCaseSensitive(rec, "state") && zq_json_bool(rec, "timeout", 0)) {
+    if (!f[1] && cJSON_IsTrue(f[2])) {
         s_err(c, "no answer from the broker at %s for task %s", c->url,
               zq_json_str(rec, "id", "?"));
         return ZQ_ETIMEOUT;
