@@ -65,30 +65,6 @@ static const char *const s_keys[F_COUNT] = {
     "retries",  "priority", "redelivered", "ignore_result", "timelimit", "task",
     "args",     "kwargs",   "eta",       "expires"};
 
-/* f[k]: the first member named s_keys[k] (what cJSON_GetObjectItemCaseSensitive finds), or
- * NULL. */
-static void s_fields(const cJSON *body, const cJSON *f[F_COUNT])
-{
-    for (int k = 0; k < F_COUNT; k++)
-        f[k] = NULL;
-    for (const cJSON *c = body->child; c; c = c->next) {
-        const char *name = c->string;
-        if (!name)
-            continue;
-        for (int k = 0; k < F_COUNT; k++)
-            if (name[0] == s_keys[k][0] && strcmp(name, s_keys[k]) == 0) {
-                if (!f[k])
-                    f[k] = c;
-                break;
-            }
-    }
-}
-
-static const char *s_str(const cJSON *it)
-{
-    return cJSON_IsString(it) && it->valuestring ? it->valuestring : NULL;
-}
-
 static double s_num(const cJSON *it, double fallback)
 {
     return cJSON_IsNumber(it) ? it->valuedouble : fallback;
@@ -125,20 +101,20 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
         return ZQ_EPROTO;
     }
     const cJSON *f[F_COUNT];
-    s_fields(body, f);
-    const char *id = s_str(f[F_ID]);
+    zq_json_members(body, s_keys, F_COUNT, f);
+    const char *id = zq_json_member_str(f[F_ID], NULL);
     if (!zq_valid_token(id)) {
         zq_errf(err, errlen, "task message without a valid id");
         return ZQ_EPROTO;
     }
     r->id = id;
     /* informational fields: a wrong type falls back to the default (§5: be lenient) */
-    const char *root = s_str(f[F_ROOT_ID]);
+    const char *root = zq_json_member_str(f[F_ROOT_ID], NULL);
     r->root_id = root ? root : id;
-    r->parent_id = s_str(f[F_PARENT_ID]);
-    r->group = s_str(f[F_GROUP]);
-    r->origin = s_str(f[F_ORIGIN]);
-    const char *queue = s_str(f[F_QUEUE]);
+    r->parent_id = zq_json_member_str(f[F_PARENT_ID], NULL);
+    r->group = zq_json_member_str(f[F_GROUP], NULL);
+    r->origin = zq_json_member_str(f[F_ORIGIN], NULL);
+    const char *queue = zq_json_member_str(f[F_QUEUE], NULL);
     r->queue = queue ? queue : ZQ_DEFAULT_QUEUE;
     double retries = s_num(f[F_RETRIES], 0);
     r->retries = retries >= 0 && retries < 1e9 ? (int)retries : 0;
@@ -154,7 +130,7 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
     }
 
     /* fields that decide whether and how it runs: a wrong one fails the task */
-    const char *task = s_str(f[F_TASK]);
+    const char *task = zq_json_member_str(f[F_TASK], NULL);
     if (!zq_valid_token(task)) {
         zq_errf(err, errlen, "task name missing or invalid");
         return ZQ_EINVAL;
