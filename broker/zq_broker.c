@@ -1276,16 +1276,10 @@ static void s_reply_object(zq_broker_t *self, const zq_msg_t *m, int durable, co
     s_reply_end(self, o);
 }
 
-static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *code,
-                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *code,
-                             const char *fmt, ...)
+/* An error REPLY {"error": {"code", "message"}} to a. */
+static void s_reply_error_msg(zq_broker_t *self, const s_asker_t *a, const char *code,
+                              const char *msg)
 {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     s_out_t *o = s_reply_begin_to(self, a, 0);
     if (!o)
         return;
@@ -1296,6 +1290,19 @@ static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *
     zq_sb_json_str(b, msg);
     zq_sb_puts(b, "}");
     s_reply_end(self, o);
+}
+
+static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *code,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *code,
+                             const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s_reply_error_msg(self, a, code, msg);
 }
 
 static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code, const char *fmt,
@@ -1309,7 +1316,7 @@ static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     s_asker_t a = s_asker(m);
-    s_reply_error_to(self, &a, code, "%s", msg);
+    s_reply_error_msg(self, &a, code, msg);
 }
 
 /* 1 when somebody subscribed to events of this type. */

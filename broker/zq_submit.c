@@ -55,17 +55,12 @@ static int s_string(s_rd_t *r, int escapes, const char **s, size_t *n)
     return 0;
 }
 
-static int s_plain_string(s_rd_t *r, const char **s, size_t *n)
-{
-    return s_string(r, 0, s, n);
-}
-
 /* A token string (zq_valid_token: 1-255 printable characters, no spaces) copied into out. */
 static int s_token(s_rd_t *r, char out[256])
 {
     const char *s;
     size_t n;
-    if (s_plain_string(r, &s, &n) != 0 || n == 0 || n > 255)
+    if (s_string(r, 0, &s, &n) != 0 || n == 0 || n > 255)
         return S_DECLINE;
     for (size_t i = 0; i < n; i++)
         if (s[i] <= ' ' || s[i] > '~')
@@ -208,7 +203,7 @@ static int s_time(s_rd_t *r, double *t)
     const char *s;
     size_t n;
     char buf[64];
-    if (s_plain_string(r, &s, &n) != 0 || n >= sizeof buf)
+    if (s_string(r, 0, &s, &n) != 0 || n >= sizeof buf)
         return S_DECLINE;
     memcpy(buf, s, n);
     buf[n] = '\0';
@@ -260,7 +255,7 @@ int zq_submit_read(const char *body, size_t len, double now, zq_submit_t *out, z
     for (;;) {
         const char *k;
         size_t kn;
-        if (s_plain_string(&r, &k, &kn) != 0 || kn == 0)
+        if (s_string(&r, 0, &k, &kn) != 0 || kn == 0)
             return ZQ_SUBMIT_DECLINED;
         int key = s_key(k, kn);
         if (key < 0 || (seen >> key & 1))
