@@ -33,12 +33,15 @@
 #include "zq_broker.h"
 #include "zq_broker_int.h"
 #include "zq.h"
+#include "zq_arena.h"
 #include "zq_auth.h"
+#include "zq_jscan.h"
 #include "zq_log.h"
 #include "zq_proto.h"
 #include "zq_sb.h"
 #include "zq_submit.h"
 #include "zq_time.h"
+#include "zq_upstate.h"
 #include "zq_util.h"
 #include "zq_zpoll.h"
 #include "zq_uuid.h"
@@ -453,8 +456,8 @@ typedef struct {
 typedef struct s_pend {
     s_hnode_t node; /* key = id */
     struct s_pend *next;
-    const cJSON *received, *started; /* RECEIVED / STARTED bodies, if any */
-    const cJSON *final;              /* the furthest state: what the store gets */
+    const zq_upstate_t *received, *started; /* RECEIVED / STARTED, if any (turn arena) */
+    const zq_upstate_t *final;              /* the furthest state: what the store gets */
     int unheld;                      /* final came for a task no worker held */
     s_task_t *task;                  /* owned: somebody waits for this end and nothing was
                                       * applied before it: the record is composed from the
@@ -469,6 +472,12 @@ typedef struct {
     char *rec;
     size_t len;
 } s_note_t;
+
+/* A message of a BATCH read as text: spans of the batch. */
+typedef struct {
+    const char *cmd, *body;
+    size_t cmdlen, bodylen;
+} s_upmsg_t;
 
 /* A result subscription (SUBMIT "get") waiting for the commit of its task. */
 typedef struct {
@@ -591,6 +600,9 @@ struct zq_broker {
     size_t nretry, retry_cap;
     s_map_t pend;              /* id -> STATEs of the turn, written at the end of the drain */
     s_pend_t *pend_first, *pend_last;
+    zq_arena_t turn_arena;     /* the STATEs read this turn (zq_upstate), until written */
+    s_upmsg_t *upmsgs;         /* the messages of the BATCH being read as text */
+    size_t nupmsgs, upmsgs_cap;
     s_note_t *notify;          /* tasks that ended this turn and have parked GETs */
     size_t nnotify, notify_cap;
     int recheck_waits;         /* a purge ended tasks we cannot name: look at every GET */
@@ -612,6 +624,7 @@ struct zq_broker {
     zq_sb_t scratch;           /* TASK messages, records */
     zq_sb_t submit_text;       /* the task message of a SUBMIT read without a tree */
     int fail_dispatch;         /* test seam: dispatch sends left to fail as if full */
+    int fail_commits;          /* test seam: turn commits left to fail */
     /* events */
     char **subs;               /* XPUB subscriptions (topic prefixes) */
     size_t *sublens;
@@ -621,6 +634,7 @@ struct zq_broker {
     s_rate_t rate[S_RATE_SLOTS];
     double last_store_error;
     zq_broker_stats_t stats;
+    zq_broker_stats_t committed; /* stats as of the last commit: a failed one goes back */
 };
 
 static double s_mono(void)
@@ -2758,8 +2772,8 @@ static void s_exc_json(zq_sb_t *b, const char *type, const char *message)
     zq_sb_puts(b, "}");
 }
 
-static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_state_t *st,
-                          const char *result)
+static void s_state_event(zq_broker_t *self, const zq_upstate_t *body,
+                          const zq_store_state_t *st, const char *result)
 {
     const char *state = st->state;
     int ev = !strcmp(state, ZQ_STATE_RECEIVED)                              ? EV_TASK_RECEIVED
@@ -2781,7 +2795,7 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
     switch (ev) {
     case EV_TASK_STARTED:
         s_member(b, "pid");
-        s_jnum(b, zq_json_num(body, "pid", 0));
+        s_jnum(b, body->has_pid ? body->pid : 0);
         break;
     case EV_TASK_SUCCEEDED:
         s_member(b, "result");
@@ -2805,8 +2819,7 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
         const char *why = st->exc_message ? st->exc_message : "";
         zq_sb_printf(b, ",\"terminated\":%s,\"signum\":",
                      !strcmp(why, "terminated") ? "true" : "false");
-        const cJSON *sig = cJSON_GetObjectItemCaseSensitive(body, "signum");
-        zq_sb_json(b, cJSON_IsNumber(sig) || cJSON_IsString(sig) ? sig : NULL);
+        zq_sb_puts(b, body->signum ? body->signum : "null");
         zq_sb_printf(b, ",\"expired\":%s", !strcmp(why, "expired") ? "true" : "false");
         break;
     }
@@ -2816,67 +2829,42 @@ static void s_state_event(zq_broker_t *self, const cJSON *body, const zq_store_s
     s_event_end(self, o);
 }
 
-/* The store write of a STATE body (validated by s_on_state). *result_out receives the
- * SUCCESS value as JSON text (caller frees with cJSON_free). ZQ_ENOMEM. */
-static int s_state_fields(const cJSON *body, zq_store_state_t *st, char **result_out)
+/* The store write of a STATE (validated by s_on_state); st's strings are u's. */
+static void s_state_fields(const zq_upstate_t *u, zq_store_state_t *st)
 {
-    enum { F_ID, F_STATE, F_WORKER, F_TS, F_RUNTIME, F_EXC, F_TB, F_RESULT, F_ETA, F_COUNTDOWN,
-           F_ACKS_LATE, F_RECEIVED, F_STARTED, F_N };
-    static const char *const keys[F_N] = {"id",        "state",     "worker",   "timestamp",
-                                          "runtime",   "exception", "traceback", "result",
-                                          "eta",       "countdown", "acks_late", "received",
-                                          "started"};
-    const cJSON *f[F_N];
-    zq_json_members(body, keys, F_N, f); /* one pass: this runs for every state of every task */
     memset(st, 0, sizeof *st);
-    *result_out = NULL;
-    st->id = zq_json_member_str(f[F_ID], NULL);
-    st->state = zq_state_canonical(zq_json_member_str(f[F_STATE], NULL));
-    st->worker = zq_json_member_str(f[F_WORKER], NULL);
-    if (st->worker && !zq_valid_token(st->worker))
-        st->worker = NULL;
-    const char *tss = zq_json_member_str(f[F_TS], NULL);
-    if (!tss || zq_time_parse(tss, &st->timestamp) != ZQ_OK)
+    st->id = u->id;
+    st->state = zq_state_canonical(u->state);
+    st->worker = u->worker && zq_valid_token(u->worker) ? u->worker : NULL;
+    if (!u->timestamp || zq_time_parse(u->timestamp, &st->timestamp) != ZQ_OK)
         st->timestamp = zq_now();
-    st->runtime = -1;
-    const cJSON *rt = f[F_RUNTIME];
-    if (cJSON_IsNumber(rt) && rt->valuedouble >= 0 && isfinite(rt->valuedouble))
-        st->runtime = rt->valuedouble;
-    const cJSON *exc = f[F_EXC];
-    if (cJSON_IsObject(exc)) {
-        st->exc_type = zq_json_str(exc, "type", "Exception");
-        st->exc_message = zq_json_str(exc, "message", "");
+    st->runtime = u->has_runtime && u->runtime >= 0 && isfinite(u->runtime) ? u->runtime : -1;
+    if (u->has_exc) {
+        st->exc_type = u->exc_type ? u->exc_type : "Exception";
+        st->exc_message = u->exc_message ? u->exc_message : "";
     }
-    st->traceback = zq_json_member_str(f[F_TB], NULL);
+    st->traceback = u->traceback;
     const char *state = st->state;
     int is_retry = !strcmp(state, ZQ_STATE_RETRY);
     if (!strcmp(state, ZQ_STATE_SUCCESS)) {
-        const cJSON *r = f[F_RESULT];
-        if (r && !(*result_out = cJSON_PrintUnformatted(r)))
-            return ZQ_ENOMEM;
-        st->result = *result_out;
+        st->result = u->result;
     } else if ((zq_state_is_terminal(state) || is_retry) && !st->exc_type) {
         st->exc_type = is_retry ? "Retry" : !strcmp(state, ZQ_STATE_REVOKED) ? "TaskRevokedError"
                                                                              : "Exception";
     }
     if (is_retry) {
-        const char *etas = zq_json_member_str(f[F_ETA], NULL);
         double eta = 0;
-        const cJSON *cd = f[F_COUNTDOWN];
-        if (!etas || zq_time_parse(etas, &eta) != ZQ_OK)
-            eta = cJSON_IsNumber(cd) && isfinite(cd->valuedouble) ? st->timestamp + cd->valuedouble
-                                                                   : st->timestamp;
+        if (!u->eta || zq_time_parse(u->eta, &eta) != ZQ_OK)
+            eta = u->has_countdown && isfinite(u->countdown) ? st->timestamp + u->countdown
+                                                             : st->timestamp;
         st->eta = eta > 0 ? eta : st->timestamp;
     }
-    st->acks_late = !strcmp(state, ZQ_STATE_STARTED) && cJSON_IsTrue(f[F_ACKS_LATE]);
+    st->acks_late = !strcmp(state, ZQ_STATE_STARTED) && u->acks_late;
     /* RECEIVED / STARTED the worker folded into this state (docs §8) */
-    const char *folded = zq_json_member_str(f[F_RECEIVED], NULL);
-    if (folded && zq_time_parse(folded, &st->received_at) != ZQ_OK)
+    if (u->received && zq_time_parse(u->received, &st->received_at) != ZQ_OK)
         st->received_at = 0;
-    folded = zq_json_member_str(f[F_STARTED], NULL);
-    if (folded && zq_time_parse(folded, &st->started_at) != ZQ_OK)
+    if (u->started && zq_time_parse(u->started, &st->started_at) != ZQ_OK)
         st->started_at = 0;
-    return ZQ_OK;
 }
 
 /* How far a state is in one run: RECEIVED 1, STARTED 2, RETRY and the terminal ones 3. */
@@ -2905,18 +2893,17 @@ static void s_unqueue(zq_broker_t *self, s_task_t *t)
 static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
 {
     zq_store_state_t st;
-    char *result = NULL;
-    if (s_state_fields(p->final, &st, &result) != ZQ_OK) {
-        s_bad_upstream(self, "STATE %s: out of memory", p->id);
-        return;
-    }
+    s_state_fields(p->final, &st);
+    const char *result = st.result;
     double when;
     if (p->received && p->received != p->final)
-        st.received_at = zq_time_parse(zq_json_str(p->received, "timestamp", ""), &when) == ZQ_OK
+        st.received_at = zq_time_parse(p->received->timestamp ? p->received->timestamp : "",
+                                       &when) == ZQ_OK
                              ? when
                              : st.timestamp;
     if (p->started && p->started != p->final)
-        st.started_at = zq_time_parse(zq_json_str(p->started, "timestamp", ""), &when) == ZQ_OK
+        st.started_at = zq_time_parse(p->started->timestamp ? p->started->timestamp : "",
+                                      &when) == ZQ_OK
                             ? when
                             : st.timestamp;
     zq_store_where_t where;
@@ -2929,14 +2916,13 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
         s_store_failed(self, "state", p->id);
     } else if (rc == ZQ_OK) {
         /* the events of the folded states too, in order */
-        const cJSON *earlier[2] = {p->received, p->started};
+        const zq_upstate_t *earlier[2] = {p->received, p->started};
         for (int i = 0; i < 2; i++) {
             zq_store_state_t ev;
-            char *none = NULL; /* RECEIVED / STARTED carry no result */
-            if (earlier[i] && earlier[i] != p->final &&
-                s_state_fields(earlier[i], &ev, &none) == ZQ_OK)
-                s_state_event(self, earlier[i], &ev, NULL);
-            cJSON_free(none);
+            if (earlier[i] && earlier[i] != p->final) {
+                s_state_fields(earlier[i], &ev);
+                s_state_event(self, earlier[i], &ev, NULL); /* they carry no result */
+            }
         }
         /* and of the states the worker folded into this one */
         static const char *const folded[2] = {ZQ_STATE_RECEIVED, ZQ_STATE_STARTED};
@@ -2992,7 +2978,6 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
     } else if (rc == ZQ_ENOTFOUND) {
         s_bad_upstream(self, "STATE %s for unknown task %s", st.state, p->id);
     }
-    cJSON_free(result);
 }
 
 /* Write every gathered STATE (end of the drain, before anything else reads the store). */
@@ -3009,26 +2994,27 @@ static void s_flush_states(zq_broker_t *self)
         free(p);
         p = next;
     }
+    zq_arena_reset(&self->turn_arena);
 }
 
 /* STATE {"id","state","worker","timestamp",...} (docs §8). Credits come back at once; the
  * store write waits for the end of the drain, where the STATEs of one task that arrived
- * together (RECEIVED, STARTED, SUCCESS of a short task) become one write. body is kept
- * alive by the turn (upkeep) until then. */
-static void s_on_state(zq_broker_t *self, const cJSON *body)
+ * together (RECEIVED, STARTED, SUCCESS of a short task) become one write. body lives in
+ * the turn's arena until then. */
+static void s_on_state(zq_broker_t *self, const zq_upstate_t *body)
 {
-    const char *id = zq_json_str(body, "id", NULL);
+    const char *id = body->id;
     if (!zq_valid_token(id)) {
         s_bad_upstream(self, "STATE: id: missing or not a task id");
         return;
     }
-    const char *state = zq_state_canonical(zq_json_str(body, "state", NULL));
+    const char *state = zq_state_canonical(body->state);
     if (!state || !strcmp(state, ZQ_STATE_PENDING)) {
         s_bad_upstream(self, "STATE %s: state: not one of RECEIVED, STARTED, RETRY, SUCCESS, "
                              "FAILURE, REVOKED", id);
         return;
     }
-    const char *worker = zq_json_str(body, "worker", NULL);
+    const char *worker = body->worker;
     int rank = s_state_rank(state);
     s_held_t *h = s_held_find(self, id);
     /* the first and final state of a task somebody waits for: keep the task, its record is
@@ -3039,15 +3025,14 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         h->received = 1;
         if (rank == 2) {
             h->started = 1;
-            h->acks_late = zq_json_bool(body, "acks_late", 0);
+            h->acks_late = body->acks_late;
         }
         /* a credit comes back; not to a worker that lost the task to another one */
         if (rank == 3 && (!worker || !strcmp(worker, h->w->name))) {
-            const cJSON *rt = cJSON_GetObjectItemCaseSensitive(body, "runtime");
-            if (cJSON_IsNumber(rt) && rt->valuedouble >= 0 && isfinite(rt->valuedouble)) {
+            double rt = body->runtime;
+            if (body->has_runtime && rt >= 0 && isfinite(rt)) {
                 s_worker_t *w = h->w;
-                w->runtime_avg = w->runtime_avg < 0 ? rt->valuedouble
-                                                    : 0.9 * w->runtime_avg + 0.1 * rt->valuedouble;
+                w->runtime_avg = w->runtime_avg < 0 ? rt : 0.9 * w->runtime_avg + 0.1 * rt;
             }
             kept = s_held_release(self, h, compose);
         }
@@ -3074,7 +3059,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         else
             self->pend_first = p;
         self->pend_last = p;
-    } else if (s_state_rank(zq_json_str(p->final, "state", "")) == 3) {
+    } else if (s_state_rank(p->final->state) == 3) {
         free(kept);
         return; /* the first end of a run wins, as in the store */
     }
@@ -3082,7 +3067,7 @@ static void s_on_state(zq_broker_t *self, const cJSON *body)
         p->received = body;
     if (rank == 2 && !p->started)
         p->started = body;
-    if (!p->final || rank >= s_state_rank(zq_json_str(p->final, "state", ""))) {
+    if (!p->final || rank >= s_state_rank(p->final->state)) {
         p->final = body;
         p->unheld = h == NULL;
     }
@@ -3206,12 +3191,142 @@ static void s_on_batch(zq_broker_t *self, zq_msg_t *m)
         s_ack_later(w, (uint64_t)seq->valuedouble);
 }
 
+/* A STATE body given as a tree (borrowed). */
+static void s_on_state_json(zq_broker_t *self, const cJSON *body)
+{
+    zq_upstate_t *u;
+    if (zq_upstate_from_json(body, &self->turn_arena, &u) != ZQ_OK) {
+        s_bad_upstream(self, "STATE: out of memory");
+        return;
+    }
+    s_on_state(self, u);
+}
+
+/* A STATE body as text (borrowed, a JSON object zq_jscan validated): without a tree when
+ * zq_upstate_read takes it. */
+static void s_on_state_text(zq_broker_t *self, const char *body, size_t len)
+{
+    zq_upstate_t *u;
+    int rc = zq_upstate_read(body, len, &self->turn_arena, &u);
+    if (rc == ZQ_OK) {
+        s_on_state(self, u);
+        return;
+    }
+    cJSON *tree = rc == ZQ_UPSTATE_DECLINED ? cJSON_ParseWithLength(body, len) : NULL;
+    if (!tree)
+        s_bad_upstream(self, "STATE: out of memory");
+    else
+        s_on_state_json(self, tree);
+    cJSON_Delete(tree);
+}
+
+/* BATCH as text (docs §8), in the form zq-worker sends, without a tree for the batch nor for
+ * its STATEs. ZQ_OK: applied as s_on_batch would; ZQ_JSCAN_DECLINE: not in that form (a
+ * malformed batch, a bad worker, seq or message, an escape in a key or a command, \u, deep
+ * nesting) and nothing was applied: s_on_batch reads it from a tree and words any error. */
+static int s_on_batch_text(zq_broker_t *self, const char *text, size_t len)
+{
+    zq_jscan_t r;
+    zq_jscan_init(&r, text, len);
+    char worker[256] = "";
+    double seq = 0;
+    int seen = 0, first = 1, more;
+    const char *k, *v;
+    size_t kn, vn;
+    self->nupmsgs = 0;
+    if (zq_jscan_object(&r) != 0)
+        return ZQ_JSCAN_DECLINE;
+    while ((more = zq_jscan_member(&r, &first, &k, &kn)) == 1) {
+        int key = kn == 6 && !memcmp(k, "worker", 6) ? 1 : kn == 3 && !memcmp(k, "seq", 3) ? 2
+                  : kn == 8 && !memcmp(k, "messages", 8)                               ? 4
+                                                                                          : 0;
+        if (!key || (seen & key))
+            return ZQ_JSCAN_DECLINE;
+        seen |= key;
+        if (key == 1) {
+            if (zq_jscan_string(&r, 0, &v, &vn) != 0 || vn >= sizeof worker)
+                return ZQ_JSCAN_DECLINE;
+            memcpy(worker, v, vn);
+            worker[vn] = '\0';
+        } else if (key == 2) {
+            if (zq_jscan_number(&r, &seq) != 0)
+                return ZQ_JSCAN_DECLINE;
+        } else {
+            int efirst = 1, emore;
+            if (zq_jscan_array(&r) != 0)
+                return ZQ_JSCAN_DECLINE;
+            while ((emore = zq_jscan_element(&r, &efirst)) == 1) {
+                s_upmsg_t m;
+                if (zq_jscan_array(&r) != 0 || zq_jscan_string(&r, 0, &m.cmd, &m.cmdlen) != 0 ||
+                    m.cmdlen == 0 || m.cmdlen > ZQ_MAX_CMD || zq_jscan_char(&r, ',') != 0 ||
+                    !zq_jscan_peek(&r, '{') || zq_jscan_value(&r, 0, &m.body, &m.bodylen) != 0 ||
+                    zq_jscan_char(&r, ']') != 0)
+                    return ZQ_JSCAN_DECLINE;
+                if (m.cmdlen == strlen(ZQ_CMD_BATCH) && !memcmp(m.cmd, ZQ_CMD_BATCH, m.cmdlen))
+                    return ZQ_JSCAN_DECLINE;
+                if (self->nupmsgs == self->upmsgs_cap) {
+                    size_t nc = self->upmsgs_cap ? 2 * self->upmsgs_cap : 256;
+                    s_upmsg_t *nv = realloc(self->upmsgs, nc * sizeof *nv);
+                    if (!nv)
+                        return ZQ_JSCAN_DECLINE;
+                    self->upmsgs = nv;
+                    self->upmsgs_cap = nc;
+                }
+                self->upmsgs[self->nupmsgs++] = m;
+            }
+            if (emore != 0)
+                return ZQ_JSCAN_DECLINE;
+        }
+    }
+    if (more != 0 || zq_jscan_end(&r) != 0 || seen != 7 || !zq_valid_token(worker) ||
+        !(seq >= 1 && seq < 9007199254740992.0 && seq == floor(seq)))
+        return ZQ_JSCAN_DECLINE;
+    for (size_t i = 0; i < self->nupmsgs; i++) {
+        const s_upmsg_t *m = &self->upmsgs[i];
+        if (m->cmdlen == strlen(ZQ_CMD_STATE) && !memcmp(m->cmd, ZQ_CMD_STATE, m->cmdlen)) {
+            s_on_state_text(self, m->body, m->bodylen);
+            continue;
+        }
+        zq_msg_t one;
+        memset(&one, 0, sizeof one);
+        memcpy(one.cmd, m->cmd, m->cmdlen);
+        if (!(one.body = cJSON_ParseWithLength(m->body, m->bodylen))) {
+            s_bad_upstream(self, "BATCH %s/%.0f: out of memory", worker, seq);
+            continue;
+        }
+        s_on_upstream(self, &one);
+        zq_msg_clear(&one);
+    }
+    self->nupmsgs = 0;
+    s_worker_t *w = s_worker_find(self, worker);
+    if (w)
+        s_ack_later(w, (uint64_t)seq);
+    return ZQ_OK;
+}
+
 static void s_on_upstream(zq_broker_t *self, zq_msg_t *m)
 {
+    if (!strcmp(m->cmd, ZQ_CMD_BATCH) && m->raw && !m->body) {
+        if (s_on_batch_text(self, m->raw, m->raw_len) == ZQ_OK)
+            return;
+        /* declined: the tree decides, and words what is wrong */
+        const void *fr[3] = {ZQ_PROTO_VERSION, ZQ_CMD_BATCH, m->raw};
+        size_t sz[3] = {strlen(ZQ_PROTO_VERSION), strlen(ZQ_CMD_BATCH), m->raw_len};
+        char err[256];
+        zq_msg_t t;
+        if (zq_msg_decode(fr, sz, 3, 0, &t, err, sizeof err) != ZQ_OK) {
+            s_bad_upstream(self, "%s", err);
+            return;
+        }
+        free(m->raw);
+        m->raw = NULL;
+        m->raw_len = 0;
+        m->body = t.body; /* a failed commit applies it again from the tree */
+    }
     if (!strcmp(m->cmd, ZQ_CMD_BATCH))
         s_on_batch(self, m);
     else if (!strcmp(m->cmd, ZQ_CMD_STATE))
-        s_on_state(self, m->body);
+        s_on_state_json(self, m->body);
     else if (!strcmp(m->cmd, ZQ_CMD_SUBMIT))
         s_submit(self, m, 0);
     else if (!strcmp(m->cmd, ZQ_CMD_RETURN))
@@ -4606,6 +4721,38 @@ static void s_frontend_message(zq_broker_t *self, const zq_frames_t *f)
     zq_msg_clear(&m);
 }
 
+/* [ZQP01][BATCH][body]: kept as text and read without a tree (s_on_batch_text). */
+static int s_is_plain_batch(const zq_frames_t *f)
+{
+    return f->total == 3 && f->size[0] == strlen(ZQ_PROTO_VERSION) &&
+           !memcmp(f->data[0], ZQ_PROTO_VERSION, f->size[0]) &&
+           f->size[1] == strlen(ZQ_CMD_BATCH) && !memcmp(f->data[1], ZQ_CMD_BATCH, f->size[1]);
+}
+
+/* One upstream message, into slot (the turn's upkeep: a failed commit applies it again),
+ * then applied. */
+static void s_upstream_message(zq_broker_t *self, const zq_frames_t *f, zq_msg_t *slot)
+{
+    char err[256];
+    memset(slot, 0, sizeof *slot);
+    if (s_is_plain_batch(f) && (slot->raw = malloc(f->size[2] + 1))) {
+        memcpy(slot->raw, f->data[2], f->size[2]);
+        slot->raw[f->size[2]] = '\0';
+        slot->raw_len = f->size[2];
+        memcpy(slot->cmd, ZQ_CMD_BATCH, strlen(ZQ_CMD_BATCH) + 1);
+        self->nupkeep++;
+        s_on_upstream(self, slot);
+        return;
+    }
+    if (zq_frames_decode(f, 0, slot, err, sizeof err) == ZQ_OK) {
+        self->nupkeep++;
+        s_on_upstream(self, slot);
+    } else {
+        zq_msg_clear(slot);
+        s_bad_upstream(self, "%s", err);
+    }
+}
+
 /* Drain, apply, commit, then send (see the top of this file). */
 static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
 {
@@ -4634,18 +4781,14 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
                 more_u = 0;
                 continue;
             }
-            int rc = zq_msg_recv(self->upstream, 0, slot, ZMQ_DONTWAIT, err, sizeof err);
+            zq_frames_t f;
+            int rc = zq_frames_recv(self->upstream, &f, ZMQ_DONTWAIT, err, sizeof err);
             self->up_settled = rc == ZQ_ETIMEOUT; /* drained: its fd tells of what comes */
             if (rc == ZQ_OK) {
-                self->nupkeep++;
-                s_on_upstream(self, slot);
-                n++;
-            } else if (rc == ZQ_EPROTO) {
-                zq_msg_clear(slot);
-                s_bad_upstream(self, "%s", err);
+                s_upstream_message(self, &f, slot);
+                zq_frames_close(&f);
                 n++;
             } else {
-                zq_msg_clear(slot);
                 if (rc == ZQ_EIO)
                     ZQ_ERROR("broker: upstream: %s", err);
                 more_u = 0;
@@ -4673,13 +4816,19 @@ static void s_batch_end(zq_broker_t *self)
     }
     self->need_commit = 0;
     self->tx_since = 0;
-    int ok = !self->batch_failed && zq_store_commit(self->store) == ZQ_OK;
+    int ok = !self->batch_failed && !(self->fail_commits > 0 && self->fail_commits--) &&
+             zq_store_commit(self->store) == ZQ_OK;
     if (!ok) {
         zq_store_rollback(self->store);
         self->need_commit = 0;
         self->tx_since = 0;
         self->stats.commit_failures++;
         self->stats.submitted -= self->batch_submitted;
+        /* the outcomes are counted again when the kept messages are applied again */
+        self->stats.succeeded = self->committed.succeeded;
+        self->stats.failed = self->committed.failed;
+        self->stats.revoked = self->committed.revoked;
+        self->stats.retried = self->committed.retried;
         if (s_rate_ok(self, "commit", 6))
             ZQ_ERROR("broker: store: commit failed: %s: %ld task%s refused, %zu upstream "
                      "message%s kept to apply again",
@@ -4714,6 +4863,7 @@ static void s_batch_end(zq_broker_t *self)
         return;
     }
     self->stats.commits++;
+    self->committed = self->stats;
     for (size_t i = 0; i < self->nupkeep; i++)
         zq_msg_clear(&self->upkeep[i]);
     self->nupkeep = 0;
@@ -5066,6 +5216,8 @@ void zq_broker_destroy(zq_broker_t **self_p)
     for (size_t i = 0; i < self->nupkeep; i++)
         zq_msg_clear(&self->upkeep[i]);
     free(self->upkeep);
+    free(self->upmsgs);
+    zq_arena_free(&self->turn_arena);
     for (size_t i = 0; i < self->nretry; i++)
         zq_msg_clear(&self->retry[i]);
     if (self->nretry)
@@ -5176,25 +5328,19 @@ void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
     s_read_subs(self);
     if (s_batch_begin(self) != ZQ_OK)
         return;
-    char err[256];
+    zq_frames_t f; /* the data without libzmq's messages: nothing to close */
+    f.total = nframes;
+    f.n = nframes < ZQ_FRAMES_MAX ? nframes : ZQ_FRAMES_MAX;
+    for (size_t i = 0; i < f.n; i++) {
+        f.data[i] = frames[i];
+        f.size[i] = sizes[i];
+    }
     if (!upstream) {
-        zq_frames_t f; /* the data without libzmq's messages: nothing to close */
-        f.total = nframes;
-        f.n = nframes < ZQ_FRAMES_MAX ? nframes : ZQ_FRAMES_MAX;
-        for (size_t i = 0; i < f.n; i++) {
-            f.data[i] = frames[i];
-            f.size[i] = sizes[i];
-        }
         s_frontend_message(self, &f);
     } else {
         zq_msg_t *slot = s_upkeep_slot(self); /* kept until the commit, as in s_batch */
-        if (slot && zq_msg_decode(frames, sizes, nframes, 0, slot, err, sizeof err) == ZQ_OK) {
-            self->nupkeep++;
-            s_on_upstream(self, slot);
-        } else if (slot) {
-            zq_msg_clear(slot);
-            s_bad_upstream(self, "%s", err);
-        }
+        if (slot)
+            s_upstream_message(self, &f, slot);
     }
     s_batch_end(self);
     s_serve_waits(self);
@@ -5205,6 +5351,14 @@ void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
             w->blocked = 0;
     }
     s_dispatch(self);
+}
+
+int zq_broker_fail_commits(zq_broker_t *self, int n)
+{
+    int left = self->fail_commits;
+    if (n >= 0)
+        self->fail_commits = n;
+    return left;
 }
 
 int zq_broker_fail_dispatch(zq_broker_t *self, int n)

@@ -24,4 +24,9 @@ void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
  * rule as zq_broker_feed. */
 int zq_broker_fail_dispatch(zq_broker_t *self, int n);
 
+/* Make the next n turn commits fail as a failing store's do (rolled back: the turn's
+ * SUBMITs refused, its upstream messages kept and applied again after 0.5 s). n < 0
+ * changes nothing. Returns how many such failures were still to come. Same thread rule. */
+int zq_broker_fail_commits(zq_broker_t *self, int n);
+
 #endif

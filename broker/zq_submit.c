@@ -7,6 +7,7 @@
 #include "config.h"
 #include "zq_submit.h"
 #include "zq.h"
+#include "zq_jscan.h"
 #include "zq_time.h"
 #include "zq_util.h"
 #include "zq_uuid.h"
@@ -16,51 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_DECLINE (-1)
-#define S_MAX_DEPTH 64 /* deeper arguments: the general path (cJSON allows 1,000) */
-
-typedef struct {
-    const char *p, *end;
-} s_rd_t;
-
-static void s_ws(s_rd_t *r)
-{
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
-        r->p++;
-}
-
-/* A string without control characters: its bytes between the quotes. escapes: allow the
- * two-character escapes (\u is left to the general path: cJSON refuses lone surrogates);
- * else a backslash declines too. */
-static int s_string(s_rd_t *r, int escapes, const char **s, size_t *n)
-{
-    if (r->p >= r->end || *r->p != '"')
-        return S_DECLINE;
-    const char *start = ++r->p;
-    while (r->p < r->end && *r->p != '"') {
-        unsigned char c = (unsigned char)*r->p;
-        if (c < 0x20)
-            return S_DECLINE;
-        if (c == '\\') {
-            if (!escapes || ++r->p >= r->end || !memchr("\"\\/bfnrt", *r->p, 8))
-                return S_DECLINE;
-        }
-        r->p++;
-    }
-    if (r->p >= r->end)
-        return S_DECLINE;
-    *s = start;
-    *n = (size_t)(r->p - start);
-    r->p++;
-    return 0;
-}
+#define S_DECLINE ZQ_JSCAN_DECLINE
 
 /* A token string (zq_valid_token: 1-255 printable characters, no spaces) copied into out. */
-static int s_token(s_rd_t *r, char out[256])
+static int s_token(zq_jscan_t *r, char out[256])
 {
     const char *s;
     size_t n;
-    if (s_string(r, 0, &s, &n) != 0 || n == 0 || n > 255)
+    if (zq_jscan_string(r, 0, &s, &n) != 0 || n == 0 || n > 255)
         return S_DECLINE;
     for (size_t i = 0; i < n; i++)
         if (s[i] <= ' ' || s[i] > '~')
@@ -70,140 +34,21 @@ static int s_token(s_rd_t *r, char out[256])
     return 0;
 }
 
-/* A number in JSON's grammar. */
-static int s_number(s_rd_t *r, double *v)
-{
-    const char *p = r->p, *end = r->end, *start = p;
-    if (p < end && *p == '-')
-        p++;
-    if (p < end && *p == '0') {
-        p++;
-    } else if (p < end && *p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    } else {
-        return S_DECLINE;
-    }
-    if (p < end && *p == '.') {
-        p++;
-        if (p >= end || *p < '0' || *p > '9')
-            return S_DECLINE;
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (p >= end || *p < '0' || *p > '9')
-            return S_DECLINE;
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    char buf[48];
-    size_t n = (size_t)(p - start);
-    if (n >= sizeof buf)
-        return S_DECLINE;
-    memcpy(buf, start, n);
-    buf[n] = '\0';
-    *v = strtod(buf, NULL);
-    r->p = p;
-    return 0;
-}
-
-static int s_literal(s_rd_t *r, const char *lit)
-{
-    size_t n = strlen(lit);
-    if ((size_t)(r->end - r->p) < n || memcmp(r->p, lit, n) != 0)
-        return S_DECLINE;
-    r->p += n;
-    return 0;
-}
-
-/* Any JSON value, validated (strictly: what this accepts, cJSON accepts too), skipped. */
-static int s_skip(s_rd_t *r, int depth)
-{
-    if (r->p >= r->end || depth > S_MAX_DEPTH)
-        return S_DECLINE;
-    char c = *r->p;
-    if (c == '"') {
-        const char *s;
-        size_t n;
-        return s_string(r, 1, &s, &n);
-    }
-    if (c == '[' || c == '{') {
-        char close = c == '[' ? ']' : '}';
-        r->p++;
-        s_ws(r);
-        if (r->p < r->end && *r->p == close) {
-            r->p++;
-            return 0;
-        }
-        for (;;) {
-            if (c == '{') { /* a member: a string, ':', a value */
-                if (r->p >= r->end || *r->p != '"' || s_skip(r, depth + 1) != 0)
-                    return S_DECLINE;
-                s_ws(r);
-                if (r->p >= r->end || *r->p != ':')
-                    return S_DECLINE;
-                r->p++;
-                s_ws(r);
-            }
-            if (s_skip(r, depth + 1) != 0)
-                return S_DECLINE;
-            s_ws(r);
-            if (r->p >= r->end)
-                return S_DECLINE;
-            if (*r->p == ',') {
-                r->p++;
-                s_ws(r);
-                continue;
-            }
-            if (*r->p != close)
-                return S_DECLINE;
-            r->p++;
-            return 0;
-        }
-    }
-    if (c == 't')
-        return s_literal(r, "true");
-    if (c == 'f')
-        return s_literal(r, "false");
-    if (c == 'n')
-        return s_literal(r, "null");
-    /* a number cJSON would hold as inf is printed as null by the general path */
-    double v;
-    return s_number(r, &v) == 0 && isfinite(v) ? 0 : S_DECLINE;
-}
-
-static int s_bool(s_rd_t *r, int *v)
-{
-    if (s_literal(r, "true") == 0) {
-        *v = 1;
-        return 0;
-    }
-    if (s_literal(r, "false") == 0) {
-        *v = 0;
-        return 0;
-    }
-    return S_DECLINE;
-}
-
 /* A number that is a whole number in [lo, hi] (s_is_int). */
-static int s_int(s_rd_t *r, double lo, double hi, double *v)
+static int s_int(zq_jscan_t *r, double lo, double hi, double *v)
 {
-    if (s_number(r, v) != 0 || !(*v >= lo && *v <= hi) || *v != floor(*v))
+    if (zq_jscan_number(r, v) != 0 || !(*v >= lo && *v <= hi) || *v != floor(*v))
         return S_DECLINE;
     return 0;
 }
 
 /* A timestamp string (zq_time_parse). */
-static int s_time(s_rd_t *r, double *t)
+static int s_time(zq_jscan_t *r, double *t)
 {
     const char *s;
     size_t n;
     char buf[64];
-    if (s_string(r, 0, &s, &n) != 0 || n >= sizeof buf)
+    if (zq_jscan_string(r, 0, &s, &n) != 0 || n >= sizeof buf)
         return S_DECLINE;
     memcpy(buf, s, n);
     buf[n] = '\0';
@@ -240,37 +85,27 @@ static void s_put_token(zq_sb_t *b, const char *key, const char *v)
 int zq_submit_read(const char *body, size_t len, double now, zq_submit_t *out, zq_sb_t *msg)
 {
     memset(out, 0, sizeof *out);
-    s_rd_t r = {body, body + len};
+    zq_jscan_t r;
+    zq_jscan_init(&r, body, len);
     unsigned seen = 0;
     double countdown = 0, expires_in = 0, priority = 0, retries = 0, num;
     int has_countdown = 0, expires_num = 0, has_ignore = 0, has_priority = 0;
     char origin[256] = "", group[256] = "";
-    s_ws(&r);
-    if (r.p >= r.end || *r.p != '{')
+    if (zq_jscan_object(&r) != 0)
         return ZQ_SUBMIT_DECLINED;
-    r.p++;
-    s_ws(&r);
-    if (r.p < r.end && *r.p == '}')
-        return ZQ_SUBMIT_DECLINED; /* no task: refused by the general path */
-    for (;;) {
-        const char *k;
-        size_t kn;
-        if (s_string(&r, 0, &k, &kn) != 0 || kn == 0)
-            return ZQ_SUBMIT_DECLINED;
-        int key = s_key(k, kn);
+    const char *k;
+    size_t kn;
+    int first = 1, more;
+    while ((more = zq_jscan_member(&r, &first, &k, &kn)) == 1) {
+        int key = kn ? s_key(k, kn) : -1;
         if (key < 0 || (seen >> key & 1))
             return ZQ_SUBMIT_DECLINED; /* a member it does not take, or twice */
         seen |= 1u << key;
-        s_ws(&r);
-        if (r.p >= r.end || *r.p != ':')
-            return ZQ_SUBMIT_DECLINED;
-        r.p++;
-        s_ws(&r);
         const char *v0 = r.p;
         int rc = 0;
         switch (key) {
         case K_REQ:
-            rc = s_number(&r, &out->req);
+            rc = zq_jscan_number(&r, &out->req);
             out->has_req = 1;
             break;
         case K_ID: rc = s_token(&r, out->id); break;
@@ -284,7 +119,7 @@ int zq_submit_read(const char *body, size_t len, double now, zq_submit_t *out, z
         case K_KWARGS:
             if (r.p >= r.end || *r.p != (key == K_ARGS ? '[' : '{'))
                 return ZQ_SUBMIT_DECLINED;
-            rc = s_skip(&r, 0);
+            rc = zq_jscan_value(&r, 0, NULL, NULL);
             if (key == K_ARGS) {
                 out->args = v0;
                 out->args_len = (size_t)(r.p - v0);
@@ -294,7 +129,7 @@ int zq_submit_read(const char *body, size_t len, double now, zq_submit_t *out, z
             }
             break;
         case K_COUNTDOWN:
-            rc = s_number(&r, &countdown);
+            rc = zq_jscan_number(&r, &countdown);
             if (rc == 0 && !(isfinite(countdown) && fabs(countdown) <= 1e10))
                 rc = S_DECLINE;
             has_countdown = 1;
@@ -304,14 +139,14 @@ int zq_submit_read(const char *body, size_t len, double now, zq_submit_t *out, z
             if (r.p < r.end && *r.p == '"') {
                 rc = s_time(&r, &out->expires);
             } else {
-                rc = s_number(&r, &expires_in);
+                rc = zq_jscan_number(&r, &expires_in);
                 if (rc == 0 && !(isfinite(expires_in) && fabs(expires_in) <= 1e10))
                     rc = S_DECLINE;
                 expires_num = 1;
             }
             break;
         case K_IGNORE:
-            rc = s_bool(&r, &out->ignore_result);
+            rc = zq_jscan_bool(&r, &out->ignore_result);
             has_ignore = 1;
             break;
         case K_PRIORITY:
@@ -323,10 +158,10 @@ int zq_submit_read(const char *body, size_t len, double now, zq_submit_t *out, z
         case K_COALESCE:
             if (r.p < r.end && (*r.p == 't' || *r.p == 'f')) {
                 int b = 0;
-                rc = s_bool(&r, &b);
+                rc = zq_jscan_bool(&r, &b);
                 out->coalesce = b;
             } else {
-                rc = s_number(&r, &num);
+                rc = zq_jscan_number(&r, &num);
                 out->coalesce =
                     rc == 0 && num >= 2 && num < 1e9 && num == floor(num) ? 2 : 0;
             }
@@ -335,22 +170,10 @@ int zq_submit_read(const char *body, size_t len, double now, zq_submit_t *out, z
         }
         if (rc != 0)
             return ZQ_SUBMIT_DECLINED;
-        s_ws(&r);
-        if (r.p >= r.end)
-            return ZQ_SUBMIT_DECLINED;
-        if (*r.p == ',') {
-            r.p++;
-            s_ws(&r);
-            continue;
-        }
-        if (*r.p != '}')
-            return ZQ_SUBMIT_DECLINED;
-        r.p++;
-        break;
     }
-    s_ws(&r);
-    if (r.p != r.end || !(seen >> K_TASK & 1))
-        return ZQ_SUBMIT_DECLINED; /* trailing bytes, or no task: the general path says so */
+    if (more != 0 || zq_jscan_end(&r) != 0 || !(seen >> K_TASK & 1))
+        return ZQ_SUBMIT_DECLINED; /* malformed, trailing bytes, or no task (nor an empty
+                                    * body): the general path says so */
 
     if (!(seen >> K_ID & 1))
         zq_uuid7(out->id);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -30,6 +31,7 @@ void zq_msg_clear(zq_msg_t *m)
     if (!m)
         return;
     cJSON_Delete(m->body);
+    free(m->raw);
     memset(m, 0, sizeof *m);
 }
 

@@ -73,6 +73,9 @@ typedef struct {
     size_t identity_len;
     char cmd[ZQ_MAX_CMD + 1];
     cJSON *body; /* owned by the message; an object */
+    char *raw;   /* owned; when set (body NULL), the body's text, not parsed: the broker
+                  * reads a worker's BATCH without a tree */
+    size_t raw_len;
 } zq_msg_t;
 
 /* Decode already-received frames. has_identity: the first frame is a routing id.

@@ -2118,6 +2118,94 @@ START_TEST(test_tasks_batch_cap)
 }
 END_TEST
 
+
+/* Feed an upstream message [ZQP01][cmd][json]. */
+static void s_fed_up(const char *cmd, const char *json)
+{
+    const void *f[3] = {"ZQP01", cmd, json};
+    size_t n[3] = {5, strlen(cmd), strlen(json)};
+    zq_broker_feed(s_b, 1, f, n, 3);
+}
+
+/* A worker BATCH, read as text (the worker's form) or from a tree (a \u escape), whose
+ * commit fails: nothing of it is stored nor confirmed; it is applied again from what the
+ * broker kept, then confirmed, and both forms store the same record. */
+START_TEST(test_batch_text_retry)
+{
+    static const char *const ids[] = {"r0", "r1"};
+    fw_t w;
+    s_fed_fail_first(&w, ids, 2, 1);
+    fw_expect_batch(w.pull, "TASKS", ids, 2);
+#define S_BATCH(result)                                                                        \
+    "{\"worker\":\"fed@h\",\"seq\":%d,\"messages\":[[\"STATE\",{\"id\":\"%s\","                     \
+    "\"state\":\"SUCCESS\",\"worker\":\"fed@h\",\"timestamp\":\"2026-11-26T12:00:01Z\","              \
+    "\"result\":[\"" result "\"],\"runtime\":0.5,\"received\":\"2026-11-26T12:00:00Z\","               \
+    "\"started\":\"2026-11-26T12:00:00.5Z\",\"pid\":9}]]}"
+    char *rec[2];
+    for (int i = 0; i < 2; i++) {
+        char json[1024];
+        if (i == 0) /* "A" as text, then as "\u0041" */
+            snprintf(json, sizeof json, S_BATCH("A"), i + 1, ids[i]);
+        else
+            snprintf(json, sizeof json, S_BATCH("\\u0041"), i + 1, ids[i]);
+        ck_assert_int_eq(zq_broker_fail_commits(s_b, 1), 0);
+        s_fed_up("BATCH", json);
+        /* states alone may wait up to 20 ms for their commit */
+        for (int k = 0; k < 400 && zq_broker_fail_commits(s_b, -1); k++) {
+            usleep(5000);
+            cJSON_Delete(s_fed("INFO", "{}", WAIT_MS));
+        }
+        ck_assert_int_eq(zq_broker_fail_commits(s_b, -1), 0);
+        char cmd[32];
+        cJSON *m;
+        while ((m = fw_recv_any(w.pull, QUIET_MS, cmd, sizeof cmd))) { /* a resync may resend */
+            ck_assert_str_ne(cmd, "ACK");
+            cJSON_Delete(m);
+        }
+        char q[64];
+        snprintf(q, sizeof q, "{\"id\":\"%s\"}", ids[i]);
+        cJSON *r = s_fed("QUERY", q, WAIT_MS);
+        ck_assert_str_ne(zq_json_str(r, "state", ""), "SUCCESS");
+        cJSON_Delete(r);
+        /* the kept batch is applied again 0.5 s later, on a later turn */
+        cJSON *ack = NULL;
+        for (int k = 0; k < 400 && !ack; k++) {
+            cJSON_Delete(s_fed("INFO", "{}", WAIT_MS));
+            ack = fw_recv_any(w.pull, 10, cmd, sizeof cmd);
+            if (ack && strcmp(cmd, "ACK") != 0) {
+                cJSON_Delete(ack);
+                ack = NULL;
+            }
+        }
+        ck_assert_msg(ack != NULL, "batch %d never confirmed", i + 1);
+        ck_assert_str_eq(cmd, "ACK");
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(ack, "seqs")), 1);
+        ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(ack, "seqs"), 0)->valuedouble,
+                         i + 1);
+        cJSON_Delete(ack);
+        r = s_fed("QUERY", q, WAIT_MS);
+        ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "result"),
+                                                                 0)),
+                         "A");
+        static const char *const differ[] = {"id", "req", "root_id", "date_sent"};
+        for (size_t k = 0; k < sizeof differ / sizeof differ[0]; k++)
+            cJSON_DeleteItemFromObject(r, differ[k]);
+        rec[i] = cJSON_PrintUnformatted(r);
+        cJSON_Delete(r);
+    }
+    ck_assert_str_eq(rec[0], rec[1]);
+    cJSON_free(rec[0]);
+    cJSON_free(rec[1]);
+    zq_broker_stats_t st;
+    zq_broker_stats(s_b, &st);
+    ck_assert_int_eq(st.succeeded, 2);
+    ck_assert_int_eq(st.commit_failures, 2);
+    ck_assert_int_eq(st.bad_messages, 0);
+    fw_close(&w);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -2161,6 +2249,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_tasks_batch_eagain);
     tcase_add_test(tc, test_tasks_batch_cap);
+    tcase_add_test(tc, test_batch_text_retry);
     suite_add_tcase(s, tc);
     tc = tcase_create("memory");
     tcase_add_checked_fixture(tc, setup_small_memory, teardown);
