@@ -96,6 +96,18 @@ static void s_buf_printf(s_buf_t *b, const char *fmt, ...)
         b->oom = 1; /* only used for numbers: cannot happen */
 }
 
+/* v in decimal, without printf: it runs several times per task. */
+static void s_buf_u64(s_buf_t *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = sizeof tmp;
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    s_buf_put(b, tmp + n, sizeof tmp - n);
+}
+
 /* A JSON string literal. Our strings are validated tokens or timestamps, but a token may
  * still contain '"' or '\\'. */
 static void s_buf_json_str(s_buf_t *b, const char *s)
@@ -1260,7 +1272,9 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
     size_t off = b->len;
     s_buf_put(b, ZQ_CMD_SUBMIT, strlen(ZQ_CMD_SUBMIT));
     size_t body = b->len;
-    s_buf_printf(b, "{\"req\":%" PRIu64 ",\"id\":", req);
+    s_buf_puts(b, "{\"req\":");
+    s_buf_u64(b, req);
+    s_buf_puts(b, ",\"id\":");
     s_buf_json_str(b, id);
     s_buf_puts(b, ",\"task\":");
     s_buf_json_str(b, name);
@@ -1289,13 +1303,17 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
     } else if (o->expires_in > 0) {
         s_buf_printf(b, ",\"expires\":%.15g", o->expires_in);
     }
-    s_buf_printf(b, ",\"ignore_result\":%s,\"priority\":%d,\"origin\":",
-                 o->ignore_result ? "true" : "false", o->priority);
+    s_buf_puts(b, o->ignore_result ? ",\"ignore_result\":true,\"priority\":"
+                                   : ",\"ignore_result\":false,\"priority\":");
+    s_buf_u64(b, (uint64_t)o->priority); /* 0-9: checked above */
+    s_buf_puts(b, ",\"origin\":");
     s_buf_json_str(b, c->origin);
     s_buf_puts(b, ",\"root_id\":");
     s_buf_json_str(b, id);
-    if (push_req)
-        s_buf_printf(b, ",\"get\":%" PRIu64, push_req);
+    if (push_req) {
+        s_buf_puts(b, ",\"get\":");
+        s_buf_u64(b, push_req);
+    }
     s_buf_puts(b, ",\"coalesce\":2}");
 
     int rc = ZQ_OK;
