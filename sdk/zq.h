@@ -350,7 +350,9 @@ const char *zq_result_state(zq_async_result_t *r);
  * Asks the broker (QUERY). */
 int zq_result_known(zq_async_result_t *r);
 /* The last record fetched by get/state/known (docs/protocol.md §9 "Task record"), or
- * NULL before the first. Borrowed: valid until the next call on r or its destruction. */
+ * NULL before the first. Borrowed: valid until the next call on r or its destruction.
+ * After a get() that found its record already pushed, the record is parsed by the first
+ * call of this function (get() itself reads only the value). */
 const cJSON *zq_result_record(const zq_async_result_t *r);
 /* Free a handle (NULL-safe, clears *r_p); a record still to come for it is dropped. May be
  * called after its client was destroyed. */

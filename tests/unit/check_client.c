@@ -82,6 +82,12 @@ static cJSON *s_record(const char *id, const cJSON *task)
         cJSON_AddStringToObject(r, "state", "SUCCESS");
         cJSON_AddNumberToObject(r, "result", x + y);
         cJSON_AddNullToObject(r, "exception");
+    } else if (!strcmp(name, "tasks.echo")) { /* SUCCESS with the first argument */
+        cJSON_AddStringToObject(r, "state", "SUCCESS");
+        cJSON_AddItemToObject(r, "result",
+                              cJSON_Duplicate(cJSON_GetArrayItem(cJSON_GetObjectItem(task, "args"),
+                                                                 0),
+                                              1));
     } else if (!strcmp(name, "tasks.fail")) {
         cJSON_AddStringToObject(r, "state", "FAILURE");
         cJSON_AddNullToObject(r, "result");
@@ -626,6 +632,87 @@ START_TEST(test_pushed_result_needs_no_get)
 }
 END_TEST
 
+static size_t s_mallocs;
+static void *s_counting_malloc(size_t n)
+{
+    s_mallocs++;
+    return malloc(n);
+}
+
+/* A record that came before get() asked is read without its tree: get() parses only the
+ * value (counted: cJSON's allocations), zq_result_record() the whole record when asked;
+ * any other record (FAILURE, a form the reader leaves to cJSON) as before. */
+START_TEST(test_pushed_result_lean)
+{
+    zq_client_t *c = s_client();
+    zq_send_opts_t o = {0};
+    o.task_id = "push-lean-1";
+    zq_async_result_t *r = NULL;
+    cJSON *args = zq_args("[2, 3]");
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, &r), ZQ_OK);
+    cJSON_Delete(args);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK); /* the record came with the ack */
+    cJSON *v = NULL;
+    cJSON_Hooks hooks = {s_counting_malloc, free};
+    cJSON_InitHooks(&hooks);
+    s_mallocs = 0;
+    int rc = zq_result_get(r, 10, &v);
+    size_t during_get = s_mallocs;
+    cJSON_InitHooks(NULL);
+    ck_assert_int_eq(rc, ZQ_OK);
+    ck_assert(cJSON_IsNumber(v) && v->valuedouble == 5);
+    cJSON_Delete(v);
+    ck_assert_msg(during_get <= 2, "get() built %zu cJSON blocks", during_get);
+    const cJSON *rec = zq_result_record(r);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_ptr_eq(zq_result_record(r), rec); /* parsed once */
+    ck_assert_str_eq(zq_json_str(rec, "id", ""), "push-lean-1");
+    ck_assert_str_eq(zq_json_str(rec, "state", ""), "SUCCESS");
+    ck_assert_int_eq(zq_json_num(rec, "result", 0), 5);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(rec, "args")), 2);
+    ck_assert_ptr_null(cJSON_GetObjectItem(rec, "req"));
+    ck_assert_int_eq(zq_result_get(r, 10, NULL), ZQ_OK); /* again: GET, a fresh record */
+    ck_assert_int_eq(zq_json_num(zq_result_record(r), "result", 0), 5);
+    zq_result_destroy(&r);
+    ck_assert_int_eq(s_count(&s_fake->gets), 1);
+
+    /* FAILURE: the whole record, its exception in errmsg */
+    o.task_id = "push-lean-2";
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.fail", NULL, NULL, &o, &r), ZQ_OK);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    ck_assert_int_eq(zq_result_get(r, 10, &v), ZQ_EREMOTE);
+    ck_assert_ptr_null(v);
+    ck_assert_str_eq(zq_client_errmsg(c), "ZeroDivisionError: division by zero");
+    ck_assert_str_eq(zq_json_str(zq_result_record(r), "state", ""), "FAILURE");
+    zq_result_destroy(&r);
+
+    /* a value cJSON prints with a \u escape: left to the tree, same answer */
+    o.task_id = "push-lean-3";
+    args = zq_args("[\"a\\u0001b\", 1]");
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.echo", args, NULL, &o, &r), ZQ_OK);
+    cJSON_Delete(args);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    ck_assert_int_eq(zq_result_get(r, 10, &v), ZQ_OK);
+    ck_assert_str_eq(cJSON_GetStringValue(v), "a\001b");
+    cJSON_Delete(v);
+    ck_assert_str_eq(zq_json_str(zq_result_record(r), "result", ""), "a\001b");
+    zq_result_destroy(&r);
+
+    /* a None result, the value not wanted; the record dropped unparsed with the handle */
+    o.task_id = "push-lean-4";
+    args = zq_args("[null]");
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.echo", args, NULL, &o, &r), ZQ_OK);
+    cJSON_Delete(args);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    ck_assert_int_eq(zq_result_get(r, 10, &v), ZQ_OK);
+    ck_assert(cJSON_IsNull(v));
+    cJSON_Delete(v);
+    zq_result_destroy(&r);
+    ck_assert_int_eq(s_count(&s_fake->gets), 1);
+    zq_client_destroy(&c);
+}
+END_TEST
+
 /* A subscription whose record does not come within get()'s timeout: the client then asks
  * with GET (timeout 0) and reports the state the broker gives, as a plain GET would. */
 START_TEST(test_pushed_result_timeout)
@@ -957,6 +1044,7 @@ static Suite *zq_client_suite(void)
     tcase_add_checked_fixture(tc, s_fake_start, s_fake_stop);
     tcase_add_test(tc, test_get_success);
     tcase_add_test(tc, test_pushed_result_needs_no_get);
+    tcase_add_test(tc, test_pushed_result_lean);
     tcase_add_test(tc, test_pushed_result_timeout);
     tcase_add_test(tc, test_get_failure);
     tcase_add_test(tc, test_get_timeout);
