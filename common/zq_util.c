@@ -180,18 +180,28 @@ void zq_errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-uint64_t zq_hash(const void *p, size_t len)
+uint64_t zq_hash(const void *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ULL;
+    /* 8 bytes a step (task ids are 36 characters: byte-wise FNV-1a was ~2 % of the broker),
+     * then murmur3's finaliser, so that the low bits a table masks are well mixed */
+    const unsigned char *s = p;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, w;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    w = 0;
+    if (n)
+        memcpy(&w, s, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
     return h;
 }
 
 uint64_t zq_hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    return zq_hash(s, strlen(s));
 }

@@ -44,7 +44,8 @@ const char *zq_hostname(void);
 
 /* 1 for a valid task id or name: 1-255 printable ASCII chars, no spaces. */
 int zq_valid_token(const char *s);
-/* FNV-1a of len bytes / of a NUL-terminated string: for hash tables, not for security. */
+/* A 64-bit hash of len bytes / of a NUL-terminated string (the same for the same bytes):
+ * for hash tables, not for security. */
 uint64_t zq_hash(const void *p, size_t len);
 uint64_t zq_hash_str(const char *s);
 

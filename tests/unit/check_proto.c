@@ -299,6 +299,27 @@ START_TEST(test_broker_url_default)
 }
 END_TEST
 
+START_TEST(test_hash)
+{
+    /* the same bytes, the same hash, whichever function; every length up to two words */
+    const char *id = "0192b3c4-d5e6-7f80-9a1b-2c3d4e5f6a7b";
+    ck_assert(zq_hash_str(id) == zq_hash(id, strlen(id)));
+    ck_assert(zq_hash(NULL, 0) == zq_hash("", 0));
+    for (size_t n = 0; n < 17; n++)
+        ck_assert(zq_hash(id, n) != zq_hash(id, n + 1));
+    /* ids made in the same millisecond differ in a few late characters: the low bits a
+     * table masks still spread them (no bucket of 1,024 holds more than 16 of 4,096) */
+    static int bucket[1024];
+    char buf[40];
+    for (int i = 0; i < 4096; i++) {
+        snprintf(buf, sizeof buf, "0192b3c4-d5e6-7f80-9a1b-2c3d4e5f%04x", i);
+        bucket[zq_hash_str(buf) & 1023]++;
+    }
+    for (int i = 0; i < 1024; i++)
+        ck_assert_int_le(bucket[i], 16);
+}
+END_TEST
+
 START_TEST(test_uuid_and_tokens)
 {
     char a[37], b[37];
@@ -357,6 +378,7 @@ static Suite *zq_proto_suite(void)
     tcase_add_test(util, test_endpoints);
     tcase_add_test(util, test_broker_url_default);
     tcase_add_test(util, test_uuid_and_tokens);
+    tcase_add_test(util, test_hash);
     suite_add_tcase(s, util);
     return s;
 }
