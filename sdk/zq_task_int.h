@@ -22,8 +22,9 @@ struct zq_request {
     const cJSON *body;     /* the TASK message; borrowed */
     const char *id;        /* never NULL once decoded */
     const char *task;      /* never NULL once decoded */
-    const cJSON *args;     /* a JSON array, never NULL once decoded */
-    const cJSON *kwargs;   /* a JSON object, never NULL once decoded */
+    const cJSON *args;     /* a JSON array, never NULL once decoded (but for a prefork
+                            * worker's main process: until zq_exec_decode_args) */
+    const cJSON *kwargs;   /* a JSON object, the same */
     cJSON *own_args;       /* [] created when the message had none */
     cJSON *own_kwargs;     /* {} created when the message had none */
     const char *eta;       /* ISO 8601 or NULL */

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 #include "zq_exec.h"
+#include "zq_jscan.h"
 #include "zq_log.h"
 #include "zq_time.h"
 #include "zq_util.h"
@@ -163,6 +164,151 @@ int zq_exec_decode(zq_request_t *r, const cJSON *body, char *err, size_t errlen)
     if (s_time_field(f[F_ETA], "eta", &r->eta, &r->eta_t, err, errlen) != ZQ_OK ||
         s_time_field(f[F_EXPIRES], "expires", &r->expires, &r->expires_t, err, errlen) != ZQ_OK)
         return ZQ_EINVAL;
+    return ZQ_OK;
+}
+
+/* The text readers of zq_exec_decode_text: 0, or ZQ_JSCAN_DECLINE. */
+typedef struct {
+    const char *s; /* escaped bytes between the quotes; NULL: absent or null */
+    size_t n;
+} s_span_t;
+
+/* A string or null. */
+static int s_text_str(zq_jscan_t *j, s_span_t *v)
+{
+    if (zq_jscan_literal(j, "null") == 0) {
+        v->s = NULL;
+        return 0;
+    }
+    return zq_jscan_string(j, 1, &v->s, &v->n);
+}
+
+/* A number, finite. */
+static int s_text_num(zq_jscan_t *j, double *v)
+{
+    return zq_jscan_number(j, v) == 0 && isfinite(*v) ? 0 : ZQ_JSCAN_DECLINE;
+}
+
+/* "timelimit": [hard, soft], each a number or null. */
+static int s_text_limits(zq_jscan_t *j, double *hard, double *soft)
+{
+    double *v[2] = {hard, soft};
+    if (zq_jscan_array(j) != 0)
+        return ZQ_JSCAN_DECLINE;
+    for (int i = 0; i < 2; i++) {
+        *v[i] = 0;
+        if (i && zq_jscan_char(j, ',') != 0)
+            return ZQ_JSCAN_DECLINE;
+        double x;
+        if (zq_jscan_literal(j, "null") == 0)
+            continue;
+        if (s_text_num(j, &x) != 0)
+            return ZQ_JSCAN_DECLINE;
+        *v[i] = x > 0 ? x : 0;
+    }
+    return zq_jscan_char(j, ']');
+}
+
+int zq_exec_decode_text(zq_request_t *r, const char *raw, size_t len, char **store)
+{
+    memset(r, 0, sizeof *r);
+    *store = NULL;
+    s_span_t str[F_COUNT];
+    memset(str, 0, sizeof str);
+    double retries = 0, prio = 0;
+    unsigned seen = 0;
+    zq_jscan_t j;
+    zq_jscan_init(&j, raw, len);
+    const char *k;
+    size_t kn, need = 0;
+    int first = 1, more;
+    if (zq_jscan_object(&j) != 0)
+        return ZQ_EXEC_DECLINED;
+    while ((more = zq_jscan_member(&j, &first, &k, &kn)) == 1) {
+        int key = -1;
+        for (int i = 0; i < F_COUNT && key < 0; i++)
+            if (strlen(s_keys[i]) == kn && !memcmp(s_keys[i], k, kn))
+                key = i;
+        if (key < 0) { /* a member the worker does not read */
+            if (zq_jscan_value(&j, 1, NULL, NULL) != 0)
+                return ZQ_EXEC_DECLINED;
+            continue;
+        }
+        if (seen >> key & 1)
+            return ZQ_EXEC_DECLINED;
+        seen |= 1u << key;
+        int rc;
+        switch (key) {
+        case F_RETRIES: rc = s_text_num(&j, &retries); break;
+        case F_PRIORITY: rc = s_text_num(&j, &prio); break;
+        case F_REDELIVERED: rc = zq_jscan_bool(&j, &r->redelivered); break;
+        case F_IGNORE_RESULT: rc = zq_jscan_bool(&j, &r->ignore_result); break;
+        case F_TIMELIMIT: rc = s_text_limits(&j, &r->hard, &r->soft); break;
+        case F_ARGS:
+        case F_KWARGS: /* checked here, built when asked for (zq_exec_decode_args) */
+            rc = zq_jscan_peek(&j, key == F_ARGS ? '[' : '{') || zq_jscan_peek(&j, 'n')
+                     ? zq_jscan_value(&j, 1, NULL, NULL)
+                     : ZQ_JSCAN_DECLINE;
+            break;
+        default:
+            rc = s_text_str(&j, &str[key]);
+            need += str[key].n + 1;
+        }
+        if (rc != 0)
+            return ZQ_EXEC_DECLINED;
+    }
+    if (more != 0 || zq_jscan_end(&j) != 0)
+        return ZQ_EXEC_DECLINED;
+    char *buf = malloc(need ? need : 1), *at = buf;
+    if (!buf)
+        return ZQ_ENOMEM;
+    const char *v[F_COUNT] = {NULL};
+    for (int i = 0; i < F_COUNT; i++)
+        if (str[i].s) {
+            v[i] = at;
+            at += zq_jscan_unescape(str[i].s, str[i].n, at) + 1;
+        }
+    /* anything zq_exec_decode would refuse or word is left to it */
+    if (!zq_valid_token(v[F_ID]) || !zq_valid_token(v[F_TASK]) ||
+        (v[F_ETA] && zq_time_parse(v[F_ETA], &r->eta_t) != ZQ_OK) ||
+        (v[F_EXPIRES] && zq_time_parse(v[F_EXPIRES], &r->expires_t) != ZQ_OK)) {
+        free(buf);
+        memset(r, 0, sizeof *r);
+        return ZQ_EXEC_DECLINED;
+    }
+    r->id = v[F_ID];
+    r->task = v[F_TASK];
+    r->root_id = v[F_ROOT_ID] ? v[F_ROOT_ID] : r->id;
+    r->parent_id = v[F_PARENT_ID];
+    r->group = v[F_GROUP];
+    r->origin = v[F_ORIGIN];
+    r->queue = v[F_QUEUE] ? v[F_QUEUE] : ZQ_DEFAULT_QUEUE;
+    r->retries = retries >= 0 && retries < 1e9 ? (int)retries : 0;
+    r->priority = prio >= 0 && prio <= 9 ? (int)prio : 0;
+    r->eta = v[F_ETA];
+    r->expires = v[F_EXPIRES];
+    *store = buf;
+    return ZQ_OK;
+}
+
+int zq_exec_decode_args(zq_request_t *r, const char *raw, size_t len, cJSON **tree)
+{
+    *tree = NULL;
+    if (r->args)
+        return ZQ_OK;
+    cJSON *body = cJSON_ParseWithLength(raw, len);
+    const cJSON *f[F_COUNT];
+    zq_json_members(body, s_keys, F_COUNT, f);
+    const cJSON *args = cJSON_IsArray(f[F_ARGS]) ? f[F_ARGS] : NULL;
+    const cJSON *kwargs = cJSON_IsObject(f[F_KWARGS]) ? f[F_KWARGS] : NULL;
+    if (!body || (!args && !(r->own_args = cJSON_CreateArray())) ||
+        (!kwargs && !(r->own_kwargs = cJSON_CreateObject()))) {
+        cJSON_Delete(body);
+        return ZQ_ENOMEM;
+    }
+    r->args = args ? args : r->own_args;
+    r->kwargs = kwargs ? kwargs : r->own_kwargs;
+    *tree = body;
     return ZQ_OK;
 }
 

@@ -55,6 +55,8 @@ typedef struct s_job {
     char *raw;                /* TASK body text as received (prefork only), owned */
     size_t rawlen;
     cJSON *body;              /* parsed TASK body, owned; the request points into it */
+    char *strs;               /* owned: the request's strings when decoded from raw
+                               * (zq_exec_decode_text; body then NULL until args are asked) */
     zq_request_t req;         /* decoded; hostname and limits filled in */
     const zq_task_entry_t *entry;
     int where;                /* J_READY, J_SCHEDULED, J_POOLED (queued in the pool),
@@ -316,6 +318,7 @@ static void s_job_free(s_job_t *job)
     free(job->raw);
     zq_request_clear(&job->req);
     cJSON_Delete(job->body);
+    free(job->strs);
     free(job);
 }
 
@@ -683,10 +686,20 @@ static const char *s_name(const s_job_t *job)
     return job->req.task ? job->req.task : "<no name>";
 }
 
+/* The job's args and kwargs, parsed now if it was decoded from its text; without memory
+ * for them they stay NULL, which tracebacks and inspect replies show as none. */
+static void s_job_args(s_job_t *job)
+{
+    if (!job->req.args && job->raw &&
+        zq_exec_decode_args(&job->req, job->raw, job->rawlen, &job->body) != ZQ_OK)
+        ZQ_WARN("out of memory reading the arguments of %s[%s]", s_name(job), job->req.id);
+}
+
 /* FAILURE (or REVOKED) for a job, with a traceback; logs like Celery when log_it. */
 static void s_finish_error(zq_worker_t *w, s_job_t *job, const char *state, const char *type,
                            const char *message, double runtime, const char *extra, int log_it)
 {
+    s_job_args(job);
     char *tb = zq_exec_traceback(job->entry, s_name(job), job->req.args, job->req.kwargs, NULL,
                                  type, message);
     if (log_it) {
@@ -1016,6 +1029,9 @@ static void s_resolve_limits(zq_worker_t *w, s_job_t *job)
     job->req.soft = job->soft;
 }
 
+/* A TASK body (owned), or, when body is NULL, its text alone: a prefork worker reads what it
+ * needs from the text (zq_exec_decode_text; the child parses it to run it), and parses it
+ * only when that reader declines. */
 static void s_on_task(zq_worker_t *w, cJSON *body, const char *raw, size_t rawlen)
 {
     s_job_t *job = calloc(1, sizeof *job);
@@ -1024,9 +1040,33 @@ static void s_on_task(zq_worker_t *w, cJSON *body, const char *raw, size_t rawle
         cJSON_Delete(body);
         return;
     }
-    job->body = body;
     char err[256];
-    int rc = zq_exec_decode(&job->req, body, err, sizeof err);
+    int rc = ZQ_EXEC_DECLINED;
+    if (!body) {
+        /* the text is kept for the child (and for the arguments, when asked for) */
+        if ((job->raw = malloc(rawlen ? rawlen : 1))) {
+            memcpy(job->raw, raw, rawlen);
+            job->rawlen = rawlen;
+            rc = zq_exec_decode_text(&job->req, raw, rawlen, &job->strs);
+        }
+        const char *end = NULL;
+        if (rc == ZQ_EXEC_DECLINED && (!cJSON_IsObject(body = cJSON_ParseWithLengthOpts(
+                                                            raw, rawlen, &end, 0)) ||
+                                       end != raw + rawlen)) {
+            cJSON_Delete(body);
+            s_bad_message(w, "dispatch", "TASKS: an element is not a JSON object");
+            s_job_free(job);
+            return;
+        }
+        if (rc == ZQ_ENOMEM) {
+            ZQ_ERROR("out of memory: a TASK message was dropped");
+            s_job_free(job);
+            return;
+        }
+    }
+    job->body = body;
+    if (rc == ZQ_EXEC_DECLINED)
+        rc = zq_exec_decode(&job->req, body, err, sizeof err);
     if (rc == ZQ_EPROTO) {
         s_bad_message(w, "dispatch", err);
         s_job_free(job);
@@ -1073,7 +1113,7 @@ static void s_on_task(zq_worker_t *w, cJSON *body, const char *raw, size_t rawle
         s_discard(w, job, 1);
         return;
     }
-    if (w->pool_kind == ZQ_POOL_PREFORK) {
+    if (w->pool_kind == ZQ_POOL_PREFORK && !job->raw) {
         /* the child gets the bytes as they came: no print round trip */
         if (!(job->raw = malloc(rawlen ? rawlen : 1))) {
             s_finish_error(w, job, ZQ_STATE_FAILURE, "MemoryError", "out of memory", -1, NULL, 1);
@@ -1242,8 +1282,11 @@ static void s_on_tasks(zq_worker_t *w, const char *text, size_t len)
     int rc = zq_jarray_begin(&it, text, len);
     while (rc == ZQ_OK && (rc = zq_jarray_next(&it, &elem, &n)) == 1) {
         const char *end = NULL;
-        cJSON *body = cJSON_ParseWithLengthOpts(elem, n, &end, 0);
-        if (!cJSON_IsObject(body) || end != elem + n) {
+        cJSON *body = NULL;
+        if (w->pool_kind == ZQ_POOL_PREFORK) {
+            s_on_task(w, NULL, elem, n); /* read from its text */
+        } else if (!cJSON_IsObject(body = cJSON_ParseWithLengthOpts(elem, n, &end, 0)) ||
+                   end != elem + n) {
             cJSON_Delete(body);
             s_bad_message(w, "dispatch", "TASKS: an element is not a JSON object");
         } else {
@@ -2002,8 +2045,9 @@ void zq_worker_banner(const zq_worker_t *w, FILE *fp)
 /* ---------------------------------------------------------------------------------------
  * What the control socket sees (worker/zq_control.h): held jobs, revoked ids, live values
  */
-static void s_ctl_describe(const zq_worker_t *w, const s_job_t *j, zq_control_job_t *out)
+static void s_ctl_describe(const zq_worker_t *w, s_job_t *j, zq_control_job_t *out)
 {
+    s_job_args(j); /* inspect shows them */
     out->req = &j->req;
     out->acks_late = j->entry ? j->entry->acks_late : 0;
     out->place = j->where == J_ACTIVE      ? ZQ_CONTROL_ACTIVE

@@ -74,6 +74,7 @@ assert_eq "non-object --kwargs exits 2" 2 "$rc"
 out=$(ctl call tasks.nope 1 --wait --timeout 10 2>&1); rc=$?
 assert_eq "unknown task exits 1" 1 "$rc"
 assert_contains "unknown task is NotRegistered" "NotRegistered" "$out"
+assert_contains "its traceback shows the call" "tasks.nope(1)" "$out"
 assert_file_contains "unregistered log line" "Received unregistered task of type 'tasks.nope'" "$T/w1@e2e.log"
 out=$(ctl result 00000000-0000-4000-8000-000000000000 2>&1); rc=$?
 assert_eq "unknown id exits 1" 1 "$rc"

@@ -8,6 +8,10 @@
  * stay held). Making one forks a probe child per plugin (worker/zq_loader.c), so a worker
  * serves $ZQ_FUZZ_RESET inputs (default 200; the replay uses 1) as the broker targets do.
  *
+ * Oracle: a TASK body (or TASKS element) the text reader of a prefork worker's main process
+ * takes (zq_exec_decode_text) is decoded to the same request, args and kwargs as the tree
+ * reader decodes it to.
+ *
  * Each TASK body (and TASKS element) that decodes is also turned into what the worker derives from it and sends
  * or logs: the request as JSON and text (zq_request_to_json / _to_string), the Python-style
  * traceback with the call's arguments, and a FAILURE STATE body, which must be valid JSON.
@@ -61,6 +65,38 @@ static void s_check_json(const char *what, const char *txt, size_t len)
     cJSON_Delete(v);
 }
 
+static int s_same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* zq_exec_decode_text agrees with zq_exec_decode (r: its request, rc its answer). */
+static void s_differential(const char *text, size_t textlen, const zq_request_t *j, int rc)
+{
+    zq_request_t t;
+    char *store;
+    if (zq_exec_decode_text(&t, text, textlen, &store) != ZQ_OK)
+        return;
+    cJSON *tree = NULL;
+    int same = rc == ZQ_OK && s_same(t.id, j->id) && s_same(t.task, j->task) &&
+               s_same(t.queue, j->queue) && s_same(t.root_id, j->root_id) &&
+               s_same(t.parent_id, j->parent_id) && s_same(t.group, j->group) &&
+               s_same(t.origin, j->origin) && s_same(t.eta, j->eta) &&
+               s_same(t.expires, j->expires) && t.eta_t == j->eta_t &&
+               t.expires_t == j->expires_t && t.retries == j->retries &&
+               t.priority == j->priority && t.redelivered == j->redelivered &&
+               t.ignore_result == j->ignore_result && t.hard == j->hard && t.soft == j->soft;
+    if (same && zq_exec_decode_args(&t, text, textlen, &tree) == ZQ_OK)
+        same = cJSON_Compare(t.args, j->args, 1) && cJSON_Compare(t.kwargs, j->kwargs, 1);
+    if (!same) {
+        fprintf(stderr, "fuzz: the text and tree readers differ on %.*s\n", (int)textlen, text);
+        abort();
+    }
+    zq_request_clear(&t);
+    cJSON_Delete(tree);
+    free(store);
+}
+
 /* What the worker derives from a TASK body besides holding it. */
 static void s_derive_task(const char *text, size_t textlen)
 {
@@ -68,6 +104,7 @@ static void s_derive_task(const char *text, size_t textlen)
     zq_request_t r;
     char err[256];
     int rc = zq_exec_decode(&r, body, err, sizeof err);
+    s_differential(text, textlen, &r, rc);
     if (rc == ZQ_OK) {
         r.hostname = "fz@fuzz";
         cJSON *j = zq_request_to_json(&r);

@@ -241,6 +241,79 @@ START_TEST(test_decode_errors)
 }
 END_TEST
 
+static int s_same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* The text reader of a prefork worker's main process (zq_exec_decode_text) gives what the
+ * tree reader gives, args and kwargs once asked for; it declines, keeping nothing, every
+ * message the tree reader refuses or words, and forms it leaves to cJSON. */
+START_TEST(test_decode_text)
+{
+    static const char *const same[] = {
+        "{\"id\":\"" ID "\",\"task\":\"tasks.add\",\"args\":[2,3],\"kwargs\":{\"k\":[1,{}]},"
+        "\"queue\":\"celery\",\"priority\":3,\"origin\":\"gen1@h\",\"root_id\":\"r1\","
+        "\"parent_id\":\"p1\",\"group\":\"g1\",\"eta\":\"2026-11-26T12:00:00Z\","
+        "\"expires\":\"2026-11-27T12:00:00.5Z\",\"sent\":\"2026-11-26T11:00:00Z\",\"retries\":4,"
+        "\"redelivered\":true,\"ignore_result\":false,\"timelimit\":[10,null]}",
+        "{\"id\":\"a\",\"task\":\"t.x\"}",
+        " { \"task\" : \"t.x\" , \"id\" : \"a\" , \"args\" : null , \"kwargs\" : null ,"
+        " \"eta\" : null , \"queue\" : \"q\\\"1\\\\\" , \"timelimit\" : [ -1 , 2.5 ] ,"
+        " \"retries\" : -3 , \"priority\" : 12 , \"x\" : [ \"\\n\" ] } ",
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        cJSON *body = cJSON_Parse(same[i]);
+        ck_assert_ptr_nonnull(body);
+        zq_request_t t, j;
+        char *store, err[256];
+        ck_assert_int_eq(zq_exec_decode_text(&t, same[i], strlen(same[i]), &store), ZQ_OK);
+        ck_assert_int_eq(zq_exec_decode(&j, body, err, sizeof err), ZQ_OK);
+        ck_assert(s_same(t.id, j.id) && s_same(t.task, j.task) && s_same(t.queue, j.queue));
+        ck_assert(s_same(t.root_id, j.root_id) && s_same(t.parent_id, j.parent_id));
+        ck_assert(s_same(t.group, j.group) && s_same(t.origin, j.origin));
+        ck_assert(s_same(t.eta, j.eta) && s_same(t.expires, j.expires));
+        ck_assert(t.eta_t == j.eta_t && t.expires_t == j.expires_t);
+        ck_assert_int_eq(t.retries, j.retries);
+        ck_assert_int_eq(t.priority, j.priority);
+        ck_assert_int_eq(t.redelivered, j.redelivered);
+        ck_assert_int_eq(t.ignore_result, j.ignore_result);
+        ck_assert(t.hard == j.hard && t.soft == j.soft);
+        ck_assert(!t.body && !t.args && !t.kwargs);
+        cJSON *tree;
+        ck_assert_int_eq(zq_exec_decode_args(&t, same[i], strlen(same[i]), &tree), ZQ_OK);
+        ck_assert(cJSON_Compare(t.args, j.args, 1) && cJSON_Compare(t.kwargs, j.kwargs, 1));
+        cJSON *again;
+        ck_assert_int_eq(zq_exec_decode_args(&t, same[i], strlen(same[i]), &again), ZQ_OK);
+        ck_assert_ptr_null(again); /* already there */
+        zq_request_clear(&t);
+        zq_request_clear(&j);
+        cJSON_Delete(tree);
+        free(store);
+        cJSON_Delete(body);
+    }
+    static const char *const declined[] = {
+        "{\"task\":\"t.x\"}", "{\"id\":\"has space\",\"task\":\"t.x\"}", "{\"id\":\"a\"}",
+        "{\"id\":\"a\",\"task\":\"t.x\",\"args\":{}}", "{\"id\":\"a\",\"task\":\"t.x\",\"kwargs\":[]}",
+        "{\"id\":\"a\",\"task\":\"t.x\",\"eta\":\"tomorrow\"}",
+        "{\"id\":\"a\",\"task\":\"t.x\",\"expires\":12}",
+        "{\"id\":\"a\",\"task\":\"t.x\",\"retries\":\"x\"}",
+        "{\"id\":\"a\",\"id\":\"b\",\"task\":\"t.x\"}", "{\"id\":\"\\u0061\",\"task\":\"t.x\"}",
+        "{\"id\":\"a\",\"task\":\"t.x\",\"timelimit\":[1]}",
+        "{\"id\":\"a\",\"task\":\"t.x\",\"redelivered\":1}", "[1]", "{\"id\":\"a\",}",
+        "{\"id\":\"a\",\"task\":\"t.x\"} x"};
+    for (size_t i = 0; i < sizeof declined / sizeof declined[0]; i++) {
+        zq_request_t t;
+        char *store = (char *)1;
+        ck_assert_msg(zq_exec_decode_text(&t, declined[i], strlen(declined[i]), &store) ==
+                          ZQ_EXEC_DECLINED,
+                      "took %s", declined[i]);
+        ck_assert_ptr_null(store);
+        ck_assert_ptr_null(t.id);
+    }
+}
+END_TEST
+
 /* A member given twice: the first counts, as cJSON_GetObjectItemCaseSensitive finds it
  * (the decoder reads every member in one pass); unknown members are ignored. */
 START_TEST(test_decode_first_of_duplicates)
@@ -784,6 +857,7 @@ static Suite *zq_request_suite(void)
     tcase_add_test(dec, test_decode_defaults);
     tcase_add_test(dec, test_decode_errors);
     tcase_add_test(dec, test_decode_first_of_duplicates);
+    tcase_add_test(dec, test_decode_text);
     suite_add_tcase(s, dec);
     TCase *repr = tcase_create("Repr");
     tcase_add_checked_fixture(repr, s_setup, s_teardown);
