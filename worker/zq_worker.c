@@ -686,11 +686,12 @@ static const char *s_name(const s_job_t *job)
     return job->req.task ? job->req.task : "<no name>";
 }
 
-/* The job's args and kwargs, parsed now if it was decoded from its text; without memory
- * for them they stay NULL, which tracebacks and inspect replies show as none. */
+/* The job's args and kwargs, parsed now if it was decoded from its text (no tree yet: a
+ * tree whose args were refused stays as it is); without memory for them they stay NULL,
+ * which tracebacks and inspect replies show as none. */
 static void s_job_args(s_job_t *job)
 {
-    if (!job->req.args && job->raw &&
+    if (!job->req.args && !job->body && job->raw &&
         zq_exec_decode_args(&job->req, job->raw, job->rawlen, &job->body) != ZQ_OK)
         ZQ_WARN("out of memory reading the arguments of %s[%s]", s_name(job), job->req.id);
 }
