@@ -65,7 +65,9 @@ static int s_exception(zq_jscan_t *r, zq_arena_t *a, zq_upstate_t *u)
     size_t kn;
     int first = 1, more, seen = 0;
     while ((more = zq_jscan_member(r, &first, &k, &kn)) == 1) {
-        int which = kn == 4 && !memcmp(k, "type", 4) ? 1 : kn == 7 && !memcmp(k, "message", 7) ? 2 : 0;
+        int which = kn == 4 && !memcmp(k, "type", 4)      ? 1
+                    : kn == 7 && !memcmp(k, "message", 7) ? 2
+                                                          : 0;
         if (!which) {
             if (zq_jscan_value(r, 2, NULL, NULL) != 0)
                 return ZQ_JSCAN_DECLINE;
@@ -120,7 +122,7 @@ static int s_read(zq_jscan_t *r, zq_arena_t *a, zq_upstate_t *u)
         } else if (key == K_ACKS_LATE) {
             rc = zq_jscan_bool(r, &u->acks_late);
         } else {
-            double num;
+            double num = 0;
             rc = zq_jscan_number(r, &num);
             if (rc == 0 && !isfinite(num))
                 rc = ZQ_JSCAN_DECLINE;
