@@ -1659,6 +1659,7 @@ static int s_get_lean(zq_client_t *c, zq_async_result_t *r, char *text, size_t l
     int first = 1, more, flag;
     if (zq_jscan_object(&j) != 0)
         return S_NOT_LEAN;
+    /* a second "state" or "result" is skipped: the first counts, as in the tree */
     while ((more = zq_jscan_member(&j, &first, &k, &kn)) == 1) {
         if (kn == 5 && !memcmp(k, "state", 5) && !state) {
             if (zq_jscan_string(&j, 0, &state, &state_n) != 0)
@@ -1671,7 +1672,7 @@ static int s_get_lean(zq_client_t *c, zq_async_result_t *r, char *text, size_t l
             if (zq_jscan_bool(&j, &flag) != 0 || flag == (kn == 7))
                 return S_NOT_LEAN;
         } else if (zq_jscan_value(&j, 1, NULL, NULL) != 0) {
-            return S_NOT_LEAN; /* an escape in a key, a duplicate "state" or "result": too */
+            return S_NOT_LEAN;
         }
     }
     if (more != 0 || zq_jscan_end(&j) != 0 || !state || state_n != strlen(ZQ_STATE_SUCCESS) ||
