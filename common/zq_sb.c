@@ -4,6 +4,7 @@
  */
 #include "config.h"
 #include "zq_sb.h"
+#include "zq_util.h"
 #include "zq_time.h"
 
 #include <math.h>
@@ -143,12 +144,9 @@ static void s_shortest(char *buf, size_t len, double v)
 void zq_sb_put_u64(zq_sb_t *sb, uint64_t v)
 {
     char buf[20];
-    size_t i = sizeof buf;
-    do {
-        buf[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    zq_sb_putn(sb, buf + i, sizeof buf - i);
+    size_t n;
+    const char *d = zq_u64_digits(v, buf, &n);
+    zq_sb_putn(sb, d, n);
 }
 
 void zq_sb_json_secs(zq_sb_t *sb, double secs)

@@ -205,3 +205,14 @@ uint64_t zq_hash_str(const char *s)
 {
     return zq_hash(s, strlen(s));
 }
+
+const char *zq_u64_digits(uint64_t v, char buf[20], size_t *len)
+{
+    size_t i = 20;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    *len = 20 - i;
+    return buf + i;
+}

@@ -48,5 +48,8 @@ int zq_valid_token(const char *s);
  * for hash tables, not for security. */
 uint64_t zq_hash(const void *p, size_t len);
 uint64_t zq_hash_str(const char *s);
+/* v in decimal at the end of buf, without printf (it runs several times per task): where
+ * the digits start; *len gets their count. */
+const char *zq_u64_digits(uint64_t v, char buf[20], size_t *len);
 
 #endif

@@ -97,16 +97,12 @@ static void s_buf_printf(s_buf_t *b, const char *fmt, ...)
         b->oom = 1; /* only used for numbers: cannot happen */
 }
 
-/* v in decimal, without printf: it runs several times per task. */
 static void s_buf_u64(s_buf_t *b, uint64_t v)
 {
     char tmp[20];
-    size_t n = sizeof tmp;
-    do {
-        tmp[--n] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    s_buf_put(b, tmp + n, sizeof tmp - n);
+    size_t n;
+    const char *d = zq_u64_digits(v, tmp, &n);
+    s_buf_put(b, d, n);
 }
 
 /* A JSON string literal. Our strings are validated tokens or timestamps, but a token may

@@ -320,6 +320,19 @@ START_TEST(test_hash)
 }
 END_TEST
 
+START_TEST(test_u64_digits)
+{
+    char buf[20];
+    size_t n;
+    const char *d = zq_u64_digits(0, buf, &n);
+    ck_assert(n == 1 && d[0] == '0');
+    d = zq_u64_digits(1234567890, buf, &n);
+    ck_assert(n == 10 && !memcmp(d, "1234567890", 10));
+    d = zq_u64_digits(UINT64_MAX, buf, &n);
+    ck_assert(n == 20 && !memcmp(d, "18446744073709551615", 20) && d == buf);
+}
+END_TEST
+
 START_TEST(test_uuid_and_tokens)
 {
     char a[37], b[37];
@@ -379,6 +392,7 @@ static Suite *zq_proto_suite(void)
     tcase_add_test(util, test_broker_url_default);
     tcase_add_test(util, test_uuid_and_tokens);
     tcase_add_test(util, test_hash);
+    tcase_add_test(util, test_u64_digits);
     suite_add_tcase(s, util);
     return s;
 }
