@@ -603,6 +603,8 @@ struct zq_broker {
     zq_arena_t turn_arena;     /* the STATEs read this turn (zq_upstate), until written */
     s_upmsg_t *upmsgs;         /* the messages of the BATCH being read as text */
     size_t nupmsgs, upmsgs_cap;
+    int up_unapplied;          /* a message of the BATCH being applied was not, for lack of
+                                * memory: the batch is left unconfirmed, to come again */
     s_note_t *notify;          /* tasks that ended this turn and have parked GETs */
     size_t nnotify, notify_cap;
     int recheck_waits;         /* a purge ended tasks we cannot name: look at every GET */
@@ -2656,6 +2658,18 @@ static void s_submit_take(zq_broker_t *self, const s_asker_t *a, const s_subm_t 
     }
 }
 
+/* An upstream message that could not be applied for lack of memory: not a bad message, and
+ * not lost either: its BATCH is left unconfirmed (s_on_batch*), so that the worker sends it
+ * again, and applying what was applied is idempotent. */
+static void s_up_unapplied(zq_broker_t *self, const char *what, const char *id)
+{
+    self->up_unapplied = 1;
+    if (s_rate_ok(self, "upstream-oom", 8))
+        ZQ_ERROR("broker: out of memory applying %s%s%s: its batch is left unconfirmed, the "
+                 "worker sends it again",
+                 what, id ? " " : "", id ? id : "");
+}
+
 /* A SUBMIT through the general path (a cJSON tree). reply: answer on the frontend (else an
  * upstream sub-task). */
 static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
@@ -2675,6 +2689,10 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
     }
     x.get_req = reply && cJSON_IsNumber(getv) ? getv->valuedouble : 0;
     int rc = s_submit_prepare(m->body, now, &x.s, err, sizeof err);
+    if (rc == ZQ_ENOMEM && !reply) {
+        s_up_unapplied(self, "the sub-task SUBMIT", zq_json_str(m->body, "id", NULL));
+        return;
+    }
     if (rc != ZQ_OK) {
         self->stats.bad_messages++;
         if (rc == ZQ_ENOMEM)
@@ -2699,6 +2717,8 @@ static void s_submit(zq_broker_t *self, zq_msg_t *m, int reply)
     if (!msg) {
         if (reply)
             s_reply_error(self, m, S_INTERNAL, "SUBMIT: out of memory");
+        else
+            s_up_unapplied(self, "the sub-task SUBMIT", x.s.id);
         return;
     }
     x.msg = msg;
@@ -3043,7 +3063,7 @@ static void s_on_state(zq_broker_t *self, const zq_upstate_t *body)
         p = calloc(1, sizeof *p + n + 1);
         if (!p) {
             free(kept);
-            s_bad_upstream(self, "STATE %s: out of memory", id);
+            s_up_unapplied(self, "the STATE of", id);
             return;
         }
         memcpy(p->id, id, n + 1);
@@ -3051,7 +3071,7 @@ static void s_on_state(zq_broker_t *self, const zq_upstate_t *body)
         if (s_map_put(&self->pend, &p->node) != ZQ_OK) {
             free(p);
             free(kept);
-            s_bad_upstream(self, "STATE %s: out of memory", id);
+            s_up_unapplied(self, "the STATE of", id);
             return;
         }
         if (self->pend_last)
@@ -3170,6 +3190,7 @@ static void s_on_batch(zq_broker_t *self, zq_msg_t *m)
         return;
     }
     const cJSON *e;
+    self->up_unapplied = 0;
     cJSON_ArrayForEach(e, msgs)
     {
         const cJSON *cmd = cJSON_GetArrayItem(e, 0), *body = cJSON_GetArrayItem(e, 1);
@@ -3187,7 +3208,7 @@ static void s_on_batch(zq_broker_t *self, zq_msg_t *m)
         s_on_upstream(self, &one);
     }
     s_worker_t *w = s_worker_find(self, worker);
-    if (w)
+    if (w && !self->up_unapplied)
         s_ack_later(w, (uint64_t)seq->valuedouble);
 }
 
@@ -3196,7 +3217,7 @@ static void s_on_state_json(zq_broker_t *self, const cJSON *body)
 {
     zq_upstate_t *u;
     if (zq_upstate_from_json(body, &self->turn_arena, &u) != ZQ_OK) {
-        s_bad_upstream(self, "STATE: out of memory");
+        s_up_unapplied(self, "a STATE", zq_json_str(body, "id", NULL));
         return;
     }
     s_on_state(self, u);
@@ -3213,8 +3234,8 @@ static void s_on_state_text(zq_broker_t *self, const char *body, size_t len)
         return;
     }
     cJSON *tree = rc == ZQ_UPSTATE_DECLINED ? cJSON_ParseWithLength(body, len) : NULL;
-    if (!tree)
-        s_bad_upstream(self, "STATE: out of memory");
+    if (!tree) /* the text was validated: only memory can fail */
+        s_up_unapplied(self, "a STATE", NULL);
     else
         s_on_state_json(self, tree);
     cJSON_Delete(tree);
@@ -3281,6 +3302,7 @@ static int s_on_batch_text(zq_broker_t *self, const char *text, size_t len)
     if (more != 0 || zq_jscan_end(&r) != 0 || seen != 7 || !zq_valid_token(worker) ||
         !(seq >= 1 && seq < 9007199254740992.0 && seq == floor(seq)))
         return ZQ_JSCAN_DECLINE;
+    self->up_unapplied = 0;
     for (size_t i = 0; i < self->nupmsgs; i++) {
         const s_upmsg_t *m = &self->upmsgs[i];
         if (m->cmdlen == strlen(ZQ_CMD_STATE) && !memcmp(m->cmd, ZQ_CMD_STATE, m->cmdlen)) {
@@ -3291,7 +3313,7 @@ static int s_on_batch_text(zq_broker_t *self, const char *text, size_t len)
         memset(&one, 0, sizeof one);
         memcpy(one.cmd, m->cmd, m->cmdlen);
         if (!(one.body = cJSON_ParseWithLength(m->body, m->bodylen))) {
-            s_bad_upstream(self, "BATCH %s/%.0f: out of memory", worker, seq);
+            s_up_unapplied(self, one.cmd, NULL); /* validated text: only memory can fail */
             continue;
         }
         s_on_upstream(self, &one);
@@ -3299,7 +3321,7 @@ static int s_on_batch_text(zq_broker_t *self, const char *text, size_t len)
     }
     self->nupmsgs = 0;
     s_worker_t *w = s_worker_find(self, worker);
-    if (w)
+    if (w && !self->up_unapplied)
         s_ack_later(w, (uint64_t)seq);
     return ZQ_OK;
 }
@@ -5351,6 +5373,11 @@ void zq_broker_feed(zq_broker_t *self, int upstream, const void *const *frames,
             w->blocked = 0;
     }
     s_dispatch(self);
+}
+
+void zq_broker_fail_state_memory(zq_broker_t *self, int n)
+{
+    self->turn_arena.fail = n;
 }
 
 int zq_broker_fail_commits(zq_broker_t *self, int n)

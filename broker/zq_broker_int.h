@@ -29,4 +29,8 @@ int zq_broker_fail_dispatch(zq_broker_t *self, int n);
  * changes nothing. Returns how many such failures were still to come. Same thread rule. */
 int zq_broker_fail_commits(zq_broker_t *self, int n);
 
+/* Make the next n allocations for the STATEs of a turn fail as out of memory (the STATE is
+ * not applied, its batch left unconfirmed). Same thread rule. */
+void zq_broker_fail_state_memory(zq_broker_t *self, int n);
+
 #endif

@@ -22,6 +22,10 @@ void *zq_arena_alloc(zq_arena_t *a, size_t n)
     size_t need = (n + align - 1) & ~(align - 1);
     if (need < n)
         return NULL;
+    if (a->fail > 0) {
+        a->fail--;
+        return NULL;
+    }
     zq_arena_chunk_t *c = a->head;
     if (!c || c->cap - c->off < need) {
         size_t cap = c ? 2 * c->cap : S_CHUNK_MIN;

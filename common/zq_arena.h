@@ -14,6 +14,7 @@ typedef struct zq_arena_chunk zq_arena_chunk_t;
 typedef struct {
     zq_arena_chunk_t *head; /* the chunk being filled; older ones follow */
     size_t used;            /* bytes of all chunks handed out since the last reset */
+    int fail;               /* testing aid: this many allocations still to fail (ENOMEM) */
 } zq_arena_t;
 
 /* n bytes aligned for any type, valid until zq_arena_reset / zq_arena_free; NULL on ENOMEM. */

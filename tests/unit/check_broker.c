@@ -2206,6 +2206,55 @@ START_TEST(test_batch_text_retry)
 }
 END_TEST
 
+/* A STATE of a BATCH that cannot be applied for lack of memory: nothing of it stored, the
+ * batch left unconfirmed (not counted as a bad message); the worker's resend then applies
+ * and confirms it. Nothing is lost. */
+START_TEST(test_batch_unapplied_not_confirmed)
+{
+    static const char *const ids[] = {"m0"};
+    fw_t w;
+    s_fed_fail_first(&w, ids, 1, 1);
+    fw_expect_batch(w.pull, "TASK", ids, 1);
+    const char *json = "{\"worker\":\"fed@h\",\"seq\":1,\"messages\":[[\"STATE\",{\"id\":\"m0\","
+                       "\"state\":\"SUCCESS\",\"worker\":\"fed@h\",\"result\":7}]]}";
+    zq_broker_fail_state_memory(s_b, 1);
+    s_fed_up("BATCH", json);
+    char cmd[32];
+    cJSON *m;
+    for (int k = 0; k < 10; k++) { /* turns pass: no ACK comes */
+        cJSON_Delete(s_fed("INFO", "{}", WAIT_MS));
+        while ((m = fw_recv_any(w.pull, 10, cmd, sizeof cmd))) {
+            ck_assert_str_ne(cmd, "ACK");
+            cJSON_Delete(m);
+        }
+    }
+    cJSON *r = s_fed("QUERY", "{\"id\":\"m0\"}", WAIT_MS);
+    ck_assert_str_ne(zq_json_str(r, "state", ""), "SUCCESS");
+    cJSON_Delete(r);
+    zq_broker_stats_t st;
+    zq_broker_stats(s_b, &st);
+    ck_assert_int_eq(st.bad_messages, 0);
+    /* the worker sends it again */
+    s_fed_up("BATCH", json);
+    cJSON *ack = NULL;
+    for (int k = 0; k < 400 && !ack; k++) {
+        cJSON_Delete(s_fed("INFO", "{}", WAIT_MS));
+        ack = fw_recv_any(w.pull, 10, cmd, sizeof cmd);
+        if (ack && strcmp(cmd, "ACK") != 0) {
+            cJSON_Delete(ack);
+            ack = NULL;
+        }
+    }
+    ck_assert_msg(ack != NULL, "the batch sent again was never confirmed");
+    cJSON_Delete(ack);
+    r = s_fed("QUERY", "{\"id\":\"m0\"}", WAIT_MS);
+    ck_assert_str_eq(zq_json_str(r, "state", ""), "SUCCESS");
+    ck_assert_int_eq(zq_json_num(r, "result", 0), 7);
+    cJSON_Delete(r);
+    fw_close(&w);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -2250,6 +2299,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_tasks_batch_eagain);
     tcase_add_test(tc, test_tasks_batch_cap);
     tcase_add_test(tc, test_batch_text_retry);
+    tcase_add_test(tc, test_batch_unapplied_not_confirmed);
     suite_add_tcase(s, tc);
     tc = tcase_create("memory");
     tcase_add_checked_fixture(tc, setup_small_memory, teardown);
