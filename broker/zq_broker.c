@@ -473,10 +473,12 @@ typedef struct {
     size_t len;
 } s_note_t;
 
-/* A message of a BATCH read as text: spans of the batch. */
+/* A message of a BATCH read as text: spans of the batch; a STATE already read. */
 typedef struct {
     const char *cmd, *body;
     size_t cmdlen, bodylen;
+    zq_upstate_t *state; /* in the turn's arena; NULL: not a STATE, or left to cJSON */
+    int oom;             /* a STATE that could not be read for lack of memory */
 } s_upmsg_t;
 
 /* A result subscription (SUBMIT "get") waiting for the commit of its task. */
@@ -3223,23 +3225,6 @@ static void s_on_state_json(zq_broker_t *self, const cJSON *body)
     s_on_state(self, u);
 }
 
-/* A STATE body as text (borrowed, a JSON object zq_jscan validated): without a tree when
- * zq_upstate_read takes it. */
-static void s_on_state_text(zq_broker_t *self, const char *body, size_t len)
-{
-    zq_upstate_t *u;
-    int rc = zq_upstate_read(body, len, &self->turn_arena, &u);
-    if (rc == ZQ_OK) {
-        s_on_state(self, u);
-        return;
-    }
-    cJSON *tree = rc == ZQ_UPSTATE_DECLINED ? cJSON_ParseWithLength(body, len) : NULL;
-    if (!tree) /* the text was validated: only memory can fail */
-        s_up_unapplied(self, "a STATE", NULL);
-    else
-        s_on_state_json(self, tree);
-    cJSON_Delete(tree);
-}
 
 /* BATCH as text (docs §8), in the form zq-worker sends, without a tree for the batch nor for
  * its STATEs. ZQ_OK: applied as s_on_batch would; ZQ_JSCAN_DECLINE: not in that form (a
@@ -3277,13 +3262,26 @@ static int s_on_batch_text(zq_broker_t *self, const char *text, size_t len)
             if (zq_jscan_array(&r) != 0)
                 return ZQ_JSCAN_DECLINE;
             while ((emore = zq_jscan_element(&r, &efirst)) == 1) {
-                s_upmsg_t m;
+                s_upmsg_t m = {0};
                 if (zq_jscan_array(&r) != 0 || zq_jscan_string(&r, 0, &m.cmd, &m.cmdlen) != 0 ||
                     m.cmdlen == 0 || m.cmdlen > ZQ_MAX_CMD || zq_jscan_char(&r, ',') != 0 ||
-                    !zq_jscan_peek(&r, '{') || zq_jscan_value(&r, 0, &m.body, &m.bodylen) != 0 ||
-                    zq_jscan_char(&r, ']') != 0)
+                    !zq_jscan_peek(&r, '{'))
                     return ZQ_JSCAN_DECLINE;
                 if (m.cmdlen == strlen(ZQ_CMD_BATCH) && !memcmp(m.cmd, ZQ_CMD_BATCH, m.cmdlen))
+                    return ZQ_JSCAN_DECLINE;
+                m.body = r.p;
+                if (m.cmdlen == strlen(ZQ_CMD_STATE) && !memcmp(m.cmd, ZQ_CMD_STATE, m.cmdlen)) {
+                    /* read once: validated and taken in the same pass */
+                    zq_jscan_t at = r;
+                    int rc = zq_upstate_scan(&at, &self->turn_arena, &m.state);
+                    if (rc == ZQ_OK)
+                        r = at;
+                    m.oom = rc == ZQ_ENOMEM;
+                }
+                if (!m.state && zq_jscan_value(&r, 0, NULL, NULL) != 0)
+                    return ZQ_JSCAN_DECLINE;
+                m.bodylen = (size_t)(r.p - m.body);
+                if (zq_jscan_char(&r, ']') != 0)
                     return ZQ_JSCAN_DECLINE;
                 if (self->nupmsgs == self->upmsgs_cap) {
                     size_t nc = self->upmsgs_cap ? 2 * self->upmsgs_cap : 256;
@@ -3305,14 +3303,15 @@ static int s_on_batch_text(zq_broker_t *self, const char *text, size_t len)
     self->up_unapplied = 0;
     for (size_t i = 0; i < self->nupmsgs; i++) {
         const s_upmsg_t *m = &self->upmsgs[i];
-        if (m->cmdlen == strlen(ZQ_CMD_STATE) && !memcmp(m->cmd, ZQ_CMD_STATE, m->cmdlen)) {
-            s_on_state_text(self, m->body, m->bodylen);
+        if (m->state) {
+            s_on_state(self, m->state);
             continue;
         }
         zq_msg_t one;
         memset(&one, 0, sizeof one);
         memcpy(one.cmd, m->cmd, m->cmdlen);
-        if (!(one.body = cJSON_ParseWithLength(m->body, m->bodylen))) {
+        /* anything else, and a STATE its reader declined, from a tree of its own */
+        if (m->oom || !(one.body = cJSON_ParseWithLength(m->body, m->bodylen))) {
             s_up_unapplied(self, one.cmd, NULL); /* validated text: only memory can fail */
             continue;
         }

@@ -140,27 +140,35 @@ static int s_read(zq_jscan_t *r, zq_arena_t *a, zq_upstate_t *u)
         if (rc != 0)
             return rc;
     }
-    if (more != 0)
-        return more;
-    return zq_jscan_end(r);
+    return more;
 }
 
-int zq_upstate_read(const char *body, size_t len, zq_arena_t *a, zq_upstate_t **out)
+int zq_upstate_scan(zq_jscan_t *r, zq_arena_t *a, zq_upstate_t **out)
 {
     *out = NULL;
     zq_upstate_t *u = zq_arena_alloc(a, sizeof *u);
     if (!u)
         return ZQ_ENOMEM;
     memset(u, 0, sizeof *u);
-    zq_jscan_t r;
-    zq_jscan_init(&r, body, len);
-    int rc = s_read(&r, a, u);
+    int rc = s_read(r, a, u);
     if (rc == ZQ_ENOMEM)
         return ZQ_ENOMEM;
     if (rc != 0)
         return ZQ_UPSTATE_DECLINED; /* what it took stays in the arena until its reset */
     *out = u;
     return ZQ_OK;
+}
+
+int zq_upstate_read(const char *body, size_t len, zq_arena_t *a, zq_upstate_t **out)
+{
+    zq_jscan_t r;
+    zq_jscan_init(&r, body, len);
+    int rc = zq_upstate_scan(&r, a, out);
+    if (rc == ZQ_OK && zq_jscan_end(&r) != 0) {
+        *out = NULL;
+        return ZQ_UPSTATE_DECLINED;
+    }
+    return rc;
 }
 
 /* A string member copied into the arena; NULL when absent or not a string. */

@@ -10,6 +10,7 @@
 #define ZQ_UPSTATE_H
 
 #include "zq_arena.h"
+#include "zq_jscan.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
@@ -35,6 +36,9 @@ typedef struct {
  * in this reader's form (an escape in a key, \u, a member of an unexpected type, a
  * duplicate, nesting beyond 64, not an object), take zq_upstate_from_json; ZQ_ENOMEM. */
 int zq_upstate_read(const char *body, size_t len, zq_arena_t *a, zq_upstate_t **out);
+/* The same for the object at r's cursor, in a longer text (a BATCH read in one pass): on
+ * ZQ_OK the cursor is past it; otherwise it is anywhere inside it. */
+int zq_upstate_scan(zq_jscan_t *r, zq_arena_t *a, zq_upstate_t **out);
 /* The same from a parsed body (borrowed; any JSON value). ZQ_OK or ZQ_ENOMEM. */
 int zq_upstate_from_json(const cJSON *body, zq_arena_t *a, zq_upstate_t **out);
 

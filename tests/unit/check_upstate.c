@@ -179,6 +179,40 @@ START_TEST(test_declines)
 }
 END_TEST
 
+/* In a longer text (a BATCH's messages), one STATE after the other from the cursor. */
+START_TEST(test_scan)
+{
+    const char text[] = "[{\"id\":\"a\",\"state\":\"SUCCESS\",\"result\":{\"x\":[1]}} , "
+                        "{\"id\":\"b\",\"state\":\"RETRY\",\"countdown\":2}]";
+    zq_arena_t a = {0};
+    zq_jscan_t r;
+    zq_jscan_init(&r, text, strlen(text));
+    ck_assert_int_eq(zq_jscan_array(&r), 0);
+    zq_upstate_t *u;
+    int first = 1;
+    ck_assert_int_eq(zq_jscan_element(&r, &first), 1);
+    ck_assert_int_eq(zq_upstate_scan(&r, &a, &u), ZQ_OK);
+    ck_assert_str_eq(u->id, "a");
+    ck_assert_str_eq(u->result, "{\"x\":[1]}");
+    ck_assert_int_eq(*r.p, ' '); /* just past the object */
+    ck_assert_int_eq(zq_jscan_element(&r, &first), 1);
+    ck_assert_int_eq(zq_upstate_scan(&r, &a, &u), ZQ_OK);
+    ck_assert(!strcmp(u->id, "b") && u->has_countdown && u->countdown == 2);
+    ck_assert_int_eq(zq_jscan_element(&r, &first), 0);
+    ck_assert_int_eq(zq_jscan_end(&r), 0);
+    /* what zq_upstate_read declines, the scan declines too; trailing text is the read's */
+    zq_jscan_init(&r, "{\"id\":5}", 8);
+    ck_assert_int_eq(zq_upstate_scan(&r, &a, &u), ZQ_UPSTATE_DECLINED);
+    ck_assert_int_eq(zq_upstate_read("{\"id\":\"a\"} x", 12, &a, &u), ZQ_UPSTATE_DECLINED);
+    /* out of memory (the arena's testing aid) */
+    a.fail = 1;
+    zq_jscan_init(&r, "{}", 2);
+    ck_assert_int_eq(zq_upstate_scan(&r, &a, &u), ZQ_ENOMEM);
+    ck_assert_ptr_null(u);
+    zq_arena_free(&a);
+}
+END_TEST
+
 START_TEST(test_jscan)
 {
     zq_jscan_t r;
@@ -249,6 +283,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_worker_forms);
     tcase_add_test(tc, test_other_forms);
     tcase_add_test(tc, test_declines);
+    tcase_add_test(tc, test_scan);
     tcase_add_test(tc, test_jscan);
     tcase_add_test(tc, test_arena);
     suite_add_tcase(s, tc);
