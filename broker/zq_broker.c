@@ -1310,17 +1310,25 @@ static void s_reply_error_msg(zq_broker_t *self, const s_asker_t *a, const char 
     s_reply_end(self, o);
 }
 
+static void s_reply_error_v(zq_broker_t *self, const s_asker_t *a, const char *code,
+                            const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static void s_reply_error_v(zq_broker_t *self, const s_asker_t *a, const char *code,
+                            const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    s_reply_error_msg(self, a, code, msg);
+}
+
 static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *code,
                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void s_reply_error_to(zq_broker_t *self, const s_asker_t *a, const char *code,
                              const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    s_reply_error_v(self, a, code, fmt, ap);
     va_end(ap);
-    s_reply_error_msg(self, a, code, msg);
 }
 
 static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code, const char *fmt,
@@ -1328,13 +1336,11 @@ static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code
 static void s_reply_error(zq_broker_t *self, const zq_msg_t *m, const char *code, const char *fmt,
                           ...)
 {
-    char msg[512];
+    s_asker_t a = s_asker(m);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    s_reply_error_v(self, &a, code, fmt, ap);
     va_end(ap);
-    s_asker_t a = s_asker(m);
-    s_reply_error_msg(self, &a, code, msg);
 }
 
 /* 1 when somebody subscribed to events of this type. */
