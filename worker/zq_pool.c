@@ -5,13 +5,17 @@
  * one message per job; idle children all wait in recvmsg() on the other end, without a lock,
  * and the kernel gives each message, whole, to exactly one of them (wakes one waiter), so
  * jobs are served in order by whichever child is free and a job never waits behind a busy
- * child while another is idle. A body too big for one message (inline_max) travels as a
+ * child while another is idle. While jobs are short (average run under PACK_RUN) and several
+ * are queued, one message is a pack of consecutive inline jobs (at most PACK_MAX, and the
+ * queued ones shared out among the children) that one child runs in turn: a syscall and a
+ * wake-up per pack, not per job; a short job may wait behind at most a pack of others. A body too big for one message (inline_max) travels as a
  * file (memfd) passed with it (SCM_RIGHTS). Each job also has a state word in shared memory,
  * (seq << 2) | QUEUED / STARTED / CANCELLED, that the child and the parent compare-and-swap:
  * a job taken back by the parent (revoke, shutdown) is skipped by the child that reads it,
  * and one a child has started cannot be taken back.
  *
- * Shared memory also says, per child, which job it took (`running`: the job LOST with it),
+ * Shared memory also says, per child, which job it took (`running`: the job LOST with it;
+ * `last`: the end of its pack, the jobs after `running` handed back when it dies),
  * which it runs (`started`, with the start time in start_t[]) and how many DONE / EXPIRED
  * records it has written (`nrec`). A child sends nothing when it starts a job: the parent
  * reports STARTED from the DONE record (which carries the start time) or, for a job still
@@ -28,8 +32,10 @@
  * Records (native byte order: both ends are the same binary):
  *   parent -> children  one message: [s_task_hdr_t: magic, len, seq, hard, soft, eta, 'T',
  *                       big] [len bytes: TASK body, unless big]; a child waits for eta
- *                       before starting the job (handed in up to ZQ_POOL_ETA_AHEAD early)
- *   child -> parent     [s_rec_hdr_t: magic, len, seq, time, type, state][len bytes] on its pipe
+ *                       before starting the job (handed in up to ZQ_POOL_ETA_AHEAD early).
+ *                       A pack is several such records, back to back, with consecutive
+ *                       seqs and etas that never go down; a big job travels alone
+ *   child -> parent     [s_rec_hdr_t: magic, len, seq, time, type, state, run][len bytes] on its pipe
  *                       'E' expired (not run), 'D' done (STATE body; time: when it started),
  *                       'U' sub-task (SUBMIT body), 'B' a malformed job message
  * The parent queues the jobs of a dispatch pass in a buffer and sends them non-blocking with
@@ -74,6 +80,8 @@
 #define INLINE_MAX 65536     /* bodies up to this many bytes go inside the job message */
 #define SCAN_EVERY 0.005     /* s between looks at shared memory for jobs started unseen */
 #define PPID_EVERY 0.1       /* s between a child's checks that its parent still lives */
+#define PACK_MAX 16          /* jobs per job message at most (a pack) */
+#define PACK_RUN 0.0005      /* s: jobs are packed while the average run is below this */
 
 enum { J_QUEUED = 0, J_STARTED = 1, J_CANCELLED = 2 };
 #define JW(seq_, st_) (((uint64_t)(seq_) << 2) | (uint64_t)(st_))
@@ -85,7 +93,8 @@ typedef struct {
     double time;    /* REC_DONE: when the child started it (zq_now) */
     uint8_t type;
     uint8_t state;  /* REC_DONE: zq_outcome_state_t */
-    uint8_t pad[6];
+    uint8_t pad[2];
+    float run;      /* REC_DONE: seconds the task ran (the pool's average decides packing) */
 } s_rec_hdr_t;
 
 typedef struct {
@@ -108,6 +117,8 @@ typedef struct {
     double start_t[RING];         /* zq_now() a job started, written before child[].started */
     struct {
         uint64_t running;         /* seq the child took (0: none) */
+        uint64_t last;            /* the last seq of the pack it took (0: none); the jobs
+                                   * after `running` up to it are still to come */
         uint64_t started;         /* seq it runs (past the lease and expiry checks; 0: none) */
         uint64_t nrec;            /* DONE / EXPIRED records it has written */
         uint64_t soft;            /* seq whose soft limit passed */
@@ -181,6 +192,8 @@ struct zq_pool {
     s_pjob_t *jobs;                   /* RING entries */
     int broken;                       /* the job queue may have lost a job: rebuild it */
     double scanned;                   /* zq_mono() of the last s_scan */
+    double avg_run;                   /* moving average of the children's run times (s) */
+    uint64_t sent_jobs, sent_msgs;    /* jobs and job messages written to the queue */
     /* threads */
     pthread_mutex_t mu;
     pthread_cond_t work_cv;           /* a job arrived, or stop */
@@ -306,7 +319,7 @@ static void s_on_usr1(int sig)
 }
 
 static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, double time,
-                        const char *json, size_t len)
+                        float run, const char *json, size_t len)
 {
     s_rec_hdr_t h;
     memset(&h, 0, sizeof h);
@@ -316,6 +329,7 @@ static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, doubl
     h.seq = seq;
     h.type = type;
     h.state = state;
+    h.run = run;
     struct iovec iov[2] = {{&h, sizeof h}, {(void *)json, len}};
     return s_write_all(fd, iov, len ? 2 : 1);
 }
@@ -324,7 +338,7 @@ static int s_child_emit(void *arg, const char *cmd, const char *json, size_t len
 {
     if (strcmp(cmd, ZQ_CMD_SUBMIT) != 0 || len > ZQ_MAX_MSG_SIZE)
         return ZQ_EINVAL;
-    return s_child_send(*(int *)arg, REC_SUBMIT, s_child_seq, 0, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
+    return s_child_send(*(int *)arg, REC_SUBMIT, s_child_seq, 0, 0, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
 }
 
 static void s_child_signals(void)
@@ -352,7 +366,7 @@ static void s_child_signals(void)
 /* Say the queue is broken and leave (the parent rebuilds it). */
 __attribute__((noreturn)) static void s_child_broken(int out_fd)
 {
-    s_child_send(out_fd, REC_BROKEN, 0, 0, 0, NULL, 0);
+    s_child_send(out_fd, REC_BROKEN, 0, 0, 0, 0, NULL, 0);
     _exit(3);
 }
 
@@ -370,22 +384,165 @@ static int s_eta_deadline(double eta, struct timespec *ts)
     return 1;
 }
 
+/* What a child keeps between jobs. */
+typedef struct {
+    zq_pool_t *p;
+    int slot, out_fd;
+    s_shm_t *shm;
+    zq_exec_env_t env;
+    pid_t parent;
+    double ppid_at;
+} s_child_t;
+
+/* Run one job of the message just taken (h: its header; text: its inline body, or NULL
+ * when the body comes as file fd, which this closes). */
+static void s_child_job(s_child_t *c, const s_task_hdr_t *hp, const char *text, int fd)
+{
+    s_task_hdr_t h = *hp;
+    s_shm_t *shm = c->shm;
+    uint64_t *running = &shm->child[c->slot].running;
+    uint64_t *started = &shm->child[c->slot].started;
+    uint64_t *nrec = &shm->child[c->slot].nrec;
+    /* from here on the parent can tell which job died with us */
+    __atomic_store_n(running, h.seq, __ATOMIC_SEQ_CST);
+    char *big = NULL;
+    if (h.big) {
+        /* a failed read runs nothing: the empty DONE makes the parent report it */
+        big = malloc((size_t)h.len + 1);
+        size_t got = 0;
+        while (big && got < h.len) {
+            ssize_t r = pread(fd, big + got, h.len - got, (off_t)got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        close(fd);
+        if (got < h.len) {
+            free(big);
+            big = NULL;
+        }
+        text = big;
+    }
+    /* handed in ahead of its eta: start it on time, never early (a signal or a capped
+     * wait just looks again) */
+    struct timespec due;
+    while (s_eta_deadline(h.eta, &due))
+        clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &due, NULL);
+    /* past the worker's lease the broker may have given this job to another worker:
+     * wait until the worker knows it is still ours (lease extended) or takes it back */
+    for (int waited = 0;; waited = 1) {
+        /* the worker died: what it held is the broker's to hand out again. Checked when
+         * waiting and now and then, not per job (a syscall); a child that took a job
+         * from a dead worker within its lease at worst runs that one, whose DONE then
+         * fails (EPIPE) */
+        double m = zq_mono();
+        if (waited || m - c->ppid_at >= PPID_EVERY) {
+            if (getppid() != c->parent)
+                _exit(0);
+            c->ppid_at = m;
+        }
+        double lease;
+        __atomic_load(&shm->lease, &lease, __ATOMIC_SEQ_CST);
+        if (m < lease ||
+            __atomic_load_n(&shm->ring[h.seq % RING], __ATOMIC_SEQ_CST) != JW(h.seq, J_QUEUED))
+            break;
+        struct timespec nap = {0, 20 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    if (!s_cas(&shm->ring[h.seq % RING], JW(h.seq, J_QUEUED), JW(h.seq, J_STARTED))) {
+        /* taken back by the parent (revoked, returned): not ours to run */
+        free(big);
+        return;
+    }
+    cJSON *body = text ? cJSON_ParseWithLength(text, h.len) : NULL;
+    free(big);
+    zq_request_t r;
+    memset(&r, 0, sizeof r);
+    char err[256];
+    const zq_task_entry_t *t = NULL;
+    if (body && zq_exec_decode(&r, body, err, sizeof err) == ZQ_OK)
+        t = zq_loader_find(c->p->cfg.loader, r.task);
+    double now = zq_now();
+    if (r.expires_t > 0 && r.expires_t <= now) {
+        s_child_send(c->out_fd, REC_EXPIRED, h.seq, 0, 0, 0, NULL, 0);
+        __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
+    } else {
+        s_child_seq = h.seq;
+        s_child_soft = 0;
+        zq_outcome_t out;
+        memset(&out, 0, sizeof out);
+        /* STARTED without a message: the parent looks here (s_scan_slot) or learns it
+         * from the DONE record, which carries the start time */
+        __atomic_store(&shm->start_t[h.seq % RING], &now, __ATOMIC_SEQ_CST);
+        __atomic_store_n(started, h.seq, __ATOMIC_SEQ_CST);
+        double m0 = zq_mono();
+        if (t) {
+            r.hostname = c->p->cfg.worker;
+            r.hard = h.hard;
+            r.soft = h.soft;
+            zq_exec_run(t, &r, &c->env, &out);
+        }
+        /* an empty DONE tells the parent to report the failure itself */
+        if (s_child_send(c->out_fd, REC_DONE, h.seq, (uint8_t)out.state, now,
+                         (float)(zq_mono() - m0), out.json, out.json ? out.len : 0) != 0)
+            _exit(0); /* the parent is gone */
+        zq_outcome_clear(&out);
+        __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(started, 0, __ATOMIC_SEQ_CST);
+        s_child_seq = 0;
+    }
+    zq_request_clear(&r);
+    cJSON_Delete(body);
+}
+
+/* The jobs in a message of n bytes: 1 (a big one with its file, or an inline one) or a
+ * pack of inline ones with consecutive sequence numbers; 0 when it is malformed. */
+static int s_child_count(const char *buf, size_t n, int fd, uint64_t *first, uint64_t *last)
+{
+    size_t off = 0;
+    int k = 0;
+    while (off < n) {
+        s_task_hdr_t h;
+        if (n - off < sizeof h)
+            return 0;
+        memcpy(&h, buf + off, sizeof h);
+        if (h.magic != MAGIC || h.type != REC_TASK || h.len > ZQ_MAX_MSG_SIZE ||
+            (k && h.seq != *last + 1))
+            return 0;
+        if (h.big) {
+            if (off != 0 || fd < 0 || n != sizeof h)
+                return 0;
+            off = n;
+        } else {
+            if (n - off - sizeof h < h.len)
+                return 0;
+            off += sizeof h + h.len;
+        }
+        if (!k)
+            *first = h.seq;
+        *last = h.seq;
+        k++;
+    }
+    return k;
+}
+
 __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int in_fd, int out_fd)
 {
     char name[48];
     snprintf(name, sizeof name, "ForkPoolWorker-%d", slot + 1);
     zq_log_set_process_name(name);
-    s_shm_t *shm = p->shm;
-    s_child_shm = shm;
+    s_child_t c = {p, slot, out_fd, p->shm, {p->cfg.worker, s_child_emit, NULL, &s_child_soft},
+                   getppid(), zq_mono()};
+    c.env.emit_arg = &c.out_fd;
+    s_child_shm = p->shm;
     s_child_slot = slot;
     s_child_signals();
-    zq_exec_env_t env = {p->cfg.worker, s_child_emit, &out_fd, &s_child_soft};
-    uint64_t *running = &shm->child[slot].running;
-    uint64_t *started = &shm->child[slot].started;
-    uint64_t *nrec = &shm->child[slot].nrec;
-    pid_t parent = getppid();
-    double ppid_at = zq_mono();
-    /* one message is one job; a body too big to come inline comes as a file (h.big) */
+    uint64_t *running = &c.shm->child[slot].running;
+    uint64_t *last = &c.shm->child[slot].last;
+    /* one message is one job or a pack of short ones; a body too big to come inline comes
+     * as a file (h.big) */
     size_t cap = sizeof(s_task_hdr_t) + p->inline_max;
     char *msgbuf = malloc(cap);
     if (!msgbuf)
@@ -410,116 +567,37 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
         if (n <= 0)
             _exit(0); /* the parent closed the queue: shutdown or rebuild */
         int fd = -1;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-                c->cmsg_len == CMSG_LEN(sizeof(int)) && fd < 0)
-                memcpy(&fd, CMSG_DATA(c), sizeof fd);
-        s_task_hdr_t h;
-        memcpy(&h, msgbuf, (size_t)n < sizeof h ? (size_t)n : sizeof h);
-        if ((size_t)n < sizeof h || h.magic != MAGIC || h.type != REC_TASK ||
-            h.len > ZQ_MAX_MSG_SIZE || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-            (h.big ? fd < 0 : (size_t)n != sizeof h + h.len)) {
+        for (struct cmsghdr *cmh = CMSG_FIRSTHDR(&msg); cmh; cmh = CMSG_NXTHDR(&msg, cmh))
+            if (cmh->cmsg_level == SOL_SOCKET && cmh->cmsg_type == SCM_RIGHTS &&
+                cmh->cmsg_len == CMSG_LEN(sizeof(int)) && fd < 0)
+                memcpy(&fd, CMSG_DATA(cmh), sizeof fd);
+        uint64_t first = 0, lastseq = 0;
+        int k = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+                    ? 0
+                    : s_child_count(msgbuf, (size_t)n, fd, &first, &lastseq);
+        if (k == 0) {
             if (fd >= 0)
                 close(fd);
             s_child_broken(out_fd);
         }
-        /* from here on the parent can tell which job died with us */
-        __atomic_store_n(running, h.seq, __ATOMIC_SEQ_CST);
-        const char *text = msgbuf + sizeof h;
-        char *big = NULL;
-        if (h.big) {
-            /* a failed read runs nothing: the empty DONE makes the parent report it */
-            big = malloc((size_t)h.len + 1);
-            size_t got = 0;
-            while (big && got < h.len) {
-                ssize_t r = pread(fd, big + got, h.len - got, (off_t)got);
-                if (r < 0 && errno == EINTR)
-                    continue;
-                if (r <= 0)
-                    break;
-                got += (size_t)r;
-            }
+        s_task_hdr_t h;
+        memcpy(&h, msgbuf, sizeof h);
+        if (!h.big && fd >= 0) {
             close(fd);
-            if (got < h.len) {
-                free(big);
-                big = NULL;
-            }
-            text = big;
-        } else if (fd >= 0) {
-            close(fd);
+            fd = -1;
         }
-        /* handed in ahead of its eta: start it on time, never early (a signal or a capped
-         * wait just looks again) */
-        struct timespec due;
-        while (s_eta_deadline(h.eta, &due))
-            clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &due, NULL);
-        /* past the worker's lease the broker may have given this job to another worker:
-         * wait until the worker knows it is still ours (lease extended) or takes it back */
-        for (int waited = 0;; waited = 1) {
-            /* the worker died: what it held is the broker's to hand out again. Checked when
-             * waiting and now and then, not per job (a syscall); a child that took a job
-             * from a dead worker within its lease at worst runs that one, whose DONE then
-             * fails (EPIPE) */
-            double m = zq_mono();
-            if (waited || m - ppid_at >= PPID_EVERY) {
-                if (getppid() != parent)
-                    _exit(0);
-                ppid_at = m;
-            }
-            double lease;
-            __atomic_load(&shm->lease, &lease, __ATOMIC_SEQ_CST);
-            if (m < lease ||
-                __atomic_load_n(&shm->ring[h.seq % RING], __ATOMIC_SEQ_CST) !=
-                    JW(h.seq, J_QUEUED))
-                break;
-            struct timespec nap = {0, 20 * 1000 * 1000};
-            nanosleep(&nap, NULL);
-        }
-        if (!s_cas(&shm->ring[h.seq % RING], JW(h.seq, J_QUEUED), JW(h.seq, J_STARTED))) {
-            /* taken back by the parent (revoked, returned): not ours to run */
-            __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
-            free(big);
-            continue;
-        }
-        cJSON *body = text ? cJSON_ParseWithLength(text, h.len) : NULL;
-        free(big);
-        zq_request_t r;
-        memset(&r, 0, sizeof r);
-        char err[256];
-        const zq_task_entry_t *t = NULL;
-        if (body && zq_exec_decode(&r, body, err, sizeof err) == ZQ_OK)
-            t = zq_loader_find(p->cfg.loader, r.task);
-        double now = zq_now();
-        if (r.expires_t > 0 && r.expires_t <= now) {
-            s_child_send(out_fd, REC_EXPIRED, h.seq, 0, 0, NULL, 0);
-            __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
-        } else {
-            s_child_seq = h.seq;
-            s_child_soft = 0;
-            zq_outcome_t out;
-            memset(&out, 0, sizeof out);
-            /* STARTED without a message: the parent looks here (s_scan_slot) or learns it
-             * from the DONE record, which carries the start time */
-            __atomic_store(&shm->start_t[h.seq % RING], &now, __ATOMIC_SEQ_CST);
-            __atomic_store_n(started, h.seq, __ATOMIC_SEQ_CST);
-            if (t) {
-                r.hostname = p->cfg.worker;
-                r.hard = h.hard;
-                r.soft = h.soft;
-                zq_exec_run(t, &r, &env, &out);
-            }
-            /* an empty DONE tells the parent to report the failure itself */
-            if (s_child_send(out_fd, REC_DONE, h.seq, (uint8_t)out.state, now, out.json,
-                             out.json ? out.len : 0) != 0)
-                _exit(0); /* the parent is gone */
-            zq_outcome_clear(&out);
-            __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
-            __atomic_store_n(started, 0, __ATOMIC_SEQ_CST);
-            s_child_seq = 0;
+        /* the pack's end first, then its start: the parent takes back what is between
+         * (s_child_lost) */
+        __atomic_store_n(last, lastseq, __ATOMIC_SEQ_CST);
+        __atomic_store_n(running, first, __ATOMIC_SEQ_CST);
+        size_t off = 0;
+        for (int i = 0; i < k; i++) {
+            memcpy(&h, msgbuf + off, sizeof h);
+            s_child_job(&c, &h, h.big ? NULL : msgbuf + off + sizeof h, fd);
+            off += sizeof h + (h.big ? 0 : h.len);
         }
         __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
-        zq_request_clear(&r);
-        cJSON_Delete(body);
+        __atomic_store_n(last, 0, __ATOMIC_SEQ_CST);
     }
 }
 
@@ -705,13 +783,38 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
 
 #define MMSG_MAX 64 /* job messages per sendmmsg() */
 
-/* Send the inline jobs at the head of p->out with one sendmmsg(): how many went out, 0
- * when the first one is big (s_send_job's), -1 when the queue is full, -2 on error. */
+/* Jobs per message for `waiting` inline jobs queued: while jobs are short (PACK_RUN) they
+ * are shared out among the children in packs (one recvmsg() for several jobs), at most
+ * PACK_MAX each so that no child sits on work another could take; else one per message. */
+static unsigned s_pack_size(const zq_pool_t *p, unsigned waiting)
+{
+    if (waiting < 2 || !(p->avg_run < PACK_RUN))
+        return 1;
+    unsigned k = (waiting + (unsigned)p->n - 1) / (unsigned)p->n;
+    return k > PACK_MAX ? PACK_MAX : k;
+}
+
+/* Send the inline jobs at the head of p->out with one sendmmsg(), one or a pack of them per
+ * message: how many messages went out, 0 when the first job is big (s_send_job's), -1 when
+ * the queue is full, -2 on error. */
 static int s_send_inline_run(zq_pool_t *p)
 {
     struct mmsghdr mv[MMSG_MAX];
-    struct iovec iov[MMSG_MAX][2];
-    size_t size[MMSG_MAX];
+    struct iovec iov[MMSG_MAX];
+    unsigned jobs[MMSG_MAX];
+    /* records are contiguous in p->out: a pack is one span of it */
+    unsigned waiting = 0;
+    for (size_t off = p->out_off;
+         waiting < MMSG_MAX * PACK_MAX && p->out_len - off >= sizeof(s_task_hdr_t);
+         waiting++) {
+        s_task_hdr_t h;
+        memcpy(&h, p->out + off, sizeof h);
+        if (h.big)
+            break;
+        off += sizeof h + h.len;
+    }
+    unsigned pack = s_pack_size(p, waiting);
+    size_t room = sizeof(s_task_hdr_t) + p->inline_max; /* a child's message buffer */
     unsigned k = 0;
     size_t off = p->out_off;
     while (k < MMSG_MAX && p->out_len - off >= sizeof(s_task_hdr_t)) {
@@ -719,13 +822,25 @@ static int s_send_inline_run(zq_pool_t *p)
         memcpy(&h, p->out + off, sizeof h);
         if (h.big)
             break;
-        iov[k][0] = (struct iovec){p->out + off, sizeof h};
-        iov[k][1] = (struct iovec){p->out + off + sizeof h, h.len};
+        size_t start = off, size = sizeof h + h.len;
+        double eta = h.eta;
+        unsigned nj = 1;
+        off += size;
+        /* a pack's etas never go down: its child waits for each in turn */
+        while (nj < pack && p->out_len - off >= sizeof(s_task_hdr_t)) {
+            memcpy(&h, p->out + off, sizeof h);
+            if (h.big || size + sizeof h + h.len > room || h.eta < eta)
+                break;
+            eta = h.eta;
+            size += sizeof h + h.len;
+            off += sizeof h + h.len;
+            nj++;
+        }
+        iov[k] = (struct iovec){p->out + start, size};
         memset(&mv[k], 0, sizeof mv[k]);
-        mv[k].msg_hdr.msg_iov = iov[k];
-        mv[k].msg_hdr.msg_iovlen = h.len ? 2 : 1;
-        size[k] = sizeof h + h.len;
-        off += size[k];
+        mv[k].msg_hdr.msg_iov = &iov[k];
+        mv[k].msg_hdr.msg_iovlen = 1;
+        jobs[k] = nj;
         k++;
     }
     if (k == 0)
@@ -740,8 +855,11 @@ static int s_send_inline_run(zq_pool_t *p)
         ZQ_ERROR("pool: cannot write to the job queue: %s", strerror(errno));
         return -2;
     }
-    for (int i = 0; i < n; i++)
-        p->out_off += size[i];
+    for (int i = 0; i < n; i++) {
+        p->out_off += iov[i].iov_len;
+        p->sent_jobs += jobs[i];
+    }
+    p->sent_msgs += (uint64_t)n;
     return n;
 }
 
@@ -763,6 +881,8 @@ static int s_flush_out(zq_pool_t *p)
         if (rc != 0)
             return rc;
         p->out_off += sizeof h + (h.big ? 0 : h.len);
+        p->sent_jobs++;
+        p->sent_msgs++;
     }
     p->out_off = p->out_len = 0;
     if (p->out_cap > BUF_KEEP) {
@@ -900,6 +1020,7 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
     if (js)
         s_started(p, s, js, t, pid);
     uint64_t seq = __atomic_exchange_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
+    uint64_t last = __atomic_exchange_n(&p->shm->child[s->index].last, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].soft, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].term, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].started, 0, __ATOMIC_SEQ_CST);
@@ -917,6 +1038,23 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
             ctx = NULL;
         } else {
             s_pjob_forget(p, j);
+        }
+    }
+    /* the rest of its pack, which it had not reached: nobody else will run them */
+    for (uint64_t q = seq + 1; seq && q <= last && q - seq < PACK_MAX; q++) {
+        s_pjob_t *jq = s_pjob(p, q);
+        if (!jq)
+            continue;
+        void *cq = jq->ctx;
+        if (s_cas(&p->shm->ring[q % RING], JW(q, J_QUEUED), JW(q, J_CANCELLED))) {
+            s_pjob_forget(p, jq);
+            s_emit(p, ZQ_POOL_EV_RETURNED, -1, cq, 0, NULL, 0, 0, 0);
+        } else {
+            /* started, which cannot be (one job at a time, in order): lost with it */
+            if (!jq->started)
+                s_started(p, s, jq, zq_now(), pid);
+            s_pjob_forget(p, jq);
+            s_emit(p, ZQ_POOL_EV_LOST, s->index, cq, 0, NULL, 0, (long)pid, status);
         }
     }
     /* dead with no job of ours: it may have died between taking a message off the queue
@@ -961,6 +1099,7 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
             break;
         case REC_DONE:
             s->nrec++;
+            p->avg_run += (h.run - p->avg_run) / 8;
             /* a short job: nobody saw it start; its record says when */
             if (j && !j->started)
                 s_started(p, s, j, h.time, s->pid);
@@ -1080,6 +1219,7 @@ static int s_prefork_init(zq_pool_t *p)
         return ZQ_ENOMEM;
     }
     p->shm = m; /* zero-filled */
+    p->avg_run = 2 * PACK_RUN; /* no packs until a few short runs are seen */
     double none = INFINITY;
     __atomic_store(&p->shm->lease, &none, __ATOMIC_SEQ_CST);
     if (s_job_pipe_open(p) != ZQ_OK)
@@ -1568,6 +1708,12 @@ int zq_pool_kill(zq_pool_t *self, int slot, void *ctx, int signum)
     /* children ignore catchable termination signals unless they are meant for their job */
     __atomic_store_n(&self->shm->child[slot].term, seq, __ATOMIC_SEQ_CST);
     return kill(self->slots[slot].pid, signum) == 0 ? ZQ_OK : ZQ_EIO;
+}
+
+void zq_pool_counts(const zq_pool_t *self, uint64_t *jobs, uint64_t *messages)
+{
+    *jobs = self ? self->sent_jobs : 0;
+    *messages = self ? self->sent_msgs : 0;
 }
 
 int zq_pool_can_kill(const zq_pool_t *self)

@@ -4,8 +4,9 @@
  *   prefork (default)  -c forked children. Jobs go into one shared job queue (a datagram
  *                      socket pair that idle children all wait on; each job is one message,
  *                      taken by exactly one of them), so a job never waits behind a busy
- *                      child while another is idle, and under load nobody sleeps between
- *                      tasks. Children do not announce a start: the pool reports STARTED
+ *                      child while another is idle (except behind the others of its pack:
+ *                      short jobs queued together go in packs, see zq_pool_counts), and
+ *                      under load nobody sleeps between tasks. Children do not announce a start: the pool reports STARTED
  *                      from shared memory (zq_pool_due) or with the job's DONE. A task that crashes kills only its child: the
  *                      pool reports it LOST and forks a replacement. Hard time limits and
  *                      terminate are signals to the child. Children never touch ZeroMQ and
@@ -29,6 +30,7 @@
 #define ZQ_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <zmq.h>
 #include "zq_exec.h"
 #include "zq_loader.h"
@@ -146,6 +148,12 @@ int zq_pool_soft_limit(zq_pool_t *self, int slot, void *ctx);
 int zq_pool_kill(zq_pool_t *self, int slot, void *ctx, int signum);
 /* 1 when the pool can enforce hard limits and terminate tasks (prefork). */
 int zq_pool_can_kill(const zq_pool_t *self);
+
+/* Prefork: the jobs and the job messages written to the children's queue so far. While
+ * jobs are short (their average run under 0.5 ms) and several wait, one message carries a
+ * pack of them (up to 16) that one child runs in turn; jobs / messages is the average pack.
+ * Both 0 for the other pools. */
+void zq_pool_counts(const zq_pool_t *self, uint64_t *jobs, uint64_t *messages);
 
 /* Poll items (raw fds) the main loop must add to its zmq_poll; returns how many were
  * written (at most max; zq_pool_size() + 2 is always enough). */

@@ -6,6 +6,7 @@
  * job, a SIGKILLed child reports LOST with its job, a child dying idle while jobs are queued
  * has the queue rebuilt (its job handed back), big bodies travel as files, an expired job is
  * not started. A job handed in before its eta waits for it where it runs (still cancellable).
+ * Short jobs queued together go in packs; a child killed in its pack hands back the rest.
  * Uses the plugins/tasks.so example.
  */
 #include "config.h"
@@ -44,17 +45,24 @@ typedef struct {
     double done_at;              /* zq_now() of the last DONE */
     int state;                   /* of the last DONE */
     int done_before_start;       /* a DONE or LOST whose job had no STARTED before */
-    void *started_ctx[8];        /* jobs reported STARTED (first 8) */
+    void *open_ctx[64];          /* jobs reported STARTED and not ended yet */
+    int nopen;
     void *lost_ctx;
     int lost_status;
     char json[512];              /* the last DONE's body (cut) */
+    void *watch;                 /* a job to follow: ... */
+    int watch_slot;              /* ... the slot of its STARTED (-1: none yet) */
+    void *returned_ctx[16];      /* jobs handed back (first 16) */
 } s_seen_t;
 
-static int s_was_started(const s_seen_t *s, void *ctx)
+/* 1 when ctx was reported STARTED (and not ended since): it ends now. */
+static int s_was_started(s_seen_t *s, void *ctx)
 {
-    for (int i = 0; i < s->started && i < 8; i++)
-        if (s->started_ctx[i] == ctx)
+    for (int i = 0; i < s->nopen; i++)
+        if (s->open_ctx[i] == ctx) {
+            s->open_ctx[i] = s->open_ctx[--s->nopen];
             return 1;
+        }
     return 0;
 }
 
@@ -63,10 +71,12 @@ static void s_on_event(void *arg, const zq_pool_event_t *ev)
     s_seen_t *s = arg;
     switch (ev->kind) {
     case ZQ_POOL_EV_STARTED:
-        if (s->started < 8)
-            s->started_ctx[s->started] = ev->ctx;
+        ck_assert_int_lt(s->nopen, 64);
+        s->open_ctx[s->nopen++] = ev->ctx;
         s->started++;
         s->slot = ev->slot;
+        if (s->watch && ev->ctx == s->watch)
+            s->watch_slot = ev->slot;
         s->start_time = ev->time;
         s->seen_at = zq_now();
         break;
@@ -84,7 +94,11 @@ static void s_on_event(void *arg, const zq_pool_event_t *ev)
         s->lost_ctx = ev->ctx;
         s->lost_status = ev->status;
         break;
-    case ZQ_POOL_EV_RETURNED: s->returned++; break;
+    case ZQ_POOL_EV_RETURNED:
+        if (s->returned < 16)
+            s->returned_ctx[s->returned] = ev->ctx;
+        s->returned++;
+        break;
     case ZQ_POOL_EV_EXPIRED: s->expired++; break;
     default: break;
     }
@@ -457,6 +471,97 @@ START_TEST(test_eta_waits_in_the_pool)
 }
 END_TEST
 
+START_TEST(test_short_jobs_go_in_packs)
+{
+    /* once runs are short, jobs queued together go to the children in packs (fewer job
+     * messages than jobs), each reported STARTED before DONE; a child killed in the middle
+     * of its pack loses only the job it ran: the rest of the pack is handed back */
+    zq_loader_t *l = s_loader();
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    seen.watch_slot = -1;
+    zq_pool_config_t cfg = {ZQ_POOL_PREFORK, 2, l, "packs@test", s_on_event, &seen};
+    zq_pool_t *p = zq_pool_new(&cfg);
+    ck_assert_ptr_nonnull(p);
+    enum { WARM = 24, REST = 15 };
+    static s_job_t w[WARM], r[REST], sl;
+    char id[16];
+    for (int i = 0; i < WARM; i++) {
+        snprintf(id, sizeof id, "w%d", i);
+        s_job(&w[i], id, "tasks.add", "[1,2]");
+    }
+    /* one at a time: nothing to pack, and the pool learns that runs are short */
+    for (int i = 0; i < WARM; i++) {
+        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
+        zq_pool_flush(p);
+        s_pump(p, 5000, &seen.done, i + 1);
+        ck_assert_int_eq(seen.done, i + 1);
+    }
+    uint64_t jobs, msgs;
+    zq_pool_counts(p, &jobs, &msgs);
+    ck_assert_uint_eq(jobs, WARM);
+    ck_assert_uint_eq(msgs, WARM);
+
+    /* queued together: two packs, one per child */
+    for (int i = 0; i < WARM; i++)
+        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
+    zq_pool_flush(p);
+    s_pump(p, 5000, &seen.done, 2 * WARM);
+    ck_assert_int_eq(seen.done, 2 * WARM);
+    ck_assert_int_eq(seen.started, 2 * WARM);
+    ck_assert_int_eq(seen.done_before_start, 0);
+    ck_assert_int_eq(seen.state, ZQ_OUT_SUCCESS);
+    zq_pool_counts(p, &jobs, &msgs);
+    ck_assert_uint_eq(jobs, 2 * WARM);
+    ck_assert_msg(msgs - WARM <= 4, "%d jobs queued together took %d messages", WARM,
+                  (int)(msgs - WARM));
+
+    /* a pack that starts with a long job, whose child is killed running it */
+    s_job(&sl, "sl", "tasks.sleep", "[30]");
+    for (int i = 0; i < REST; i++) {
+        snprintf(id, sizeof id, "r%d", i);
+        s_job(&r[i], id, "tasks.add", "[3,4]");
+    }
+    seen.watch = &sl;
+    ck_assert_int_eq(zq_pool_submit(p, &sl.job), ZQ_OK);
+    for (int i = 0; i < REST; i++)
+        ck_assert_int_eq(zq_pool_submit(p, &r[i].job), ZQ_OK);
+    zq_pool_flush(p);
+    /* 16 jobs, 2 children: [sl r0..r6] and [r7..r14] */
+    int want = 2 * WARM + 8;
+    s_pump(p, 5000, &seen.done, want);
+    ck_assert_int_eq(seen.done, want);
+    for (int tries = 0; tries < 100 && seen.watch_slot < 0; tries++)
+        s_pump(p, 20, NULL, 0);
+    ck_assert_int_ge(seen.watch_slot, 0);
+    ck_assert_int_eq(kill((pid_t)zq_pool_pid(p, seen.watch_slot), SIGKILL), 0);
+    s_pump(p, 5000, &seen.returned, 7);
+    s_pump(p, 200, NULL, 0);
+    ck_assert_int_eq(seen.lost, 1);
+    ck_assert_ptr_eq(seen.lost_ctx, &sl);
+    ck_assert_int_eq(seen.returned, 7);
+    ck_assert_int_eq(seen.done, want);
+    /* nothing is lost: the jobs handed back run when queued again */
+    for (int i = 0; i < 7; i++) {
+        s_job_t *j = seen.returned_ctx[i];
+        ck_assert(j >= &r[0] && j < &r[REST]);
+        ck_assert_int_eq(zq_pool_submit(p, &j->job), ZQ_OK);
+    }
+    zq_pool_flush(p);
+    s_pump(p, 5000, &seen.done, want + 7);
+    ck_assert_int_eq(seen.done, want + 7);
+    ck_assert_int_eq(seen.done_before_start, 0);
+
+    zq_pool_destroy(&p, 0);
+    for (int i = 0; i < WARM; i++)
+        cJSON_Delete(w[i].body);
+    for (int i = 0; i < REST; i++)
+        cJSON_Delete(r[i].body);
+    cJSON_Delete(sl.body);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
@@ -472,6 +577,7 @@ int main(void)
     tcase_add_test(pf, test_limits_and_kill);
     tcase_add_test(pf, test_idle_death_rebuilds_queue);
     tcase_add_test(pf, test_big_body_and_expired);
+    tcase_add_test(pf, test_short_jobs_go_in_packs);
     suite_add_tcase(s, pf);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
