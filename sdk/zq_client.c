@@ -15,6 +15,7 @@
 #include "config.h"
 #include "zq.h"
 #include "zq_auth.h"
+#include "zq_client_int.h"
 #include "zq_jscan.h"
 #include "zq_log.h"
 #include "zq_proto.h"
@@ -202,6 +203,7 @@ struct zq_client {
     double linger;           /* destroy's wait for acknowledgements, seconds */
     uint64_t next_req;
     uint64_t nsent;          /* apply_async calls, for S_DRAIN_EVERY */
+    unsigned long empty_looks; /* receives that found nothing (zq_client_int.h) */
     s_entry_t *ents;         /* outstanding requests, ascending req; [head, nents) live */
     size_t nents, cap_ents, head, ndone;
     s_buf_t arena;           /* request texts of ents */
@@ -847,6 +849,7 @@ static size_t s_recv_frames(zq_client_t *c)
         zmq_msg_init(part);
         if (zmq_msg_recv(part, c->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
             c->sock_settled = n == 0 && errno == EAGAIN;
+            c->empty_looks += c->sock_settled;
             zmq_msg_close(part);
             break;
         }
@@ -1706,8 +1709,16 @@ int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p)
     if (!r || !r->client)
         return ZQ_EINVAL;
     zq_client_t *c = r->client;
-    s_drain(c);
-    const s_refusal_t *ref = s_refusal_of(c, r);
+    s_pslot_t *slot = r->push_req ? s_pm_find(c, r->id) : NULL;
+    int here = slot && slot->req == r->push_req && slot->text && !slot->rec;
+    if (!here) {
+        /* take in what has come; not when the record is here already (final: the broker
+         * sends it when the task ends), as each look at the socket costs two syscalls */
+        s_drain(c);
+        slot = r->push_req ? s_pm_find(c, r->id) : NULL;
+        here = slot && slot->req == r->push_req && slot->text && !slot->rec;
+    }
+    const s_refusal_t *ref = here ? NULL : s_refusal_of(c, r);
     if (ref) {
         s_err(c, "the broker refused task %s: %s", r->id, ref->msg);
         return ref->code;
@@ -1716,8 +1727,7 @@ int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p)
     snprintf(what, sizeof what, "waiting for task %s", r->id);
     s_entry_t *live = NULL;
     cJSON *rec = NULL;
-    s_pslot_t *slot = r->push_req ? s_pm_find(c, r->id) : NULL;
-    if (slot && slot->req == r->push_req && slot->text && !slot->rec) {
+    if (here) {
         /* the record came already, as text */
         char *text = slot->text;
         size_t len = slot->len;
@@ -1974,4 +1984,9 @@ int zq_client_revoke(zq_client_t *self, const char *const *ids, size_t n, int te
 cJSON *zq_args(const char *json)
 {
     return json ? cJSON_Parse(json) : NULL;
+}
+
+unsigned long zq_client_empty_looks(const zq_client_t *self)
+{
+    return self ? self->empty_looks : 0;
 }

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "zq.h"
 #include "zq_auth.h"
+#include "zq_client_int.h"
 #include "zq_proto.h"
 #include "zq_time.h"
 #include "zq_util.h"
@@ -656,6 +657,8 @@ START_TEST(test_pushed_result_lean)
     cJSON_Hooks hooks = {s_counting_malloc, free};
     cJSON_InitHooks(&hooks);
     s_mallocs = 0;
+    unsigned long looks = zq_client_empty_looks(c);
+    ck_assert_uint_gt(looks, 0); /* flush() found the socket empty at least once */
     int rc = zq_result_get(r, 10, &v);
     size_t during_get = s_mallocs;
     cJSON_InitHooks(NULL);
@@ -663,6 +666,8 @@ START_TEST(test_pushed_result_lean)
     ck_assert(cJSON_IsNumber(v) && v->valuedouble == 5);
     cJSON_Delete(v);
     ck_assert_msg(during_get <= 2, "get() built %zu cJSON blocks", during_get);
+    /* nor looked at the socket (two syscalls) for a record that was here */
+    ck_assert_uint_eq(zq_client_empty_looks(c), looks);
     const cJSON *rec = zq_result_record(r);
     ck_assert_ptr_nonnull(rec);
     ck_assert_ptr_eq(zq_result_record(r), rec); /* parsed once */

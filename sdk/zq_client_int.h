@@ -1,0 +1,15 @@
+/*
+ * zq_client_int.h - what the unit tests may ask the client library (sdk/zq_client.c) beyond
+ * zq.h. Not installed.
+ */
+#ifndef ZQ_CLIENT_INT_H
+#define ZQ_CLIENT_INT_H
+
+#include "zq.h"
+
+/* How many times the client found its broker socket empty (a receive that returned EAGAIN):
+ * each costs libzmq two syscalls, so the hot paths avoid them (get() of a record already
+ * here looks at no socket). */
+unsigned long zq_client_empty_looks(const zq_client_t *self);
+
+#endif
