@@ -20,8 +20,16 @@
  * records it has written (`nrec`). A child sends nothing when it starts a job: the parent
  * reports STARTED from the DONE record (which carries the start time) or, for a job still
  * running, from shared memory, which it reads after handling the children's pipes each turn
- * and, while a child not known busy could pick up a queued job, at least every SCAN_EVERY
- * (zq_pool_due). Signals for soft and hard limits only hit the job they are meant for.
+ * and, while a child not known busy could pick up a queued job or a child is in the middle
+ * of a pack, at least every SCAN_EVERY (zq_pool_due). Signals for soft and hard limits only
+ * hit the job they are meant for.
+ *
+ * DONE and EXPIRED records go in the child's ring in shared memory (no syscall), and the
+ * child rings the parent (a BELL record on its pipe) when the message's last job has ended
+ * or before it waits (eta, lease): one write per pack instead of one per job. In the middle
+ * of a pack the parent takes them on its own every SCAN_EVERY, so a long job does not hold
+ * back the results of the short ones before it; and what a child put there before dying is
+ * read after its pipe's EOF, before its jobs are reported LOST or handed back.
  *
  * Messages are atomic, so a dying child cannot leave the queue misaligned; but one killed
  * between taking a message and publishing `running` would lose that job. So when a child of
@@ -35,9 +43,11 @@
  *                       before starting the job (handed in up to ZQ_POOL_ETA_AHEAD early).
  *                       A pack is several such records, back to back, with consecutive
  *                       seqs and etas that never go down; a big job travels alone
- *   child -> parent     [s_rec_hdr_t: magic, len, seq, time, type, state, run][len bytes] on its pipe
- *                       'E' expired (not run), 'D' done (STATE body; time: when it started),
- *                       'U' sub-task (SUBMIT body), 'B' a malformed job message
+ *   child -> parent     [s_rec_hdr_t: magic, len, seq, time, type, state, run][len bytes],
+ *                       in its ring: 'E' expired (not run), 'D' done (STATE body; time:
+ *                       when it started; run: seconds it ran); on its pipe: 'U' sub-task
+ *                       (SUBMIT body), 'B' a malformed job message, 'R' look at the ring,
+ *                       and an 'E' or 'D' that does not fit in the ring
  * The parent queues the jobs of a dispatch pass in a buffer and sends them non-blocking with
  * one sendmmsg() (what does not fit waits there, whole, for the next flush) and
  * reads children's pipes non-blocking, so no child can stall the main loop.
@@ -72,6 +82,7 @@
 #define REC_DONE 'D'
 #define REC_SUBMIT 'U'
 #define REC_BROKEN 'B'
+#define REC_BELL 'R'         /* no payload: records wait in the child's ring */
 #define RING 16384           /* job state words; more than jobs ever held by the pool */
 #define QUEUE_MIN 64         /* queued jobs the pool takes at least (beyond running ones) */
 #define READ_CHUNK 65536     /* bytes read from a child's pipe at a time */
@@ -82,6 +93,7 @@
 #define PPID_EVERY 0.1       /* s between a child's checks that its parent still lives */
 #define PACK_MAX 16          /* jobs per job message at most (a pack) */
 #define PACK_RUN 0.0005      /* s: jobs are packed while the average run is below this */
+#define RING_BYTES 65536     /* a child's ring of DONE / EXPIRED records (power of 2) */
 
 enum { J_QUEUED = 0, J_STARTED = 1, J_CANCELLED = 2 };
 #define JW(seq_, st_) (((uint64_t)(seq_) << 2) | (uint64_t)(st_))
@@ -123,6 +135,11 @@ typedef struct {
         uint64_t nrec;            /* DONE / EXPIRED records it has written */
         uint64_t soft;            /* seq whose soft limit passed */
         uint64_t term;            /* seq the parent asked to terminate */
+        /* DONE / EXPIRED records, written by the child (head: bytes put, release) and
+         * taken by the parent (tail: bytes taken, release): no syscall per record, and
+         * what a child wrote before dying is still there to read */
+        uint64_t head, tail;
+        char ring[RING_BYTES];
     } child[];                    /* per slot */
 } s_shm_t;
 
@@ -194,6 +211,7 @@ struct zq_pool {
     double scanned;                   /* zq_mono() of the last s_scan */
     double avg_run;                   /* moving average of the children's run times (s) */
     uint64_t sent_jobs, sent_msgs;    /* jobs and job messages written to the queue */
+    char *ringbuf;                    /* a child's ring records, copied out to be handled */
     /* threads */
     pthread_mutex_t mu;
     pthread_cond_t work_cv;           /* a job arrived, or stop */
@@ -392,7 +410,58 @@ typedef struct {
     zq_exec_env_t env;
     pid_t parent;
     double ppid_at;
+    int bell; /* records put in the ring since the parent was last rung */
 } s_child_t;
+
+/* Copy n bytes into a ring at byte position at (wrapping). */
+static void s_ring_copy(char *ring, uint64_t at, const void *src, size_t n)
+{
+    size_t off = (size_t)(at & (RING_BYTES - 1)), first = RING_BYTES - off;
+    if (first > n)
+        first = n;
+    memcpy(ring + off, src, first);
+    memcpy(ring, (const char *)src + first, n - first);
+}
+
+/* Tell the parent that records wait in the ring (one message for all put since the last
+ * time). 0, or -1 when the parent is gone. */
+static int s_child_bell(s_child_t *c)
+{
+    if (!c->bell)
+        return 0;
+    c->bell = 0;
+    return s_child_send(c->out_fd, REC_BELL, 0, 0, 0, 0, NULL, 0);
+}
+
+/* A DONE / EXPIRED record: into the ring, where the parent takes it without a syscall on
+ * either side (when rung: after the message's last job, before any wait; or on its own
+ * every SCAN_EVERY while the ring holds records), or through the pipe when it does not fit.
+ * 0, or -1 when the parent is gone. */
+static int s_child_put(s_child_t *c, uint8_t type, uint64_t seq, uint8_t state, double time,
+                       float run, const char *json, size_t len)
+{
+    __typeof__(c->shm->child[0]) *me = &c->shm->child[c->slot];
+    s_rec_hdr_t h;
+    memset(&h, 0, sizeof h);
+    h.magic = MAGIC;
+    h.time = time;
+    h.len = (uint32_t)len;
+    h.seq = seq;
+    h.type = type;
+    h.state = state;
+    h.run = run;
+    uint64_t head = me->head; /* ours alone to write */
+    uint64_t tail = __atomic_load_n(&me->tail, __ATOMIC_ACQUIRE);
+    if (sizeof h + len > RING_BYTES - (head - tail))
+        return s_child_bell(c) == 0 ? s_child_send(c->out_fd, type, seq, state, time, run, json,
+                                                   len)
+                                    : -1;
+    s_ring_copy(me->ring, head, &h, sizeof h);
+    s_ring_copy(me->ring, head + sizeof h, json, len);
+    __atomic_store_n(&me->head, head + sizeof h + len, __ATOMIC_RELEASE);
+    c->bell = 1;
+    return 0;
+}
 
 /* Run one job of the message just taken (h: its header; text: its inline body, or NULL
  * when the body comes as file fd, which this closes). */
@@ -428,6 +497,8 @@ static void s_child_job(s_child_t *c, const s_task_hdr_t *hp, const char *text, 
     /* handed in ahead of its eta: start it on time, never early (a signal or a capped
      * wait just looks again) */
     struct timespec due;
+    if (s_eta_deadline(h.eta, &due) && s_child_bell(c) != 0)
+        _exit(0); /* the parent is gone */
     while (s_eta_deadline(h.eta, &due))
         clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &due, NULL);
     /* past the worker's lease the broker may have given this job to another worker:
@@ -448,6 +519,8 @@ static void s_child_job(s_child_t *c, const s_task_hdr_t *hp, const char *text, 
         if (m < lease ||
             __atomic_load_n(&shm->ring[h.seq % RING], __ATOMIC_SEQ_CST) != JW(h.seq, J_QUEUED))
             break;
+        if (s_child_bell(c) != 0)
+            _exit(0);
         struct timespec nap = {0, 20 * 1000 * 1000};
         nanosleep(&nap, NULL);
     }
@@ -466,7 +539,8 @@ static void s_child_job(s_child_t *c, const s_task_hdr_t *hp, const char *text, 
         t = zq_loader_find(c->p->cfg.loader, r.task);
     double now = zq_now();
     if (r.expires_t > 0 && r.expires_t <= now) {
-        s_child_send(c->out_fd, REC_EXPIRED, h.seq, 0, 0, 0, NULL, 0);
+        if (s_child_put(c, REC_EXPIRED, h.seq, 0, 0, 0, NULL, 0) != 0)
+            _exit(0);
         __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
     } else {
         s_child_seq = h.seq;
@@ -485,8 +559,8 @@ static void s_child_job(s_child_t *c, const s_task_hdr_t *hp, const char *text, 
             zq_exec_run(t, &r, &c->env, &out);
         }
         /* an empty DONE tells the parent to report the failure itself */
-        if (s_child_send(c->out_fd, REC_DONE, h.seq, (uint8_t)out.state, now,
-                         (float)(zq_mono() - m0), out.json, out.json ? out.len : 0) != 0)
+        if (s_child_put(c, REC_DONE, h.seq, (uint8_t)out.state, now, (float)(zq_mono() - m0),
+                        out.json, out.json ? out.len : 0) != 0)
             _exit(0); /* the parent is gone */
         zq_outcome_clear(&out);
         __atomic_add_fetch(nrec, 1, __ATOMIC_SEQ_CST);
@@ -534,7 +608,7 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
     snprintf(name, sizeof name, "ForkPoolWorker-%d", slot + 1);
     zq_log_set_process_name(name);
     s_child_t c = {p, slot, out_fd, p->shm, {p->cfg.worker, s_child_emit, NULL, &s_child_soft},
-                   getppid(), zq_mono()};
+                   getppid(), zq_mono(), 0};
     c.env.emit_arg = &c.out_fd;
     s_child_shm = p->shm;
     s_child_slot = slot;
@@ -588,7 +662,7 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
         }
         /* the pack's end first, then its start: the parent takes back what is between
          * (s_child_lost) */
-        __atomic_store_n(last, lastseq, __ATOMIC_SEQ_CST);
+        __atomic_store_n(last, k > 1 ? lastseq : 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(running, first, __ATOMIC_SEQ_CST);
         size_t off = 0;
         for (int i = 0; i < k; i++) {
@@ -598,6 +672,8 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
         }
         __atomic_store_n(running, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(last, 0, __ATOMIC_SEQ_CST);
+        if (s_child_bell(&c) != 0)
+            _exit(0); /* the parent is gone */
     }
 }
 
@@ -745,6 +821,8 @@ static int s_spawn(zq_pool_t *p, s_slot_t *s)
     __atomic_store_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].started, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].nrec, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].head, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->shm->child[s->index].tail, 0, __ATOMIC_SEQ_CST);
     s->nrec = 0;
     /* no signal handler may run in the child before it resets them */
     sigset_t all, old;
@@ -1070,20 +1148,23 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
 }
 
 /* Handle the complete records in s->in. Returns -1 when the child broke the protocol. */
-static int s_parse_records(zq_pool_t *p, s_slot_t *s)
+/* Handle the complete records at the start of buf (len bytes, and room for one more: the
+ * payloads are NUL-terminated in place for the callbacks); *used: the bytes they took.
+ * Returns -1 when the child broke the protocol. */
+static int s_parse_buf(zq_pool_t *p, s_slot_t *s, char *buf, size_t len, size_t *used)
 {
     size_t off = 0;
     int rc = 0;
-    while (s->in_len - off >= sizeof(s_rec_hdr_t)) {
+    while (len - off >= sizeof(s_rec_hdr_t)) {
         s_rec_hdr_t h;
-        memcpy(&h, s->in + off, sizeof h);
+        memcpy(&h, buf + off, sizeof h);
         if (h.magic != MAGIC || h.len > ZQ_MAX_MSG_SIZE) {
             rc = -1;
             break;
         }
-        if (s->in_len - off - sizeof h < h.len)
+        if (len - off - sizeof h < h.len)
             break;
-        char *json = s->in + off + sizeof h;
+        char *json = buf + off + sizeof h;
         /* NUL-terminate in place for the callback; the byte is restored after */
         char saved = json[h.len];
         json[h.len] = '\0';
@@ -1100,9 +1181,13 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
         case REC_DONE:
             s->nrec++;
             p->avg_run += (h.run - p->avg_run) / 8;
-            /* a short job: nobody saw it start; its record says when */
-            if (j && !j->started)
+            /* a short job: nobody saw it start; its record says when. The slot may run a
+             * later job already (its record waited in the ring), seen first: keep that */
+            if (j && !j->started) {
+                uint64_t cur = s->running;
                 s_started(p, s, j, h.time, s->pid);
+                s->running = cur;
+            }
             if (s->running == h.seq)
                 s->running = 0;
             if (j) {
@@ -1119,6 +1204,8 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
         case REC_BROKEN:
             p->broken = 1;
             break;
+        case REC_BELL: /* the caller reads the ring */
+            break;
         default:
             rc = -1;
         }
@@ -1127,6 +1214,15 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
             break;
         off += sizeof h + h.len;
     }
+    *used = off;
+    return rc;
+}
+
+/* Handle the complete records in s->in. Returns -1 when the child broke the protocol. */
+static int s_parse_records(zq_pool_t *p, s_slot_t *s)
+{
+    size_t off = 0;
+    int rc = s_parse_buf(p, s, s->in, s->in_len, &off);
     if (off > 0) {
         memmove(s->in, s->in + off, s->in_len - off);
         s->in_len -= off;
@@ -1139,9 +1235,38 @@ static int s_parse_records(zq_pool_t *p, s_slot_t *s)
     return rc;
 }
 
+/* Handle the records in s's ring up to head (read before the pipe: a sub-task's SUBMIT,
+ * sent on the pipe before its job's DONE went in the ring, is handled first). Returns -1
+ * when they are malformed. */
+static int s_read_ring(zq_pool_t *p, s_slot_t *s, uint64_t head)
+{
+    __typeof__(p->shm->child[0]) *c = &p->shm->child[s->index];
+    uint64_t tail = c->tail; /* ours alone to write */
+    if (head == tail)
+        return 0;
+    size_t n = (size_t)(head - tail);
+    if (n > RING_BYTES)
+        return -1;
+    /* +1: room for the NUL that s_parse_buf writes after a payload */
+    if (!p->ringbuf && !(p->ringbuf = malloc(RING_BYTES + 1))) {
+        ZQ_ERROR("pool: out of memory reading from ForkPoolWorker-%d", s->index + 1);
+        return 0; /* the records stay there for the next look */
+    }
+    size_t off = (size_t)(tail & (RING_BYTES - 1)), first = RING_BYTES - off;
+    if (first > n)
+        first = n;
+    memcpy(p->ringbuf, c->ring + off, first);
+    memcpy(p->ringbuf + first, c->ring, n - first);
+    __atomic_store_n(&c->tail, head, __ATOMIC_RELEASE);
+    size_t used = 0;
+    int rc = s_parse_buf(p, s, p->ringbuf, n, &used);
+    return rc || used != n ? -1 : 0;
+}
+
 static void s_read_child(zq_pool_t *p, s_slot_t *s)
 {
     int eof = 0;
+    uint64_t head = __atomic_load_n(&p->shm->child[s->index].head, __ATOMIC_ACQUIRE);
     for (;;) {
         /* +1: room for the NUL that s_parse_records writes after a payload */
         if (s->in_cap - s->in_len < READ_CHUNK + 1) {
@@ -1173,25 +1298,38 @@ static void s_read_child(zq_pool_t *p, s_slot_t *s)
             eof = 1;
         break;
     }
-    if (s_parse_records(p, s) != 0) {
+    if (s_parse_records(p, s) != 0 || s_read_ring(p, s, head) != 0) {
         ZQ_ERROR("pool: ForkPoolWorker-%d (pid %ld) sent a malformed record; replacing it",
                  s->index + 1, (long)s->pid);
         eof = 1;
     }
+    /* it may have put more in the ring since, and it is gone: take them too */
+    if (eof && s_read_ring(p, s, __atomic_load_n(&p->shm->child[s->index].head,
+                                                 __ATOMIC_ACQUIRE)) != 0)
+        ZQ_ERROR("pool: ForkPoolWorker-%d (pid %ld) left malformed records", s->index + 1,
+                 (long)s->pid);
     if (eof)
         s_child_lost(p, s);
 }
 
 /* Children do not say when they start a job (a message per job costs both sides a
- * syscall and the parent a wakeup): report what shared memory shows started. A child ends
- * one job (DONE through its pipe) before it starts the next, so with every live child known
- * busy nothing can start unseen; zq_pool_due() tells the main loop when to look again. */
+ * syscall and the parent a wakeup): report what shared memory shows started, after taking
+ * the records waiting in the rings. Outside a pack a child ends one job (DONE in its ring,
+ * and a bell) before it starts the next, so with every live child known busy and none in a
+ * pack nothing can start unseen; zq_pool_due() tells the main loop when to look again. */
 static void s_scan(zq_pool_t *p)
 {
     for (int i = 0; i < p->n; i++) {
         s_slot_t *s = &p->slots[i];
         if (s->pid <= 0)
             continue;
+        /* records put in the ring without a bell (the child is in the middle of a pack) */
+        if (s_read_ring(p, s, __atomic_load_n(&p->shm->child[i].head, __ATOMIC_ACQUIRE)) != 0) {
+            ZQ_ERROR("pool: ForkPoolWorker-%d (pid %ld) sent a malformed record; replacing it",
+                     i + 1, (long)s->pid);
+            kill(s->pid, SIGKILL); /* its pipe's EOF follows: s_child_lost */
+            continue;
+        }
         double t;
         s_pjob_t *j = s_started_unseen(p, s, &t);
         if (!j)
@@ -1484,6 +1622,7 @@ void zq_pool_destroy(zq_pool_t **self_p, int cold)
         if (p->shm)
             munmap(p->shm, p->shm_size);
         free(p->jobs);
+        free(p->ringbuf);
         free(p->out);
     } else if (p->cfg.kind == ZQ_POOL_THREADS && p->sync_init) {
         pthread_mutex_lock(&p->mu);
@@ -1751,7 +1890,17 @@ int zq_pool_pollitems(const zq_pool_t *self, zmq_pollitem_t *items, int max)
 
 double zq_pool_due(const zq_pool_t *self)
 {
-    if (!self || self->cfg.kind != ZQ_POOL_PREFORK || !self->shm || self->nqueued <= 0)
+    if (!self || self->cfg.kind != ZQ_POOL_PREFORK || !self->shm)
+        return 0;
+    /* a child in the middle of a pack rings only at its end: the records of the jobs it
+     * ended wait in its ring, and it may have started the next job unseen */
+    for (int i = 0; i < self->n; i++)
+        if (self->slots[i].pid > 0 &&
+            (__atomic_load_n(&self->shm->child[i].last, __ATOMIC_ACQUIRE) ||
+             __atomic_load_n(&self->shm->child[i].head, __ATOMIC_ACQUIRE) !=
+                 self->shm->child[i].tail))
+            return self->scanned + SCAN_EVERY;
+    if (self->nqueued <= 0)
         return 0;
     /* past the lease no child starts anything until zq_pool_set_lease */
     double lease;

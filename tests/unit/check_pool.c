@@ -6,7 +6,8 @@
  * job, a SIGKILLed child reports LOST with its job, a child dying idle while jobs are queued
  * has the queue rebuilt (its job handed back), big bodies travel as files, an expired job is
  * not started. A job handed in before its eta waits for it where it runs (still cancellable).
- * Short jobs queued together go in packs; a child killed in its pack hands back the rest.
+ * Short jobs queued together go in packs; a child killed in its pack hands back the rest, and
+ * the results it kept in shared memory are neither held back by a long job nor lost with it.
  * Uses the plugins/tasks.so example.
  */
 #include "config.h"
@@ -562,6 +563,103 @@ START_TEST(test_short_jobs_go_in_packs)
 }
 END_TEST
 
+/* Run n short jobs one at a time: the pool learns that runs are short (packs from then on). */
+static void s_warm_up(zq_pool_t *p, s_seen_t *seen, s_job_t *w, int n)
+{
+    int done0 = seen->done;
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
+        zq_pool_flush(p);
+        s_pump(p, 5000, &seen->done, done0 + i + 1);
+        ck_assert_int_eq(seen->done, done0 + i + 1);
+    }
+}
+
+START_TEST(test_pack_results_not_held)
+{
+    /* in a pack, a child keeps the records of the jobs it ended in shared memory until the
+     * pack is over: a long job after them must not hold them back (the pool looks every
+     * few ms), and a child that dies must not take them with it */
+    zq_loader_t *l = s_loader();
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    seen.watch_slot = -1;
+    zq_pool_config_t cfg = {ZQ_POOL_PREFORK, 1, l, "ring@test", s_on_event, &seen};
+    zq_pool_t *p = zq_pool_new(&cfg);
+    ck_assert_ptr_nonnull(p);
+    enum { WARM = 24 };
+    static s_job_t w[WARM], a[3], b[3], s0, sl, cr;
+    char id[16];
+    for (int i = 0; i < WARM; i++) {
+        snprintf(id, sizeof id, "w%d", i);
+        s_job(&w[i], id, "tasks.add", "[1,2]");
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "a%d", i);
+        s_job(&a[i], id, "tasks.add", "[5,6]");
+        snprintf(id, sizeof id, "b%d", i);
+        s_job(&b[i], id, "tasks.add", "[7,8]");
+    }
+    s_job(&s0, "s0", "tasks.sleep", "[0.2]");
+    s_job(&sl, "sl", "tasks.sleep", "[30]");
+    s_job(&cr, "cr", "tasks.crash", "[]");
+    s_warm_up(p, &seen, w, WARM);
+
+    /* one pack (one child): a job seen running (0.2 s), three short ones, then one that
+     * runs for 30 s; the child is known busy all along, and rings only when the pack ends */
+    uint64_t jobs0, msgs0, jobs, msgs;
+    zq_pool_counts(p, &jobs0, &msgs0);
+    ck_assert_int_eq(zq_pool_submit(p, &s0.job), ZQ_OK);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(zq_pool_submit(p, &a[i].job), ZQ_OK);
+    ck_assert_int_eq(zq_pool_submit(p, &sl.job), ZQ_OK);
+    zq_pool_flush(p);
+    zq_pool_counts(p, &jobs, &msgs);
+    ck_assert_uint_eq(jobs - jobs0, 5);
+    ck_assert_uint_eq(msgs - msgs0, 1);
+    seen.watch = &sl;
+    double t0 = zq_mono();
+    s_pump(p, 3000, &seen.done, WARM + 4);
+    ck_assert_int_eq(seen.done, WARM + 4);
+    ck_assert_msg(zq_mono() - t0 < 1.5, "the short jobs' results waited %.3fs (done %d, started %d)", zq_mono() - t0, seen.done - WARM, seen.started - WARM);
+    for (int tries = 0; tries < 100 && seen.watch_slot < 0; tries++)
+        s_pump(p, 20, NULL, 0);
+    ck_assert_int_eq(seen.watch_slot, 0); /* the long one is running, and known to be */
+    ck_assert_int_eq(zq_pool_kill(p, 0, &sl, SIGKILL), ZQ_OK);
+    s_pump(p, 5000, &seen.lost, 1);
+    ck_assert_int_eq(seen.lost, 1);
+    ck_assert_ptr_eq(seen.lost_ctx, &sl);
+
+    /* a pack whose last job kills its child right after the others ended: their results
+     * are still in shared memory, and are reported; only the crashed job is lost */
+    s_warm_up(p, &seen, w, 8);
+    int done0 = seen.done;
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(zq_pool_submit(p, &b[i].job), ZQ_OK);
+    ck_assert_int_eq(zq_pool_submit(p, &cr.job), ZQ_OK);
+    zq_pool_flush(p);
+    s_pump(p, 5000, &seen.lost, 2);
+    s_pump(p, 200, NULL, 0);
+    ck_assert_int_eq(seen.lost, 2);
+    ck_assert_ptr_eq(seen.lost_ctx, &cr);
+    ck_assert_int_eq(seen.done, done0 + 3);
+    ck_assert_int_eq(seen.done_before_start, 0);
+    ck_assert_int_eq(seen.returned, 0);
+
+    zq_pool_destroy(&p, 0);
+    for (int i = 0; i < WARM; i++)
+        cJSON_Delete(w[i].body);
+    for (int i = 0; i < 3; i++) {
+        cJSON_Delete(a[i].body);
+        cJSON_Delete(b[i].body);
+    }
+    cJSON_Delete(s0.body);
+    cJSON_Delete(sl.body);
+    cJSON_Delete(cr.body);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
@@ -578,6 +676,7 @@ int main(void)
     tcase_add_test(pf, test_idle_death_rebuilds_queue);
     tcase_add_test(pf, test_big_body_and_expired);
     tcase_add_test(pf, test_short_jobs_go_in_packs);
+    tcase_add_test(pf, test_pack_results_not_held);
     suite_add_tcase(s, pf);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
