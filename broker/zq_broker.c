@@ -459,6 +459,7 @@ typedef struct s_pend {
     const zq_upstate_t *received, *started; /* RECEIVED / STARTED, if any (turn arena) */
     const zq_upstate_t *final;              /* the furthest state: what the store gets */
     int unheld;                      /* final came for a task no worker held */
+    int64_t rid;                     /* its row, when the holder knew it (0: look it up) */
     s_task_t *task;                  /* owned: somebody waits for this end and nothing was
                                       * applied before it: the record is composed from the
                                       * task's message (zq_store_record_compose) */
@@ -2934,6 +2935,7 @@ static void s_apply_pending(zq_broker_t *self, s_pend_t *p)
                                       &when) == ZQ_OK
                             ? when
                             : st.timestamp;
+    st.rid = p->rid;
     zq_store_where_t where;
     int rc = zq_store_set_state(self->store, &st, &where);
     /* a RETRY is queued again at once: commit before it can be handed out. Other states
@@ -3049,6 +3051,8 @@ static void s_on_state(zq_broker_t *self, const zq_upstate_t *body)
      * composed from the message instead of read back from the row */
     int compose = h && rank == 3 && !h->received && !h->started && s_map_get(&self->waits, id);
     s_task_t *kept = NULL;
+    /* its row (the broker's copy of the task still knows it): spares the store a lookup */
+    int64_t rid = h && h->task ? h->task->rid : 0;
     if (h) {
         h->received = 1;
         if (rank == 2) {
@@ -3099,6 +3103,8 @@ static void s_on_state(zq_broker_t *self, const zq_upstate_t *body)
         p->final = body;
         p->unheld = h == NULL;
     }
+    if (rid > 0)
+        p->rid = rid;
     if (kept && !p->task && !p->received && !p->started && p->final == body) {
         p->task = kept;
         kept = NULL;

@@ -96,6 +96,7 @@ enum {
     ST_RECEIVED,
     ST_STARTED,
     ST_TERMINAL,
+    ST_TERMINAL_RID,
     ST_RETRY,
     ST_REQUEUE,
     ST_REVOKE_QUEUED,
@@ -145,6 +146,13 @@ static const char *const s_sql[ST_COUNT] = {
                     "date_received=coalesce(?10,date_received),"
                     "date_started=coalesce(?11,date_started) "
                     "WHERE id=?1 AND state NOT IN " TERMINAL_SQL,
+    /* the same by row id (and id, should the row hold another task) */
+    [ST_TERMINAL_RID] = "UPDATE tasks SET state=?2,worker=coalesce(?3,worker),date_done=?4,"
+                        "result=CASE WHEN ignore_result THEN NULL ELSE ?5 END,exc_type=?6,"
+                        "exc_message=?7,traceback=?8,runtime=?9,"
+                        "date_received=coalesce(?10,date_received),"
+                        "date_started=coalesce(?11,date_started) "
+                        "WHERE rid=?12 AND id=?1 AND state NOT IN " TERMINAL_SQL,
     /* the stored message is rewritten in SQL (JSON1): no parse/print round trip in C */
     [ST_RETRY] = "UPDATE tasks SET state='RETRY',worker=coalesce(?2,worker),exc_type=?3,"
                  "exc_message=?4,traceback=?5,retries=retries+1,eta=?6,"
@@ -993,8 +1001,10 @@ int zq_store_set_state(zq_store_t *self, const zq_store_state_t *s, zq_store_whe
         s_bind_time(st, 8, s->received_at);
         s_bind_time(st, 9, s->started_at);
     } else { /* terminal */
-        which = ST_TERMINAL;
+        which = s->rid > 0 ? ST_TERMINAL_RID : ST_TERMINAL;
         st = self->st[which];
+        if (s->rid > 0)
+            sqlite3_bind_int64(st, 12, s->rid);
         sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
         sqlite3_bind_double(st, 4, ts);
         s_bind_text(st, 5, s->result ? s->result : (state == s_states[4] ? "null" : NULL));
@@ -1009,12 +1019,18 @@ int zq_store_set_state(zq_store_t *self, const zq_store_state_t *s, zq_store_whe
         s_bind_time(st, 11, s->started_at);
     }
     s_bind_text(st, 1, s->id);
-    s_bind_text(st, 2 + (which == ST_TERMINAL), s->worker);
+    s_bind_text(st, 2 + (which == ST_TERMINAL || which == ST_TERMINAL_RID), s->worker);
     if (s_run(self, which, "set state") != ZQ_OK)
         return ZQ_ESTORE;
+    if (sqlite3_changes(self->db) == 0 && which == ST_TERMINAL_RID) {
+        /* not that row (a caller's stale rid): by id, which says why if it fails too */
+        zq_store_state_t by_id = *s;
+        by_id.rid = 0;
+        return zq_store_set_state(self, &by_id, where);
+    }
     if (sqlite3_changes(self->db) == 0)
         return s_why_unchanged(self, s->id);
-    if (which == ST_TERMINAL || which == ST_RETRY)
+    if (which == ST_TERMINAL || which == ST_TERMINAL_RID || which == ST_RETRY)
         s_count_state(self, state, s->worker, s->id);
     if (where && which == ST_RETRY)
         return s_where(self, s->id, 0, where);

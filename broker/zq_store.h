@@ -122,6 +122,8 @@ typedef struct {
      * STATEs of one task that arrive in one batch): their dates; 0 = not given. */
     double received_at;    /* STARTED, RETRY, terminal */
     double started_at;     /* RETRY, terminal */
+    int64_t rid;           /* terminal: the task's row id when known (zq_store_enqueue's),
+                            * which spares the lookup by id; 0 = not known */
 } zq_store_state_t;
 
 /* Where a task lives: filled in by the calls that move a task back to waiting. */

@@ -235,8 +235,20 @@ struct zq_async_result {
     char *record_text;   /* owned; parsed into record when zq_result_record asks */
     size_t record_len;
     zq_async_result_t *prev, *next; /* in client->handles */
-    char id[256];
+    char id[];           /* as long as it is: one handle per task is kept, often thousands */
 };
+
+/* A handle for task id (at most 255 bytes of it), zeroed; NULL on ENOMEM. */
+static zq_async_result_t *s_handle_new(zq_client_t *c, const char *id)
+{
+    size_t n = strnlen(id, 255);
+    zq_async_result_t *r = calloc(1, sizeof *r + n + 1);
+    if (r) {
+        r->client = c;
+        memcpy(r->id, id, n);
+    }
+    return r;
+}
 
 static void s_err(zq_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void s_err(zq_client_t *c, const char *fmt, ...)
@@ -1260,14 +1272,12 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
     zq_async_result_t *r = NULL;
     uint64_t push_req = 0;
     if (result_p) {
-        r = calloc(1, sizeof *r);
+        r = s_handle_new(c, id);
         if (!r) {
             s_err(c, "out of memory");
             return ZQ_ENOMEM;
         }
-        r->client = c;
         r->submit_req = req;
-        snprintf(r->id, sizeof r->id, "%s", id);
         /* subscribe to the record: the broker sends it when the task ends, and get()
          * then has nothing to send (without memory for it, get() sends a GET). Not for
          * ignore_result: such a record carries no value, and is seldom waited for */
@@ -1549,11 +1559,9 @@ zq_async_result_t *zq_client_result(zq_client_t *self, const char *task_id)
 {
     if (!self || !zq_valid_token(task_id))
         return NULL;
-    zq_async_result_t *r = calloc(1, sizeof *r);
+    zq_async_result_t *r = s_handle_new(self, task_id);
     if (!r)
         return NULL;
-    r->client = self;
-    snprintf(r->id, sizeof r->id, "%s", task_id);
     r->next = self->handles;
     if (self->handles)
         self->handles->prev = r;

@@ -6,7 +6,7 @@
  * and the kernel gives each message, whole, to exactly one of them (wakes one waiter), so
  * jobs are served in order by whichever child is free and a job never waits behind a busy
  * child while another is idle. While jobs are short (average run under PACK_RUN) and several
- * are queued, one message is a pack of consecutive inline jobs (at most PACK_MAX, and the
+ * are queued, one message is a pack of consecutive inline jobs without an eta (at most PACK_MAX, and the
  * queued ones shared out among the children) that one child runs in turn: a syscall and a
  * wake-up per pack, not per job; a short job may wait behind at most a pack of others. A body too big for one message (inline_max) travels as a
  * file (memfd) passed with it (SCM_RIGHTS). Each job also has a state word in shared memory,
@@ -42,7 +42,7 @@
  *                       big] [len bytes: TASK body, unless big]; a child waits for eta
  *                       before starting the job (handed in up to ZQ_POOL_ETA_AHEAD early).
  *                       A pack is several such records, back to back, with consecutive
- *                       seqs and etas that never go down; a big job travels alone
+ *                       seqs; a big job and an ETA job travel alone
  *   child -> parent     [s_rec_hdr_t: magic, len, seq, time, type, state, run][len bytes],
  *                       in its ring: 'E' expired (not run), 'D' done (STATE body; time:
  *                       when it started; run: seconds it ran); on its pipe: 'U' sub-task
@@ -416,6 +416,8 @@ typedef struct {
 /* Copy n bytes into a ring at byte position at (wrapping). */
 static void s_ring_copy(char *ring, uint64_t at, const void *src, size_t n)
 {
+    if (n == 0)
+        return; /* src may be NULL */
     size_t off = (size_t)(at & (RING_BYTES - 1)), first = RING_BYTES - off;
     if (first > n)
         first = n;
@@ -901,15 +903,15 @@ static int s_send_inline_run(zq_pool_t *p)
         if (h.big)
             break;
         size_t start = off, size = sizeof h + h.len;
-        double eta = h.eta;
         unsigned nj = 1;
         off += size;
-        /* a pack's etas never go down: its child waits for each in turn */
-        while (nj < pack && p->out_len - off >= sizeof(s_task_hdr_t)) {
+        /* an ETA job travels alone: in a pack it would wait for the jobs before it, and a
+         * burst falling due would start in the order the children get through their packs
+         * rather than in eta order */
+        while (h.eta <= 0 && nj < pack && p->out_len - off >= sizeof(s_task_hdr_t)) {
             memcpy(&h, p->out + off, sizeof h);
-            if (h.big || size + sizeof h + h.len > room || h.eta < eta)
+            if (h.big || h.eta > 0 || size + sizeof h + h.len > room)
                 break;
-            eta = h.eta;
             size += sizeof h + h.len;
             off += sizeof h + h.len;
             nj++;

@@ -517,6 +517,22 @@ START_TEST(test_short_jobs_go_in_packs)
     ck_assert_msg(msgs - WARM <= 4, "%d jobs queued together took %d messages", WARM,
                   (int)(msgs - WARM));
 
+    /* ETA jobs are never packed: each waits for its eta, and they must start in eta order
+     * whichever child gets through its work first */
+    for (int i = 0; i < 8; i++) {
+        w[i].job.eta = zq_now() + 0.01 * i;
+        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
+    }
+    zq_pool_flush(p);
+    s_pump(p, 5000, &seen.done, 2 * WARM + 8);
+    ck_assert_int_eq(seen.done, 2 * WARM + 8);
+    uint64_t jobs1 = jobs, msgs1 = msgs;
+    zq_pool_counts(p, &jobs, &msgs);
+    ck_assert_uint_eq(jobs - jobs1, 8);
+    ck_assert_uint_eq(msgs - msgs1, 8);
+    for (int i = 0; i < 8; i++)
+        w[i].job.eta = 0;
+
     /* a pack that starts with a long job, whose child is killed running it */
     s_job(&sl, "sl", "tasks.sleep", "[30]");
     for (int i = 0; i < REST; i++) {
@@ -529,7 +545,7 @@ START_TEST(test_short_jobs_go_in_packs)
         ck_assert_int_eq(zq_pool_submit(p, &r[i].job), ZQ_OK);
     zq_pool_flush(p);
     /* 16 jobs, 2 children: [sl r0..r6] and [r7..r14] */
-    int want = 2 * WARM + 8;
+    int want = 2 * WARM + 16;
     s_pump(p, 5000, &seen.done, want);
     ck_assert_int_eq(seen.done, want);
     for (int tries = 0; tries < 100 && seen.watch_slot < 0; tries++)

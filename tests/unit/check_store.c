@@ -250,6 +250,32 @@ START_TEST(test_terminal_idempotent)
 }
 END_TEST
 
+START_TEST(test_terminal_by_rid)
+{
+    /* the broker passes the row id it got from enqueue: the same end as by id, and a row id
+     * that is not the task's (stale) falls back to the id and changes no other task */
+    int64_t ra = s_add("ra", "celery", 0, 0);
+    int64_t rb = s_add("rb", "celery", 0, 0);
+    zq_store_state_t ok = {.id = "ra", .state = "SUCCESS", .result = "7", .runtime = 1,
+                           .rid = ra};
+    ck_assert_int_eq(zq_store_set_state(s_st, &ok, NULL), ZQ_OK);
+    ck_assert_int_eq(zq_store_set_state(s_st, &ok, NULL), ZQ_ESTATE); /* once only */
+    zq_store_state_t stale = {.id = "rb", .state = "FAILURE", .exc_type = "X", .runtime = -1,
+                              .rid = ra};
+    ck_assert_int_eq(zq_store_set_state(s_st, &stale, NULL), ZQ_OK);
+    zq_store_state_t gone = {.id = "nope", .state = "SUCCESS", .runtime = -1, .rid = rb};
+    ck_assert_int_eq(zq_store_set_state(s_st, &gone, NULL), ZQ_ENOTFOUND);
+    cJSON *r = s_rec("ra");
+    ck_assert_str_eq(cJSON_GetObjectItem(r, "state")->valuestring, "SUCCESS");
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "result")->valueint, 7);
+    cJSON_Delete(r);
+    r = s_rec("rb");
+    ck_assert_str_eq(cJSON_GetObjectItem(r, "state")->valuestring, "FAILURE");
+    cJSON_Delete(r);
+    ck_assert_int_eq(zq_store_count_unfinished(s_st), 0);
+}
+END_TEST
+
 START_TEST(test_state_errors)
 {
     ck_assert_int_eq(s_set("ghost", "SUCCESS", NULL), ZQ_ENOTFOUND);
@@ -1144,6 +1170,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_state_lifecycle);
     tcase_add_test(tc, test_terminal_idempotent);
+    tcase_add_test(tc, test_terminal_by_rid);
     tcase_add_test(tc, test_state_errors);
     tcase_add_test(tc, test_failure_and_ignore_result);
     tcase_add_test(tc, test_retry);
