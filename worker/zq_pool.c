@@ -6,10 +6,11 @@
  * and the kernel gives each message, whole, to exactly one of them (wakes one waiter), so
  * jobs are served in order by whichever child is free and a job never waits behind a busy
  * child while another is idle. While jobs are short (average run under PACK_RUN) and several
- * are queued, one message is a pack of consecutive inline jobs without an eta (at most PACK_MAX, and the
- * queued ones shared out among the children) that one child runs in turn: a syscall and a
- * wake-up per pack, not per job; a short job may wait behind at most a pack of others. A body too big for one message (inline_max) travels as a
- * file (memfd) passed with it (SCM_RIGHTS). Each job also has a state word in shared memory,
+ * are queued, one message is a pack of consecutive inline jobs without an eta (at most
+ * PACK_MAX, and the queued ones shared out among the children) that one child runs in turn:
+ * a syscall and a wake-up per pack, not per job; a short job may wait behind at most a pack
+ * of others. A body too big for one message (inline_max) travels as a file (memfd) passed
+ * with it (SCM_RIGHTS). Each job also has a state word in shared memory,
  * (seq << 2) | QUEUED / STARTED / CANCELLED, that the child and the parent compare-and-swap:
  * a job taken back by the parent (revoke, shutdown) is skipped by the child that reads it,
  * and one a child has started cannot be taken back.
@@ -352,13 +353,6 @@ static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, doubl
     return s_write_all(fd, iov, len ? 2 : 1);
 }
 
-static int s_child_emit(void *arg, const char *cmd, const char *json, size_t len)
-{
-    if (strcmp(cmd, ZQ_CMD_SUBMIT) != 0 || len > ZQ_MAX_MSG_SIZE)
-        return ZQ_EINVAL;
-    return s_child_send(*(int *)arg, REC_SUBMIT, s_child_seq, 0, 0, 0, json, len) == 0 ? ZQ_OK : ZQ_EIO;
-}
-
 static void s_child_signals(void)
 {
     struct sigaction sa;
@@ -410,8 +404,19 @@ typedef struct {
     zq_exec_env_t env;
     pid_t parent;
     double ppid_at;
-    int bell; /* records put in the ring since the parent was last rung */
+    int bell;   /* records put in the ring since the parent was last rung */
+    int direct; /* the running job sent a sub-task on the pipe: its end goes there too */
 } s_child_t;
+
+static int s_child_emit(void *arg, const char *cmd, const char *json, size_t len)
+{
+    s_child_t *c = arg;
+    if (strcmp(cmd, ZQ_CMD_SUBMIT) != 0 || len > ZQ_MAX_MSG_SIZE)
+        return ZQ_EINVAL;
+    c->direct = 1;
+    return s_child_send(c->out_fd, REC_SUBMIT, s_child_seq, 0, 0, 0, json, len) == 0 ? ZQ_OK
+                                                                                   : ZQ_EIO;
+}
 
 /* Copy n bytes into a ring at byte position at (wrapping). */
 static void s_ring_copy(char *ring, uint64_t at, const void *src, size_t n)
@@ -454,7 +459,10 @@ static int s_child_put(s_child_t *c, uint8_t type, uint64_t seq, uint8_t state, 
     h.run = run;
     uint64_t head = me->head; /* ours alone to write */
     uint64_t tail = __atomic_load_n(&me->tail, __ATOMIC_ACQUIRE);
-    if (sizeof h + len > RING_BYTES - (head - tail))
+    /* on the pipe when it does not fit, or after a sub-task of this job went there: the
+     * parent reads a child's pipe before its ring, and a task's sub-tasks go up before its
+     * end */
+    if (c->direct || sizeof h + len > RING_BYTES - (head - tail))
         return s_child_bell(c) == 0 ? s_child_send(c->out_fd, type, seq, state, time, run, json,
                                                    len)
                                     : -1;
@@ -499,6 +507,7 @@ static void s_child_job(s_child_t *c, const s_task_hdr_t *hp, const char *text, 
     /* handed in ahead of its eta: start it on time, never early (a signal or a capped
      * wait just looks again) */
     struct timespec due;
+    c->direct = 0;
     if (s_eta_deadline(h.eta, &due) && s_child_bell(c) != 0)
         _exit(0); /* the parent is gone */
     while (s_eta_deadline(h.eta, &due))
@@ -610,8 +619,8 @@ __attribute__((noreturn)) static void s_child_main(zq_pool_t *p, int slot, int i
     snprintf(name, sizeof name, "ForkPoolWorker-%d", slot + 1);
     zq_log_set_process_name(name);
     s_child_t c = {p, slot, out_fd, p->shm, {p->cfg.worker, s_child_emit, NULL, &s_child_soft},
-                   getppid(), zq_mono(), 0};
-    c.env.emit_arg = &c.out_fd;
+                   getppid(), zq_mono(), 0, 0};
+    c.env.emit_arg = &c;
     s_child_shm = p->shm;
     s_child_slot = slot;
     s_child_signals();

@@ -54,6 +54,11 @@ typedef struct {
     void *watch;                 /* a job to follow: ... */
     int watch_slot;              /* ... the slot of its STARTED (-1: none yet) */
     void *returned_ctx[16];      /* jobs handed back (first 16) */
+    int submits;                 /* SUBMITs (sub-tasks) ... */
+    void *submit_ctx;            /* ... the job the last one came from (NULL: not known) */
+    int submit_after_done;       /* a SUBMIT whose job had ended already */
+    void *done_ctx[64];          /* jobs ended (first 64) */
+    int ndone_ctx;
 } s_seen_t;
 
 /* 1 when ctx was reported STARTED (and not ended since): it ends now. */
@@ -83,6 +88,8 @@ static void s_on_event(void *arg, const zq_pool_event_t *ev)
         break;
     case ZQ_POOL_EV_DONE:
         s->done_before_start += !s_was_started(s, ev->ctx);
+        if (s->ndone_ctx < 64)
+            s->done_ctx[s->ndone_ctx++] = ev->ctx;
         s->done++;
         s->done_at = zq_now();
         s->state = ev->state;
@@ -94,6 +101,12 @@ static void s_on_event(void *arg, const zq_pool_event_t *ev)
         s->lost++;
         s->lost_ctx = ev->ctx;
         s->lost_status = ev->status;
+        break;
+    case ZQ_POOL_EV_SUBMIT:
+        s->submits++;
+        s->submit_ctx = ev->ctx;
+        for (int i = 0; i < s->ndone_ctx; i++)
+            s->submit_after_done += ev->ctx == s->done_ctx[i];
         break;
     case ZQ_POOL_EV_RETURNED:
         if (s->returned < 16)
@@ -637,7 +650,8 @@ START_TEST(test_pack_results_not_held)
     double t0 = zq_mono();
     s_pump(p, 3000, &seen.done, WARM + 4);
     ck_assert_int_eq(seen.done, WARM + 4);
-    ck_assert_msg(zq_mono() - t0 < 1.5, "the short jobs' results waited %.3fs (done %d, started %d)", zq_mono() - t0, seen.done - WARM, seen.started - WARM);
+    ck_assert_msg(zq_mono() - t0 < 1.5, "the short jobs' results waited %.3fs",
+                  zq_mono() - t0);
     for (int tries = 0; tries < 100 && seen.watch_slot < 0; tries++)
         s_pump(p, 20, NULL, 0);
     ck_assert_int_eq(seen.watch_slot, 0); /* the long one is running, and known to be */
@@ -676,6 +690,50 @@ START_TEST(test_pack_results_not_held)
 }
 END_TEST
 
+START_TEST(test_pack_subtask_before_end)
+{
+    /* a task of a pack that sends a sub-task: the SUBMIT reaches the worker before the
+     * task's end, with the task it came from (its DONE follows it on the pipe) */
+    zq_loader_t *l = s_loader();
+    ck_assert_int_eq(zq_loader_load_file(l, s_built("tests/plugins/testtasks.so")), ZQ_OK);
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    zq_pool_config_t cfg = {ZQ_POOL_PREFORK, 1, l, "subtask@test", s_on_event, &seen};
+    zq_pool_t *p = zq_pool_new(&cfg);
+    ck_assert_ptr_nonnull(p);
+    enum { WARM = 16 };
+    static s_job_t w[WARM], sub;
+    char id[16];
+    for (int i = 0; i < WARM; i++) {
+        snprintf(id, sizeof id, "w%d", i);
+        s_job(&w[i], id, "tasks.add", "[1,2]");
+    }
+    s_job(&sub, "sub", "testtasks.send_sub", "[\"tasks.add\", [1, 2]]");
+    s_warm_up(p, &seen, w, WARM);
+    uint64_t jobs0, msgs0, jobs, msgs;
+    zq_pool_counts(p, &jobs0, &msgs0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
+    ck_assert_int_eq(zq_pool_submit(p, &sub.job), ZQ_OK);
+    for (int i = 3; i < 6; i++)
+        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
+    zq_pool_flush(p);
+    s_pump(p, 5000, &seen.done, WARM + 7);
+    ck_assert_int_eq(seen.done, WARM + 7);
+    zq_pool_counts(p, &jobs, &msgs);
+    ck_assert_uint_eq(msgs - msgs0, 1); /* one pack */
+    ck_assert_int_eq(seen.submits, 1);
+    ck_assert_ptr_eq(seen.submit_ctx, &sub);
+    ck_assert_int_eq(seen.submit_after_done, 0);
+    ck_assert_int_eq(seen.done_before_start, 0);
+    zq_pool_destroy(&p, 0);
+    for (int i = 0; i < WARM; i++)
+        cJSON_Delete(w[i].body);
+    cJSON_Delete(sub.body);
+    zq_loader_destroy(&l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
@@ -693,6 +751,7 @@ int main(void)
     tcase_add_test(pf, test_big_body_and_expired);
     tcase_add_test(pf, test_short_jobs_go_in_packs);
     tcase_add_test(pf, test_pack_results_not_held);
+    tcase_add_test(pf, test_pack_subtask_before_end);
     suite_add_tcase(s, pf);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
