@@ -337,8 +337,9 @@ static void s_on_usr1(int sig)
         s_child_soft = 1;
 }
 
-static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, double time,
-                        float run, const char *json, size_t len)
+/* The header of a child's record of len payload bytes. */
+static s_rec_hdr_t s_rec_hdr(uint8_t type, uint64_t seq, uint8_t state, double time, float run,
+                             size_t len)
 {
     s_rec_hdr_t h;
     memset(&h, 0, sizeof h);
@@ -349,6 +350,13 @@ static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, doubl
     h.type = type;
     h.state = state;
     h.run = run;
+    return h;
+}
+
+static int s_child_send(int fd, uint8_t type, uint64_t seq, uint8_t state, double time,
+                        float run, const char *json, size_t len)
+{
+    s_rec_hdr_t h = s_rec_hdr(type, seq, state, time, run, len);
     struct iovec iov[2] = {{&h, sizeof h}, {(void *)json, len}};
     return s_write_all(fd, iov, len ? 2 : 1);
 }
@@ -448,15 +456,7 @@ static int s_child_put(s_child_t *c, uint8_t type, uint64_t seq, uint8_t state, 
                        float run, const char *json, size_t len)
 {
     __typeof__(c->shm->child[0]) *me = &c->shm->child[c->slot];
-    s_rec_hdr_t h;
-    memset(&h, 0, sizeof h);
-    h.magic = MAGIC;
-    h.time = time;
-    h.len = (uint32_t)len;
-    h.seq = seq;
-    h.type = type;
-    h.state = state;
-    h.run = run;
+    s_rec_hdr_t h = s_rec_hdr(type, seq, state, time, run, len);
     uint64_t head = me->head; /* ours alone to write */
     uint64_t tail = __atomic_load_n(&me->tail, __ATOMIC_ACQUIRE);
     /* on the pipe when it does not fit, or after a sub-task of this job went there: the

@@ -485,6 +485,18 @@ START_TEST(test_eta_waits_in_the_pool)
 }
 END_TEST
 
+/* Run n short jobs one at a time: the pool learns that runs are short (packs from then on). */
+static void s_warm_up(zq_pool_t *p, s_seen_t *seen, s_job_t *w, int n)
+{
+    int done0 = seen->done;
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
+        zq_pool_flush(p);
+        s_pump(p, 5000, &seen->done, done0 + i + 1);
+        ck_assert_int_eq(seen->done, done0 + i + 1);
+    }
+}
+
 START_TEST(test_short_jobs_go_in_packs)
 {
     /* once runs are short, jobs queued together go to the children in packs (fewer job
@@ -505,12 +517,7 @@ START_TEST(test_short_jobs_go_in_packs)
         s_job(&w[i], id, "tasks.add", "[1,2]");
     }
     /* one at a time: nothing to pack, and the pool learns that runs are short */
-    for (int i = 0; i < WARM; i++) {
-        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
-        zq_pool_flush(p);
-        s_pump(p, 5000, &seen.done, i + 1);
-        ck_assert_int_eq(seen.done, i + 1);
-    }
+    s_warm_up(p, &seen, w, WARM);
     uint64_t jobs, msgs;
     zq_pool_counts(p, &jobs, &msgs);
     ck_assert_uint_eq(jobs, WARM);
@@ -591,18 +598,6 @@ START_TEST(test_short_jobs_go_in_packs)
     zq_loader_destroy(&l);
 }
 END_TEST
-
-/* Run n short jobs one at a time: the pool learns that runs are short (packs from then on). */
-static void s_warm_up(zq_pool_t *p, s_seen_t *seen, s_job_t *w, int n)
-{
-    int done0 = seen->done;
-    for (int i = 0; i < n; i++) {
-        ck_assert_int_eq(zq_pool_submit(p, &w[i].job), ZQ_OK);
-        zq_pool_flush(p);
-        s_pump(p, 5000, &seen->done, done0 + i + 1);
-        ck_assert_int_eq(seen->done, done0 + i + 1);
-    }
-}
 
 START_TEST(test_pack_results_not_held)
 {
