@@ -81,6 +81,13 @@ void zq_store_rollback(zq_store_t *self);
  * transaction back on its own: callers check this after an error. */
 int zq_store_in_tx(const zq_store_t *self);
 
+/* How many of the store's per-task statements SQLite runs through an ephemeral table (a
+ * b-tree built on every run: "x IN (a,b,c)" of more than two constants, a sort, a two-pass
+ * UPDATE), their numbers listed in names ("3,17"; truncated to len); the purges and the
+ * SCHEDULED listing are left out (one run each, not per task). -1 if EXPLAIN failed. For
+ * tests: the statements are written so that the answer is 0. */
+int zq_store_ephemeral_plans(zq_store_t *self, char *names, size_t len);
+
 /* ---- writing ---- */
 
 /* A new task. Strings are borrowed for the call. */

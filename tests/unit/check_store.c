@@ -276,6 +276,16 @@ START_TEST(test_terminal_by_rid)
 }
 END_TEST
 
+START_TEST(test_no_ephemeral_plans)
+{
+    /* every statement the store prepares runs without an ephemeral table: a 3-term
+     * "state NOT IN (...)" in the terminal UPDATEs built one per task */
+    char names[256];
+    int n = zq_store_ephemeral_plans(s_st, names, sizeof names);
+    ck_assert_msg(n == 0, "statements with an ephemeral table: %d (%s)", n, names);
+}
+END_TEST
+
 START_TEST(test_state_errors)
 {
     ck_assert_int_eq(s_set("ghost", "SUCCESS", NULL), ZQ_ENOTFOUND);
@@ -1171,6 +1181,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_state_lifecycle);
     tcase_add_test(tc, test_terminal_idempotent);
     tcase_add_test(tc, test_terminal_by_rid);
+    tcase_add_test(tc, test_no_ephemeral_plans);
     tcase_add_test(tc, test_state_errors);
     tcase_add_test(tc, test_failure_and_ignore_result);
     tcase_add_test(tc, test_retry);
