@@ -48,6 +48,7 @@
 #include "zq_sb.h"
 #include "zq_time.h"
 #include "zq_util.h"
+#include "zq_walvfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -268,6 +269,7 @@ typedef struct {
 
 struct zq_store {
     sqlite3 *db;
+    const char *vfs;   /* ZQ_WALVFS_NAME, or NULL (the default VFS) if it could not register */
     sqlite3_stmt *st[ST_COUNT];
     int in_tx;         /* our BEGIN is open */
     int lock_fd;       /* flock()ed LOCK file: one broker per data dir */
@@ -583,7 +585,7 @@ static void s_ckpt_start(zq_store_t *self, const char *path)
     if (!sqlite3_threadsafe())
         why = "SQLite was built without threads";
     else if (sqlite3_open_v2(path, &self->cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                             NULL) != SQLITE_OK ||
+                             self->vfs) != SQLITE_OK ||
              sqlite3_exec(self->cdb, pragma, NULL, NULL, NULL) != SQLITE_OK)
         why = self->cdb ? sqlite3_errmsg(self->cdb) : "out of memory";
     else if ((self->db_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
@@ -662,9 +664,17 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
     /* the broker does not read SQLite's memory statistics: skip the global mutex and
      * counters on every allocation (refused harmlessly once SQLite is initialised) */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    /* a commit's WAL frames in one write, not two per page (zq_walvfs.h) */
+    char vfs_err[160];
+    if (zq_walvfs_register(vfs_err, sizeof vfs_err) != ZQ_OK) {
+        zq_log(ZQ_LOG_WARNING, "%s: WAL frames are written one by one", vfs_err);
+        self->vfs = NULL;
+    } else {
+        self->vfs = ZQ_WALVFS_NAME;
+    }
     if (sqlite3_open_v2(path, &self->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        self->vfs) != SQLITE_OK) {
         zq_errf(err, errlen, "cannot open %s: %s", path,
               self->db ? sqlite3_errmsg(self->db) : "out of memory");
         goto fail;
