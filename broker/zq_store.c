@@ -685,15 +685,20 @@ zq_store_t *zq_store_open(const char *dir, zq_store_sync_t sync, char *err, size
     }
     sqlite3_busy_timeout(self->db, STORE_BUSY_MS);
     /* more small allocations (cursors, records) from the connection's own pool than the
-     * default 100 slots: fewer malloc/free calls per statement */
+     * default 100 slots: fewer malloc/free calls per statement. A no-op where SQLite is
+     * built with SQLITE_OMIT_LOOKASIDE, as Debian 12's is. */
     sqlite3_db_config(self->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 1200, 1000);
     /* checkpoints every ~40 MB of WAL (5,120 pages of 8 KiB), not SQLite's 1,000 pages, on
      * the checkpointer's thread: pages rewritten by successive group commits (index tails,
-     * recent rows) are copied back to the database once instead of many times */
+     * recent rows) are copied back to the database once instead of many times.
+     * secure_delete off: Debian builds SQLite with SQLITE_SECURE_DELETE, which zeroes every
+     * cell a statement removes or rewrites (each terminal UPDATE's old row and index
+     * entries); a task's data is no secret from whoever can read the database file. */
     char pragmas[360];
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA page_size=%d; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-%d;"
-             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;",
+             "PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;"
+             "PRAGMA secure_delete=OFF;",
              STORE_PAGE_SIZE,
              sync == ZQ_STORE_SYNC_OFF ? "OFF" : sync == ZQ_STORE_SYNC_FULL ? "FULL" : "NORMAL",
              STORE_CACHE_KIB);
