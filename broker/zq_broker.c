@@ -126,7 +126,7 @@ static s_hnode_t *s_map_get(const s_map_t *m, const char *key)
 /* Insert node (key already set). The caller checked that the key is absent. */
 static int s_map_put(s_map_t *m, s_hnode_t *node)
 {
-    if (m->n + 1 > m->nb) {
+    if (2 * (m->n + 1) > m->nb) { /* load <= 0.5: short chains, each hop a cache miss */
         size_t nb = m->nb ? m->nb * 2 : 64;
         s_hnode_t **b = calloc(nb, sizeof *b);
         if (!b)
