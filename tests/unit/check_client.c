@@ -421,6 +421,49 @@ START_TEST(test_submit_body)
 }
 END_TEST
 
+START_TEST(test_submit_args_values)
+{
+    /* args and kwargs reach the broker with the values given, whether the client writes
+     * them itself (null, booleans, strings, integers, arrays, objects) or through cJSON
+     * (fractions, huge numbers, raw values, deep nesting) */
+    zq_client_t *c = s_client();
+    const char *cases[] = {
+        "[0, -7, 9007199254740991, -9007199254740991, 1000000000000000, 4294967296]",
+        "[2.5, -0.125, 1e300, 9007199254740993, 1.5e-7]",
+        "[\"\", \"a\\\"b\\\\c\", \"tab\\there\\nnl\\u0001\", \"h\u00e9llo \u2603\"]",
+        "[true, false, null, [], {}, [[1, [2, [3]]]], {\"a\": {\"b\": [null, true]}}]",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *args = zq_args(cases[i]);
+        ck_assert_msg(args != NULL, "case %zu does not parse", i);
+        cJSON *kwargs = cJSON_CreateObject();
+        cJSON_AddItemToObject(kwargs, "k\"ey", cJSON_Duplicate(args, 1));
+        ck_assert_int_eq(zq_client_apply_async(c, "tasks.echo", args, kwargs, NULL, NULL),
+                         ZQ_OK);
+        ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+        cJSON *b = s_last();
+        ck_assert_msg(cJSON_Compare(cJSON_GetObjectItem(b, "args"), args, 1), "case %zu", i);
+        ck_assert_msg(cJSON_Compare(cJSON_GetObjectItem(b, "kwargs"), kwargs, 1), "case %zu",
+                      i);
+        cJSON_Delete(b);
+        cJSON_Delete(args);
+        cJSON_Delete(kwargs);
+    }
+    /* a raw value goes out as it is */
+    cJSON *raw = cJSON_CreateArray();
+    cJSON_AddItemToArray(raw, cJSON_CreateRaw("{\"r\":1}"));
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.echo", raw, NULL, NULL, NULL), ZQ_OK);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    cJSON *b = s_last();
+    cJSON *a0 = cJSON_GetArrayItem(cJSON_GetObjectItem(b, "args"), 0);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(a0, "r")));
+    cJSON_Delete(b);
+    cJSON_Delete(raw);
+    zq_client_destroy(&c);
+}
+END_TEST
+
 START_TEST(test_delay_takes_args)
 {
     zq_client_t *c = s_client();
@@ -1034,6 +1077,7 @@ static Suite *zq_client_suite(void)
     tcase_add_checked_fixture(tc, s_fake_start, s_fake_stop);
     tcase_add_test(tc, test_apply_async_flush);
     tcase_add_test(tc, test_submit_body);
+    tcase_add_test(tc, test_submit_args_values);
     tcase_add_test(tc, test_delay_takes_args);
     tcase_add_test(tc, test_invalid_input);
     tcase_add_test(tc, test_destroy_flushes);
