@@ -1597,6 +1597,13 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
         return ZQ_EINVAL;
     int ignore = v[M_IGNORE] && vlen[M_IGNORE] == 4 && !memcmp(v[M_IGNORE], "true", 4);
     zq_sb_t b = {0};
+    /* one allocation: the members taken from the message, the state's texts, ~330 bytes
+     * of names, dates and numbers */
+    zq_sb_reserve(&b, 512 + msglen + strlen(st->id) + strlen(st->worker) +
+                          (st->result ? strlen(st->result) : 0) +
+                          (st->traceback ? 2 * strlen(st->traceback) : 0) +
+                          (st->exc_type ? strlen(st->exc_type) : 0) +
+                          (st->exc_message ? 2 * strlen(st->exc_message) : 0));
     /* the same members, in the same order, as s_put_record */
     zq_sb_puts(&b, "{\"id\":");
     zq_sb_json_str(&b, st->id);
@@ -1618,7 +1625,9 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
     }
     zq_sb_puts(&b, ",\"traceback\":");
     zq_sb_json_str(&b, st->traceback);
-    zq_sb_printf(&b, ",\"retries\":%ld,\"worker\":", retries);
+    zq_sb_puts(&b, ",\"retries\":");
+    zq_sb_put_u64(&b, (uint64_t)retries);
+    zq_sb_puts(&b, ",\"worker\":");
     zq_sb_json_str(&b, st->worker);
     zq_sb_puts(&b, ",\"queue\":");
     s_put_raw(&b, v[M_QUEUE], vlen[M_QUEUE], "null");
@@ -1642,8 +1651,10 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
     zq_sb_json_time(&b, st->started_at);
     zq_sb_puts(&b, ",\"date_done\":");
     zq_sb_json_time(&b, st->timestamp > 0 ? st->timestamp : zq_now());
-    if (st->runtime >= 0)
-        zq_sb_printf(&b, ",\"runtime\":%.6f", st->runtime);
+    if (st->runtime >= 0) {
+        zq_sb_puts(&b, ",\"runtime\":");
+        zq_sb_fixed6(&b, st->runtime);
+    }
     else
         zq_sb_puts(&b, ",\"runtime\":null");
     zq_sb_puts(&b, ",\"known\":true}");

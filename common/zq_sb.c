@@ -149,6 +149,29 @@ void zq_sb_put_u64(zq_sb_t *sb, uint64_t v)
     zq_sb_putn(sb, d, n);
 }
 
+void zq_sb_reserve(zq_sb_t *sb, size_t extra)
+{
+    s_grow(sb, extra);
+}
+
+void zq_sb_fixed6(zq_sb_t *sb, double v)
+{
+    if (!(v >= 0 && v < 1e9)) {
+        zq_sb_printf(sb, "%.6f", v);
+        return;
+    }
+    uint64_t us = (uint64_t)llround(v * 1e6);
+    zq_sb_put_u64(sb, us / 1000000);
+    char frac[7];
+    uint64_t f = us % 1000000;
+    frac[0] = '.';
+    for (int i = 6; i >= 1; i--) {
+        frac[i] = (char)('0' + f % 10);
+        f /= 10;
+    }
+    zq_sb_putn(sb, frac, 7);
+}
+
 void zq_sb_json_secs(zq_sb_t *sb, double secs)
 {
     char buf[48];

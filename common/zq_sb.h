@@ -29,6 +29,11 @@ void zq_sb_putc(zq_sb_t *sb, char c);
 /* v in decimal (no printf: this is on the per-task paths). */
 void zq_sb_put_u64(zq_sb_t *sb, uint64_t v);
 void zq_sb_printf(zq_sb_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Room for extra more bytes now (one allocation instead of several doublings). */
+void zq_sb_reserve(zq_sb_t *sb, size_t extra);
+/* v with six decimals, as printf's "%.6f" writes it; without printf for 0 <= v < 1e9 (the
+ * last digit may differ from printf's in a tie at the seventh decimal). */
+void zq_sb_fixed6(zq_sb_t *sb, double v);
 /* A JSON string literal with escapes, or null when s is NULL. */
 void zq_sb_json_str(zq_sb_t *sb, const char *s);
 /* A JSON number: integral values without a fraction, others in shortest round-trip form;

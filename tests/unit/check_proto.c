@@ -11,6 +11,9 @@
 #include "zq_util.h"
 #include "zq_time.h"
 #include "zq_uuid.h"
+#include "zq_sb.h"
+
+#include <stdio.h>
 
 static int s_decode(const char **frames, size_t n, int has_id, zq_msg_t *m, char *err)
 {
@@ -333,6 +336,33 @@ START_TEST(test_u64_digits)
 }
 END_TEST
 
+START_TEST(test_sb_fixed6)
+{
+    /* the record's runtime: "%.6f" without printf, the same text for the values a task's
+     * runtime takes (a tie at the seventh decimal may round the other way: none here) */
+    const double v[] = {0,         0.0005,    0.000001,  0.0000004,   0.25,      1,
+                        1.5,       12.3456789, 59.999999, 59.9999996, 3600.000001,
+                        123456.654321, 999999999.999999, 1e9, 1e12, -1, 1e-300};
+    srand(7);
+    for (size_t i = 0; i < sizeof v / sizeof v[0] + 2000; i++) {
+        double x = i < sizeof v / sizeof v[0] ? v[i] : (double)rand() / RAND_MAX * 1000.0;
+        zq_sb_t sb = {0};
+        zq_sb_fixed6(&sb, x);
+        char want[64];
+        snprintf(want, sizeof want, "%.6f", x);
+        ck_assert_int_eq(sb.oom, 0);
+        ck_assert_msg(sb.len == strlen(want) && !memcmp(sb.buf, want, sb.len),
+                      "%.17g: %.*s, printf %s", x, (int)sb.len, sb.buf, want);
+        zq_sb_free(&sb);
+    }
+    zq_sb_t sb = {0};
+    zq_sb_reserve(&sb, 5000);
+    ck_assert_uint_ge(sb.cap, 5001);
+    ck_assert_uint_eq(sb.len, 0);
+    zq_sb_free(&sb);
+}
+END_TEST
+
 START_TEST(test_uuid_and_tokens)
 {
     char a[37], b[37];
@@ -393,6 +423,7 @@ static Suite *zq_proto_suite(void)
     tcase_add_test(util, test_uuid_and_tokens);
     tcase_add_test(util, test_hash);
     tcase_add_test(util, test_u64_digits);
+    tcase_add_test(util, test_sb_fixed6);
     suite_add_tcase(s, util);
     return s;
 }
