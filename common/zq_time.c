@@ -142,14 +142,16 @@ int zq_time_parse(const char *s, double *out)
         return ZQ_EINVAL;
     if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
         return ZQ_EINVAL;
-    struct tm tm = {0};
-    tm.tm_year = Y - 1900;
-    tm.tm_mon = M - 1;
-    tm.tm_mday = D;
-    tm.tm_hour = h;
-    tm.tm_min = m;
-    tm.tm_sec = sec;
-    double t = (double)timegm(&tm) - (double)offset + frac;
+    /* days since 1970-01-01 in the proleptic Gregorian calendar (what timegm() computes,
+     * a day past the month's end included, without its normalisation work: the broker
+     * parses two dates of every STATE) */
+    long y = M <= 2 ? Y - 1 : Y;
+    long era = (y >= 0 ? y : y - 399) / 400;
+    long yoe = y - era * 400;
+    long doy = (153L * (M > 2 ? M - 3 : M + 9) + 2) / 5 + D - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long days = era * 146097 + doe - 719468;
+    double t = (double)(days * 86400L + h * 3600L + m * 60L + sec) - (double)offset + frac;
     if (t < S_T_MIN || t >= S_T_MAX + 1) /* an offset took it out of years 0000-9999 */
         return ZQ_EINVAL;
     *out = t;

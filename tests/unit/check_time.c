@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "zq.h"
 #include "zq_log.h"
@@ -69,6 +70,37 @@ START_TEST(test_parse_forms)
     ck_assert(fabs(t - 1795651200.0) < 1e-9);
     ck_assert_int_eq(zq_time_parse("2026-11-26T12:00:00,5Z", &t), ZQ_OK);
     ck_assert(fabs(t - 1795694400.5) < 1e-9);
+}
+END_TEST
+
+START_TEST(test_parse_matches_timegm)
+{
+    /* the calendar arithmetic gives timegm()'s answer: every year's edges, leap days, a
+     * day past a month's end (timegm rolls it over), a leap second, random dates */
+    srand(11);
+    for (int i = 0; i < 20000; i++) {
+        int Y = i < 10000 ? i : rand() % 10000, M = 1 + rand() % 12, D = 1 + rand() % 31;
+        int h = rand() % 24, mi = rand() % 60, se = rand() % 61;
+        if (i < 10000) {
+            M = (i % 2) ? 12 : (i % 3 ? 2 : 1);
+            D = M == 12 ? 31 : (M == 2 ? 29 : 1);
+        }
+        char txt[64];
+        snprintf(txt, sizeof txt, "%04d-%02d-%02dT%02d:%02d:%02dZ", Y, M, D, h, mi, se);
+        struct tm tm = {0};
+        tm.tm_year = Y - 1900;
+        tm.tm_mon = M - 1;
+        tm.tm_mday = D;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = se;
+        double want = (double)timegm(&tm), got = -1;
+        int rc = zq_time_parse(txt, &got);
+        if (want >= -62167219200.0 && want < 253402300800.0) {
+            ck_assert_msg(rc == ZQ_OK, "%s refused", txt);
+            ck_assert_msg(got == want, "%s: %.0f, timegm %.0f", txt, got, want);
+        }
+    }
 }
 END_TEST
 
@@ -154,6 +186,7 @@ static Suite *zq_time_suite(void)
     tcase_add_test(core, test_iso_cache);
     tcase_add_test(core, test_timespec);
     tcase_add_test(core, test_parse_forms);
+    tcase_add_test(core, test_parse_matches_timegm);
     tcase_add_test(core, test_clocks);
     suite_add_tcase(s, core);
     TCase *errors = tcase_create("Errors");
