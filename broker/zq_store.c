@@ -1654,9 +1654,9 @@ int zq_store_record_compose(const zq_store_state_t *st, const char *msg, size_t 
     if (st->runtime >= 0) {
         zq_sb_puts(&b, ",\"runtime\":");
         zq_sb_fixed6(&b, st->runtime);
-    }
-    else
+    } else {
         zq_sb_puts(&b, ",\"runtime\":null");
+    }
     zq_sb_puts(&b, ",\"known\":true}");
     if (b.oom) {
         free(b.buf);

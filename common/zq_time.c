@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,13 +146,13 @@ int zq_time_parse(const char *s, double *out)
     /* days since 1970-01-01 in the proleptic Gregorian calendar (what timegm() computes,
      * a day past the month's end included, without its normalisation work: the broker
      * parses two dates of every STATE) */
-    long y = M <= 2 ? Y - 1 : Y;
-    long era = (y >= 0 ? y : y - 399) / 400;
-    long yoe = y - era * 400;
-    long doy = (153L * (M > 2 ? M - 3 : M + 9) + 2) / 5 + D - 1;
-    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    long days = era * 146097 + doe - 719468;
-    double t = (double)(days * 86400L + h * 3600L + m * 60L + sec) - (double)offset + frac;
+    int64_t y = M <= 2 ? Y - 1 : Y;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (M > 2 ? M - 3 : M + 9) + 2) / 5 + D - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = era * 146097 + doe - 719468;
+    double t = (double)(days * 86400 + h * 3600 + m * 60 + sec) - (double)offset + frac;
     if (t < S_T_MIN || t >= S_T_MAX + 1) /* an offset took it out of years 0000-9999 */
         return ZQ_EINVAL;
     *out = t;

@@ -133,9 +133,9 @@ static void s_buf_json_str(s_buf_t *b, const char *s)
  * and arrays and objects of those, at most 32 deep. 0, or -1 for anything else (a
  * fraction, a raw value): the caller prints the value with cJSON instead. cJSON prints each
  * number with sprintf(), which was ~5 % of a client submitting add(i, i). */
-static int s_buf_json_plain(s_buf_t *b, const cJSON *v, int depth)
+static int s_buf_json_plain(s_buf_t *b, const cJSON *v, int depth, size_t stop)
 {
-    if (!v || depth > 32)
+    if (!v || depth > 32 || b->len > stop) /* stop: past the largest message */
         return -1;
     switch (v->type & 0xFF) {
     case cJSON_NULL:
@@ -176,7 +176,7 @@ static int s_buf_json_plain(s_buf_t *b, const cJSON *v, int depth)
                 s_buf_json_str(b, c->string);
                 s_buf_put(b, ":", 1);
             }
-            if (s_buf_json_plain(b, c, depth + 1) != 0)
+            if (s_buf_json_plain(b, c, depth + 1, stop) != 0)
                 return -1;
         }
         s_buf_put(b, obj ? "}" : "]", 1);
@@ -191,7 +191,7 @@ static int s_buf_json_plain(s_buf_t *b, const cJSON *v, int depth)
 static int s_buf_json(s_buf_t *b, const cJSON *v)
 {
     size_t mark = b->len;
-    if (s_buf_json_plain(b, v, 0) == 0 && !b->oom)
+    if (s_buf_json_plain(b, v, 0, mark + ZQ_MAX_MSG_SIZE) == 0 && !b->oom)
         return b->len - mark > ZQ_MAX_MSG_SIZE ? -1 : 0;
     if (b->oom)
         return -1;

@@ -460,6 +460,23 @@ START_TEST(test_submit_args_values)
     ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(a0, "r")));
     cJSON_Delete(b);
     cJSON_Delete(raw);
+    /* arguments past the largest message are refused, on either path */
+    char *huge = malloc(ZQ_MAX_MSG_SIZE + 2);
+    ck_assert_ptr_nonnull(huge);
+    memset(huge, 'x', ZQ_MAX_MSG_SIZE + 1);
+    huge[ZQ_MAX_MSG_SIZE + 1] = '\0';
+    cJSON *big = cJSON_CreateArray();
+    cJSON_AddItemToArray(big, cJSON_CreateString(huge));
+    free(huge);
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.echo", big, NULL, NULL, NULL), ZQ_EINVAL);
+    cJSON_Delete(big);
+    big = cJSON_CreateArray();
+    for (int i = 0; i < ZQ_MAX_MSG_SIZE / 16 + 1000; i++)
+        cJSON_AddItemToArray(big, cJSON_CreateNumber(1e15 + i)); /* 16 digits and a comma */
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.echo", big, NULL, NULL, NULL), ZQ_EINVAL);
+    cJSON_Delete(big);
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.echo", NULL, NULL, NULL, NULL), ZQ_OK);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
     zq_client_destroy(&c);
 }
 END_TEST
