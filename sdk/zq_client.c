@@ -234,16 +234,14 @@ typedef struct {
     uint8_t resend; /* safe to send again after a reconnection (all but PURGE...) */
     uint8_t push;   /* SUBMIT: req + 1 is its result subscription; GET kinds: the answer
                      * comes through the SUBMIT's subscription, no GET was sent */
+    zq_async_result_t *h; /* S_PUSH: the handle its record is kept on; NULL: none */
 } s_entry_t;
 
-/* A result subscription by task id: the req of its S_PUSH entry, then its record. */
+/* The newest handle subscribed to a task id, for zq_client_get_async(id): the record itself
+ * is kept on the handle, which its S_PUSH entry points to (no lookup per record or get). */
 typedef struct {
-    char *id;     /* owned; NULL: empty (req 0) or deleted (req UINT64_MAX) */
-    uint64_t hash; /* of id: ids made at the same moment share a long prefix (UUIDv7) */
-    uint64_t req;
-    cJSON *rec;   /* the record once it arrived in a REPLY (owned), "req" removed */
-    char *text;   /* or as it arrived in a REPLIES: its text, parsed when wanted */
-    size_t len;
+    uint64_t hash;        /* of the handle's id: ids made together share a long prefix */
+    zq_async_result_t *h; /* NULL: empty; S_PM_TOMB: deleted (probes go on past it) */
 } s_pslot_t;
 
 typedef struct {
@@ -268,6 +266,7 @@ struct zq_client {
     uint64_t next_req;
     uint64_t nsent;          /* apply_async calls, for S_DRAIN_EVERY */
     unsigned long empty_looks; /* receives that found nothing (zq_client_int.h) */
+    unsigned long id_lookups;  /* probes of pm (zq_client_int.h) */
     s_entry_t *ents;         /* outstanding requests, ascending req; [head, nents) live */
     size_t nents, cap_ents, head, ndone;
     s_buf_t arena;           /* request texts of ents */
@@ -284,7 +283,7 @@ struct zq_client {
     size_t nrefused;
     int connected_once;      /* a CONNECTED event was seen: the next one is a reconnection */
     int warned_bad;          /* malformed replies are logged once */
-    s_pslot_t *pm;           /* result subscriptions by task id (open addressing) */
+    s_pslot_t *pm;           /* subscribed handles by task id (open addressing) */
     size_t pm_cap, pm_used, pm_live;
     zq_async_result_t *handles; /* live result handles, detached when the client goes */
     zmq_msg_t *parts;        /* frames of the message being received */
@@ -298,6 +297,9 @@ struct zq_async_result {
     cJSON *record;       /* last record fetched (owned), or NULL while it is kept as text: */
     char *record_text;   /* owned; parsed into record when zq_result_record asks */
     size_t record_len;
+    cJSON *push_rec;     /* the subscription's record if it came in a REPLY (owned, no "req") */
+    char *push_text;     /* or as it came in a REPLIES: its text (owned), parsed when wanted */
+    size_t push_len;
     zq_async_result_t *prev, *next; /* in client->handles */
     char id[];           /* as long as it is: one handle per task is kept, often thousands */
 };
@@ -372,31 +374,40 @@ static void s_fmt_secs(char *buf, size_t len, double secs)
  * Result subscriptions by task id (apply_async asks the broker to send the record when the
  * task ends: docs/protocol.md §7, SUBMIT "get"), so that get() usually sends nothing.
  */
-static s_pslot_t *s_pm_find(zq_client_t *c, const char *id)
+static char s_pm_tomb_mark;
+#define S_PM_TOMB ((zq_async_result_t *)(void *)&s_pm_tomb_mark)
+
+static s_pslot_t *s_pm_slot(zq_client_t *c, const char *id)
 {
+    c->id_lookups++;
     if (!c->pm_live)
         return NULL;
     size_t mask = c->pm_cap - 1;
     uint64_t h = zq_hash_str(id);
     for (size_t k = (size_t)h & mask;; k = (k + 1) & mask) {
         s_pslot_t *p = &c->pm[k];
-        if (!p->id && p->req == 0)
+        if (!p->h)
             return NULL;
-        if (p->id && p->hash == h && strcmp(p->id, id) == 0)
+        if (p->h != S_PM_TOMB && p->hash == h && strcmp(p->h->id, id) == 0)
             return p;
     }
 }
 
-static void s_pm_del(zq_client_t *c, s_pslot_t *p)
+/* The newest live handle subscribed to id, or NULL. */
+static zq_async_result_t *s_pm_find(zq_client_t *c, const char *id)
 {
-    free(p->id);
-    cJSON_Delete(p->rec);
-    free(p->text);
-    p->id = NULL;
-    p->rec = NULL;
-    p->text = NULL;
-    p->req = UINT64_MAX; /* deleted: probes go on past it */
-    c->pm_live--;
+    s_pslot_t *p = s_pm_slot(c, id);
+    return p ? p->h : NULL;
+}
+
+/* r is going: no slot may point to it. */
+static void s_pm_forget(zq_client_t *c, zq_async_result_t *r)
+{
+    s_pslot_t *p = s_pm_slot(c, r->id);
+    if (p && p->h == r) {
+        p->h = S_PM_TOMB;
+        c->pm_live--;
+    }
 }
 
 static int s_pm_grow(zq_client_t *c)
@@ -408,10 +419,10 @@ static int s_pm_grow(zq_client_t *c)
     if (!v)
         return ZQ_ENOMEM;
     for (size_t i = 0; i < c->pm_cap; i++) {
-        if (!c->pm[i].id)
+        if (!c->pm[i].h || c->pm[i].h == S_PM_TOMB)
             continue;
         size_t k = (size_t)c->pm[i].hash & (nc - 1);
-        while (v[k].id)
+        while (v[k].h)
             k = (k + 1) & (nc - 1);
         v[k] = c->pm[i];
     }
@@ -422,30 +433,37 @@ static int s_pm_grow(zq_client_t *c)
     return ZQ_OK;
 }
 
-/* Subscribe id under req (an earlier subscription of the same id is replaced). */
-static int s_pm_put(zq_client_t *c, const char *id, uint64_t req)
+/* r (subscribed) becomes the handle get_async(r->id) takes the record from; an earlier
+ * handle of the same id keeps its own subscription. */
+static int s_pm_put(zq_client_t *c, zq_async_result_t *r)
 {
-    s_pslot_t *old = s_pm_find(c, id);
-    if (old)
-        s_pm_del(c, old);
+    s_pslot_t *old = s_pm_slot(c, r->id);
+    if (old) {
+        old->h = r;
+        return ZQ_OK;
+    }
     if (2 * (c->pm_used + 1) > c->pm_cap && s_pm_grow(c) != ZQ_OK)
         return ZQ_ENOMEM;
-    char *copy = strdup(id);
-    if (!copy)
-        return ZQ_ENOMEM;
-    uint64_t h = zq_hash_str(id);
+    uint64_t h = zq_hash_str(r->id);
     size_t mask = c->pm_cap - 1, k = (size_t)h & mask;
-    while (c->pm[k].id)
+    while (c->pm[k].h && c->pm[k].h != S_PM_TOMB)
         k = (k + 1) & mask;
-    if (c->pm[k].req == 0)
+    if (!c->pm[k].h)
         c->pm_used++; /* a fresh slot, not a reused deleted one */
-    c->pm[k].id = copy;
     c->pm[k].hash = h;
-    c->pm[k].req = req;
-    c->pm[k].rec = NULL;
-    c->pm[k].text = NULL;
+    c->pm[k].h = r;
     c->pm_live++;
     return ZQ_OK;
+}
+
+/* Drop the subscription's record r holds, if any. */
+static void s_push_drop(zq_async_result_t *r)
+{
+    cJSON_Delete(r->push_rec);
+    r->push_rec = NULL;
+    free(r->push_text);
+    r->push_text = NULL;
+    r->push_len = 0;
 }
 
 /* A record as text, parsed (caller owns it; "req" dropped); NULL when it is no object. */
@@ -460,16 +478,15 @@ static cJSON *s_parse_record(const char *text, size_t len)
     return rec;
 }
 
-/* The record a slot holds, parsed (caller owns it); NULL when none arrived or its text is
- * not a JSON object (then the caller asks with GET). */
-static cJSON *s_pm_record(s_pslot_t *p)
+/* The subscription's record r holds, parsed (caller owns it); NULL when none arrived or its
+ * text is not a JSON object (then the caller asks with GET). */
+static cJSON *s_push_record(zq_async_result_t *r)
 {
-    cJSON *rec = p->rec;
-    p->rec = NULL;
-    if (!rec && p->text)
-        rec = s_parse_record(p->text, p->len);
-    free(p->text);
-    p->text = NULL;
+    cJSON *rec = r->push_rec;
+    r->push_rec = NULL;
+    if (!rec && r->push_text)
+        rec = s_parse_record(r->push_text, r->push_len);
+    s_push_drop(r);
     return rec;
 }
 
@@ -511,6 +528,7 @@ static s_entry_t *s_add(zq_client_t *c, s_kind_t kind, uint64_t req, size_t off,
     e->done = 0;
     e->resend = 1;
     e->push = 0;
+    e->h = NULL;
     return e;
 }
 
@@ -519,6 +537,7 @@ static void s_finish(zq_client_t *c, s_entry_t *e)
     if (e->done)
         return;
     e->done = 1;
+    e->h = NULL; /* its handle may go now */
     c->ndone++;
     if (e->kind == S_SUBMIT)
         c->unacked--;
@@ -629,12 +648,12 @@ static void s_entry_id(const zq_client_t *c, const s_entry_t *e, char *id, size_
  * not take (an older broker, its cap reached, the SUBMIT refused): ask with GET now. */
 static void s_push_declined(zq_client_t *c, s_entry_t *p)
 {
-    if (p->kind == S_PUSH) { /* nobody waits yet: forget it */
-        char id[256];
-        s_entry_id(c, p, id, sizeof id);
-        s_pslot_t *slot = s_pm_find(c, id);
-        if (slot && slot->req == p->req)
-            s_pm_del(c, slot);
+    if (p->kind == S_PUSH) { /* nobody waits yet: forget it (get() asks with GET) */
+        if (p->h && p->h->push_req == p->req) {
+            s_push_drop(p->h);
+            p->h->push_req = 0;
+        }
+        p->h = NULL;
         s_finish(c, p);
         return;
     }
@@ -752,18 +771,14 @@ static void s_handle_reply(zq_client_t *c, cJSON *body)
         break;
     }
     case S_PUSH: {
-        char id[256];
-        s_entry_id(c, e, id, sizeof id);
-        s_pslot_t *slot = s_pm_find(c, id);
+        zq_async_result_t *h = e->h;
         if (err) {
             s_push_declined(c, e);
             e = NULL;
-        } else if (slot && slot->req == e->req) {
+        } else if (h && h->push_req == e->req) {
             cJSON_DeleteItemFromObjectCaseSensitive(body, "req");
-            cJSON_Delete(slot->rec);
-            free(slot->text);
-            slot->text = NULL;
-            slot->rec = body;
+            s_push_drop(h);
+            h->push_rec = body;
             body = NULL;
         }
         break;
@@ -794,18 +809,14 @@ static void s_handle_element(zq_client_t *c, const char *reqf, size_t reqlen, co
     /* an error answer (the subscription failed) goes the REPLY way */
     if (e && !e->done && e->kind == S_PUSH && len > 8 && body[0] == '{' &&
         memcmp(body, "{\"error\"", 8) != 0) {
-        char id[256];
-        s_entry_id(c, e, id, sizeof id);
-        s_pslot_t *slot = s_pm_find(c, id);
-        if (slot && slot->req == req) {
+        zq_async_result_t *h = e->h;
+        if (h && h->push_req == req) {
             char *copy = malloc(len);
             if (copy) {
                 memcpy(copy, body, len);
-                cJSON_Delete(slot->rec);
-                slot->rec = NULL;
-                free(slot->text);
-                slot->text = copy;
-                slot->len = len;
+                s_push_drop(h);
+                h->push_text = copy;
+                h->push_len = len;
                 s_finish(c, e);
                 return;
             }
@@ -1194,12 +1205,7 @@ void zq_client_destroy(zq_client_t **self_p)
     cJSON_Delete(c->sync_reply);
     for (zq_async_result_t *r = c->handles; r; r = r->next)
         r->client = NULL; /* they may be destroyed later, not used */
-    for (size_t i = 0; i < c->pm_cap; i++) {
-        free(c->pm[i].id);
-        cJSON_Delete(c->pm[i].rec);
-        free(c->pm[i].text);
-    }
-    free(c->pm);
+    free(c->pm); /* the handles own their records */
     free(c->parts);
     free(c->ents);
     free(c->arena.p);
@@ -1345,7 +1351,7 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
         /* subscribe to the record: the broker sends it when the task ends, and get()
          * then has nothing to send (without memory for it, get() sends a GET). Not for
          * ignore_result: such a record carries no value, and is seldom waited for */
-        if (!o->ignore_result && s_pm_put(c, id, req + 1) == ZQ_OK)
+        if (!o->ignore_result && s_pm_put(c, r) == ZQ_OK)
             push_req = c->next_req++;
     }
 
@@ -1418,6 +1424,7 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
         if (p) {
             p->resend = 0; /* the SUBMIT carries it until the broker takes it */
             p->push = 1;
+            p->h = r;
             e->push = 1;
             r->push_req = push_req;
         }
@@ -1426,11 +1433,8 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
     if (rc != ZQ_OK) {
         b->oom = 0;
         b->len = off;
-        if (push_req) {
-            s_pslot_t *slot = s_pm_find(c, id);
-            if (slot)
-                s_pm_del(c, slot);
-        }
+        if (push_req)
+            s_pm_forget(c, r);
         free(r);
         return rc;
     }
@@ -1653,20 +1657,21 @@ const cJSON *zq_result_record(const zq_async_result_t *r)
     return r->record;
 }
 
-/* Take the subscription of task id (req: only that one; 0: whichever): its record if it
- * came (caller owns it); else *live_p is its entry when the record may still come. The
- * subscription is forgotten either way. */
-static cJSON *s_push_claim(zq_client_t *c, const char *id, uint64_t req, s_entry_t **live_p)
+/* Take r's subscription: its record if it came (caller owns it); else *live_p is its entry
+ * when the record may still come (it no longer goes to r). r's subscription is over
+ * either way. */
+static cJSON *s_push_claim(zq_client_t *c, zq_async_result_t *r, s_entry_t **live_p)
 {
     *live_p = NULL;
-    s_pslot_t *slot = s_pm_find(c, id);
-    if (!slot || (req && slot->req != req))
+    if (!r->push_req)
         return NULL;
-    cJSON *rec = s_pm_record(slot);
-    s_entry_t *e = rec ? NULL : s_find(c, slot->req);
-    if (e && !e->done && e->kind == S_PUSH)
+    cJSON *rec = s_push_record(r);
+    s_entry_t *e = rec ? NULL : s_find(c, r->push_req);
+    if (e && !e->done && e->kind == S_PUSH && e->h == r) {
+        e->h = NULL;
         *live_p = e;
-    s_pm_del(c, slot);
+    }
+    r->push_req = 0;
     return rec;
 }
 
@@ -1678,10 +1683,10 @@ void zq_result_destroy(zq_async_result_t **r_p)
     zq_client_t *c = r->client;
     if (c) {
         s_entry_t *live = NULL;
-        if (r->push_req)
-            cJSON_Delete(s_push_claim(c, r->id, r->push_req, &live));
+        cJSON_Delete(s_push_claim(c, r, &live));
         if (live)
             s_finish(c, live); /* nobody will ask: the record is dropped when it comes */
+        s_pm_forget(c, r);
         if (r->prev)
             r->prev->next = r->next;
         else
@@ -1691,6 +1696,7 @@ void zq_result_destroy(zq_async_result_t **r_p)
     }
     cJSON_Delete(r->record);
     free(r->record_text);
+    s_push_drop(r);
     free(r);
     *r_p = NULL;
 }
@@ -1781,14 +1787,12 @@ int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p)
     if (!r || !r->client)
         return ZQ_EINVAL;
     zq_client_t *c = r->client;
-    s_pslot_t *slot = r->push_req ? s_pm_find(c, r->id) : NULL;
-    int here = slot && slot->req == r->push_req && slot->text && !slot->rec;
+    int here = r->push_req && r->push_text && !r->push_rec;
     if (!here) {
         /* take in what has come; not when the record is here already (final: the broker
          * sends it when the task ends), as each look at the socket costs two syscalls */
         s_drain(c);
-        slot = r->push_req ? s_pm_find(c, r->id) : NULL;
-        here = slot && slot->req == r->push_req && slot->text && !slot->rec;
+        here = r->push_req && r->push_text && !r->push_rec;
     }
     const s_refusal_t *ref = here ? NULL : s_refusal_of(c, r);
     if (ref) {
@@ -1801,10 +1805,10 @@ int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p)
     cJSON *rec = NULL;
     if (here) {
         /* the record came already, as text */
-        char *text = slot->text;
-        size_t len = slot->len;
-        slot->text = NULL;
-        s_pm_del(c, slot);
+        char *text = r->push_text;
+        size_t len = r->push_len;
+        r->push_text = NULL;
+        r->push_len = 0;
         r->push_req = 0;
         int rc = s_get_lean(c, r, text, len, value_p);
         if (rc != S_NOT_LEAN)
@@ -1812,7 +1816,7 @@ int zq_result_get(zq_async_result_t *r, double timeout, cJSON **value_p)
         rec = s_parse_record(text, len); /* none: not an object, asked for with GET */
         free(text);
     } else if (r->push_req) {
-        rec = s_push_claim(c, r->id, r->push_req, &live);
+        rec = s_push_claim(c, r, &live);
     }
     r->push_req = 0;
     double get_timeout = timeout;
@@ -1921,7 +1925,8 @@ int zq_client_get_async(zq_client_t *self, const char *task_id, double timeout)
         return ZQ_EINVAL;
     }
     s_entry_t *p = NULL;
-    cJSON *rec = s_push_claim(c, task_id, 0, &p);
+    zq_async_result_t *sub = s_pm_find(c, task_id);
+    cJSON *rec = sub ? s_push_claim(c, sub, &p) : NULL;
     if (rec) { /* it came already */
         cJSON_AddItemToArray(c->ready, rec);
         return ZQ_OK;
@@ -2061,4 +2066,9 @@ cJSON *zq_args(const char *json)
 unsigned long zq_client_empty_looks(const zq_client_t *self)
 {
     return self ? self->empty_looks : 0;
+}
+
+unsigned long zq_client_id_lookups(const zq_client_t *self)
+{
+    return self ? self->id_lookups : 0;
 }

@@ -12,4 +12,9 @@
  * here looks at no socket). */
 unsigned long zq_client_empty_looks(const zq_client_t *self);
 
+/* How many times the client looked a task id up in its table of subscribed handles (only
+ * apply_async, zq_client_get_async and handle destruction do: a record and get() go
+ * through the handle). */
+unsigned long zq_client_id_lookups(const zq_client_t *self);
+
 #endif

@@ -693,6 +693,38 @@ START_TEST(test_pushed_result_needs_no_get)
 }
 END_TEST
 
+/* A subscription's record is kept on its handle: neither its arrival nor get() looks the
+ * task id up; two handles of one task id each keep their own record (no GET for either). */
+START_TEST(test_pushed_result_by_handle)
+{
+    zq_client_t *c = s_client();
+    enum { N = 50 };
+    zq_async_result_t *r[N + 2];
+    cJSON *args = zq_args("[2, 3]");
+    char id[32];
+    for (int i = 0; i < N + 2; i++) {
+        zq_send_opts_t o = {0};
+        snprintf(id, sizeof id, "push-byh-%d", i < N ? i : N); /* the last two: one id */
+        o.task_id = id;
+        ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, &r[i]), ZQ_OK);
+    }
+    cJSON_Delete(args);
+    unsigned long lookups = zq_client_id_lookups(c);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK); /* the records come with the acks */
+    for (int i = 0; i < N + 2; i++) {
+        cJSON *v = NULL;
+        ck_assert_int_eq(zq_result_get(r[i], 10, &v), ZQ_OK);
+        ck_assert(cJSON_IsNumber(v) && v->valuedouble == 5);
+        cJSON_Delete(v);
+    }
+    ck_assert_uint_eq(zq_client_id_lookups(c), lookups);
+    ck_assert_int_eq(s_count(&s_fake->gets), 0);
+    for (int i = 0; i < N + 2; i++)
+        zq_result_destroy(&r[i]);
+    zq_client_destroy(&c);
+}
+END_TEST
+
 static size_t s_mallocs;
 static void *s_counting_malloc(size_t n)
 {
@@ -1111,6 +1143,7 @@ static Suite *zq_client_suite(void)
     tcase_add_test(tc, test_get_success);
     tcase_add_test(tc, test_pushed_result_needs_no_get);
     tcase_add_test(tc, test_pushed_result_lean);
+    tcase_add_test(tc, test_pushed_result_by_handle);
     tcase_add_test(tc, test_pushed_result_timeout);
     tcase_add_test(tc, test_get_failure);
     tcase_add_test(tc, test_get_timeout);
