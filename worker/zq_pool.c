@@ -1069,12 +1069,14 @@ static void s_rebuild(zq_pool_t *p)
         p->stopping = 1; /* nothing can run any more; the worker reports the rest lost */
 }
 
-/* Report that j began at t (zq_now) in slot s, process pid. */
-static void s_started(zq_pool_t *p, s_slot_t *s, s_pjob_t *j, double t, pid_t pid)
+/* Report that j began at t (zq_now) in slot s, process pid; running: it is the slot's job now
+ * (0: its DONE is what reports it, and the slot may run a later one). */
+static void s_started(zq_pool_t *p, s_slot_t *s, s_pjob_t *j, double t, pid_t pid, int running)
 {
     j->started = 1;
     p->nqueued--;
-    s->running = j->seq;
+    if (running)
+        s->running = j->seq;
     s_emit_at(p, ZQ_POOL_EV_STARTED, s->index, j->ctx, 0, NULL, 0, (long)pid, 0, t);
 }
 
@@ -1107,7 +1109,7 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
     s_pjob_t *js = s_started_unseen(p, s, &t);
     s->pid = 0;
     if (js)
-        s_started(p, s, js, t, pid);
+        s_started(p, s, js, t, pid, 1);
     uint64_t seq = __atomic_exchange_n(&p->shm->child[s->index].running, 0, __ATOMIC_SEQ_CST);
     uint64_t last = __atomic_exchange_n(&p->shm->child[s->index].last, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->shm->child[s->index].soft, 0, __ATOMIC_SEQ_CST);
@@ -1141,7 +1143,7 @@ static void s_child_lost(zq_pool_t *p, s_slot_t *s)
         } else {
             /* started, which cannot be (one job at a time, in order): lost with it */
             if (!jq->started)
-                s_started(p, s, jq, zq_now(), pid);
+                s_started(p, s, jq, zq_now(), pid, 1);
             s_pjob_forget(p, jq);
             s_emit(p, ZQ_POOL_EV_LOST, s->index, cq, 0, NULL, 0, (long)pid, status);
         }
@@ -1192,13 +1194,10 @@ static int s_parse_buf(zq_pool_t *p, s_slot_t *s, char *buf, size_t len, size_t 
         case REC_DONE:
             s->nrec++;
             p->avg_run += (h.run - p->avg_run) / 8;
-            /* a short job: nobody saw it start; its record says when. The slot may run a
-             * later job already (its record waited in the ring), seen first: keep that */
-            if (j && !j->started) {
-                uint64_t cur = s->running;
-                s_started(p, s, j, h.time, s->pid);
-                s->running = cur;
-            }
+            /* a short job: nobody saw it start; its record says when. It is over, and the
+             * slot may run a later job already (its record waited in the ring), seen first */
+            if (j && !j->started)
+                s_started(p, s, j, h.time, s->pid, 0);
             if (s->running == h.seq)
                 s->running = 0;
             if (j) {
@@ -1352,7 +1351,7 @@ static void s_scan(zq_pool_t *p)
             if (s->pid != pid || !(j = s_started_unseen(p, s, &t)))
                 continue;
         }
-        s_started(p, s, j, t, s->pid);
+        s_started(p, s, j, t, s->pid, 1);
     }
     p->scanned = zq_mono();
 }
