@@ -4739,12 +4739,19 @@ static int s_is_plain_submit(const zq_frames_t *f)
            f->size[2] == strlen(ZQ_CMD_SUBMIT) && !memcmp(f->data[2], ZQ_CMD_SUBMIT, f->size[2]);
 }
 
+static size_t s_submits(zq_broker_t *self, const zq_frames_t *f);
+
 /* One frontend message: a SUBMIT in the client library's form without a tree, anything else
- * (and a SUBMIT that reader declines) decoded and handled by command. */
-static void s_frontend_message(zq_broker_t *self, const zq_frames_t *f)
+ * (and a SUBMIT that reader declines) decoded and handled by command. Returns how many
+ * requests it held (a SUBMITS holds one per element). */
+static size_t s_frontend_message(zq_broker_t *self, const zq_frames_t *f)
 {
     if (s_is_plain_submit(f) && s_submit_fast(self, f))
-        return;
+        return 1;
+    if (f->total == 4 && f->size[2] == strlen(ZQ_CMD_SUBMITS) &&
+        !memcmp(f->data[2], ZQ_CMD_SUBMITS, f->size[2]) && f->size[1] == strlen(ZQ_PROTO_VERSION) &&
+        !memcmp(f->data[1], ZQ_PROTO_VERSION, f->size[1]))
+        return s_submits(self, f);
     char err[256];
     zq_msg_t m;
     if (zq_frames_decode(f, 1, &m, err, sizeof err) == ZQ_OK)
@@ -4752,6 +4759,37 @@ static void s_frontend_message(zq_broker_t *self, const zq_frames_t *f)
     else
         s_bad_frontend(self, &m, err);
     zq_msg_clear(&m);
+    return 1;
+}
+
+/* [identity][ZQP01][SUBMITS][array]: each element handled exactly as the body of a SUBMIT
+ * from the same peer (docs/protocol.md §7): answered on its own, by its own req. A body
+ * that is not an array of elements is answered once with EPROTO after the elements before
+ * the fault were taken. */
+static size_t s_submits(zq_broker_t *self, const zq_frames_t *f)
+{
+    zq_frames_t g = *f; /* the same frames, the element as the body; closed by the caller */
+    g.data[2] = ZQ_CMD_SUBMIT;
+    g.size[2] = strlen(ZQ_CMD_SUBMIT);
+    zq_jarray_t it;
+    const char *elem;
+    size_t n, count = 0;
+    int rc = zq_jarray_begin(&it, f->data[3], f->size[3]);
+    while (rc == ZQ_OK && (rc = zq_jarray_next(&it, &elem, &n)) == 1) {
+        g.data[3] = elem;
+        g.size[3] = n;
+        count += s_frontend_message(self, &g);
+        rc = ZQ_OK;
+    }
+    if (rc != 0) {
+        zq_msg_t m;
+        memset(&m, 0, sizeof m);
+        memcpy(m.identity, f->data[0], f->size[0] <= ZQ_MAX_IDENTITY ? f->size[0] : 0);
+        m.identity_len = f->size[0] <= ZQ_MAX_IDENTITY ? f->size[0] : 0;
+        s_bad_frontend(self, &m, "SUBMITS: body is not a JSON array of SUBMIT bodies");
+        count++;
+    }
+    return count ? count : 1;
 }
 
 /* [ZQP01][BATCH][body]: kept as text and read without a tree (s_on_batch_text). */
@@ -4799,8 +4837,7 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
             zq_frames_t f;
             int rc = zq_frames_recv(self->frontend, &f, ZMQ_DONTWAIT, err, sizeof err);
             if (rc == ZQ_OK) {
-                n++;
-                s_frontend_message(self, &f);
+                n += s_frontend_message(self, &f);
                 zq_frames_close(&f);
             } else {
                 if (rc == ZQ_EIO)

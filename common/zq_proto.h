@@ -21,6 +21,9 @@
 
 /* Client/worker -> broker frontend (ROUTER). Every request is answered with REPLY. */
 #define ZQ_CMD_SUBMIT "SUBMIT"       /* send a task */
+/* Several SUBMITs in one message: a JSON array of SUBMIT bodies, each answered as if sent
+ * alone (§7). */
+#define ZQ_CMD_SUBMITS "SUBMITS"
 #define ZQ_CMD_GET "GET"             /* wait for a task's terminal record */
 #define ZQ_CMD_QUERY "QUERY"         /* a task's record now, no waiting */
 #define ZQ_CMD_INFO "INFO"           /* broker endpoints and identity */

@@ -11,6 +11,14 @@
  *     still waiting, except PURGE, is sent again, so a broker restart loses nothing.
  * The hot path (apply_async) builds the SUBMIT text straight into the arena, with no
  * per-call malloc except the optional result handle.
+ *
+ * SUBMITs that follow each other closely leave together, as one SUBMITS (§7): a program
+ * submitting in a loop sends one message per S_BATCH_MAX tasks or S_BATCH_HOLD seconds
+ * instead of one per task (each message costs an allocation, a queue slot and a wakeup at
+ * both ends). A SUBMIT after a quiet spell leaves at once; any other request, and every
+ * wait, sends the batch first (a GET never overtakes its SUBMIT); and should the program
+ * stop calling with a batch held, a flusher thread sends it S_BATCH_LATE after its first
+ * task. The socket and the batch are used under the client's mutex for that thread's sake.
  */
 #include "config.h"
 #include "zq.h"
@@ -25,6 +33,7 @@
 #include "zq_uuid.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -41,6 +50,11 @@
 #define S_MAX_REFUSED 64     /* refused SUBMITs remembered for zq_result_get() */
 #define S_COMPACT_MIN 1024   /* finished entries before the request table is compacted */
 #define S_DRAIN_EVERY 32     /* apply_async reads pending acknowledgements every N calls */
+#define S_BATCH_MAX 64       /* SUBMITs in one SUBMITS */
+#define S_BATCH_BYTES (256 * 1024) /* a SUBMITS is sent once its body passes this */
+#define S_BATCH_HOLD 0.0005  /* seconds: a SUBMIT this soon after the last send waits for more */
+#define S_BATCH_LATE 0.001   /* seconds: the flusher sends a batch this old */
+#define S_FLUSHER_POLLS 20   /* empty looks before the flusher waits to be woken */
 
 /* ---------------------------------------------------------------------------------------
  * Growable byte buffer. An allocation failure sets oom and turns later writes into no-ops,
@@ -288,6 +302,18 @@ struct zq_client {
     zq_async_result_t *handles; /* live result handles, detached when the client goes */
     zmq_msg_t *parts;        /* frames of the message being received */
     size_t parts_cap;
+    /* SUBMITs held to leave together (top of this file); under mu with the socket */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;       /* wakes the flusher: a batch began, or stop */
+    s_buf_t batch;           /* "[body,body,...": the SUBMITS body without its ']' */
+    size_t batch_n;
+    uint64_t batch_reqs[S_BATCH_MAX]; /* their reqs (refused should the send fail) */
+    double batch_t0;         /* zq_mono() when the batch began */
+    double last_sent;        /* zq_mono() of the last SUBMIT(S) sent */
+    double batch_hold;       /* S_BATCH_HOLD; tests change it (zq_client_int.h) */
+    double batch_late;       /* S_BATCH_LATE; likewise */
+    pthread_t flusher;
+    int flusher_on, flusher_idle, flusher_stop;
 };
 
 struct zq_async_result {
@@ -615,6 +641,161 @@ static const char *s_get_body(zq_client_t *c, const s_entry_t *e, size_t *len)
     return b->oom ? NULL : b->p;
 }
 
+static int s_send_entry(zq_client_t *c, const s_entry_t *e);
+static void s_remember_refusal(zq_client_t *c, s_entry_t *e, int code, const char *msg);
+static void s_submit_acked(zq_client_t *c, s_entry_t *e, int taken);
+
+/* Send the held batch: one task as a SUBMIT, more as a SUBMITS. Under mu. On failure the
+ * batch is kept. */
+static int s_batch_send(zq_client_t *c)
+{
+    if (!c->batch_n)
+        return ZQ_OK;
+    int rc;
+    c->sock_settled = 0; /* a send may take the fd's signal (zq_zpoll.h) */
+    if (c->batch_n == 1) {
+        rc = zq_msg_send_raw(c->sock, NULL, 0, ZQ_CMD_SUBMIT, c->batch.p + 1, c->batch.len - 1,
+                             ZMQ_DONTWAIT);
+    } else {
+        c->batch.p[c->batch.len] = ']'; /* s_batch_add kept room for it */
+        rc = zq_msg_send_raw(c->sock, NULL, 0, ZQ_CMD_SUBMITS, c->batch.p, c->batch.len + 1,
+                             ZMQ_DONTWAIT);
+    }
+    if (rc != ZQ_OK)
+        return rc;
+    c->batch.len = 0;
+    c->batch_n = 0;
+    c->last_sent = zq_mono();
+    return ZQ_OK;
+}
+
+/* A SUBMIT could not be sent: refused, so that flush() and get() say so. */
+static void s_submit_unsent(zq_client_t *c, s_entry_t *e, const char *why)
+{
+    s_remember_refusal(c, e, ZQ_EIO, why);
+    if (e->push)
+        s_submit_acked(c, e, 0);
+    else
+        s_finish(c, e);
+}
+
+/* Send the held batch now (before another request, or a wait). Caller thread, not under
+ * mu. A batch that cannot be sent is refused, task by task. */
+static int s_batch_flush(zq_client_t *c)
+{
+    uint64_t reqs[S_BATCH_MAX];
+    size_t n = 0;
+    pthread_mutex_lock(&c->mu);
+    int rc = s_batch_send(c), err = errno;
+    if (rc != ZQ_OK) {
+        n = c->batch_n;
+        memcpy(reqs, c->batch_reqs, n * sizeof *reqs);
+        c->batch.len = 0;
+        c->batch_n = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc == ZQ_OK)
+        return ZQ_OK;
+    char why[700];
+    snprintf(why, sizeof why, "cannot send it to %s: %s", c->url, zmq_strerror(err));
+    s_err(c, "cannot send %zu task(s) to %s: %s", n, c->url, zmq_strerror(err));
+    for (size_t i = 0; i < n; i++) {
+        s_entry_t *e = s_find(c, reqs[i]);
+        if (e && !e->done)
+            s_submit_unsent(c, e, why);
+    }
+    return ZQ_EIO; /* no s_gc here: callers hold entry pointers */
+}
+
+static void s_timed_wait(zq_client_t *c, double until)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)until;
+    ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+    pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+}
+
+/* The flusher: sends a batch that is S_BATCH_LATE old (the program stopped calling). While
+ * the program submits, it looks every S_BATCH_LATE by itself, so that apply_async need not
+ * wake it for every batch; after S_FLUSHER_POLLS looks at nothing it sleeps until woken. */
+static void *s_flusher_main(void *arg)
+{
+    zq_client_t *c = arg;
+    int empty = 0;
+    pthread_mutex_lock(&c->mu);
+    while (!c->flusher_stop) {
+        double now = zq_mono();
+        if (c->batch_n) {
+            empty = 0;
+            double due = c->batch_t0 + c->batch_late;
+            if (now < due)
+                s_timed_wait(c, due);
+            else if (s_batch_send(c) != ZQ_OK)
+                c->batch_t0 = now; /* again later; the next call refuses it */
+        } else if (empty < S_FLUSHER_POLLS) {
+            empty++;
+            s_timed_wait(c, now + c->batch_late);
+        } else {
+            c->flusher_idle = 1;
+            pthread_cond_wait(&c->cv, &c->mu);
+            c->flusher_idle = 0;
+            empty = 0;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Hold a new SUBMIT (its text is in the arena) for the batch, or send it with the batch
+ * now. A batch that cannot be sent is refused, task by task (flush() and get() say so). */
+static void s_batch_add(zq_client_t *c, s_entry_t *e)
+{
+    const char *body = c->arena.p + e->off + e->cmdlen;
+    double now = zq_mono();
+    pthread_mutex_lock(&c->mu);
+    /* room for ',' or '[', the body, and the closing ']' */
+    if (c->batch_n && c->batch.len + e->len + 2 > S_BATCH_BYTES) {
+        pthread_mutex_unlock(&c->mu);
+        s_batch_flush(c);
+        pthread_mutex_lock(&c->mu);
+    }
+    if (s_buf_reserve(&c->batch, e->len + 2) != 0) {
+        c->batch.oom = 0;
+        pthread_mutex_unlock(&c->mu);
+        /* alone, without the batch's memory */
+        if (s_batch_flush(c) != ZQ_OK || s_send_entry(c, e) != ZQ_OK)
+            s_submit_unsent(c, e, c->errmsg);
+        return;
+    }
+    if (!c->batch_n)
+        c->batch_t0 = now;
+    s_buf_put(&c->batch, c->batch_n ? "," : "[", 1);
+    s_buf_put(&c->batch, body, e->len);
+    c->batch_reqs[c->batch_n++] = e->req;
+    int send = c->batch_n == S_BATCH_MAX || c->batch.len >= S_BATCH_BYTES ||
+               now - c->batch_t0 >= c->batch_hold ||
+               (c->batch_n == 1 && now - c->last_sent >= c->batch_hold);
+    if (!send && !c->flusher_on) {
+        /* with every signal blocked, as libzmq's threads: the program's signals stay with
+         * its own threads (a SIGINT must still interrupt its waits) */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        c->flusher_stop = 0;
+        if (pthread_create(&c->flusher, NULL, s_flusher_main, c) == 0)
+            c->flusher_on = 1;
+        else
+            send = 1; /* no thread: nothing may be held */
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    } else if (!send && c->flusher_idle && c->batch_n == 1) {
+        pthread_cond_signal(&c->cv);
+    }
+    int rc = send ? s_batch_send(c) : ZQ_OK;
+    pthread_mutex_unlock(&c->mu);
+    if (rc != ZQ_OK)
+        s_batch_flush(c); /* tries once more, else refuses */
+}
+
 static int s_send_entry(zq_client_t *c, const s_entry_t *e)
 {
     char cmd[ZQ_MAX_CMD + 1];
@@ -627,9 +808,17 @@ static int s_send_entry(zq_client_t *c, const s_entry_t *e)
         if (!body)
             return ZQ_ENOMEM;
     }
+    /* a held batch goes first: nothing overtakes a SUBMIT (a GET of its id would be
+     * answered "unknown") */
+    s_batch_flush(c);
     /* the socket has no send limit (S_WINDOW bounds memory instead): never blocks */
+    pthread_mutex_lock(&c->mu);
     c->sock_settled = 0; /* a send may take the fd's signal (zq_zpoll.h) */
-    if (zq_msg_send_raw(c->sock, NULL, 0, cmd, body, len, ZMQ_DONTWAIT) != ZQ_OK) {
+    int rc = zq_msg_send_raw(c->sock, NULL, 0, cmd, body, len, ZMQ_DONTWAIT);
+    if (rc == ZQ_OK && e->kind == S_SUBMIT)
+        c->last_sent = zq_mono();
+    pthread_mutex_unlock(&c->mu);
+    if (rc != ZQ_OK) {
         s_err(c, "cannot send %s to %s: %s", cmd, c->url, zmq_strerror(errno));
         return ZQ_EIO;
     }
@@ -664,6 +853,11 @@ static void s_push_declined(zq_client_t *c, s_entry_t *p)
 
 static void s_resend_all(zq_client_t *c)
 {
+    /* the held batch is among what is sent again, one by one */
+    pthread_mutex_lock(&c->mu);
+    c->batch.len = 0;
+    c->batch_n = 0;
+    pthread_mutex_unlock(&c->mu);
     size_t n = 0;
     for (size_t i = c->head; i < c->nents; i++) {
         s_entry_t *e = &c->ents[i];
@@ -923,6 +1117,7 @@ static void s_handle_frames(zq_client_t *c, size_t n)
 static size_t s_recv_frames(zq_client_t *c)
 {
     size_t n = 0;
+    pthread_mutex_lock(&c->mu); /* the flusher may send meanwhile */
     for (int more = 1; more;) {
         if (n == c->parts_cap) {
             size_t nc = c->parts_cap ? c->parts_cap * 2 : 64;
@@ -947,6 +1142,7 @@ static size_t s_recv_frames(zq_client_t *c)
         else
             n++;
     }
+    pthread_mutex_unlock(&c->mu);
     return n;
 }
 
@@ -1015,8 +1211,12 @@ static void s_pump(zq_client_t *c, double wait)
     long ms = wait <= 0 ? 0 : (long)ceil(wait * 1000.0);
     if (ms > 1000000)
         ms = 1000000;
+    /* no batch is held while we wait (s_wait sent it): the flusher has nothing to send */
+    pthread_mutex_lock(&c->mu);
     unsigned char settled[2] = {(unsigned char)c->sock_settled, (unsigned char)c->mon_settled};
-    if (zq_zpoll(items, settled, 2, ms) <= 0)
+    int prc = zq_zpoll(items, settled, 2, ms);
+    pthread_mutex_unlock(&c->mu);
+    if (prc <= 0)
         return; /* timeout, or EINTR: the caller re-checks its condition and deadline */
     if (items[1].revents & ZMQ_POLLIN)
         s_drain_monitor(c);
@@ -1072,6 +1272,7 @@ typedef int (*s_cond_fn)(zq_client_t *c, const void *arg);
 /* Pump until cond holds (ZQ_OK) or the monotonic deadline passes (ZQ_ETIMEOUT; < 0 never). */
 static int s_wait(zq_client_t *c, double deadline, s_cond_fn cond, const void *arg)
 {
+    s_batch_flush(c);
     s_drain_monitor(c);
     s_drain(c);
     for (;;) {
@@ -1139,6 +1340,14 @@ zq_client_t *zq_client_new_opts(const zq_client_opts_t *opts)
     c->linger = S_DESTROY_FLUSH;
     c->next_req = 1;
     c->next_async_deadline = INFINITY;
+    c->batch_hold = S_BATCH_HOLD;
+    c->batch_late = S_BATCH_LATE;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the flusher's deadlines are zq_mono() */
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
     c->ready = cJSON_CreateArray();
     c->ctx = zmq_ctx_new();
     if (c->ctx)
@@ -1180,6 +1389,8 @@ fail:
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     cJSON_Delete(c->ready);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
     memset(&c->curve, 0, sizeof c->curve);
     free(c);
     return NULL;
@@ -1190,6 +1401,15 @@ void zq_client_destroy(zq_client_t **self_p)
     if (!self_p || !*self_p)
         return;
     zq_client_t *c = *self_p;
+    if (c->flusher_on) {
+        pthread_mutex_lock(&c->mu);
+        c->flusher_stop = 1;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->flusher, NULL);
+        c->flusher_on = 0;
+    }
+    s_batch_flush(c); /* even without linger: what apply_async took is handed to ZeroMQ */
     int frc = c->unacked && c->linger > 0 ? zq_client_flush(c, c->linger) : ZQ_OK;
     if (frc == ZQ_ETIMEOUT)
         ZQ_WARN("zq client: %zu task(s) not acknowledged by the broker at %s within %gs: "
@@ -1210,6 +1430,9 @@ void zq_client_destroy(zq_client_t **self_p)
     free(c->ents);
     free(c->arena.p);
     free(c->scratch.p);
+    free(c->batch.p);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
     memset(&c->curve, 0, sizeof c->curve);
     free(c);
     *self_p = NULL;
@@ -1439,19 +1662,7 @@ int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args
         return rc;
     }
     c->unacked++;
-    rc = s_send_entry(c, e);
-    if (rc != ZQ_OK) {
-        uint64_t ereq = e->req;
-        s_finish(c, e);
-        if (e->push) {
-            s_entry_t *p = s_find(c, ereq + 1);
-            if (p)
-                s_push_declined(c, p);
-        }
-        s_gc(c);
-        free(r);
-        return rc;
-    }
+    s_batch_add(c, e); /* from here on, a failure to send is this task's refusal */
     /* opportunistic: consume the acknowledgements already here so that they never pile
      * up; every S_DRAIN_EVERY calls, as each look at the socket costs a syscall */
     if (++c->nsent % S_DRAIN_EVERY == 0)
@@ -2066,6 +2277,14 @@ cJSON *zq_args(const char *json)
 unsigned long zq_client_empty_looks(const zq_client_t *self)
 {
     return self ? self->empty_looks : 0;
+}
+
+void zq_client_set_batching(zq_client_t *self, double hold, double late)
+{
+    if (self) {
+        self->batch_hold = hold;
+        self->batch_late = late;
+    }
 }
 
 unsigned long zq_client_id_lookups(const zq_client_t *self)

@@ -17,4 +17,10 @@ unsigned long zq_client_empty_looks(const zq_client_t *self);
  * through the handle). */
 unsigned long zq_client_id_lookups(const zq_client_t *self);
 
+/* Batching of SUBMITs (sdk/zq_client.c): hold is how long after the last send a SUBMIT
+ * waits for more to leave with (S_BATCH_HOLD, 0.5 ms), late how old a held batch is when
+ * the flusher thread sends it (S_BATCH_LATE, 1 ms). Tests set them long, so that what is
+ * batched does not depend on the machine's speed. */
+void zq_client_set_batching(zq_client_t *self, double hold, double late);
+
 #endif

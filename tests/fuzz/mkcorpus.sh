@@ -54,6 +54,12 @@ seed broker_frontend submit_client \
     fz ZQP01 SUBMIT '{"req":8,"id":"c-2","task":"tasks.add","args":["a\"b",{"k":[-1.5e3,false]}],"countdown":0.5,"expires":"2030-01-01T00:00:00Z","get":9,"coalesce":true}' -- \
     fz ZQP01 SUBMIT '{"req":10,"id":"c-1","task":"tasks.add","args":[01],"get":11}' -- \
     fz ZQP01 SUBMIT '{"req":12,"id":"c-3","task":"tasks.add","args":["\u00e9"],"priority":9}'
+# several SUBMITs in one message (zq's client library: tasks submitted in quick succession),
+# then an element that is not an object, and a body cut short
+seed broker_frontend submits \
+    fz ZQP01 SUBMITS '[{"req":1,"id":"m-1","task":"tasks.add","args":[1,2],"kwargs":{},"queue":"celery","ignore_result":false,"priority":0,"origin":"gen1@h","root_id":"m-1","get":2,"coalesce":2},{"req":3,"id":"m-2","task":"tasks.add","args":[3,4],"get":4,"coalesce":2}]' -- \
+    fz ZQP01 SUBMITS '[{"req":5,"id":"m-1","task":"tasks.add"}, 7, {"req":6,"task":"bad name"}]' -- \
+    fz ZQP01 SUBMITS '[{"req":8,"id":"m-3","task":"tasks.add"},{"req":9,'
 seed broker_frontend get_query \
     fz ZQP01 GET '{"req":1,"id":"t2","timeout":0.5}' -- \
     fz ZQP01 GET '{"req":2,"id":"never","timeout":null}' -- \

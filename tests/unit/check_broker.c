@@ -568,6 +568,80 @@ static cJSON *s_recv_replies(void *sock, int ms, char *cmd)
     return out;
 }
 
+/* Replies until n answers came (or WAIT_MS passed); caller owns the array. */
+static cJSON *s_answers(int n)
+{
+    cJSON *all = cJSON_CreateArray();
+    double until = zq_mono() + WAIT_MS / 1000.0;
+    while (cJSON_GetArraySize(all) < n && zq_mono() < until) {
+        char cmd[32];
+        cJSON *got = s_recv_replies(s_cli, 100, cmd);
+        if (!got)
+            continue;
+        cJSON *b;
+        while ((b = cJSON_DetachItemFromArray(got, 0)))
+            cJSON_AddItemToArray(all, b);
+        cJSON_Delete(got);
+    }
+    ck_assert_int_eq(cJSON_GetArraySize(all), n);
+    return all;
+}
+
+/* The answer with this req in answers (req 0: the one without a req), or NULL. */
+static const cJSON *s_answer(const cJSON *answers, double req)
+{
+    const cJSON *a;
+    cJSON_ArrayForEach(a, answers)
+    {
+        if (zq_json_num(a, "req", 0) == req)
+            return a;
+    }
+    return NULL;
+}
+
+/* SUBMITS: each element is taken as the body of a SUBMIT and answered by its own req; an
+ * element that is not a task is refused alone; a body that is not an array is refused
+ * after the elements before the fault were taken. */
+START_TEST(test_submits)
+{
+    s_send(s_cli, "SUBMITS",
+           "[{\"req\":1,\"id\":\"s1\",\"task\":\"tasks.add\",\"args\":[1,1],\"coalesce\":2},"
+           " 5 ,{\"req\":3,\"id\":\"s3\",\"task\":\"tasks.add\",\"coalesce\":true},"
+           "{\"req\":4,\"id\":\"s4\",\"task\":\"bad name\"},"
+           "{\"req\":6,\"id\":\"s6\",\"task\":\"tasks.add\",\"get\":7,\"coalesce\":2}]");
+    cJSON *all = s_answers(5);
+    ck_assert_str_eq(zq_json_str(s_answer(all, 1), "id", ""), "s1");
+    ck_assert_str_eq(zq_json_str(s_answer(all, 3), "id", ""), "s3");
+    ck_assert_str_eq(zq_json_str(s_answer(all, 6), "id", ""), "s6");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(s_answer(all, 6), "get")));
+    ck_assert_str_eq(s_errcode(s_answer(all, 4)), "EINVAL");
+    ck_assert_str_eq(s_errcode(s_answer(all, 0)), "EPROTO");
+    cJSON_Delete(all);
+    s_assert_state("s1", "PENDING");
+    s_assert_state("s3", "PENDING");
+    s_assert_state("s6", "PENDING");
+    cJSON *r = s_query("s4");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "known")));
+    cJSON_Delete(r);
+
+    /* not an array; then an array cut short: its first element is taken */
+    s_send(s_cli, "SUBMITS", "{\"req\":9,\"task\":\"tasks.add\"}");
+    s_expect_error("EPROTO", "SUBMITS");
+    s_send(s_cli, "SUBMITS", "[{\"req\":10,\"id\":\"s10\",\"task\":\"tasks.add\"}, {\"req\":11,");
+    all = s_answers(2);
+    ck_assert_str_eq(zq_json_str(s_answer(all, 10), "id", ""), "s10");
+    ck_assert_str_eq(s_errcode(s_answer(all, 0)), "EPROTO");
+    cJSON_Delete(all);
+    s_assert_state("s10", "PENDING");
+
+    r = s_call(s_cli, "INFO", "{}");
+    cJSON *stats = cJSON_GetObjectItem(r, "stats");
+    ck_assert_int_eq(zq_json_num(stats, "submitted", -1), 4);
+    ck_assert_int_eq(zq_json_num(stats, "bad_messages", -1), 4);
+    cJSON_Delete(r);
+}
+END_TEST
+
 /* SUBMIT "get": the record comes by itself when the task ends (no GET); "coalesce": the
  * replies of one flush travel in one REPLIES; a duplicate of an ended task is answered at
  * once; a bad "get" is refused and stores nothing. */
@@ -2264,6 +2338,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_submit_reply);
     tcase_add_test(tc, test_unknown_and_query_many);
     tcase_add_test(tc, test_malformed);
+    tcase_add_test(tc, test_submits);
     tcase_add_test(tc, test_bad_upstream_dropped);
     tcase_add_test(tc, test_events);
     tcase_add_test(tc, test_tasks_and_stats);

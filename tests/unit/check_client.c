@@ -50,6 +50,8 @@ typedef struct {
     cJSON *tasks;       /* id -> the SUBMIT body (a copy), under mu */
     cJSON *last_submit; /* under mu */
     int submits, gets, queries, revokes, restarts; /* under mu */
+    int batches, batched; /* SUBMITS messages and the SUBMITs in them, under mu */
+    int bad;              /* malformed SUBMITS (bodies or elements), under mu */
     /* parked GETs: identity + req + id */
     unsigned char park_ident[3][256];
     size_t park_identlen[3];
@@ -271,11 +273,46 @@ static void *s_fake_main(void *arg)
         zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 20) <= 0)
             continue;
-        zq_msg_t m;
-        if (zq_msg_recv(f->sock, 1, &m, ZMQ_DONTWAIT, NULL, 0) != ZQ_OK)
+        zq_frames_t fr;
+        if (zq_frames_recv(f->sock, &fr, ZMQ_DONTWAIT, NULL, 0) != ZQ_OK)
             continue;
-        s_fake_handle(f, &m);
-        zq_msg_clear(&m);
+        if (fr.total == 4 && fr.size[2] == strlen(ZQ_CMD_SUBMITS) &&
+            !memcmp(fr.data[2], ZQ_CMD_SUBMITS, fr.size[2])) {
+            /* each element as a SUBMIT of its own (docs/protocol.md §7) */
+            zq_jarray_t ai;
+            const char *elem;
+            size_t n;
+            int rc = zq_jarray_begin(&ai, fr.data[3], fr.size[3]);
+            pthread_mutex_lock(&f->mu);
+            f->batches++;
+            pthread_mutex_unlock(&f->mu);
+            while (rc == ZQ_OK && (rc = zq_jarray_next(&ai, &elem, &n)) == 1) {
+                zq_msg_t m;
+                memset(&m, 0, sizeof m);
+                memcpy(m.identity, fr.data[0], fr.size[0]);
+                m.identity_len = fr.size[0];
+                snprintf(m.cmd, sizeof m.cmd, "%s", ZQ_CMD_SUBMIT);
+                m.body = cJSON_ParseWithLength(elem, n);
+                pthread_mutex_lock(&f->mu);
+                f->batched++;
+                f->bad += !cJSON_IsObject(m.body);
+                pthread_mutex_unlock(&f->mu);
+                if (cJSON_IsObject(m.body))
+                    s_fake_handle(f, &m);
+                zq_msg_clear(&m);
+                rc = ZQ_OK;
+            }
+            pthread_mutex_lock(&f->mu);
+            f->bad += rc != 0;
+            pthread_mutex_unlock(&f->mu);
+        } else {
+            zq_msg_t m;
+            memset(&m, 0, sizeof m);
+            if (zq_frames_decode(&fr, 1, &m, NULL, 0) == ZQ_OK)
+                s_fake_handle(f, &m);
+            zq_msg_clear(&m);
+        }
+        zq_frames_close(&fr);
     }
     return NULL;
 }
@@ -340,20 +377,99 @@ static zq_client_t *s_client(void)
 /* ---------------------------------------------------------------------------------------
  * Submit
  */
-START_TEST(test_apply_async_flush)
+/* n tasks.add(i, 1), i = 0 .. n-1, without result handles */
+static void s_add_tasks(zq_client_t *c, int n)
 {
-    zq_client_t *c = s_client();
-    for (int i = 0; i < 500; i++) {
+    for (int i = 0; i < n; i++) {
         cJSON *args = cJSON_CreateIntArray((int[]){i, 1}, 2);
         ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, NULL, NULL), ZQ_OK);
         cJSON_Delete(args);
     }
+}
+
+START_TEST(test_apply_async_flush)
+{
+    zq_client_t *c = s_client();
+    s_add_tasks(c, 500);
     ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
     ck_assert_uint_eq(zq_client_unacked(c), 0);
     ck_assert_int_eq(s_count(&s_fake->submits), 500);
     zq_client_destroy(&c);
     ck_assert_ptr_null(c);
     zq_client_destroy(&c); /* NULL-safe */
+}
+END_TEST
+
+/* A program that submits in a loop sends SUBMITS of up to 64 tasks (docs/protocol.md §7);
+ * flush() sends what is held. The hold is made long so that the count does not depend on
+ * the machine's speed: the first task leaves alone (nothing was sent before), then 7 full
+ * batches of 64 and the 51 that flush() sends. */
+START_TEST(test_submits_batched)
+{
+    zq_client_t *c = s_client();
+    zq_client_set_batching(c, 60, 60);
+    s_add_tasks(c, 500);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    ck_assert_uint_eq(zq_client_unacked(c), 0);
+    ck_assert_int_eq(s_count(&s_fake->submits), 500);
+    ck_assert_int_eq(s_count(&s_fake->batches), 8);
+    ck_assert_int_eq(s_count(&s_fake->batched), 499);
+    ck_assert_int_eq(s_count(&s_fake->bad), 0);
+    zq_client_destroy(&c);
+}
+END_TEST
+
+/* Held tasks leave without any further call: the flusher thread sends them 1 ms after the
+ * first of them came. */
+START_TEST(test_submits_flusher)
+{
+    zq_client_t *c = s_client();
+    zq_client_set_batching(c, 60, 0.001);
+    s_add_tasks(c, 3);
+    /* the client is not called again until the fake has all three */
+    double deadline = zq_mono() + 10;
+    while (s_count(&s_fake->submits) < 3 && zq_mono() < deadline)
+        usleep(1000);
+    ck_assert_int_eq(s_count(&s_fake->submits), 3);
+    ck_assert_int_eq(s_count(&s_fake->batches), 1);
+    ck_assert_int_eq(s_count(&s_fake->batched), 2);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    zq_client_destroy(&c);
+}
+END_TEST
+
+/* A request never overtakes a held SUBMIT: a GET of its id finds the task (else the broker
+ * would answer "unknown"); and destroy sends what is held even without linger. The flusher
+ * is made slow, so that the GET is what sends the batch. */
+START_TEST(test_submits_order)
+{
+    zq_client_t *c = s_client();
+    zq_client_set_batching(c, 60, 60);
+    zq_send_opts_t o = {0};
+    o.task_id = "t-first";
+    cJSON *args = zq_args("[1, 1]");
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, NULL), ZQ_OK);
+    o.task_id = "t-held";
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, NULL), ZQ_OK);
+    zq_async_result_t *r = zq_client_result(c, "t-held");
+    cJSON *v = NULL;
+    int grc = zq_result_get(r, 10, &v);
+    ck_assert_msg(grc == ZQ_OK, "get: %s", zq_client_errmsg(c));
+    ck_assert(cJSON_IsNumber(v) && v->valuedouble == 2);
+    cJSON_Delete(v);
+    zq_result_destroy(&r);
+
+    o.task_id = "t-last";
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, NULL), ZQ_OK);
+    o.task_id = "t-last2";
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, &o, NULL), ZQ_OK);
+    cJSON_Delete(args);
+    zq_client_set_linger(c, 0);
+    zq_client_destroy(&c);
+    double deadline = zq_mono() + 10;
+    while (s_count(&s_fake->submits) < 4 && zq_mono() < deadline)
+        usleep(1000);
+    ck_assert_int_eq(s_count(&s_fake->submits), 4);
 }
 END_TEST
 
@@ -1125,6 +1241,9 @@ static Suite *zq_client_suite(void)
     TCase *tc = tcase_create("Submit");
     tcase_add_checked_fixture(tc, s_fake_start, s_fake_stop);
     tcase_add_test(tc, test_apply_async_flush);
+    tcase_add_test(tc, test_submits_batched);
+    tcase_add_test(tc, test_submits_flusher);
+    tcase_add_test(tc, test_submits_order);
     tcase_add_test(tc, test_submit_body);
     tcase_add_test(tc, test_submit_args_values);
     tcase_add_test(tc, test_delay_takes_args);
