@@ -1000,7 +1000,11 @@ static s_rgroup_t *s_rgroup_find(zq_broker_t *self, const void *ident, size_t id
  */
 static size_t s_hack_key(const void *ident, size_t idlen, double req)
 {
-    return (size_t)(zq_hash(ident, idlen) ^ ((uint64_t)req * 0x9E3779B97F4A7C15ull));
+    /* the bits of req: a req may be any number, -1 or 1e300 too (converting those to an
+     * integer is undefined; found by the fuzzer) */
+    uint64_t bits;
+    memcpy(&bits, &req, sizeof bits);
+    return (size_t)(zq_hash(ident, idlen) ^ (bits * 0x9E3779B97F4A7C15ull));
 }
 
 static s_hack_t *s_hack_at(zq_broker_t *self, size_t pos)
