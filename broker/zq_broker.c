@@ -1002,9 +1002,16 @@ static size_t s_hack_key(const void *ident, size_t idlen, double req)
 {
     /* the bits of req: a req may be any number, -1 or 1e300 too (converting those to an
      * integer is undefined; found by the fuzzer) */
-    uint64_t bits;
-    memcpy(&bits, &req, sizeof bits);
-    return (size_t)(zq_hash(ident, idlen) ^ (bits * 0x9E3779B97F4A7C15ull));
+    uint64_t x;
+    memcpy(&x, &req, sizeof x);
+    /* mixed: a small integer's low bits are all zero in a double, and the table index is
+     * the low bits */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return (size_t)(zq_hash(ident, idlen) ^ x);
 }
 
 static s_hack_t *s_hack_at(zq_broker_t *self, size_t pos)
