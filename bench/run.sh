@@ -34,10 +34,16 @@ Options:
                         (also: $ZQ_BUILDDIR); --no-build to skip make entirely
   --results DIR         where results go (default bench/results)
   --perf                perf record -g the broker and the worker during the first throughput run
+  --malloc thp|default  thp (default): every process of the run, zq's and Celery's alike,
+                        starts with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc's malloc asks
+                        for transparent huge pages: ~1 page fault per 2 MiB of fresh heap
+                        instead of per 4 KiB); the throughput scenario then also runs once
+                        per repetition with glibc's defaults ("prefork, results, default
+                        malloc"). default: no tunable anywhere (bench/README.md)
 EOF
 }
 
-QUICK=0 REPS="" N="" SCALE_N="" TRANSPORT=tcp COMPARE="" PERF=0 NO_BUILD=0
+QUICK=0 REPS="" N="" SCALE_N="" TRANSPORT=tcp COMPARE="" PERF=0 NO_BUILD=0 MALLOC=thp
 BUILDDIR=${ZQ_BUILDDIR:-}
 RESDIR=$here/results
 SCENARIOS=()
@@ -56,6 +62,8 @@ while [ $# -gt 0 ]; do
     --no-build) NO_BUILD=1 ;;
     --results) RESDIR=${2:-}; shift ;;
     --perf) PERF=1 ;;
+    --malloc) [[ ${2:-} =~ ^(thp|default)$ ]] || { echo "run.sh: --malloc takes thp or default" >&2; exit 2; }
+        MALLOC=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -75,6 +83,12 @@ if [ $QUICK = 1 ]; then
 else
     : "${REPS:=3}" "${N:=100000}" "${SCALE_N:=1000000}"
     LAT_N=5000 CD_N=1000
+fi
+
+# glibc's malloc with transparent huge pages, for every process started from here on (both
+# systems): the tunable is read at each process's start
+if [ "$MALLOC" = thp ]; then
+    export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
 fi
 
 # 1000000 -> 1M, 50000 -> 50k (case labels)
@@ -386,6 +400,17 @@ sc_throughput() {
         cpu_end throughput "$pool, ignore_result" "$N"
         down
     done
+    if [ "$MALLOC" = thp ]; then
+        # the same without the tunable, for broker, worker and client alike
+        local saved=$GLIBC_TUNABLES
+        unset GLIBC_TUNABLES
+        up prefork
+        cpu_begin
+        measure 900 throughput --scenario throughput --case "prefork, results, default malloc" --n "$N"
+        cpu_end throughput "prefork, results, default malloc" "$N"
+        down
+        export GLIBC_TUNABLES=$saved
+    fi
 }
 
 sc_latency() {
@@ -506,16 +531,16 @@ META=$RESDIR/meta-$STAMP.json
             "$(json_str "$($PY -c 'import celery,kombu,redis;print(celery.__version__,"kombu",kombu.__version__,"redis-py",redis.__version__)')")" \
             "$(json_str "$(redis-server --version)")"
     fi
-    printf '},"config":{"reps":%s,"n":%s,"latency_n":%s,"countdown_n":%s,"scale_n":%s,"transport":"%s","quick":%s,"scenarios":%s,"concurrency":2}}\n' \
+    printf '},"config":{"reps":%s,"n":%s,"latency_n":%s,"countdown_n":%s,"scale_n":%s,"transport":"%s","quick":%s,"scenarios":%s,"concurrency":2,"malloc":"%s"}}\n' \
         "$REPS" "$N" "$LAT_N" "$CD_N" "$SCALE_N" "$TRANSPORT" "$QUICK" \
-        "$(json_str "${SCENARIOS[*]}")"
+        "$(json_str "${SCENARIOS[*]}")" "$MALLOC"
 } >"$META"
 
 others=$(ps -eo comm= | grep -cE '^(zq-broker|zq-worker|zq-bench|redis-server|celery)$')
 [ "$others" -gt 0 ] && log "WARNING: $others other zq/Celery/redis process(es) already run on this machine: the figures will be disturbed (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 SYSTEMS=(zq)
 [ "$COMPARE" = celery ] && SYSTEMS+=(celery)
-log "scenarios: ${SCENARIOS[*]}; systems: ${SYSTEMS[*]}; N=$N reps=$REPS scale=$SCALE_N; logs in $T"
+log "scenarios: ${SCENARIOS[*]}; systems: ${SYSTEMS[*]}; N=$N reps=$REPS scale=$SCALE_N; malloc: $MALLOC${GLIBC_TUNABLES:+ (GLIBC_TUNABLES=$GLIBC_TUNABLES)}; logs in $T"
 for sc in "${SCENARIOS[@]}"; do
     for SYS in "${SYSTEMS[@]}"; do
         for REP in $(seq "$REPS"); do

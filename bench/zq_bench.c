@@ -925,6 +925,8 @@ typedef struct {
 static const s_target_t s_targets[] = {
     {"end-to-end throughput, results stored (tasks/s)", "throughput", "prefork, results",
      "e2e_per_s", NULL, NULL, 1, 50000},
+    {"the same with glibc's default malloc (tasks/s)", "throughput",
+     "prefork, results, default malloc", "e2e_per_s", NULL, NULL, 1, 50000},
     {"round trip p50 (ms)", "latency", "prefork", "p50_ms", NULL, NULL, 0, 0.5},
     {"round trip p99 (ms)", "latency", "prefork", "p99_ms", NULL, NULL, 0, 2.0},
     {"countdown lateness p99, burst (ms)", "countdown", "prefork, burst", "late_p99_ms", NULL,
@@ -1024,7 +1026,7 @@ static int s_cmd_report(const s_opts_t *o, int argc, char **argv)
         have_celery |= !strcmp(t.s[i].system, "celery");
 
     cJSON *summary = cJSON_AddArrayToObject(doc, "summary");
-    printf("%-11s %-24s %-22s %-8s %-30s", "scenario", "case", "figure", "unit", "zq median [min-max]");
+    printf("%-11s %-32s %-22s %-8s %-30s", "scenario", "case", "figure", "unit", "zq median [min-max]");
     if (have_celery)
         printf(" %-30s %s", "Celery median [min-max]", "zq/Celery");
     printf("\n");
@@ -1044,7 +1046,7 @@ static int s_cmd_report(const s_opts_t *o, int argc, char **argv)
             if (cm != 0 && !isnan(cm) && !isnan(zm))
                 snprintf(ratio, sizeof ratio, "%.3g", zm / cm);
         }
-        printf("%-11s %-24s %-22s %-8s %-30s", z->scenario, z->case_name, z->figure, unit, zs);
+        printf("%-11s %-32s %-22s %-8s %-30s", z->scenario, z->case_name, z->figure, unit, zs);
         if (have_celery)
             printf(" %-30s %s%s", cs_, ratio, strcmp(ratio, "-") ? (hb ? "" : " (lower is better)") : "");
         printf("\n");
@@ -1079,7 +1081,7 @@ static int s_cmd_report(const s_opts_t *o, int argc, char **argv)
         int hb;
         char cs_[128];
         s_fmt_series(cs_, sizeof cs_, c, NULL);
-        printf("%-11s %-24s %-22s %-8s %-30s %-30s -\n", c->scenario, c->case_name, c->figure,
+        printf("%-11s %-32s %-22s %-8s %-30s %-30s -\n", c->scenario, c->case_name, c->figure,
                s_unit(c->figure, &hb), "-", cs_);
     }
 
