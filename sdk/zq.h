@@ -312,6 +312,12 @@ void zq_client_set_timeout(zq_client_t *self, double seconds);
  * the client keeps it, so
  * zq_result_get() / zq_client_get_async() usually send nothing. Destroy handles you will
  * not wait on; pass result_p NULL for fire-and-forget tasks.
+ * Tasks submitted in quick succession travel together (one SUBMITS message, up to 64 tasks,
+ * docs/protocol.md §7): a task that comes within 0.5 ms of the client's last send may wait
+ * up to 1 ms in the client; every other call of the client sends it at once. For that the
+ * client starts one thread of its own (every signal blocked) the first time it holds a
+ * task. A task that cannot be handed to the socket is refused: zq_client_flush() and
+ * zq_result_get() report ZQ_EIO.
  * ZQ_EINVAL for bad input (zq_client_errmsg says which field), ZQ_ENOMEM. */
 int zq_client_apply_async(zq_client_t *self, const char *name, const cJSON *args,
                           const cJSON *kwargs, const zq_send_opts_t *opts,
@@ -323,8 +329,8 @@ int zq_client_delay(zq_client_t *self, const char *name, cJSON *args, zq_async_r
 /* Wait until the broker has acknowledged (durably stored) every task sent so far, or
  * timeout seconds (< 0: forever). ZQ_OK; ZQ_ETIMEOUT; or, when the broker refused a task
  * since the last flush, ZQ_ESTORE (it could not store it), ZQ_EINVAL (it rejected a
- * field) or ZQ_EREMOTE (another refusal), with the broker's message in zq_client_errmsg.
- * A refusal is reported once. */
+ * field) or ZQ_EREMOTE (another refusal), with the broker's message in zq_client_errmsg;
+ * ZQ_EIO when a task could not be sent at all. A refusal is reported once. */
 int zq_client_flush(zq_client_t *self, double timeout);
 /* Number of tasks sent and not yet acknowledged. */
 size_t zq_client_unacked(const zq_client_t *self);

@@ -314,6 +314,7 @@ struct zq_client {
     double batch_late;       /* S_BATCH_LATE; likewise */
     pthread_t flusher;
     int flusher_on, flusher_idle, flusher_stop;
+    int fail_sends;          /* tests: the next N sends fail (zq_client_int.h) */
 };
 
 struct zq_async_result {
@@ -645,6 +646,18 @@ static int s_send_entry(zq_client_t *c, const s_entry_t *e);
 static void s_remember_refusal(zq_client_t *c, s_entry_t *e, int code, const char *msg);
 static void s_submit_acked(zq_client_t *c, s_entry_t *e, int taken);
 
+/* One request on the socket, non-blocking. Under mu. */
+static int s_sock_send(zq_client_t *c, const char *cmd, const char *body, size_t len)
+{
+    c->sock_settled = 0; /* a send may take the fd's signal (zq_zpoll.h) */
+    if (c->fail_sends > 0) {
+        c->fail_sends--;
+        errno = ENOBUFS;
+        return ZQ_EIO;
+    }
+    return zq_msg_send_raw(c->sock, NULL, 0, cmd, body, len, ZMQ_DONTWAIT);
+}
+
 /* Send the held batch: one task as a SUBMIT, more as a SUBMITS. Under mu. On failure the
  * batch is kept. */
 static int s_batch_send(zq_client_t *c)
@@ -652,14 +665,11 @@ static int s_batch_send(zq_client_t *c)
     if (!c->batch_n)
         return ZQ_OK;
     int rc;
-    c->sock_settled = 0; /* a send may take the fd's signal (zq_zpoll.h) */
     if (c->batch_n == 1) {
-        rc = zq_msg_send_raw(c->sock, NULL, 0, ZQ_CMD_SUBMIT, c->batch.p + 1, c->batch.len - 1,
-                             ZMQ_DONTWAIT);
+        rc = s_sock_send(c, ZQ_CMD_SUBMIT, c->batch.p + 1, c->batch.len - 1);
     } else {
         c->batch.p[c->batch.len] = ']'; /* s_batch_add kept room for it */
-        rc = zq_msg_send_raw(c->sock, NULL, 0, ZQ_CMD_SUBMITS, c->batch.p, c->batch.len + 1,
-                             ZMQ_DONTWAIT);
+        rc = s_sock_send(c, ZQ_CMD_SUBMITS, c->batch.p, c->batch.len + 1);
     }
     if (rc != ZQ_OK)
         return rc;
@@ -813,8 +823,7 @@ static int s_send_entry(zq_client_t *c, const s_entry_t *e)
     s_batch_flush(c);
     /* the socket has no send limit (S_WINDOW bounds memory instead): never blocks */
     pthread_mutex_lock(&c->mu);
-    c->sock_settled = 0; /* a send may take the fd's signal (zq_zpoll.h) */
-    int rc = zq_msg_send_raw(c->sock, NULL, 0, cmd, body, len, ZMQ_DONTWAIT);
+    int rc = s_sock_send(c, cmd, body, len);
     if (rc == ZQ_OK && e->kind == S_SUBMIT)
         c->last_sent = zq_mono();
     pthread_mutex_unlock(&c->mu);
@@ -1703,7 +1712,7 @@ int zq_client_flush(zq_client_t *self, double timeout)
         int code = c->refusal_code;
         s_err(c, "%s", c->refusal_msg);
         c->refusal_code = 0;
-        return code == ZQ_ESTORE || code == ZQ_EINVAL ? code : ZQ_EREMOTE;
+        return code == ZQ_ESTORE || code == ZQ_EINVAL || code == ZQ_EIO ? code : ZQ_EREMOTE;
     }
     return ZQ_OK;
 }
@@ -2277,6 +2286,15 @@ cJSON *zq_args(const char *json)
 unsigned long zq_client_empty_looks(const zq_client_t *self)
 {
     return self ? self->empty_looks : 0;
+}
+
+void zq_client_fail_sends(zq_client_t *self, int n)
+{
+    if (self) {
+        pthread_mutex_lock(&self->mu);
+        self->fail_sends = n;
+        pthread_mutex_unlock(&self->mu);
+    }
 }
 
 void zq_client_set_batching(zq_client_t *self, double hold, double late)

@@ -23,4 +23,8 @@ unsigned long zq_client_id_lookups(const zq_client_t *self);
  * batched does not depend on the machine's speed. */
 void zq_client_set_batching(zq_client_t *self, double hold, double late);
 
+/* The next n sends on the broker socket fail (as a send libzmq refuses would): for the
+ * tests of what a task that cannot be sent becomes. */
+void zq_client_fail_sends(zq_client_t *self, int n);
+
 #endif

@@ -473,6 +473,35 @@ START_TEST(test_submits_order)
 }
 END_TEST
 
+/* A batch that cannot be handed to the socket is refused task by task: flush() and the
+ * task's get() say ZQ_EIO, and the client goes on with the next tasks. */
+START_TEST(test_submits_unsent)
+{
+    zq_client_t *c = s_client();
+    zq_client_set_batching(c, 60, 60);
+    s_add_tasks(c, 1); /* leaves at once: nothing was sent before */
+    zq_async_result_t *r = NULL;
+    cJSON *args = zq_args("[5, 5]");
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, NULL, &r), ZQ_OK);
+    zq_client_fail_sends(c, 1);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_EIO);
+    ck_assert_msg(strstr(zq_client_errmsg(c), "cannot send"), "%s", zq_client_errmsg(c));
+    ck_assert_int_eq(zq_result_get(r, 10, NULL), ZQ_EIO);
+    zq_result_destroy(&r);
+    ck_assert_uint_eq(zq_client_unacked(c), 0);
+    /* the next ones go */
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.add", args, NULL, NULL, &r), ZQ_OK);
+    cJSON *v = NULL;
+    ck_assert_int_eq(zq_result_get(r, 10, &v), ZQ_OK);
+    ck_assert(cJSON_IsNumber(v) && v->valuedouble == 10);
+    cJSON_Delete(v);
+    zq_result_destroy(&r);
+    cJSON_Delete(args);
+    ck_assert_int_eq(s_count(&s_fake->submits), 2);
+    zq_client_destroy(&c);
+}
+END_TEST
+
 START_TEST(test_submit_body)
 {
     zq_client_t *c = s_client();
@@ -1244,6 +1273,7 @@ static Suite *zq_client_suite(void)
     tcase_add_test(tc, test_submits_batched);
     tcase_add_test(tc, test_submits_flusher);
     tcase_add_test(tc, test_submits_order);
+    tcase_add_test(tc, test_submits_unsent);
     tcase_add_test(tc, test_submit_body);
     tcase_add_test(tc, test_submit_args_values);
     tcase_add_test(tc, test_delay_takes_args);
