@@ -769,11 +769,12 @@ static void s_batch_add(zq_client_t *c, s_entry_t *e)
         s_batch_flush(c);
         pthread_mutex_lock(&c->mu);
     }
-    if (s_buf_reserve(&c->batch, e->len + 2) != 0) {
+    /* a task as large as a batch, or no memory for the batch: alone, after the batch (no
+     * copy, and the batch's buffer does not keep the size of the largest task) */
+    if (e->len + 2 > S_BATCH_BYTES || s_buf_reserve(&c->batch, e->len + 2) != 0) {
         c->batch.oom = 0;
         pthread_mutex_unlock(&c->mu);
-        /* alone, without the batch's memory */
-        if (s_batch_flush(c) != ZQ_OK || s_send_entry(c, e) != ZQ_OK)
+        if (s_send_entry(c, e) != ZQ_OK) /* sends the batch first */
             s_submit_unsent(c, e, c->errmsg);
         return;
     }

@@ -415,6 +415,24 @@ START_TEST(test_submits_batched)
     ck_assert_int_eq(s_count(&s_fake->batches), 8);
     ck_assert_int_eq(s_count(&s_fake->batched), 499);
     ck_assert_int_eq(s_count(&s_fake->bad), 0);
+    /* a task larger than a batch (256 KiB) leaves alone, after what is held */
+    s_add_tasks(c, 3);
+    size_t big = 300 * 1024;
+    char *text = malloc(big + 1);
+    memset(text, 'x', big);
+    text[big] = '\0';
+    cJSON *args = cJSON_CreateArray();
+    cJSON_AddItemToArray(args, cJSON_CreateString(text));
+    free(text);
+    ck_assert_int_eq(zq_client_apply_async(c, "tasks.echo", args, NULL, NULL, NULL), ZQ_OK);
+    cJSON_Delete(args);
+    ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
+    ck_assert_int_eq(s_count(&s_fake->submits), 504);
+    ck_assert_int_eq(s_count(&s_fake->batches), 9);
+    ck_assert_int_eq(s_count(&s_fake->batched), 502);
+    cJSON *b = s_last();
+    ck_assert_str_eq(zq_json_str(b, "task", ""), "tasks.echo");
+    cJSON_Delete(b);
     zq_client_destroy(&c);
 }
 END_TEST
