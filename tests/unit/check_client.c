@@ -449,8 +449,8 @@ START_TEST(test_submits_flusher)
     while (s_count(&s_fake->submits) < 3 && zq_mono() < deadline)
         usleep(1000);
     ck_assert_int_eq(s_count(&s_fake->submits), 3);
-    ck_assert_int_eq(s_count(&s_fake->batches), 1);
-    ck_assert_int_eq(s_count(&s_fake->batched), 2);
+    /* (together or one by one: under valgrind the flusher may send before the third call;
+     * the counts of a batch are test_submits_batched's) */
     ck_assert_int_eq(zq_client_flush(c, 10), ZQ_OK);
     zq_client_destroy(&c);
 }
