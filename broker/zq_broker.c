@@ -47,6 +47,7 @@
 #include "zq_uuid.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
@@ -81,6 +82,9 @@
  * commits per task; a crash in that window loses only what the worker's last STATEs
  * said, as a crash with them still in the socket would */
 #define S_COMMIT_DELAY 0.02
+
+/* seconds a BYE waits for the worker's last upstream batches (s_bye_drain) */
+#define S_BYE_WAIT 0.5
 
 
 /* A JSON number: integers without a fraction (exact up to 2^53), others as %.17g. Not
@@ -401,6 +405,7 @@ typedef struct s_held {
 struct s_worker {
     s_worker_t *next;
     char *name;
+    uint64_t seq_max; /* the highest upstream BATCH seq of it applied (BYE "last_seq") */
     cJSON *info; /* the HELLO body (worker object, docs §10) */
     long pid;
     char *hostname;
@@ -3158,6 +3163,8 @@ static void s_on_upstream(zq_broker_t *self, zq_msg_t *m);
 /* Confirm batch seq of w once this turn is committed (s_send_acks). */
 static void s_ack_later(s_worker_t *w, uint64_t seq)
 {
+    if (seq > w->seq_max)
+        w->seq_max = seq;
     if (w->nacks == w->acks_cap) {
         size_t nc = w->acks_cap ? w->acks_cap * 2 : 16;
         uint64_t *v = realloc(w->acks, nc * sizeof *v);
@@ -3867,6 +3874,37 @@ static void s_on_heartbeat(zq_broker_t *self, zq_msg_t *m)
     }
 }
 
+static zq_msg_t *s_upkeep_slot(zq_broker_t *self);
+static void s_upstream_message(zq_broker_t *self, const zq_frames_t *f, zq_msg_t *slot);
+
+/* A worker's last upstream batches travel on another connection than its BYE and may come
+ * after it: take them off the upstream socket first (up to S_BYE_WAIT), so that the results
+ * of its last tasks are applied before its leftovers are released ("lost" otherwise). */
+static void s_bye_drain(zq_broker_t *self, const char *name, uint64_t last_seq)
+{
+    double until = s_mono() + S_BYE_WAIT;
+    s_worker_t *w;
+    while ((w = s_worker_find(self, name)) && w->seq_max < last_seq) {
+        long ms = (long)ceil((until - s_mono()) * 1000);
+        if (ms <= 0) {
+            ZQ_WARN("broker: worker %s said BYE after batch %" PRIu64 " but the broker has "
+                    "only up to %" PRIu64 ": its remaining results are not waited for",
+                    name, last_seq, w->seq_max);
+            return;
+        }
+        zmq_pollitem_t it = {self->upstream, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, ms) <= 0)
+            continue;
+        zq_msg_t *slot = s_upkeep_slot(self);
+        char err[256];
+        zq_frames_t f;
+        if (!slot || zq_frames_recv(self->upstream, &f, ZMQ_DONTWAIT, err, sizeof err) != ZQ_OK)
+            return;
+        s_upstream_message(self, &f, slot);
+        zq_frames_close(&f);
+    }
+}
+
 static void s_on_bye(zq_broker_t *self, zq_msg_t *m)
 {
     const char *name = zq_json_str(m->body, "name", NULL);
@@ -3874,6 +3912,15 @@ static void s_on_bye(zq_broker_t *self, zq_msg_t *m)
         S_INVAL(self, m, "BYE: name: must be a worker name");
         return;
     }
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(m->body, "last_seq");
+    if (!S_ABSENT(ls) && (!cJSON_IsNumber(ls) || !(ls->valuedouble >= 0) ||
+                          ls->valuedouble >= 9007199254740992.0 ||
+                          ls->valuedouble != floor(ls->valuedouble))) {
+        S_INVAL(self, m, "BYE: last_seq: must be a batch number");
+        return;
+    }
+    if (cJSON_IsNumber(ls) && ls->valuedouble >= 1)
+        s_bye_drain(self, name, (uint64_t)ls->valuedouble);
     s_worker_t *w = s_worker_find(self, name);
     if (w)
         s_worker_remove(self, w, "shutdown");

@@ -1695,6 +1695,10 @@ static void s_bye(zq_worker_t *w)
     cJSON *b = cJSON_CreateObject();
     if (b)
         cJSON_AddStringToObject(b, "name", w->name);
+    /* batches not confirmed yet travel on the upstream connection and may reach the broker
+     * after this BYE: it takes them first (docs/protocol.md §7 BYE) */
+    if (b && w->outbox && zq_outbox_batches(w->outbox) > 0)
+        cJSON_AddNumberToObject(b, "last_seq", (double)zq_outbox_last_seq(w->outbox));
     w->bye_req = s_request(w, ZQ_CMD_BYE, b);
     double deadline = zq_mono() + ZQ_WORKER_BYE_WAIT;
     while (w->bye_req && !w->bye_answered) {

@@ -1867,6 +1867,54 @@ static cJSON *fw_expect(fw_t *w, const char *want, int ms)
     return NULL;
 }
 
+/* A worker's last results may reach the broker after its BYE (another connection): with
+ * "last_seq" the broker applies them first, and the task ends SUCCESS instead of being
+ * failed as lost with its worker. */
+START_TEST(test_bye_waits_for_last_batch)
+{
+    fw_t w;
+    cJSON_Delete(fw_hello(&w, "bye@h", 1, 0, ""));
+    fw_wait_connected(&w);
+    s_submit("{\"id\":\"bye1\",\"task\":\"t.a\"}");
+    cJSON *t = fw_task(&w, WAIT_MS);
+    ck_assert_ptr_nonnull(t);
+    cJSON_Delete(t);
+    char json[1024], ts[40];
+    zq_time_iso(zq_now(), ts, sizeof ts);
+    snprintf(json, sizeof json,
+             "{\"worker\":\"bye@h\",\"seq\":1,\"messages\":[[\"STATE\",{\"id\":\"bye1\","
+             "\"state\":\"STARTED\",\"worker\":\"bye@h\",\"timestamp\":\"%s\",\"pid\":7}]]}",
+             ts);
+    s_send(w.push, "BATCH", json);
+    s_assert_state("bye1", "STARTED");
+    /* the BYE first, its last batch later */
+    s_send(s_cli, "BYE", "{\"req\":41,\"name\":\"bye@h\",\"last_seq\":2}");
+    usleep(100 * 1000);
+    snprintf(json, sizeof json,
+             "{\"worker\":\"bye@h\",\"seq\":2,\"messages\":[[\"STATE\",{\"id\":\"bye1\","
+             "\"state\":\"SUCCESS\",\"worker\":\"bye@h\",\"timestamp\":\"%s\",\"result\":5,"
+             "\"runtime\":0.001}]]}",
+             ts);
+    s_send(w.push, "BATCH", json);
+    cJSON *r = s_reply(s_cli, WAIT_MS);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(!s_errcode(r), "BYE refused: %s", s_errmsg(r));
+    ck_assert_int_eq((int)zq_json_num(r, "req", 0), 41);
+    cJSON_Delete(r);
+    s_assert_state("bye1", "SUCCESS");
+    r = s_query("bye1");
+    ck_assert_int_eq((int)zq_json_num(r, "result", 0), 5);
+    cJSON_Delete(r);
+    r = s_call(s_cli, "WORKERS", "{}");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "workers")), 0);
+    cJSON_Delete(r);
+    /* last_seq must be a batch number */
+    s_send(s_cli, "BYE", "{\"req\":42,\"name\":\"bye@h\",\"last_seq\":-1}");
+    s_expect_error("EINVAL", "last_seq");
+    fw_close(&w);
+}
+END_TEST
+
 START_TEST(test_batch_acked_after_commit)
 {
     fw_t w;
@@ -2358,6 +2406,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_return_to_head);
     tcase_add_test(tc, test_subtask_upstream);
     tcase_add_test(tc, test_batch_acked_after_commit);
+    tcase_add_test(tc, test_bye_waits_for_last_batch);
     tcase_add_test(tc, test_adaptive_window);
     tcase_add_test(tc, test_tasks_batch);
     suite_add_tcase(s, tc);
