@@ -3893,6 +3893,8 @@ static void s_bye_drain(zq_broker_t *self, const char *name, uint64_t last_seq)
             return;
         }
         zmq_pollitem_t it = {self->upstream, 0, ZMQ_POLLIN, 0};
+        /* looked at and read here, not to EAGAIN: the next turn must not trust its fd */
+        self->up_settled = 0;
         if (zmq_poll(&it, 1, ms) <= 0)
             continue;
         zq_msg_t *slot = s_upkeep_slot(self);
