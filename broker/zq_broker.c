@@ -3898,9 +3898,14 @@ static void s_bye_drain(zq_broker_t *self, const char *name, uint64_t last_seq)
         if (zmq_poll(&it, 1, ms) <= 0)
             continue;
         zq_msg_t *slot = s_upkeep_slot(self);
+        if (!slot)
+            return; /* the turn holds all it can: the BYE goes on without the rest */
         char err[256];
         zq_frames_t f;
-        if (!slot || zq_frames_recv(self->upstream, &f, ZMQ_DONTWAIT, err, sizeof err) != ZQ_OK)
+        int rc = zq_frames_recv(self->upstream, &f, ZMQ_DONTWAIT, err, sizeof err);
+        if (rc == ZQ_ETIMEOUT)
+            continue;
+        if (rc != ZQ_OK)
             return;
         s_upstream_message(self, &f, slot);
         zq_frames_close(&f);
