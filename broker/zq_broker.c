@@ -1005,18 +1005,10 @@ static s_rgroup_t *s_rgroup_find(zq_broker_t *self, const void *ident, size_t id
  */
 static size_t s_hack_key(const void *ident, size_t idlen, double req)
 {
-    /* the bits of req: a req may be any number, -1 or 1e300 too (converting those to an
-     * integer is undefined; found by the fuzzer) */
-    uint64_t x;
-    memcpy(&x, &req, sizeof x);
-    /* mixed: a small integer's low bits are all zero in a double, and the table index is
-     * the low bits */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return (size_t)(zq_hash(ident, idlen) ^ x);
+    /* the bytes of req, hashed: a req may be any number, -1 or 1e300 too (converting those
+     * to an integer is undefined; found by the fuzzer), and a small integer's low bits are
+     * all zero in a double while the table index is the low bits */
+    return (size_t)(zq_hash(ident, idlen) ^ zq_hash(&req, sizeof req));
 }
 
 static s_hack_t *s_hack_at(zq_broker_t *self, size_t pos)
@@ -3874,8 +3866,11 @@ static void s_on_heartbeat(zq_broker_t *self, zq_msg_t *m)
     }
 }
 
-static zq_msg_t *s_upkeep_slot(zq_broker_t *self);
-static void s_upstream_message(zq_broker_t *self, const zq_frames_t *f, zq_msg_t *slot);
+/* s_upstream_take: one message off the upstream socket, applied: S_UP_TAKEN, S_UP_NONE
+ * (drained: its fd tells of what comes), S_UP_FULL (the turn's upkeep holds all it can),
+ * or -1 (a socket error, logged). */
+enum { S_UP_NONE = 0, S_UP_TAKEN = 1, S_UP_FULL = 2 };
+static int s_upstream_take(zq_broker_t *self);
 
 /* A worker's last upstream batches travel on another connection than its BYE and may come
  * after it: take them off the upstream socket first (up to S_BYE_WAIT), so that the results
@@ -3893,22 +3888,13 @@ static void s_bye_drain(zq_broker_t *self, const char *name, uint64_t last_seq)
             return;
         }
         zmq_pollitem_t it = {self->upstream, 0, ZMQ_POLLIN, 0};
-        /* looked at and read here, not to EAGAIN: the next turn must not trust its fd */
+        /* looked at here, outside the turn's drain: the next turn must not trust its fd */
         self->up_settled = 0;
         if (zmq_poll(&it, 1, ms) <= 0)
             continue;
-        zq_msg_t *slot = s_upkeep_slot(self);
-        if (!slot)
-            return; /* the turn holds all it can: the BYE goes on without the rest */
-        char err[256];
-        zq_frames_t f;
-        int rc = zq_frames_recv(self->upstream, &f, ZMQ_DONTWAIT, err, sizeof err);
-        if (rc == ZQ_ETIMEOUT)
-            continue;
-        if (rc != ZQ_OK)
-            return;
-        s_upstream_message(self, &f, slot);
-        zq_frames_close(&f);
+        int rc = s_upstream_take(self);
+        if (rc < 0 || rc == S_UP_FULL)
+            return; /* said why, or the turn holds all it can: the BYE goes on */
     }
 }
 
@@ -4889,6 +4875,27 @@ static void s_upstream_message(zq_broker_t *self, const zq_frames_t *f, zq_msg_t
     }
 }
 
+/* One message off the upstream socket, applied (see S_UP_TAKEN above). */
+static int s_upstream_take(zq_broker_t *self)
+{
+    zq_msg_t *slot = s_upkeep_slot(self);
+    if (!slot)
+        return S_UP_FULL;
+    char err[256];
+    zq_frames_t f;
+    int rc = zq_frames_recv(self->upstream, &f, ZMQ_DONTWAIT, err, sizeof err);
+    self->up_settled = rc == ZQ_ETIMEOUT;
+    if (rc == ZQ_ETIMEOUT)
+        return S_UP_NONE;
+    if (rc != ZQ_OK) {
+        ZQ_ERROR("broker: upstream: %s", err);
+        return -1;
+    }
+    s_upstream_message(self, &f, slot);
+    zq_frames_close(&f);
+    return S_UP_TAKEN;
+}
+
 /* Drain, apply, commit, then send (see the top of this file). */
 static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
 {
@@ -4911,23 +4918,11 @@ static void s_batch(zq_broker_t *self, int frontend_ready, int upstream_ready)
             }
         }
         if (more_u && !self->batch_failed) {
-            zq_msg_t *slot = s_upkeep_slot(self);
-            if (!slot) {
-                more_u = 0;
-                continue;
-            }
-            zq_frames_t f;
-            int rc = zq_frames_recv(self->upstream, &f, ZMQ_DONTWAIT, err, sizeof err);
-            self->up_settled = rc == ZQ_ETIMEOUT; /* drained: its fd tells of what comes */
-            if (rc == ZQ_OK) {
-                s_upstream_message(self, &f, slot);
-                zq_frames_close(&f);
+            int rc = s_upstream_take(self);
+            if (rc == S_UP_TAKEN)
                 n++;
-            } else {
-                if (rc == ZQ_EIO)
-                    ZQ_ERROR("broker: upstream: %s", err);
+            else
                 more_u = 0;
-            }
         }
     }
     s_batch_end(self);

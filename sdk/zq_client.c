@@ -51,7 +51,7 @@
 #define S_COMPACT_MIN 1024   /* finished entries before the request table is compacted */
 #define S_DRAIN_EVERY 32     /* apply_async reads pending acknowledgements every N calls */
 #define S_BATCH_MAX 64       /* SUBMITs in one SUBMITS */
-#define S_BATCH_BYTES (256 * 1024) /* a SUBMITS is sent once its body passes this */
+#define S_BATCH_BYTES (256 * 1024) /* a SUBMITS body stays under this (a larger task goes alone) */
 #define S_BATCH_HOLD 0.0005  /* seconds: a SUBMIT this soon after the last send waits for more */
 #define S_BATCH_LATE 0.001   /* seconds: the flusher sends a batch this old */
 #define S_FLUSHER_POLLS 20   /* empty looks before the flusher waits to be woken */
@@ -740,8 +740,12 @@ static void *s_flusher_main(void *arg)
             double due = c->batch_t0 + c->batch_late;
             if (now < due)
                 s_timed_wait(c, due);
-            else if (s_batch_send(c) != ZQ_OK)
-                c->batch_t0 = now; /* again later; the next call refuses it */
+            else if (s_batch_send(c) != ZQ_OK) {
+                /* again later; the program's next call refuses the batch, saying why */
+                ZQ_WARN("zq client: cannot send %zu held task(s) to %s: %s (trying again)",
+                        c->batch_n, c->url, zmq_strerror(errno));
+                c->batch_t0 = now;
+            }
         } else if (empty < S_FLUSHER_POLLS) {
             empty++;
             s_timed_wait(c, now + c->batch_late);
@@ -783,8 +787,8 @@ static void s_batch_add(zq_client_t *c, s_entry_t *e)
     s_buf_put(&c->batch, c->batch_n ? "," : "[", 1);
     s_buf_put(&c->batch, body, e->len);
     c->batch_reqs[c->batch_n++] = e->req;
-    int send = c->batch_n == S_BATCH_MAX || c->batch.len >= S_BATCH_BYTES ||
-               now - c->batch_t0 >= c->batch_hold ||
+    /* (never past S_BATCH_BYTES: a task that would not fit sent the batch above) */
+    int send = c->batch_n == S_BATCH_MAX || now - c->batch_t0 >= c->batch_hold ||
                (c->batch_n == 1 && now - c->last_sent >= c->batch_hold);
     if (!send && !c->flusher_on) {
         /* with every signal blocked, as libzmq's threads: the program's signals stay with
